@@ -1,0 +1,54 @@
+/* safetensors reader (mmap, single file or sharded with model.safetensors.index.json) and writer. */
+#ifndef ZF_SAFETENSORS_H
+#define ZF_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "status.h"
+
+#define ZF_ST_MAX_DIMS 8
+
+typedef struct {
+    const char *name;
+    zf_dtype dtype;
+    int ndim;
+    int64_t shape[ZF_ST_MAX_DIMS];
+    int64_t numel;
+    const void *data;      /* points into the mmap; may be unaligned */
+    size_t nbytes;
+    const char *file;      /* path of the file that holds it */
+} zf_st_tensor;
+
+typedef struct zf_safetensors zf_safetensors;
+
+/* Opens a safetensors file, or a directory holding model.safetensors or model.safetensors.index.json
+ * (sharded). Every header field is validated against the file size. */
+zf_status zf_st_open(const char *path, zf_safetensors **out);
+void zf_st_close(zf_safetensors *st);
+
+size_t zf_st_count(const zf_safetensors *st);
+const zf_st_tensor *zf_st_at(const zf_safetensors *st, size_t i);
+/* NULL when absent (not an error by itself; callers decide). */
+const zf_st_tensor *zf_st_find(const zf_safetensors *st, const char *name);
+/* Finds name, checks its shape equals shape[0..ndim), converts to fp32 into dst (numel floats).
+ * Errors name the file, the tensor and the expected and found shapes. */
+zf_status zf_st_read_f32(const zf_safetensors *st, const char *name, int ndim, const int64_t *shape, float *dst);
+/* Same, allocating the destination (free with free()). */
+zf_status zf_st_load_f32(const zf_safetensors *st, const char *name, int ndim, const int64_t *shape, float **dst);
+/* A fingerprint (xxh64) of every tensor's name, dtype, shape and size; stable across runs. */
+uint64_t zf_st_fingerprint(const zf_safetensors *st);
+
+/* Writer: collects tensors and writes one file atomically (temporary name, fsync, rename). */
+typedef struct zf_st_writer zf_st_writer;
+zf_st_writer *zf_st_writer_new(void);
+/* Copies the data. dtype F32, F64, I32, F16, BF16, ... as given. */
+zf_status zf_st_writer_add(zf_st_writer *w, const char *name, zf_dtype dtype, int ndim, const int64_t *shape,
+                           const void *data);
+/* Adds a string entry to __metadata__. */
+zf_status zf_st_writer_meta(zf_st_writer *w, const char *key, const char *value);
+zf_status zf_st_writer_save(zf_st_writer *w, const char *path);
+void zf_st_writer_free(zf_st_writer *w);
+
+#endif

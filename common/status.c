@@ -1,0 +1,77 @@
+/* Status codes, the per-thread error message and invariant panics. */
+#include "status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char last_error[2048];
+
+zf_status zf_fail(zf_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+zf_status zf_fail_context(zf_status s, const char *fmt, ...)
+{
+    char prefix[1024], old[sizeof last_error];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, last_error, sizeof old);
+    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old);
+    return s;
+}
+
+const char *zf_last_error(void) { return last_error; }
+
+void zf_clear_error(void) { last_error[0] = '\0'; }
+
+const char *zf_status_name(zf_status s)
+{
+    switch (s) {
+    case ZF_OK: return "ok";
+    case ZF_ERR_INPUT: return "bad input";
+    case ZF_ERR_IO: return "I/O error";
+    case ZF_ERR_NOMEM: return "out of memory";
+    case ZF_ERR_NUMERIC: return "numeric failure";
+    case ZF_ERR_INTERRUPTED: return "interrupted";
+    case ZF_ERR_INTERNAL: return "internal error";
+    }
+    return "unknown status";
+}
+
+_Noreturn void zf_panic(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "zfold: internal error at %s:%d: ", file, line);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    abort();
+}
+
+void *zf_malloc(size_t bytes, const char *what)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) zf_fail(ZF_ERR_NOMEM, "cannot allocate %zu bytes for %s", bytes, what);
+    return p;
+}
+
+void *zf_calloc(size_t count, size_t size, const char *what)
+{
+    if (size && count > (size_t)-1 / size) {
+        zf_fail(ZF_ERR_NOMEM, "size overflow allocating %zu x %zu bytes for %s", count, size, what);
+        return NULL;
+    }
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) zf_fail(ZF_ERR_NOMEM, "cannot allocate %zu x %zu bytes for %s", count, size, what);
+    return p;
+}

@@ -1,0 +1,25 @@
+/* Token files in the llm.c convention: 256 int32 header (magic, version, count), then uint16 or uint32 tokens. */
+#ifndef ZF_TOKENS_H
+#define ZF_TOKENS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#define ZF_TOKENS_MAGIC_U16 20240520 /* version 1: uint16 tokens */
+#define ZF_TOKENS_MAGIC_U32 20240801 /* version 7: uint32 tokens */
+
+typedef struct {
+    char *path;
+    int32_t *ids;   /* widened to int32 */
+    size_t count;
+} zf_tokens;
+
+/* Reads and validates the whole file; vocab_size > 0 also checks every id < vocab_size. */
+zf_status zf_tokens_read(const char *path, int64_t vocab_size, zf_tokens *out);
+void zf_tokens_free(zf_tokens *t);
+/* Writes a file (uint16 version 1 if every id < 65536, else uint32 version 7), atomically. */
+zf_status zf_tokens_write(const char *path, const int32_t *ids, size_t count);
+
+#endif

@@ -1,0 +1,28 @@
+/* The table of zfold subcommands and the process exit codes. */
+#ifndef ZF_COMMANDS_H
+#define ZF_COMMANDS_H
+
+enum {
+    ZF_EXIT_OK = 0,
+    ZF_EXIT_FAILURE = 1,      /* bad input or a failed step; the message says which */
+    ZF_EXIT_USAGE = 2,        /* wrong command line */
+    ZF_EXIT_INTERRUPTED = 3,  /* stopped on a signal; run the same command again to resume */
+    ZF_EXIT_INTERNAL = 4      /* a broken invariant or library failure */
+};
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+    void (*help)(void);
+} zf_command;
+
+const zf_command *zf_command_find(const char *name);
+int zf_command_help(const char *name);
+
+int zf_cmd_layer(int argc, char **argv);
+void zf_cmd_layer_help(void);
+int zf_cmd_quantize(int argc, char **argv);
+void zf_cmd_quantize_help(void);
+
+#endif

@@ -1,0 +1,49 @@
+/* zfold command line: dispatches to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "coordinator/commands.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "zfold %s: Z-FOLD / OPTQ / RTN post-training quantization of LLaMA-family and OPT models\n"
+            "usage: zfold COMMAND [options]\n"
+            "  quantize CONFIG.yaml   quantize a model and report perplexity\n"
+            "  layer [options]        quantize one weight matrix from a safetensors file\n"
+            "  help COMMAND           options of a command\n"
+            "  --version\n",
+            ZF_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return ZF_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
+        printf("zfold %s (git %s)\n", ZF_VERSION, ZF_GIT_REV);
+        return 0;
+    }
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "help")) {
+        if (argc < 3) {
+            usage(stdout);
+            return 0;
+        }
+        return zf_command_help(argv[2]);
+    }
+    const zf_command *c = zf_command_find(cmd);
+    if (!c) {
+        fprintf(stderr, "zfold: unknown command '%s'\n", cmd);
+        usage(stderr);
+        return ZF_EXIT_USAGE;
+    }
+    return c->run(argc - 1, argv + 1);
+}

@@ -1,0 +1,23 @@
+/* The model forward on the CPU in fp32: embeddings, a block (llama or opt) with input capture, final norm and logits. */
+#ifndef ZF_FORWARD_H
+#define ZF_FORWARD_H
+
+#include <stdint.h>
+
+#include "../common/model.h"
+#include "block.h"
+
+/* Called with the input of every linear group while a block runs: x [ntok, dim] row-major. */
+typedef void (*zf_capture_fn)(void *ctx, zf_group g, const float *x, int64_t ntok, int64_t dim);
+
+/* x [nwin·seq, d] = embeddings of tokens [nwin, seq] (plus OPT's learned positions). */
+zf_status zf_embed(const zf_model_config *c, const zf_model_globals *g, const int32_t *tokens, int64_t nwin,
+                   int64_t seq, float *x);
+/* In place: x [nwin·seq, d] ← block(x); each window is an independent sequence at positions 0..seq-1.
+ * capture may be NULL. */
+zf_status zf_block_forward(const zf_model_config *c, const zf_block_weights *w, float *x, int64_t nwin, int64_t seq,
+                           zf_capture_fn capture, void *capture_ctx);
+/* logits [ntok, vocab] = head(final_norm(x [ntok, d])). */
+zf_status zf_logits(const zf_model_config *c, const zf_model_globals *g, const float *x, int64_t ntok, float *logits);
+
+#endif
