@@ -1,0 +1,28 @@
+/* The table of zfold subcommands. */
+#include "commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const zf_command commands[] = {
+    {"quantize", "quantize a model and report perplexity", zf_cmd_quantize, zf_cmd_quantize_help},
+    {"layer", "quantize one weight matrix from a safetensors file", zf_cmd_layer, zf_cmd_layer_help},
+};
+
+const zf_command *zf_command_find(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(commands[i].name, name)) return &commands[i];
+    return NULL;
+}
+
+int zf_command_help(const char *name)
+{
+    const zf_command *c = zf_command_find(name);
+    if (!c) {
+        fprintf(stderr, "zfold: no command '%s'\n", name);
+        return ZF_EXIT_USAGE;
+    }
+    c->help();
+    return ZF_EXIT_OK;
+}
