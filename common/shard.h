@@ -1,0 +1,42 @@
+/* HDF5 shards of a run: one file per quantized block and one for the unquantized tensors, written atomically. */
+#ifndef ZF_SHARD_H
+#define ZF_SHARD_H
+
+#include <stdint.h>
+
+#include "status.h"
+
+#define ZF_SHARD_FORMAT "zfold-shard"
+#define ZF_SHARD_VERSION 1
+
+/* One quantized linear layer as stored: codes packed in the GPTQ layout along the input axis. */
+typedef struct {
+    const char *name;          /* e.g. "self_attn.q_proj" */
+    int bits;
+    int64_t out, in, ngroups, group_size;
+    const uint8_t *q;          /* [out, in] codes */
+    const float *scale;        /* [out, ngroups] (stored transposed as [ngroups, out], GPTQ order) */
+    const float *zero;         /* [out, ngroups] integer zero points */
+    const int32_t *g_idx;      /* [in] */
+    const float *zeta;         /* [in] ζ that was folded into the preceding layer (ones if none) */
+    const float *bias;         /* [out] or NULL (already carries any folded ζ) */
+    double dl_before, dl_after;
+    int als_iters;
+    double damp_used;
+    int damp_retries;
+} zf_shard_linear;
+
+/* A plain fp32 tensor (norm weights, embeddings, ...). */
+typedef struct {
+    const char *name;
+    int ndim;
+    int64_t shape[2];
+    const float *data;
+} zf_shard_tensor;
+
+/* Writes path atomically (temporary name, fsync, rename). kind is "block" or "unquantized"; block is the block
+ * index (-1 for unquantized); provenance_json is stored as the /provenance group's "config" attribute. */
+zf_status zf_shard_write(const char *path, const char *kind, int64_t block, int nlin, const zf_shard_linear *lin,
+                         int ntensors, const zf_shard_tensor *tensors, const char *provenance_json);
+
+#endif

@@ -1,0 +1,307 @@
+/* `zfold quantize CONFIG.yaml`: quantize a model, write its HDF5 shards, measure perplexity, print the report. */
+#define _GNU_SOURCE
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/shard.h"
+#include "common/tokens.h"
+#include "coordinator/commands.h"
+#include "coordinator/config.h"
+#include "coordinator/pipeline.h"
+#include "worker/perplexity.h"
+
+void zf_cmd_quantize_help(void)
+{
+    printf("usage: zfold quantize CONFIG.yaml [--set key=value]... [--dry-run]\n"
+           "Quantizes the model named in the config block by block (calibration, Hessians, RTN/OPTQ/Z-FOLD,\n"
+           "folding), writes <output>/blocks/block-NNNN.h5 and <output>/unquantized.h5, measures perplexity\n"
+           "on eval.files and prints a table; <output>/report.json holds the same figures.\n"
+           "Every key is described in docs/config.md. Relative paths are relative to the current folder.\n"
+           "  --set key=value   override a key (dotted for sections: --set calibration.windows=32)\n"
+           "  --dry-run         check the config, the model and the token files, print the plan, stop\n");
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char *config_yaml(const zf_job_config *cfg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (!f) return NULL;
+    zf_config_write_yaml(cfg, f);
+    fclose(f);
+    return buf;
+}
+
+static zf_status write_shards(const zf_job_config *cfg, const zf_qmodel *m, const char *prov)
+{
+    const zf_model_config *c = &m->model;
+    char path[ZF_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/blocks", cfg->output);
+    ZF_TRY(zf_mkdirs(path));
+    char names[ZF_NLIN][256], norm_names[4][256];
+    for (int64_t b = 0; b < c->n_layers; b++) {
+        const zf_qblock *qb = &m->blocks[b];
+        zf_shard_linear lin[ZF_NLIN];
+        zf_shard_tensor ten[4];
+        int nl = 0, nt = 0;
+        for (int l = 0; l < ZF_NLIN; l++) {
+            if (!zf_lin_present(c, (zf_lin)l)) continue;
+            const zf_qresult *r = &qb->lin[l];
+            zf_lin_tensor_prefix(c, b, (zf_lin)l, names[l], sizeof names[l]);
+            lin[nl++] = (zf_shard_linear){
+                .name = names[l], .bits = r->bits, .out = r->rows, .in = r->cols, .ngroups = r->ngroups,
+                .group_size = cfg->quant.group_size > 0 ? cfg->quant.group_size : -1, .q = r->q, .scale = r->scale,
+                .zero = r->zero, .g_idx = r->g_idx, .zeta = r->zeta, .bias = qb->folded.lin_b[l],
+                .dl_before = qb->dl_rtn[l], .dl_after = qb->dl[l], .als_iters = r->als_iters,
+                .damp_used = r->damp_used, .damp_retries = r->damp_retries};
+        }
+        for (int which = 0; which < 2; which++) {
+            char prefix[200];
+            zf_norm_tensor_prefix(c, b, which, prefix, sizeof prefix);
+            snprintf(norm_names[nt], sizeof norm_names[nt], "%s.weight", prefix);
+            ten[nt] = (zf_shard_tensor){norm_names[nt], 1, {c->hidden, 0}, qb->folded.norm_w[which]};
+            nt++;
+            if (qb->folded.norm_b[which]) {
+                snprintf(norm_names[nt], sizeof norm_names[nt], "%s.bias", prefix);
+                ten[nt] = (zf_shard_tensor){norm_names[nt], 1, {c->hidden, 0}, qb->folded.norm_b[which]};
+                nt++;
+            }
+        }
+        snprintf(path, sizeof path, "%s/blocks/block-%04lld.h5", cfg->output, (long long)b);
+        ZF_TRY(zf_shard_write(path, "block", b, nl, lin, nt, ten, prov));
+    }
+    const zf_model_globals *g = &m->globals;
+    zf_shard_tensor ten[6];
+    int nt = 0;
+    char fnw[256], fnb[256];
+    ten[nt++] = (zf_shard_tensor){zf_embed_tensor_name(c), 2, {c->vocab, c->hidden}, g->embed};
+    if (g->pos)
+        ten[nt++] = (zf_shard_tensor){zf_pos_embed_tensor_name(c), 2, {c->max_pos + c->opt_pos_offset, c->hidden}, g->pos};
+    snprintf(fnw, sizeof fnw, "%s.weight", zf_final_norm_prefix(c));
+    ten[nt++] = (zf_shard_tensor){fnw, 1, {c->hidden, 0}, g->final_norm_w};
+    if (g->final_norm_b) {
+        snprintf(fnb, sizeof fnb, "%s.bias", zf_final_norm_prefix(c));
+        ten[nt++] = (zf_shard_tensor){fnb, 1, {c->hidden, 0}, g->final_norm_b};
+    }
+    if (!c->tied_embeddings) ten[nt++] = (zf_shard_tensor){zf_head_tensor_name(c), 2, {c->vocab, c->hidden}, g->head};
+    snprintf(path, sizeof path, "%s/unquantized.h5", cfg->output);
+    return zf_shard_write(path, "unquantized", -1, 0, NULL, nt, ten, prov);
+}
+
+typedef struct {
+    char file[ZF_PATH_MAX];
+    int64_t windows, seq;
+    double ppl_fp, ppl_q, ppl_unfolded;
+    double seconds;
+} eval_row;
+
+static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, eval_row *rows)
+{
+    const zf_model_config *c = &m->model;
+    for (int i = 0; i < cfg->n_eval_files; i++) {
+        eval_row *r = &rows[i];
+        double t0 = now_seconds();
+        zf_tokens tok = {0};
+        snprintf(r->file, sizeof r->file, "%s", cfg->eval_files[i]);
+        ZF_TRY(zf_tokens_read(cfg->eval_files[i], c->vocab, &tok));
+        r->seq = cfg->eval_seq_len > 0 ? cfg->eval_seq_len : m->calib_seq;
+        int64_t nw = zf_eval_windows((int64_t)tok.count, r->seq);
+        if (cfg->eval_max_windows > 0 && nw > cfg->eval_max_windows) nw = cfg->eval_max_windows;
+        r->windows = nw;
+        r->ppl_fp = r->ppl_unfolded = NAN;
+        zf_status s = ZF_OK;
+        zf_nll nll;
+        if (nw == 0) s = zf_fail(ZF_ERR_INPUT, "%s: fewer tokens (%zu) than one window of %lld", r->file, tok.count,
+                                 (long long)r->seq);
+        if (s == ZF_OK && cfg->eval_fp) {
+            zf_checkpoint_source src;
+            zf_checkpoint_source_init(&src, c, m->st);
+            s = zf_eval_nll(c, &m->globals, zf_checkpoint_source_get, &src, tok.ids, r->seq, 0, nw, cfg->eval_chunk, &nll);
+            zf_checkpoint_source_free(&src);
+            if (s == ZF_OK) r->ppl_fp = zf_nll_ppl(&nll);
+        }
+        if (s == ZF_OK) s = zf_eval_nll(c, &m->globals, zf_qmodel_folded_source, m, tok.ids, r->seq, 0, nw, cfg->eval_chunk, &nll);
+        if (s == ZF_OK) r->ppl_q = zf_nll_ppl(&nll);
+        if (s == ZF_OK && cfg->eval_unfolded) {
+            s = zf_eval_nll(c, &m->globals, zf_qmodel_unfolded_source, m, tok.ids, r->seq, 0, nw, cfg->eval_chunk, &nll);
+            if (s == ZF_OK) r->ppl_unfolded = zf_nll_ppl(&nll);
+        }
+        zf_tokens_free(&tok);
+        if (s != ZF_OK) return s;
+        r->seconds = now_seconds() - t0;
+        zf_log_info("eval %s: %lld windows of %lld, ppl %.4f (fp %.4f)", r->file, (long long)nw, (long long)r->seq,
+                    r->ppl_q, r->ppl_fp);
+    }
+    return ZF_OK;
+}
+
+static const char *basename_of(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static zf_status write_report(const zf_job_config *cfg, const zf_qmodel *m, const eval_row *rows, double total)
+{
+    const zf_model_config *c = &m->model;
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", cfg->model);
+    cJSON_AddStringToObject(root, "model_type", c->model_type);
+    cJSON_AddStringToObject(root, "method", zf_method_name(cfg->quant.method));
+    cJSON_AddNumberToObject(root, "bits", cfg->quant.bits);
+    cJSON_AddBoolToObject(root, "sym", cfg->quant.sym);
+    cJSON_AddNumberToObject(root, "group_size", (double)cfg->quant.group_size);
+    cJSON_AddStringToObject(root, "grid", zf_grid_name(cfg->quant.grid));
+    cJSON_AddNumberToObject(root, "calibration_windows", (double)cfg->calib_windows);
+    cJSON_AddNumberToObject(root, "calibration_seq_len", (double)m->calib_seq);
+    cJSON_AddNumberToObject(root, "quantize_seconds", m->quant_seconds);
+    cJSON_AddNumberToObject(root, "total_seconds", total);
+    double before = 0, after = 0;
+    cJSON *blocks = cJSON_AddArrayToObject(root, "blocks");
+    for (int64_t b = 0; b < c->n_layers; b++) {
+        const zf_qblock *qb = &m->blocks[b];
+        cJSON *jb = cJSON_CreateObject();
+        cJSON_AddNumberToObject(jb, "block", (double)b);
+        cJSON_AddNumberToObject(jb, "seconds", qb->seconds);
+        cJSON *layers = cJSON_AddObjectToObject(jb, "layers");
+        for (int l = 0; l < ZF_NLIN; l++) {
+            if (!zf_lin_present(c, (zf_lin)l)) continue;
+            cJSON *jl = cJSON_AddObjectToObject(layers, zf_lin_short_name(c, (zf_lin)l));
+            cJSON_AddNumberToObject(jl, "delta_loss_before", qb->dl_rtn[l]);
+            cJSON_AddNumberToObject(jl, "delta_loss_after", qb->dl[l]);
+            cJSON_AddNumberToObject(jl, "als_iterations", qb->lin[l].als_iters);
+            cJSON_AddNumberToObject(jl, "damp_used", qb->lin[l].damp_used);
+            cJSON_AddNumberToObject(jl, "damp_retries", qb->lin[l].damp_retries);
+            before += qb->dl_rtn[l];
+            after += qb->dl[l];
+        }
+        cJSON_AddItemToArray(blocks, jb);
+    }
+    cJSON_AddNumberToObject(root, "delta_loss_before", before);
+    cJSON_AddNumberToObject(root, "delta_loss_after", after);
+    cJSON *ev = cJSON_AddArrayToObject(root, "eval");
+    for (int i = 0; i < cfg->n_eval_files; i++) {
+        cJSON *je = cJSON_CreateObject();
+        cJSON_AddStringToObject(je, "file", rows[i].file);
+        cJSON_AddNumberToObject(je, "windows", (double)rows[i].windows);
+        cJSON_AddNumberToObject(je, "seq_len", (double)rows[i].seq);
+        if (!isnan(rows[i].ppl_fp)) cJSON_AddNumberToObject(je, "ppl_fp", rows[i].ppl_fp);
+        cJSON_AddNumberToObject(je, "ppl", rows[i].ppl_q);
+        if (!isnan(rows[i].ppl_unfolded)) cJSON_AddNumberToObject(je, "ppl_unfolded", rows[i].ppl_unfolded);
+        cJSON_AddNumberToObject(je, "seconds", rows[i].seconds);
+        cJSON_AddItemToArray(ev, je);
+    }
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return zf_fail(ZF_ERR_NOMEM, "cannot format report.json");
+    char path[ZF_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/report.json", cfg->output);
+    zf_status s = zf_write_file_atomic(path, text, strlen(text));
+    free(text);
+    return s;
+}
+
+static void print_table(const zf_job_config *cfg, const zf_qmodel *m, const eval_row *rows, double total)
+{
+    printf("\n| method | bits | eval file | windows | FP ppl | quantized ppl |%s time (s) |\n",
+           cfg->eval_unfolded ? " unfolded ppl |" : "");
+    printf("|---|---|---|---|---|---|%s---|\n", cfg->eval_unfolded ? "---|" : "");
+    for (int i = 0; i < cfg->n_eval_files; i++) {
+        printf("| %s | %d | %s | %lld | %.4f | %.4f |", zf_method_name(cfg->quant.method), cfg->quant.bits,
+               basename_of(rows[i].file), (long long)rows[i].windows, rows[i].ppl_fp, rows[i].ppl_q);
+        if (cfg->eval_unfolded) printf(" %.4f |", rows[i].ppl_unfolded);
+        printf(" %.1f |\n", rows[i].seconds);
+    }
+    printf("quantization %.1f s, total %.1f s; run directory %s\n", m->quant_seconds, total, cfg->output);
+}
+
+static int exit_code(zf_status s)
+{
+    switch (s) {
+    case ZF_OK: return ZF_EXIT_OK;
+    case ZF_ERR_INTERRUPTED: return ZF_EXIT_INTERRUPTED;
+    case ZF_ERR_INTERNAL: return ZF_EXIT_INTERNAL;
+    default: return ZF_EXIT_FAILURE;
+    }
+}
+
+int zf_cmd_quantize(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    bool dry_run = false;
+    zf_job_config cfg;
+    zf_config_defaults(&cfg);
+    zf_log_init(0, 1);
+    const char *sets[64];
+    int nsets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
+        else if (!strncmp(argv[i], "--set=", 6) && nsets < 64) sets[nsets++] = argv[i] + 6;
+        else if (!strcmp(argv[i], "--dry-run")) dry_run = true;
+        else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
+        else {
+            fprintf(stderr, "zfold quantize: unexpected argument '%s'\n", argv[i]);
+            return ZF_EXIT_USAGE;
+        }
+    }
+    if (!config_path) {
+        zf_cmd_quantize_help();
+        return ZF_EXIT_USAGE;
+    }
+    zf_status s = zf_config_load(config_path, &cfg);
+    for (int i = 0; s == ZF_OK && i < nsets; i++) s = zf_config_set(&cfg, sets[i]);
+    if (s == ZF_OK) s = zf_config_validate(&cfg);
+    if (s != ZF_OK) {
+        fprintf(stderr, "zfold: %s\n", zf_last_error());
+        return ZF_EXIT_FAILURE;
+    }
+    if (cfg.threads > 0) {
+        openblas_set_num_threads((int)cfg.threads);
+        omp_set_num_threads((int)cfg.threads);
+    }
+    char *yaml = config_yaml(&cfg);
+    zf_log_info("effective configuration (%s):\n%s", config_path, yaml ? yaml : "");
+    double t0 = now_seconds();
+    zf_qmodel m;
+    eval_row rows[ZF_MAX_EVAL_FILES];
+    s = zf_qmodel_open(&cfg, &m);
+    if (s == ZF_OK)
+        zf_log_info("model %s: %s, %lld blocks, d %lld, %lld parameters; calibration %lld windows x %lld tokens",
+                    cfg.model, m.model.model_type, (long long)m.model.n_layers, (long long)m.model.hidden,
+                    (long long)zf_model_param_count(&m.model), (long long)cfg.calib_windows, (long long)m.calib_seq);
+    if (s == ZF_OK && dry_run) {
+        zf_log_info("dry run: configuration and model checked; nothing computed");
+    } else {
+        if (s == ZF_OK) s = zf_mkdirs(cfg.output);
+        if (s == ZF_OK) {
+            char path[ZF_PATH_MAX + 32];
+            snprintf(path, sizeof path, "%s/config.yaml", cfg.output);
+            s = zf_write_file_atomic(path, yaml, strlen(yaml));
+        }
+        if (s == ZF_OK) s = zf_qmodel_quantize(&cfg, &m);
+        if (s == ZF_OK) s = write_shards(&cfg, &m, yaml);
+        if (s == ZF_OK) s = evaluate(&cfg, &m, rows);
+        double total = now_seconds() - t0;
+        if (s == ZF_OK) s = write_report(&cfg, &m, rows, total);
+        if (s == ZF_OK) print_table(&cfg, &m, rows, total);
+    }
+    if (s != ZF_OK) fprintf(stderr, "zfold: %s\n", zf_last_error());
+    zf_qmodel_free(&m);
+    free(yaml);
+    return exit_code(s);
+}

@@ -1,0 +1,47 @@
+/* The job configuration: one table of keys (type, default, allowed values, doc) drives parsing, printing and docs. */
+#ifndef ZF_CONFIG_H
+#define ZF_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/status.h"
+#include "worker/quant.h"
+
+#define ZF_PATH_MAX 1024
+#define ZF_MAX_EVAL_FILES 8
+
+typedef struct {
+    char model[ZF_PATH_MAX];
+    char output[ZF_PATH_MAX];
+    zf_quant_opts quant;
+    bool true_sequential;
+    bool hessian_fp64;
+    char calib_file[ZF_PATH_MAX];
+    int64_t calib_windows;
+    int64_t calib_seq_len;
+    int64_t seed;
+    char eval_files[ZF_MAX_EVAL_FILES][ZF_PATH_MAX];
+    int n_eval_files;
+    int64_t eval_seq_len;
+    int64_t eval_max_windows;   /* 0: every window */
+    int64_t eval_chunk;         /* windows per forward chunk */
+    bool eval_fp;               /* also evaluate the full-precision model */
+    bool eval_unfolded;         /* also evaluate the unfolded fake-quantized model (a check of the folding) */
+    int64_t threads;            /* 0: OpenBLAS/OpenMP defaults */
+} zf_job_config;
+
+void zf_config_defaults(zf_job_config *c);
+/* Parses a YAML file; errors name the file, line and column, the key and what was expected. */
+zf_status zf_config_load(const char *path, zf_job_config *c);
+/* Applies one "key=value" override (dotted keys, e.g. calibration.windows=32). */
+zf_status zf_config_set(zf_job_config *c, const char *assignment);
+/* Checks required keys and combinations. */
+zf_status zf_config_validate(const zf_job_config *c);
+/* Writes the effective configuration as YAML (every key, defaults filled in). */
+void zf_config_write_yaml(const zf_job_config *c, FILE *f);
+/* Writes the Markdown table of every key (docs/config.md is generated from it). */
+void zf_config_write_docs(FILE *f);
+
+#endif

@@ -1,0 +1,312 @@
+/* The sequential quantization protocol: calibration inputs, Hessians per layer group, quantize, fold, forward. */
+#include "pipeline.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/tokens.h"
+#include "worker/fold.h"
+#include "worker/forward.h"
+#include "worker/hessian.h"
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+zf_status zf_calibration_windows(int64_t ntokens, int64_t seq, int64_t n, uint64_t seed, int64_t *starts)
+{
+    if (seq <= 0 || ntokens < seq)
+        return zf_fail(ZF_ERR_INPUT, "calibration: the token file has %lld tokens, fewer than one window of %lld",
+                       (long long)ntokens, (long long)seq);
+    uint64_t state = seed;
+    uint64_t range = (uint64_t)(ntokens - seq + 1);
+    for (int64_t i = 0; i < n; i++) {
+        /* rejection sampling keeps the choice uniform and identical on every platform */
+        uint64_t limit = UINT64_MAX - UINT64_MAX % range, x;
+        do x = splitmix64(&state); while (x >= limit);
+        starts[i] = (int64_t)(x % range);
+    }
+    return ZF_OK;
+}
+
+zf_status zf_qmodel_open(const zf_job_config *cfg, zf_qmodel *m)
+{
+    memset(m, 0, sizeof *m);
+    ZF_TRY(zf_model_config_read(cfg->model, &m->model));
+    ZF_TRY(zf_st_open(cfg->model, &m->st));
+    ZF_TRY(zf_globals_load(&m->model, m->st, &m->globals));
+    m->blocks = zf_calloc((size_t)m->model.n_layers, sizeof *m->blocks, "quantized blocks");
+    if (!m->blocks) return ZF_ERR_NOMEM;
+    m->calib_seq = cfg->calib_seq_len > 0 ? cfg->calib_seq_len
+                                          : (m->model.max_pos < 2048 ? m->model.max_pos : 2048);
+    if (m->calib_seq > m->model.max_pos)
+        return zf_fail(ZF_ERR_INPUT, "config: calibration.seq_len %lld exceeds the model's max_position_embeddings %lld",
+                       (long long)m->calib_seq, (long long)m->model.max_pos);
+    return ZF_OK;
+}
+
+static void qblock_free(zf_qblock *q)
+{
+    for (int l = 0; l < ZF_NLIN; l++) zf_qresult_free(&q->lin[l]);
+    zf_block_free(&q->folded);
+    zf_block_free(&q->unfolded);
+}
+
+void zf_qmodel_free(zf_qmodel *m)
+{
+    if (m->blocks)
+        for (int64_t b = 0; b < m->model.n_layers; b++) qblock_free(&m->blocks[b]);
+    free(m->blocks);
+    zf_globals_free(&m->globals);
+    zf_st_close(m->st);
+    memset(m, 0, sizeof *m);
+}
+
+/* Hessian accumulation for the groups selected in `want`. */
+typedef struct {
+    zf_hessian h[ZF_NGROUP];
+    unsigned want;
+    zf_status status;
+} capture_ctx;
+
+static void capture_hessians(void *ctx, zf_group g, const float *x, int64_t ntok, int64_t dim)
+{
+    capture_ctx *c = ctx;
+    if (!(c->want & (1u << g)) || c->status != ZF_OK) return;
+    c->status = zf_hessian_add(&c->h[g], x, ntok);
+}
+
+/* Copies rows [r0, r0 + nr) of a group result into a member result. */
+static zf_status slice_rows(const zf_qresult *src, int64_t r0, int64_t nr, zf_qresult *dst)
+{
+    ZF_TRY(zf_qresult_alloc(dst, nr, src->cols, src->ngroups, src->bits));
+    int64_t c = src->cols, g = src->ngroups;
+    memcpy(dst->q, src->q + r0 * c, (size_t)(nr * c));
+    memcpy(dst->scale, src->scale + r0 * g, sizeof(float) * (size_t)(nr * g));
+    memcpy(dst->zero, src->zero + r0 * g, sizeof(float) * (size_t)(nr * g));
+    memcpy(dst->deq, src->deq + r0 * c, sizeof(float) * (size_t)(nr * c));
+    memcpy(dst->g_idx, src->g_idx, sizeof(int32_t) * (size_t)c);
+    memcpy(dst->zeta, src->zeta, sizeof(float) * (size_t)c);
+    dst->als_iters = src->als_iters;
+    dst->damp_used = src->damp_used;
+    dst->damp_retries = src->damp_retries;
+    dst->dead_inputs = src->dead_inputs;
+    return ZF_OK;
+}
+
+/* The deployable weight of a quantized layer: scale·(q - zero) (ζ lives in the preceding layer). */
+static void deploy_weight(const zf_qresult *r, float *w)
+{
+    for (int64_t i = 0; i < r->rows; i++)
+        for (int64_t j = 0; j < r->cols; j++) {
+            int64_t g = r->g_idx[j];
+            w[i * r->cols + j] = r->scale[i * r->ngroups + g] * ((float)r->q[i * r->cols + j] - r->zero[i * r->ngroups + g]);
+        }
+}
+
+/* Per-output-row factors that folding group g's ζ applies to the target linear's rows (V or up). */
+static zf_lin fold_row_factors(const zf_model_config *c, zf_group g, const float *zeta, float *factor)
+{
+    zf_fold_target t = zf_group_fold(c, g);
+    if (t == ZF_FOLD_UP_ROWS) {
+        memcpy(factor, zeta, sizeof(float) * (size_t)c->intermediate);
+        return ZF_LIN_UP;
+    }
+    if (t == ZF_FOLD_V_ROWS) {
+        int64_t hd = c->head_dim, rep = c->n_heads / c->n_kv_heads;
+        for (int64_t kv = 0; kv < c->n_kv_heads; kv++)
+            for (int64_t i = 0; i < hd; i++) factor[kv * hd + i] = zeta[(kv * rep) * hd + i];
+        return ZF_LIN_V;
+    }
+    return ZF_NLIN;
+}
+
+static zf_status quantize_group(const zf_job_config *cfg, zf_qmodel *m, int64_t b, zf_group g, const float *H,
+                                zf_block_weights *blk, zf_qblock *qb)
+{
+    const zf_model_config *c = &m->model;
+    zf_lin mem[3];
+    int nm = zf_group_members(c, g, mem);
+    int64_t in = zf_group_in(c, g), rows = 0;
+    for (int i = 0; i < nm; i++) rows += zf_lin_out(c, mem[i]);
+    zf_quant_opts o = cfg->quant;
+    zf_fold_target target = zf_group_fold(c, g);
+    if (o.method == ZF_METHOD_ZFOLD && target == ZF_FOLD_NONE) {
+        zf_log_warn("block %lld %s: ζ cannot be folded here; using OPTQ for this group", (long long)b, zf_group_name(g));
+        o.method = ZF_METHOD_OPTQ;
+    }
+    o.zeta_positive = (target == ZF_FOLD_UP_ROWS && c->family == ZF_FAMILY_OPT);
+    int32_t *cls = NULL;
+    zf_zeta_tie tie = {0};
+    float *W = zf_malloc(sizeof(float) * (size_t)(rows * in), "group weights");
+    float *factor = NULL;
+    zf_qresult res = {0};
+    zf_status s = W ? ZF_OK : ZF_ERR_NOMEM;
+    if (s == ZF_OK && o.method == ZF_METHOD_ZFOLD) {
+        cls = zf_malloc(sizeof(int32_t) * (size_t)in, "ζ tie classes");
+        if (!cls) s = ZF_ERR_NOMEM;
+        else {
+            tie.nclasses = zf_fold_tie_classes(c, g, cls);
+            tie.cls = cls;
+        }
+    }
+    int64_t r0 = 0;
+    for (int i = 0; s == ZF_OK && i < nm; i++) {
+        int64_t n = zf_lin_out(c, mem[i]) * in;
+        memcpy(W + r0 * in, blk->lin_w[mem[i]], sizeof(float) * (size_t)n);
+        r0 += zf_lin_out(c, mem[i]);
+    }
+    if (s == ZF_OK) s = zf_quantize(&o, W, rows, in, H, tie.nclasses ? &tie : NULL, &res);
+    if (s != ZF_OK) {
+        zf_fail_context(s, "block %lld, %s", (long long)b, zf_group_name(g));
+        goto done;
+    }
+    r0 = 0;
+    zf_quant_opts rtn = o;
+    rtn.method = ZF_METHOD_RTN;
+    rtn.grid = ZF_GRID_MINMAX;
+    for (int i = 0; s == ZF_OK && i < nm; i++) {
+        zf_lin l = mem[i];
+        int64_t nr = zf_lin_out(c, l);
+        zf_qresult base = {0};
+        if ((s = slice_rows(&res, r0, nr, &qb->lin[l])) != ZF_OK) break;
+        qb->dl[l] = zf_delta_loss(blk->lin_w[l], qb->lin[l].deq, nr, in, H);
+        if ((s = zf_quantize(&rtn, blk->lin_w[l], nr, in, H, NULL, &base)) == ZF_OK) qb->dl_rtn[l] = base.dl;
+        zf_qresult_free(&base);
+        if (qb->unfolded.lin_w[l]) memcpy(qb->unfolded.lin_w[l], qb->lin[l].deq, sizeof(float) * (size_t)(nr * in));
+        deploy_weight(&qb->lin[l], blk->lin_w[l]);
+        r0 += nr;
+    }
+    if (s != ZF_OK || o.method != ZF_METHOD_ZFOLD) goto done;
+    /* Fold ζ; a linear target also carries it in its stored per-row scales. */
+    if ((s = zf_fold_zeta(c, g, res.zeta, blk)) != ZF_OK) {
+        zf_fail_context(s, "block %lld, folding %s", (long long)b, zf_group_name(g));
+        goto done;
+    }
+    factor = zf_malloc(sizeof(float) * (size_t)(c->intermediate > c->hidden ? c->intermediate : c->hidden) * 2,
+                       "fold factors");
+    if (!factor) { s = ZF_ERR_NOMEM; goto done; }
+    zf_lin tl = fold_row_factors(c, g, res.zeta, factor);
+    if (tl != ZF_NLIN) {
+        zf_qresult *t = &qb->lin[tl];
+        for (int64_t r = 0; r < t->rows; r++)
+            for (int64_t k = 0; k < t->ngroups; k++) t->scale[r * t->ngroups + k] *= factor[r];
+    }
+done:
+    zf_qresult_free(&res);
+    free(W);
+    free(cls);
+    free(factor);
+    return s;
+}
+
+static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t b, float *x, float *scratch,
+                                int64_t nwin)
+{
+    const zf_model_config *c = &m->model;
+    zf_qblock *qb = &m->blocks[b];
+    int64_t seq = m->calib_seq, ntok = nwin * seq, d = c->hidden;
+    capture_ctx cap = {0};
+    float *H = NULL;
+    zf_status s = zf_block_load(c, m->st, b, &qb->folded);
+    if (s == ZF_OK) s = zf_block_check_finite(c, &qb->folded, b);
+    if (s == ZF_OK && cfg->eval_unfolded) s = zf_block_copy(c, &qb->folded, &qb->unfolded);
+    for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++) s = zf_hessian_init(&cap.h[g], zf_group_in(c, g), cfg->hessian_fp64);
+    int64_t hmax = c->intermediate > c->n_heads * c->head_dim ? c->intermediate : c->n_heads * c->head_dim;
+    if (hmax < d) hmax = d;
+    if (s == ZF_OK && !(H = zf_malloc(sizeof(float) * (size_t)(hmax * hmax), "Hessian"))) s = ZF_ERR_NOMEM;
+    for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++) {
+        if (g == 0 || cfg->true_sequential) {
+            /* capture from the block as it is now (earlier groups already quantized when true-sequential) */
+            cap.want = cfg->true_sequential ? (1u << g) : (1u << ZF_NGROUP) - 1;
+            cap.status = ZF_OK;
+            memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
+            s = zf_block_forward(c, &qb->folded, scratch, nwin, seq, capture_hessians, &cap);
+            if (s == ZF_OK) s = cap.status;
+            if (s != ZF_OK) break;
+        }
+        if ((s = zf_hessian_finalize(&cap.h[g], H)) != ZF_OK) break;
+        s = quantize_group(cfg, m, b, (zf_group)g, H, &qb->folded, qb);
+    }
+    /* the next block's inputs come through the quantized block */
+    if (s == ZF_OK) s = zf_block_forward(c, &qb->folded, x, nwin, seq, NULL, NULL);
+    for (int g = 0; g < ZF_NGROUP; g++) zf_hessian_free(&cap.h[g]);
+    free(H);
+    return s;
+}
+
+zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m)
+{
+    const zf_model_config *c = &m->model;
+    int64_t nwin = cfg->calib_windows, seq = m->calib_seq, d = c->hidden;
+    zf_tokens tok = {0};
+    int64_t *starts = NULL;
+    int32_t *ids = NULL;
+    float *x = NULL, *scratch = NULL;
+    double t0 = now_seconds();
+    zf_status s = zf_tokens_read(cfg->calib_file, c->vocab, &tok);
+    if (s != ZF_OK) return s;
+    starts = zf_malloc(sizeof(int64_t) * (size_t)nwin, "calibration windows");
+    ids = zf_malloc(sizeof(int32_t) * (size_t)(nwin * seq), "calibration tokens");
+    x = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations");
+    scratch = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations (copy)");
+    if (!starts || !ids || !x || !scratch) s = ZF_ERR_NOMEM;
+    if (s == ZF_OK) s = zf_calibration_windows((int64_t)tok.count, seq, nwin, (uint64_t)cfg->seed, starts);
+    if (s != ZF_OK) zf_fail_context(s, "%s", cfg->calib_file);
+    for (int64_t w = 0; s == ZF_OK && w < nwin; w++) memcpy(ids + w * seq, tok.ids + starts[w], sizeof(int32_t) * (size_t)seq);
+    if (s == ZF_OK) s = zf_embed(c, &m->globals, ids, nwin, seq, x);
+    for (int64_t b = 0; s == ZF_OK && b < c->n_layers; b++) {
+        double tb = now_seconds();
+        s = quantize_block(cfg, m, b, x, scratch, nwin);
+        if (s != ZF_OK) break;
+        zf_qblock *qb = &m->blocks[b];
+        qb->seconds = now_seconds() - tb;
+        double before = 0, after = 0;
+        for (int l = 0; l < ZF_NLIN; l++) {
+            before += qb->dl_rtn[l];
+            after += qb->dl[l];
+        }
+        double elapsed = now_seconds() - t0;
+        double eta = elapsed / (double)(b + 1) * (double)(c->n_layers - b - 1);
+        zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f",
+                    (long long)b + 1, (long long)c->n_layers, qb->seconds, elapsed, eta, after, before,
+                    before > 0 ? after / before : 0.0);
+    }
+    m->quant_seconds = now_seconds() - t0;
+    zf_tokens_free(&tok);
+    free(starts);
+    free(ids);
+    free(x);
+    free(scratch);
+    return s;
+}
+
+zf_status zf_qmodel_folded_source(void *ctx, int64_t b, const zf_block_weights **out)
+{
+    zf_qmodel *m = ctx;
+    *out = &m->blocks[b].folded;
+    return ZF_OK;
+}
+
+zf_status zf_qmodel_unfolded_source(void *ctx, int64_t b, const zf_block_weights **out)
+{
+    zf_qmodel *m = ctx;
+    if (!m->blocks[b].unfolded.lin_w[ZF_LIN_Q])
+        return zf_fail(ZF_ERR_INTERNAL, "block %lld has no unfolded copy (eval.unfolded was off)", (long long)b);
+    *out = &m->blocks[b].unfolded;
+    return ZF_OK;
+}

@@ -1,0 +1,45 @@
+/* The sequential quantization protocol on one process: calibrate, quantize and fold block by block, evaluate. */
+#ifndef ZF_PIPELINE_H
+#define ZF_PIPELINE_H
+
+#include "common/model.h"
+#include "common/safetensors.h"
+#include "coordinator/config.h"
+#include "worker/block.h"
+#include "worker/quant.h"
+
+/* One quantized block: per-layer results (scales already carry any ζ folded into their rows) and the
+ * deployable fp32 block (weights scale·(q - zero), folded norms and biases). */
+typedef struct {
+    zf_qresult lin[ZF_NLIN];
+    double dl_rtn[ZF_NLIN];      /* per layer ΔL of min-max RTN, before */
+    double dl[ZF_NLIN];          /* per layer ΔL of the result, after */
+    zf_block_weights folded;
+    zf_block_weights unfolded;   /* fake-quantized weights before folding (only with eval.unfolded) */
+    double seconds;
+} zf_qblock;
+
+typedef struct {
+    zf_model_config model;
+    zf_safetensors *st;
+    zf_model_globals globals;
+    zf_qblock *blocks;           /* [n_layers] */
+    int64_t calib_seq;
+    double quant_seconds;
+} zf_qmodel;
+
+/* Picks n windows of seq tokens from a stream of ntokens with a seeded generator: starts[i] in [0, ntokens - seq].
+ * Same seed, same windows on any machine. */
+zf_status zf_calibration_windows(int64_t ntokens, int64_t seq, int64_t n, uint64_t seed, int64_t *starts);
+
+/* Opens the model of cfg and checks it (shapes, finite values) before any compute. */
+zf_status zf_qmodel_open(const zf_job_config *cfg, zf_qmodel *m);
+/* Runs the sequential protocol over every block. */
+zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m);
+void zf_qmodel_free(zf_qmodel *m);
+
+/* Block sources for perplexity: the quantized (folded) model and the unfolded fake-quantized one. */
+zf_status zf_qmodel_folded_source(void *ctx, int64_t b, const zf_block_weights **out);
+zf_status zf_qmodel_unfolded_source(void *ctx, int64_t b, const zf_block_weights **out);
+
+#endif
