@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "coordinator/commands.h"
+#include "coordinator/config.h"
 
 static void usage(FILE *f)
 {
@@ -12,7 +13,7 @@ static void usage(FILE *f)
             "usage: zfold COMMAND [options]\n"
             "  quantize CONFIG.yaml   quantize a model and report perplexity\n"
             "  layer [options]        quantize one weight matrix from a safetensors file\n"
-            "  help COMMAND           options of a command\n"
+            "  help COMMAND           options of a command (help config: every config key)\n"
             "  --version\n",
             ZF_VERSION);
 }
@@ -35,6 +36,10 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "help")) {
         if (argc < 3) {
             usage(stdout);
+            return 0;
+        }
+        if (!strcmp(argv[2], "config")) {
+            zf_config_write_docs(stdout);
             return 0;
         }
         return zf_command_help(argv[2]);
