@@ -24,7 +24,15 @@ zf_status zf_fail_context(zf_status s, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, last_error, sizeof old);
-    snprintf(last_error, sizeof last_error, "%s: %s", prefix, old);
+    /* keep as much of both as fits; a cut message is still useful */
+    size_t n = strlen(prefix);
+    if (n > sizeof last_error - 3) n = sizeof last_error - 3;
+    memcpy(last_error, prefix, n);
+    memcpy(last_error + n, ": ", 2);
+    size_t room = sizeof last_error - n - 3, m = strlen(old);
+    if (m > room) m = room;
+    memcpy(last_error + n + 2, old, m);
+    last_error[n + 2 + m] = '\0';
     return s;
 }
 

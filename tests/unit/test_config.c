@@ -1,5 +1,6 @@
 /* The YAML config: defaults, parsing, overrides, and errors that name file, line, key and expectation. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "coordinator/config.h"
