@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/shard.h"
 #include "common/tokens.h"
+#include "coordinator/comm.h"
 #include "coordinator/commands.h"
 #include "coordinator/config.h"
 #include "coordinator/pipeline.h"
@@ -110,6 +111,26 @@ typedef struct {
     double seconds;
 } eval_row;
 
+/* This rank's share of the windows, then the sums of every rank: the same perplexity for any rank count up to
+ * the order of the final sum. */
+static zf_status eval_share(const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn src, void *ctx,
+                            const int32_t *ids, int64_t seq, int64_t nw, int64_t chunk, double *ppl)
+{
+    const zf_comm *w = zf_comm_world();
+    int64_t lo, hi;
+    zf_comm_split(nw, w->rank, w->size, &lo, &hi);
+    zf_nll nll = {0};
+    zf_status s = hi > lo ? zf_eval_nll(c, g, src, ctx, ids, seq, lo, hi, chunk, &nll) : ZF_OK;
+    s = zf_comm_agree(s);
+    double sums[3] = {nll.nll_sum, (double)nll.predictions, (double)nll.windows};
+    if (s == ZF_OK) s = zf_comm_allreduce_f64(sums, 3);
+    nll.nll_sum = sums[0];
+    nll.predictions = (int64_t)sums[1];
+    nll.windows = (int64_t)sums[2];
+    if (s == ZF_OK) *ppl = zf_nll_ppl(&nll);
+    return s;
+}
+
 static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, eval_row *rows)
 {
     const zf_model_config *c = &m->model;
@@ -125,22 +146,17 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, eval_row *rows
         r->windows = nw;
         r->ppl_fp = r->ppl_unfolded = NAN;
         zf_status s = ZF_OK;
-        zf_nll nll;
         if (nw == 0) s = zf_fail(ZF_ERR_INPUT, "%s: fewer tokens (%zu) than one window of %lld", r->file, tok.count,
                                  (long long)r->seq);
         if (s == ZF_OK && cfg->eval_fp) {
             zf_checkpoint_source src;
             zf_checkpoint_source_init(&src, c, m->st);
-            s = zf_eval_nll(c, &m->globals, zf_checkpoint_source_get, &src, tok.ids, r->seq, 0, nw, cfg->eval_chunk, &nll);
+            s = eval_share(c, &m->globals, zf_checkpoint_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_fp);
             zf_checkpoint_source_free(&src);
-            if (s == ZF_OK) r->ppl_fp = zf_nll_ppl(&nll);
         }
-        if (s == ZF_OK) s = zf_eval_nll(c, &m->globals, zf_qmodel_folded_source, m, tok.ids, r->seq, 0, nw, cfg->eval_chunk, &nll);
-        if (s == ZF_OK) r->ppl_q = zf_nll_ppl(&nll);
-        if (s == ZF_OK && cfg->eval_unfolded) {
-            s = zf_eval_nll(c, &m->globals, zf_qmodel_unfolded_source, m, tok.ids, r->seq, 0, nw, cfg->eval_chunk, &nll);
-            if (s == ZF_OK) r->ppl_unfolded = zf_nll_ppl(&nll);
-        }
+        if (s == ZF_OK) s = eval_share(c, &m->globals, zf_qmodel_folded_source, m, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_q);
+        if (s == ZF_OK && cfg->eval_unfolded)
+            s = eval_share(c, &m->globals, zf_qmodel_unfolded_source, m, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_unfolded);
         zf_tokens_free(&tok);
         if (s != ZF_OK) return s;
         r->seconds = now_seconds() - t0;
@@ -246,7 +262,6 @@ int zf_cmd_quantize(int argc, char **argv)
     bool dry_run = false;
     zf_job_config cfg;
     zf_config_defaults(&cfg);
-    zf_log_init(0, 1);
     const char *sets[64];
     int nsets = 0;
     for (int i = 1; i < argc; i++) {
@@ -263,11 +278,21 @@ int zf_cmd_quantize(int argc, char **argv)
         zf_cmd_quantize_help();
         return ZF_EXIT_USAGE;
     }
-    zf_status s = zf_config_load(config_path, &cfg);
+    zf_comm comm;
+    zf_status s = zf_comm_init(&argc, &argv, &comm);
+    if (s != ZF_OK) {
+        fprintf(stderr, "zfold: %s\n", zf_last_error());
+        return ZF_EXIT_INTERNAL;
+    }
+    zf_log_init(comm.rank, comm.size);
+    bool lead = comm.rank == 0;
+    s = zf_config_load(config_path, &cfg);
     for (int i = 0; s == ZF_OK && i < nsets; i++) s = zf_config_set(&cfg, sets[i]);
     if (s == ZF_OK) s = zf_config_validate(&cfg);
     if (s != ZF_OK) {
-        fprintf(stderr, "zfold: %s\n", zf_last_error());
+        /* every rank read the same file: one prints */
+        if (lead) fprintf(stderr, "zfold: %s\n", zf_last_error());
+        zf_comm_finalize();
         return ZF_EXIT_FAILURE;
     }
     if (cfg.threads > 0) {
@@ -275,33 +300,38 @@ int zf_cmd_quantize(int argc, char **argv)
         omp_set_num_threads((int)cfg.threads);
     }
     char *yaml = config_yaml(&cfg);
-    zf_log_info("effective configuration (%s):\n%s", config_path, yaml ? yaml : "");
+    zf_log_info("effective configuration (%s), %d rank%s:\n%s", config_path, comm.size, comm.size > 1 ? "s" : "",
+                yaml ? yaml : "");
     double t0 = now_seconds();
     zf_qmodel m;
     eval_row rows[ZF_MAX_EVAL_FILES];
-    s = zf_qmodel_open(&cfg, &m);
+    s = zf_comm_agree(zf_qmodel_open(&cfg, &m));
     if (s == ZF_OK)
         zf_log_info("model %s: %s, %lld blocks, d %lld, %lld parameters; calibration %lld windows x %lld tokens",
                     cfg.model, m.model.model_type, (long long)m.model.n_layers, (long long)m.model.hidden,
                     (long long)zf_model_param_count(&m.model), (long long)cfg.calib_windows, (long long)m.calib_seq);
     if (s == ZF_OK && dry_run) {
         zf_log_info("dry run: configuration and model checked; nothing computed");
-    } else {
-        if (s == ZF_OK) s = zf_mkdirs(cfg.output);
-        if (s == ZF_OK) {
+    } else if (s == ZF_OK) {
+        if (lead) s = zf_mkdirs(cfg.output);
+        if (s == ZF_OK && lead) {
             char path[ZF_PATH_MAX + 32];
             snprintf(path, sizeof path, "%s/config.yaml", cfg.output);
             s = zf_write_file_atomic(path, yaml, strlen(yaml));
         }
+        s = zf_comm_agree(s);
         if (s == ZF_OK) s = zf_qmodel_quantize(&cfg, &m);
-        if (s == ZF_OK) s = write_shards(&cfg, &m, yaml);
+        if (s == ZF_OK && lead) s = write_shards(&cfg, &m, yaml);
+        s = zf_comm_agree(s);
         if (s == ZF_OK) s = evaluate(&cfg, &m, rows);
         double total = now_seconds() - t0;
-        if (s == ZF_OK) s = write_report(&cfg, &m, rows, total);
-        if (s == ZF_OK) print_table(&cfg, &m, rows, total);
+        if (s == ZF_OK && lead) s = write_report(&cfg, &m, rows, total);
+        if (s == ZF_OK && lead) print_table(&cfg, &m, rows, total);
+        s = zf_comm_agree(s);
     }
-    if (s != ZF_OK) fprintf(stderr, "zfold: %s\n", zf_last_error());
+    if (s != ZF_OK && !zf_comm_failed_elsewhere()) zf_log_error("%s", zf_last_error());
     zf_qmodel_free(&m);
     free(yaml);
+    zf_comm_finalize();
     return exit_code(s);
 }

@@ -233,7 +233,6 @@ static zf_status load_mapping(const char *path, struct fy_node *map, const char 
             if (near) return zf_fail(ZF_ERR_INPUT, "%s: unknown key '%s' (did you mean '%s'?)", where, full, near);
             return zf_fail(ZF_ERR_INPUT, "%s: unknown key '%s' (see docs/config.md)", where, full);
         }
-        if (seen[k - keys]) return zf_fail(ZF_ERR_INPUT, "%s: key '%s' given twice", where, full);
         seen[k - keys] = true;
         if (k->type == K_PATH_LIST) {
             c->n_eval_files = 0;

@@ -11,6 +11,7 @@
 #include "worker/fold.h"
 #include "worker/forward.h"
 #include "worker/hessian.h"
+#include "coordinator/comm.h"
 
 static double now_seconds(void)
 {
@@ -135,10 +136,16 @@ static zf_lin fold_row_factors(const zf_model_config *c, zf_group g, const float
     return ZF_NLIN;
 }
 
-static zf_status quantize_group(const zf_job_config *cfg, zf_qmodel *m, int64_t b, zf_group g, const float *H,
-                                zf_block_weights *blk, zf_qblock *qb)
+/* One group's result as computed by its owner rank and broadcast to every rank. */
+typedef struct {
+    zf_qresult res;              /* the concatenated rows of the group's members */
+    double dl[3], dl_rtn[3];     /* per member ΔL after / before (min-max RTN) */
+} group_result;
+
+/* Owner only: quantize group g's members (rows concatenated, so Q/K/V and gate/up share ζ) with Hessian H. */
+static zf_status compute_group(const zf_job_config *cfg, const zf_model_config *c, int64_t b, zf_group g,
+                               const float *H, const zf_block_weights *blk, group_result *gr)
 {
-    const zf_model_config *c = &m->model;
     zf_lin mem[3];
     int nm = zf_group_members(c, g, mem);
     int64_t in = zf_group_in(c, g), rows = 0;
@@ -153,8 +160,6 @@ static zf_status quantize_group(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     int32_t *cls = NULL;
     zf_zeta_tie tie = {0};
     float *W = zf_malloc(sizeof(float) * (size_t)(rows * in), "group weights");
-    float *factor = NULL;
-    zf_qresult res = {0};
     zf_status s = W ? ZF_OK : ZF_ERR_NOMEM;
     if (s == ZF_OK && o.method == ZF_METHOD_ZFOLD) {
         cls = zf_malloc(sizeof(int32_t) * (size_t)in, "ζ tie classes");
@@ -166,61 +171,155 @@ static zf_status quantize_group(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     }
     int64_t r0 = 0;
     for (int i = 0; s == ZF_OK && i < nm; i++) {
-        int64_t n = zf_lin_out(c, mem[i]) * in;
-        memcpy(W + r0 * in, blk->lin_w[mem[i]], sizeof(float) * (size_t)n);
+        memcpy(W + r0 * in, blk->lin_w[mem[i]], sizeof(float) * (size_t)(zf_lin_out(c, mem[i]) * in));
         r0 += zf_lin_out(c, mem[i]);
     }
-    if (s == ZF_OK) s = zf_quantize(&o, W, rows, in, H, tie.nclasses ? &tie : NULL, &res);
-    if (s != ZF_OK) {
-        zf_fail_context(s, "block %lld, %s", (long long)b, zf_group_name(g));
-        goto done;
-    }
-    r0 = 0;
+    if (s == ZF_OK) s = zf_quantize(&o, W, rows, in, H, tie.nclasses ? &tie : NULL, &gr->res);
     zf_quant_opts rtn = o;
     rtn.method = ZF_METHOD_RTN;
     rtn.grid = ZF_GRID_MINMAX;
+    r0 = 0;
     for (int i = 0; s == ZF_OK && i < nm; i++) {
+        int64_t nr = zf_lin_out(c, mem[i]);
+        const float *Wm = blk->lin_w[mem[i]];
+        zf_qresult base = {0};
+        gr->dl[i] = zf_delta_loss(Wm, gr->res.deq + r0 * in, nr, in, H);
+        if ((s = zf_quantize(&rtn, Wm, nr, in, H, NULL, &base)) == ZF_OK) gr->dl_rtn[i] = base.dl;
+        zf_qresult_free(&base);
+        r0 += nr;
+    }
+    if (s != ZF_OK) zf_fail_context(s, "block %lld, %s", (long long)b, zf_group_name(g));
+    free(W);
+    free(cls);
+    return s;
+}
+
+/* Sends the owner's group result to every rank (receivers allocate). */
+static zf_status bcast_group(group_result *gr, int owner)
+{
+    const zf_comm *w = zf_comm_world();
+    if (w->size == 1) return ZF_OK;
+    zf_qresult *r = &gr->res;
+    int64_t hdr[4] = {r->rows, r->cols, r->ngroups, r->bits};
+    ZF_TRY(zf_comm_bcast(hdr, sizeof hdr, owner));
+    if (w->rank != owner) ZF_TRY(zf_qresult_alloc(r, hdr[0], hdr[1], hdr[2], (int)hdr[3]));
+    int64_t rc = r->rows * r->cols, rg = r->rows * r->ngroups;
+    ZF_TRY(zf_comm_bcast(r->q, (size_t)rc, owner));
+    ZF_TRY(zf_comm_bcast(r->scale, sizeof(float) * (size_t)rg, owner));
+    ZF_TRY(zf_comm_bcast(r->zero, sizeof(float) * (size_t)rg, owner));
+    ZF_TRY(zf_comm_bcast(r->g_idx, sizeof(int32_t) * (size_t)r->cols, owner));
+    ZF_TRY(zf_comm_bcast(r->zeta, sizeof(float) * (size_t)r->cols, owner));
+    ZF_TRY(zf_comm_bcast(r->deq, sizeof(float) * (size_t)rc, owner));
+    double meta[10] = {r->dl_rtn, r->dl, r->als_iters, r->damp_used, r->damp_retries, (double)r->dead_inputs,
+                       gr->dl[0], gr->dl[1], gr->dl[2], 0};
+    double meta2[3] = {gr->dl_rtn[0], gr->dl_rtn[1], gr->dl_rtn[2]};
+    ZF_TRY(zf_comm_bcast(meta, sizeof meta, owner));
+    ZF_TRY(zf_comm_bcast(meta2, sizeof meta2, owner));
+    r->dl_rtn = meta[0];
+    r->dl = meta[1];
+    r->als_iters = (int)meta[2];
+    r->damp_used = meta[3];
+    r->damp_retries = (int)meta[4];
+    r->dead_inputs = (int64_t)meta[5];
+    for (int i = 0; i < 3; i++) {
+        gr->dl[i] = meta[6 + i];
+        gr->dl_rtn[i] = meta2[i];
+    }
+    return ZF_OK;
+}
+
+/* Every rank: install the group's quantized members in the block and fold ζ (identically on all ranks). */
+static zf_status apply_group(const zf_job_config *cfg, const zf_model_config *c, int64_t b, zf_group g,
+                             const group_result *gr, zf_block_weights *blk, zf_qblock *qb)
+{
+    zf_lin mem[3];
+    int nm = zf_group_members(c, g, mem);
+    int64_t in = zf_group_in(c, g), r0 = 0;
+    for (int i = 0; i < nm; i++) {
         zf_lin l = mem[i];
         int64_t nr = zf_lin_out(c, l);
-        zf_qresult base = {0};
-        if ((s = slice_rows(&res, r0, nr, &qb->lin[l])) != ZF_OK) break;
-        qb->dl[l] = zf_delta_loss(blk->lin_w[l], qb->lin[l].deq, nr, in, H);
-        if ((s = zf_quantize(&rtn, blk->lin_w[l], nr, in, H, NULL, &base)) == ZF_OK) qb->dl_rtn[l] = base.dl;
-        zf_qresult_free(&base);
+        ZF_TRY(slice_rows(&gr->res, r0, nr, &qb->lin[l]));
+        qb->dl[l] = gr->dl[i];
+        qb->dl_rtn[l] = gr->dl_rtn[i];
         if (qb->unfolded.lin_w[l]) memcpy(qb->unfolded.lin_w[l], qb->lin[l].deq, sizeof(float) * (size_t)(nr * in));
         deploy_weight(&qb->lin[l], blk->lin_w[l]);
         r0 += nr;
     }
-    if (s != ZF_OK || o.method != ZF_METHOD_ZFOLD) goto done;
-    /* Fold ζ; a linear target also carries it in its stored per-row scales. */
-    if ((s = zf_fold_zeta(c, g, res.zeta, blk)) != ZF_OK) {
-        zf_fail_context(s, "block %lld, folding %s", (long long)b, zf_group_name(g));
-        goto done;
-    }
-    factor = zf_malloc(sizeof(float) * (size_t)(c->intermediate > c->hidden ? c->intermediate : c->hidden) * 2,
-                       "fold factors");
-    if (!factor) { s = ZF_ERR_NOMEM; goto done; }
-    zf_lin tl = fold_row_factors(c, g, res.zeta, factor);
+    if (cfg->quant.method != ZF_METHOD_ZFOLD || zf_group_fold(c, g) == ZF_FOLD_NONE) return ZF_OK;
+    zf_status s = zf_fold_zeta(c, g, gr->res.zeta, blk);
+    if (s != ZF_OK) return zf_fail_context(s, "block %lld, folding %s", (long long)b, zf_group_name(g));
+    /* a linear target also carries ζ in its stored per-row scales */
+    int64_t nmax = c->intermediate > c->hidden ? c->intermediate : c->hidden;
+    float *factor = zf_malloc(sizeof(float) * (size_t)nmax, "fold factors");
+    if (!factor) return ZF_ERR_NOMEM;
+    zf_lin tl = fold_row_factors(c, g, gr->res.zeta, factor);
     if (tl != ZF_NLIN) {
         zf_qresult *t = &qb->lin[tl];
         for (int64_t r = 0; r < t->rows; r++)
             for (int64_t k = 0; k < t->ngroups; k++) t->scale[r * t->ngroups + k] *= factor[r];
     }
-done:
-    zf_qresult_free(&res);
-    free(W);
-    free(cls);
     free(factor);
-    return s;
+    return ZF_OK;
+}
+
+/* Work per group for balancing: OPTQ's d_out·d_in² plus the Cholesky's d_in³/3. */
+static double group_cost(const zf_model_config *c, zf_group g)
+{
+    zf_lin mem[3];
+    int nm = zf_group_members(c, g, mem);
+    double in = (double)zf_group_in(c, g), out = 0;
+    for (int i = 0; i < nm; i++) out += (double)zf_lin_out(c, mem[i]);
+    return 2.0 * out * in * in + in * in * in / 3.0;
+}
+
+/* Owner rank of each group: largest first onto the least loaded rank (the same answer on every rank). */
+static void assign_owners(const zf_model_config *c, int nranks, int owner[ZF_NGROUP])
+{
+    double load[256] = {0};
+    int n = nranks < 256 ? nranks : 256;
+    int order[ZF_NGROUP] = {0, 1, 2, 3};
+    for (int i = 0; i < ZF_NGROUP; i++)
+        for (int j = i + 1; j < ZF_NGROUP; j++)
+            if (group_cost(c, (zf_group)order[j]) > group_cost(c, (zf_group)order[i])) {
+                int t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    for (int i = 0; i < ZF_NGROUP; i++) {
+        int best = 0;
+        for (int r = 1; r < n; r++)
+            if (load[r] < load[best]) best = r;
+        owner[order[i]] = best;
+        load[best] += group_cost(c, (zf_group)order[i]);
+    }
+}
+
+/* Sums every rank's partial Hessian of group g onto its owner; the owner writes H = 2/N Σ xxᵀ. */
+static zf_status reduce_hessian(zf_hessian *h, int owner, float *H)
+{
+    const zf_comm *w = zf_comm_world();
+    int64_t n = h->dim * h->dim;
+    double count = (double)h->ntokens;
+    ZF_TRY(zf_comm_allreduce_f64(&count, 1));
+    if (h->fp64) ZF_TRY(zf_comm_reduce_f64(h->sum64, n, owner));
+    else ZF_TRY(zf_comm_reduce_f32(h->sum32, n, owner));
+    h->ntokens = (int64_t)count;
+    if (w->rank != owner) return ZF_OK;
+    return zf_hessian_finalize(h, H);
 }
 
 static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t b, float *x, float *scratch,
                                 int64_t nwin)
 {
     const zf_model_config *c = &m->model;
+    const zf_comm *w = zf_comm_world();
     zf_qblock *qb = &m->blocks[b];
     int64_t seq = m->calib_seq, ntok = nwin * seq, d = c->hidden;
     capture_ctx cap = {0};
+    group_result gr[ZF_NGROUP];
+    memset(gr, 0, sizeof gr);
+    int owner[ZF_NGROUP];
+    assign_owners(c, w->size, owner);
     float *H = NULL;
     zf_status s = zf_block_load(c, m->st, b, &qb->folded);
     if (s == ZF_OK) s = zf_block_check_finite(c, &qb->folded, b);
@@ -229,30 +328,48 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     int64_t hmax = c->intermediate > c->n_heads * c->head_dim ? c->intermediate : c->n_heads * c->head_dim;
     if (hmax < d) hmax = d;
     if (s == ZF_OK && !(H = zf_malloc(sizeof(float) * (size_t)(hmax * hmax), "Hessian"))) s = ZF_ERR_NOMEM;
-    for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++) {
-        if (g == 0 || cfg->true_sequential) {
-            /* capture from the block as it is now (earlier groups already quantized when true-sequential) */
-            cap.want = cfg->true_sequential ? (1u << g) : (1u << ZF_NGROUP) - 1;
-            cap.status = ZF_OK;
-            memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
-            s = zf_block_forward(c, &qb->folded, scratch, nwin, seq, capture_hessians, &cap);
-            if (s == ZF_OK) s = cap.status;
-            if (s != ZF_OK) break;
+    s = zf_comm_agree(s);
+    /* Groups are processed in execution order; without true-sequential all Hessians come from one pass and
+     * every owner quantizes its groups before any result is exchanged. */
+    int first = 0;
+    while (s == ZF_OK && first < ZF_NGROUP) {
+        int last = cfg->true_sequential ? first + 1 : ZF_NGROUP;
+        cap.want = 0;
+        for (int g = first; g < last; g++) cap.want |= 1u << g;
+        cap.status = ZF_OK;
+        memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
+        if (nwin > 0) s = zf_block_forward(c, &qb->folded, scratch, nwin, seq, capture_hessians, &cap);
+        if (s == ZF_OK) s = cap.status;
+        s = zf_comm_agree(s);
+        for (int g = first; s == ZF_OK && g < last; g++) {
+            s = reduce_hessian(&cap.h[g], owner[g], H);
+            if (s == ZF_OK && w->rank == owner[g]) s = compute_group(cfg, c, b, (zf_group)g, H, &qb->folded, &gr[g]);
+            if (w->size > 1) s = zf_comm_agree(s);
         }
-        if ((s = zf_hessian_finalize(&cap.h[g], H)) != ZF_OK) break;
-        s = quantize_group(cfg, m, b, (zf_group)g, H, &qb->folded, qb);
+        for (int g = first; s == ZF_OK && g < last; g++) {
+            s = bcast_group(&gr[g], owner[g]);
+            if (s == ZF_OK) s = apply_group(cfg, c, b, (zf_group)g, &gr[g], &qb->folded, qb);
+        }
+        first = last;
     }
     /* the next block's inputs come through the quantized block */
-    if (s == ZF_OK) s = zf_block_forward(c, &qb->folded, x, nwin, seq, NULL, NULL);
-    for (int g = 0; g < ZF_NGROUP; g++) zf_hessian_free(&cap.h[g]);
+    if (s == ZF_OK && nwin > 0) s = zf_block_forward(c, &qb->folded, x, nwin, seq, NULL, NULL);
+    for (int g = 0; g < ZF_NGROUP; g++) {
+        zf_hessian_free(&cap.h[g]);
+        zf_qresult_free(&gr[g].res);
+    }
     free(H);
-    return s;
+    return zf_comm_agree(s);
 }
 
 zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m)
 {
     const zf_model_config *c = &m->model;
-    int64_t nwin = cfg->calib_windows, seq = m->calib_seq, d = c->hidden;
+    const zf_comm *w = zf_comm_world();
+    int64_t nall = cfg->calib_windows, seq = m->calib_seq, d = c->hidden, lo, hi;
+    /* every rank draws the same windows and keeps its contiguous share (data parallel) */
+    zf_comm_split(nall, w->rank, w->size, &lo, &hi);
+    int64_t nwin = hi - lo;
     zf_tokens tok = {0};
     int64_t *starts = NULL;
     int32_t *ids = NULL;
@@ -260,15 +377,17 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m)
     double t0 = now_seconds();
     zf_status s = zf_tokens_read(cfg->calib_file, c->vocab, &tok);
     if (s != ZF_OK) return s;
-    starts = zf_malloc(sizeof(int64_t) * (size_t)nwin, "calibration windows");
+    starts = zf_malloc(sizeof(int64_t) * (size_t)nall, "calibration windows");
     ids = zf_malloc(sizeof(int32_t) * (size_t)(nwin * seq), "calibration tokens");
     x = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations");
     scratch = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations (copy)");
     if (!starts || !ids || !x || !scratch) s = ZF_ERR_NOMEM;
-    if (s == ZF_OK) s = zf_calibration_windows((int64_t)tok.count, seq, nwin, (uint64_t)cfg->seed, starts);
+    if (s == ZF_OK) s = zf_calibration_windows((int64_t)tok.count, seq, nall, (uint64_t)cfg->seed, starts);
     if (s != ZF_OK) zf_fail_context(s, "%s", cfg->calib_file);
-    for (int64_t w = 0; s == ZF_OK && w < nwin; w++) memcpy(ids + w * seq, tok.ids + starts[w], sizeof(int32_t) * (size_t)seq);
-    if (s == ZF_OK) s = zf_embed(c, &m->globals, ids, nwin, seq, x);
+    for (int64_t i = 0; s == ZF_OK && i < nwin; i++)
+        memcpy(ids + i * seq, tok.ids + starts[lo + i], sizeof(int32_t) * (size_t)seq);
+    if (s == ZF_OK && nwin > 0) s = zf_embed(c, &m->globals, ids, nwin, seq, x);
+    s = zf_comm_agree(s);
     for (int64_t b = 0; s == ZF_OK && b < c->n_layers; b++) {
         double tb = now_seconds();
         s = quantize_block(cfg, m, b, x, scratch, nwin);

@@ -36,9 +36,10 @@ int main(void)
     CHECK(c.quant.method == ZF_METHOD_ZFOLD && c.quant.bits == 3 && c.quant.group_size == -1);
     CHECK(c.calib_windows == 128 && c.quant.damp == 0.01 && c.eval_fp && !c.quant.sym);
 
-    const char *ok = write_yaml("ok.yaml", "model: m\noutput: o\nmethod: optq\nbits: 4\nsym: true\n"
+    char ok[1024];
+    snprintf(ok, sizeof ok, "%s", write_yaml("ok.yaml", "model: m\noutput: o\nmethod: optq\nbits: 4\nsym: true\n"
                                            "calibration:\n  file: c.bin\n  windows: 16\n  seq_len: 64\n"
-                                           "eval:\n  files: [a.bin, b.bin]\n  max_windows: 3\n");
+                                           "eval:\n  files: [a.bin, b.bin]\n  max_windows: 3\n"));
     CHECK_OK(zf_config_load(ok, &c));
     CHECK(c.quant.method == ZF_METHOD_OPTQ && c.quant.bits == 4 && c.quant.sym);
     CHECK(c.calib_windows == 16 && c.calib_seq_len == 64 && !strcmp(c.calib_file, "c.bin"));
@@ -74,7 +75,7 @@ int main(void)
     expect_error("enum.yaml", "model: m\noutput: o\ncalibration:\n  file: c\nmethod: awq\n", "rtn|optq|zfold", NULL);
     expect_error("missing.yaml", "model: m\ncalibration:\n  file: c\n", "missing required key 'output'", NULL);
     expect_error("list.yaml", "model: m\noutput: o\ncalibration:\n  file: c\nbits: [2, 3]\n", "'bits'", "list");
-    expect_error("dup.yaml", "model: m\noutput: o\nmodel: n\ncalibration:\n  file: c\n", "given twice", NULL);
+    expect_error("dup.yaml", "model: m\noutput: o\nmodel: n\ncalibration:\n  file: c\n", "dup.yaml", "not valid YAML");
     expect_error("section.yaml", "model: m\noutput: o\ncalibration: c\n", "'calibration'", "mapping");
     expect_error("bool.yaml", "model: m\noutput: o\ncalibration:\n  file: c\nsym: maybe\n", "true or false", NULL);
     expect_error("top.yaml", "- a\n- b\n", "top level", NULL);

@@ -1,0 +1,105 @@
+/* MPI wrappers: chunked collectives, error agreement, abort; no-ops for a single process. */
+#include "comm.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/log.h"
+
+static zf_comm world = {0, 1};
+static int mpi_started = 0;
+static int failed_elsewhere = 0;
+
+#define CHUNK ((int64_t)1 << 28)
+
+static zf_status mpi_check(int rc, const char *what)
+{
+    if (rc == MPI_SUCCESS) return ZF_OK;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return zf_fail(ZF_ERR_INTERNAL, "MPI %s failed on rank %d: %s", what, world.rank, msg);
+}
+
+zf_status zf_comm_init(int *argc, char ***argv, zf_comm *c)
+{
+    int provided = 0;
+    ZF_TRY(mpi_check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "init"));
+    mpi_started = 1;
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &world.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world.size);
+    *c = world;
+    return ZF_OK;
+}
+
+void zf_comm_finalize(void)
+{
+    if (mpi_started) MPI_Finalize();
+    mpi_started = 0;
+}
+
+const zf_comm *zf_comm_world(void) { return &world; }
+
+_Noreturn void zf_comm_abort(int code)
+{
+    fflush(stdout);
+    fflush(stderr);
+    if (mpi_started && world.size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+static zf_status reduce_any(void *buf, int64_t n, MPI_Datatype type, size_t elem, int root, int all)
+{
+    if (world.size == 1) return ZF_OK;
+    char *p = buf;
+    for (int64_t off = 0; off < n; off += CHUNK) {
+        int cnt = (int)(n - off < CHUNK ? n - off : CHUNK);
+        void *at = p + (size_t)off * elem;
+        int rc;
+        if (all) rc = MPI_Allreduce(MPI_IN_PLACE, at, cnt, type, MPI_SUM, MPI_COMM_WORLD);
+        else if (world.rank == root) rc = MPI_Reduce(MPI_IN_PLACE, at, cnt, type, MPI_SUM, root, MPI_COMM_WORLD);
+        else rc = MPI_Reduce(at, NULL, cnt, type, MPI_SUM, root, MPI_COMM_WORLD);
+        ZF_TRY(mpi_check(rc, all ? "allreduce" : "reduce"));
+    }
+    return ZF_OK;
+}
+
+zf_status zf_comm_allreduce_f64(double *buf, int64_t n) { return reduce_any(buf, n, MPI_DOUBLE, sizeof(double), 0, 1); }
+zf_status zf_comm_reduce_f32(float *buf, int64_t n, int root) { return reduce_any(buf, n, MPI_FLOAT, sizeof(float), root, 0); }
+zf_status zf_comm_reduce_f64(double *buf, int64_t n, int root) { return reduce_any(buf, n, MPI_DOUBLE, sizeof(double), root, 0); }
+
+zf_status zf_comm_bcast(void *buf, size_t bytes, int root)
+{
+    if (world.size == 1) return ZF_OK;
+    char *p = buf;
+    for (size_t off = 0; off < bytes; off += (size_t)CHUNK) {
+        int cnt = (int)(bytes - off < (size_t)CHUNK ? bytes - off : (size_t)CHUNK);
+        ZF_TRY(mpi_check(MPI_Bcast(p + off, cnt, MPI_BYTE, root, MPI_COMM_WORLD), "broadcast"));
+    }
+    return ZF_OK;
+}
+
+zf_status zf_comm_agree(zf_status local)
+{
+    if (world.size == 1) return local;
+    int in = (int)local, out = 0;
+    zf_status s = mpi_check(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "status agreement");
+    if (s != ZF_OK) return s;
+    if (out != ZF_OK && local == ZF_OK) {
+        failed_elsewhere = 1;
+        return zf_fail((zf_status)out, "another rank failed (its message is above)");
+    }
+    return local != ZF_OK ? local : (zf_status)out;
+}
+
+void zf_comm_split(int64_t n, int rank, int size, int64_t *lo, int64_t *hi)
+{
+    int64_t base = n / size, extra = n % size;
+    *lo = rank * base + (rank < extra ? rank : extra);
+    *hi = *lo + base + (rank < extra ? 1 : 0);
+}
+
+int zf_comm_failed_elsewhere(void) { return failed_elsewhere; }

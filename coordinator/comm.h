@@ -1,0 +1,37 @@
+/* MPI communication for the coordinator and workers; a single process (size 1) never calls MPI. */
+#ifndef ZF_COMM_H
+#define ZF_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+typedef struct {
+    int rank;
+    int size;
+} zf_comm;
+
+/* Initializes MPI (works without mpirun as a singleton) and sets errors to return, so a failure is reported
+ * with its message and then ends the job through MPI_Abort. */
+zf_status zf_comm_init(int *argc, char ***argv, zf_comm *c);
+void zf_comm_finalize(void);
+/* The process-wide communicator (rank 0 of 1 when MPI was not initialized). */
+const zf_comm *zf_comm_world(void);
+/* Ends every rank of the job with code (MPI_Abort), or exits when alone. */
+_Noreturn void zf_comm_abort(int code);
+
+/* Element-wise sums, in place. Counts may exceed INT_MAX (sent in pieces). */
+zf_status zf_comm_allreduce_f64(double *buf, int64_t n);
+zf_status zf_comm_reduce_f32(float *buf, int64_t n, int root);
+zf_status zf_comm_reduce_f64(double *buf, int64_t n, int root);
+zf_status zf_comm_bcast(void *buf, size_t bytes, int root);
+/* Every rank learns whether any rank failed: returns the worst status (and on failing ranks keeps their message). */
+zf_status zf_comm_agree(zf_status local);
+/* True after zf_comm_agree reported another rank's failure (this rank has no message of its own to print). */
+int zf_comm_failed_elsewhere(void);
+
+/* [lo, hi) of n items for this rank (contiguous, sizes differ by at most one). */
+void zf_comm_split(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);
+
+#endif
