@@ -17,17 +17,23 @@
 #include "coordinator/commands.h"
 #include "coordinator/config.h"
 #include "coordinator/pipeline.h"
+#include "coordinator/rundir.h"
+#include "coordinator/signals.h"
 #include "worker/perplexity.h"
 
 void zf_cmd_quantize_help(void)
 {
-    printf("usage: zfold quantize CONFIG.yaml [--set key=value]... [--dry-run]\n"
+    printf("usage: zfold quantize CONFIG.yaml [--set key=value]... [--dry-run] [--restart]\n"
            "Quantizes the model named in the config block by block (calibration, Hessians, RTN/OPTQ/Z-FOLD,\n"
            "folding), writes <output>/blocks/block-NNNN.h5 and <output>/unquantized.h5, measures perplexity\n"
            "on eval.files and prints a table; <output>/report.json holds the same figures.\n"
            "Every key is described in docs/config.md. Relative paths are relative to the current folder.\n"
            "  --set key=value   override a key (dotted for sections: --set calibration.windows=32)\n"
-           "  --dry-run         check the config, the model and the token files, print the plan, stop\n");
+           "  --dry-run         check the config, the model and the token files, print the plan, stop\n"
+           "  --restart         discard the finished blocks of an earlier run in the output folder\n"
+           "Running the same command again resumes: finished blocks are verified (checksums) and read back.\n"
+           "SIGTERM, SIGINT or SIGUSR1 stop the run after the current block (exit code 3, resumable).\n"
+           "Exit codes: 0 done, 1 bad input or failed step, 2 usage, 3 interrupted (resumable), 4 internal error.\n");
 }
 
 static double now_seconds(void)
@@ -48,44 +54,54 @@ static char *config_yaml(const zf_job_config *cfg)
     return buf;
 }
 
-static zf_status write_shards(const zf_job_config *cfg, const zf_qmodel *m, const char *prov)
+static void block_shard_path(const zf_job_config *cfg, int64_t b, char *path, size_t n)
+{
+    snprintf(path, n, "%s/blocks/block-%04lld.h5", cfg->output, (long long)b);
+}
+
+static zf_status write_block_shard(const zf_job_config *cfg, const zf_qmodel *m, int64_t b, const char *prov,
+                                   char *path, size_t pathlen)
 {
     const zf_model_config *c = &m->model;
-    char path[ZF_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/blocks", cfg->output);
-    ZF_TRY(zf_mkdirs(path));
+    const zf_qblock *qb = &m->blocks[b];
     char names[ZF_NLIN][256], norm_names[4][256];
-    for (int64_t b = 0; b < c->n_layers; b++) {
-        const zf_qblock *qb = &m->blocks[b];
-        zf_shard_linear lin[ZF_NLIN];
-        zf_shard_tensor ten[4];
-        int nl = 0, nt = 0;
-        for (int l = 0; l < ZF_NLIN; l++) {
-            if (!zf_lin_present(c, (zf_lin)l)) continue;
-            const zf_qresult *r = &qb->lin[l];
-            zf_lin_tensor_prefix(c, b, (zf_lin)l, names[l], sizeof names[l]);
-            lin[nl++] = (zf_shard_linear){
-                .name = names[l], .bits = r->bits, .out = r->rows, .in = r->cols, .ngroups = r->ngroups,
-                .group_size = cfg->quant.group_size > 0 ? cfg->quant.group_size : -1, .q = r->q, .scale = r->scale,
-                .zero = r->zero, .g_idx = r->g_idx, .zeta = r->zeta, .bias = qb->folded.lin_b[l],
-                .dl_before = qb->dl_rtn[l], .dl_after = qb->dl[l], .als_iters = r->als_iters,
-                .damp_used = r->damp_used, .damp_retries = r->damp_retries};
-        }
-        for (int which = 0; which < 2; which++) {
-            char prefix[200];
-            zf_norm_tensor_prefix(c, b, which, prefix, sizeof prefix);
-            snprintf(norm_names[nt], sizeof norm_names[nt], "%s.weight", prefix);
-            ten[nt] = (zf_shard_tensor){norm_names[nt], 1, {c->hidden, 0}, qb->folded.norm_w[which]};
-            nt++;
-            if (qb->folded.norm_b[which]) {
-                snprintf(norm_names[nt], sizeof norm_names[nt], "%s.bias", prefix);
-                ten[nt] = (zf_shard_tensor){norm_names[nt], 1, {c->hidden, 0}, qb->folded.norm_b[which]};
-                nt++;
-            }
-        }
-        snprintf(path, sizeof path, "%s/blocks/block-%04lld.h5", cfg->output, (long long)b);
-        ZF_TRY(zf_shard_write(path, "block", b, nl, lin, nt, ten, prov));
+    zf_shard_linear lin[ZF_NLIN];
+    zf_shard_tensor ten[4];
+    int nl = 0, nt = 0;
+    for (int l = 0; l < ZF_NLIN; l++) {
+        if (!zf_lin_present(c, (zf_lin)l)) continue;
+        const zf_qresult *r = &qb->lin[l];
+        zf_lin_tensor_prefix(c, b, (zf_lin)l, names[l], sizeof names[l]);
+        lin[nl++] = (zf_shard_linear){
+            .name = names[l], .bits = r->bits, .out = r->rows, .in = r->cols, .ngroups = r->ngroups,
+            .group_size = cfg->quant.group_size > 0 ? cfg->quant.group_size : -1, .q = r->q, .scale = r->scale,
+            .zero = r->zero, .g_idx = r->g_idx, .zeta = r->zeta, .bias = qb->folded.lin_b[l],
+            .dl_before = qb->dl_rtn[l], .dl_after = qb->dl[l], .als_iters = r->als_iters,
+            .damp_used = r->damp_used, .damp_retries = r->damp_retries};
     }
+    for (int which = 0; which < 2; which++) {
+        char prefix[200];
+        zf_norm_tensor_prefix(c, b, which, prefix, sizeof prefix);
+        snprintf(norm_names[nt], sizeof norm_names[nt], "%s.weight", prefix);
+        ten[nt] = (zf_shard_tensor){norm_names[nt], 1, {c->hidden, 0}, qb->folded.norm_w[which]};
+        nt++;
+        if (qb->folded.norm_b[which]) {
+            snprintf(norm_names[nt], sizeof norm_names[nt], "%s.bias", prefix);
+            ten[nt] = (zf_shard_tensor){norm_names[nt], 1, {c->hidden, 0}, qb->folded.norm_b[which]};
+            nt++;
+        }
+    }
+    char dir[ZF_PATH_MAX + 16];
+    snprintf(dir, sizeof dir, "%s/blocks", cfg->output);
+    ZF_TRY(zf_mkdirs(dir));
+    block_shard_path(cfg, b, path, pathlen);
+    return zf_shard_write(path, "block", b, nl, lin, nt, ten, prov);
+}
+
+static zf_status write_unquantized(const zf_job_config *cfg, const zf_qmodel *m, const char *prov, char *path,
+                                   size_t pathlen)
+{
+    const zf_model_config *c = &m->model;
     const zf_model_globals *g = &m->globals;
     zf_shard_tensor ten[6];
     int nt = 0;
@@ -100,9 +116,41 @@ static zf_status write_shards(const zf_job_config *cfg, const zf_qmodel *m, cons
         ten[nt++] = (zf_shard_tensor){fnb, 1, {c->hidden, 0}, g->final_norm_b};
     }
     if (!c->tied_embeddings) ten[nt++] = (zf_shard_tensor){zf_head_tensor_name(c), 2, {c->vocab, c->hidden}, g->head};
-    snprintf(path, sizeof path, "%s/unquantized.h5", cfg->output);
+    snprintf(path, pathlen, "%s/unquantized.h5", cfg->output);
     return zf_shard_write(path, "unquantized", -1, 0, NULL, nt, ten, prov);
 }
+
+/* The run around the pipeline: shards persisted as blocks finish, finished blocks read back on resume. */
+typedef struct {
+    const zf_job_config *cfg;
+    zf_qmodel *m;
+    zf_rundir *run;             /* rank 0 only */
+    const char *prov;
+} run_ctx;
+
+static zf_status hook_load(void *ctx, int64_t b, zf_qblock *qb)
+{
+    run_ctx *r = ctx;
+    char path[ZF_PATH_MAX + 64];
+    block_shard_path(r->cfg, b, path, sizeof path);
+    zf_shard_data d;
+    memset(&d, 0, sizeof d);
+    zf_status s = zf_shard_read(path, &d);
+    if (s == ZF_OK) s = zf_qblock_from_shard(&r->m->model, b, path, &d, qb);
+    zf_shard_data_free(&d);
+    return s;
+}
+
+static zf_status hook_done(void *ctx, int64_t b, const zf_qblock *qb)
+{
+    run_ctx *r = ctx;
+    if (!r->run) return ZF_OK;
+    char path[ZF_PATH_MAX + 64];
+    ZF_TRY(write_block_shard(r->cfg, r->m, b, r->prov, path, sizeof path));
+    return zf_rundir_mark_done(r->run, b, path);
+}
+
+static int hook_stop(void *ctx) { return zf_signals_pending(); }
 
 typedef struct {
     char file[ZF_PATH_MAX];
@@ -259,7 +307,7 @@ static int exit_code(zf_status s)
 int zf_cmd_quantize(int argc, char **argv)
 {
     const char *config_path = NULL;
-    bool dry_run = false;
+    bool dry_run = false, restart = false;
     zf_job_config cfg;
     zf_config_defaults(&cfg);
     const char *sets[64];
@@ -268,6 +316,7 @@ int zf_cmd_quantize(int argc, char **argv)
         if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
         else if (!strncmp(argv[i], "--set=", 6) && nsets < 64) sets[nsets++] = argv[i] + 6;
         else if (!strcmp(argv[i], "--dry-run")) dry_run = true;
+        else if (!strcmp(argv[i], "--restart")) restart = true;
         else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
         else {
             fprintf(stderr, "zfold quantize: unexpected argument '%s'\n", argv[i]);
@@ -313,15 +362,36 @@ int zf_cmd_quantize(int argc, char **argv)
     if (s == ZF_OK && dry_run) {
         zf_log_info("dry run: configuration and model checked; nothing computed");
     } else if (s == ZF_OK) {
+        zf_signals_install();
+        zf_rundir *run = NULL;
+        double resume_from = 0;
         if (lead) s = zf_mkdirs(cfg.output);
+        if (s == ZF_OK && lead)
+            s = zf_rundir_open(cfg.output, yaml, zf_st_fingerprint(m.st), m.model.n_layers, restart, &run);
         if (s == ZF_OK && lead) {
             char path[ZF_PATH_MAX + 32];
             snprintf(path, sizeof path, "%s/config.yaml", cfg.output);
             s = zf_write_file_atomic(path, yaml, strlen(yaml));
+            resume_from = (double)zf_rundir_first_unfinished(run);
+            if (resume_from > 0)
+                zf_log_info("resuming %s: %lld of %lld blocks already done", cfg.output, (long long)resume_from,
+                            (long long)m.model.n_layers);
         }
         s = zf_comm_agree(s);
-        if (s == ZF_OK) s = zf_qmodel_quantize(&cfg, &m);
-        if (s == ZF_OK && lead) s = write_shards(&cfg, &m, yaml);
+        if (s == ZF_OK) s = zf_comm_allreduce_f64(&resume_from, 1);
+        if (s == ZF_OK && resume_from > 0 && cfg.eval_unfolded) {
+            zf_log_warn("eval.unfolded needs every block computed in this run; resumed, so it is skipped");
+            cfg.eval_unfolded = false;
+        }
+        run_ctx rctx = {&cfg, &m, run, yaml};
+        zf_run_hooks hooks = {(int64_t)resume_from, hook_load, hook_done, hook_stop, &rctx};
+        if (s == ZF_OK) s = zf_qmodel_quantize(&cfg, &m, &hooks);
+        if (s == ZF_OK && lead) {
+            char path[ZF_PATH_MAX + 32];
+            s = write_unquantized(&cfg, &m, yaml, path, sizeof path);
+            if (s == ZF_OK) s = zf_rundir_mark_unquantized(run, path);
+        }
+        zf_rundir_close(run);
         s = zf_comm_agree(s);
         if (s == ZF_OK) s = evaluate(&cfg, &m, rows);
         double total = now_seconds() - t0;

@@ -11,6 +11,7 @@
 #include "worker/fold.h"
 #include "worker/forward.h"
 #include "worker/hessian.h"
+#include "common/shard.h"
 #include "coordinator/comm.h"
 
 static double now_seconds(void)
@@ -362,7 +363,7 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     return zf_comm_agree(s);
 }
 
-zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m)
+zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks)
 {
     const zf_model_config *c = &m->model;
     const zf_comm *w = zf_comm_world();
@@ -388,22 +389,40 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m)
         memcpy(ids + i * seq, tok.ids + starts[lo + i], sizeof(int32_t) * (size_t)seq);
     if (s == ZF_OK && nwin > 0) s = zf_embed(c, &m->globals, ids, nwin, seq, x);
     s = zf_comm_agree(s);
+    int64_t resume_from = hooks ? hooks->resume_from : 0;
     for (int64_t b = 0; s == ZF_OK && b < c->n_layers; b++) {
         double tb = now_seconds();
-        s = quantize_block(cfg, m, b, x, scratch, nwin);
-        if (s != ZF_OK) break;
         zf_qblock *qb = &m->blocks[b];
+        if (b < resume_from) {
+            s = zf_comm_agree(hooks->load_block(hooks->ctx, b, qb));
+            if (s == ZF_OK && nwin > 0) s = zf_block_forward(c, &qb->folded, x, nwin, seq, NULL, NULL);
+            s = zf_comm_agree(s);
+            if (s == ZF_OK) zf_log_info("block %lld/%lld  resumed from its shard", (long long)b + 1, (long long)c->n_layers);
+            continue;
+        }
+        s = quantize_block(cfg, m, b, x, scratch, nwin);
+        if (s == ZF_OK && hooks && hooks->block_done) s = zf_comm_agree(hooks->block_done(hooks->ctx, b, qb));
+        if (s != ZF_OK) break;
         qb->seconds = now_seconds() - tb;
         double before = 0, after = 0;
+        int retries = 0;
         for (int l = 0; l < ZF_NLIN; l++) {
             before += qb->dl_rtn[l];
             after += qb->dl[l];
+            retries += qb->lin[l].damp_retries;
         }
         double elapsed = now_seconds() - t0;
-        double eta = elapsed / (double)(b + 1) * (double)(c->n_layers - b - 1);
-        zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f",
+        double eta = elapsed / (double)(b + 1 - resume_from) * (double)(c->n_layers - b - 1);
+        zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f%s",
                     (long long)b + 1, (long long)c->n_layers, qb->seconds, elapsed, eta, after, before,
-                    before > 0 ? after / before : 0.0);
+                    before > 0 ? after / before : 0.0, retries ? "  (damping retried)" : "");
+        if (hooks && hooks->stop_requested && b + 1 < c->n_layers) {
+            double sig = hooks->stop_requested(hooks->ctx);
+            s = zf_comm_allreduce_f64(&sig, 1);
+            if (s == ZF_OK && sig > 0)
+                s = zf_fail(ZF_ERR_INTERRUPTED, "stopped by a signal after block %lld of %lld; run the same command "
+                            "again to resume", (long long)b + 1, (long long)c->n_layers);
+        }
     }
     m->quant_seconds = now_seconds() - t0;
     zf_tokens_free(&tok);
@@ -412,6 +431,68 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m)
     free(x);
     free(scratch);
     return s;
+}
+
+static const zf_shard_tensor_data *find_tensor(const zf_shard_data *d, const char *name)
+{
+    for (int i = 0; i < d->ntensors; i++)
+        if (!strcmp(d->tensors[i].name, name)) return &d->tensors[i];
+    return NULL;
+}
+
+zf_status zf_qblock_from_shard(const zf_model_config *c, int64_t b, const char *path, const zf_shard_data *d,
+                               zf_qblock *qb)
+{
+    if (strcmp(d->kind, "block") || d->block != b)
+        return zf_fail(ZF_ERR_INPUT, "%s: holds %s %lld, expected block %lld", path, d->kind, (long long)d->block,
+                       (long long)b);
+    ZF_TRY(zf_block_alloc(c, &qb->folded));
+    for (int l = 0; l < ZF_NLIN; l++) {
+        if (!zf_lin_present(c, (zf_lin)l)) continue;
+        char name[256];
+        zf_lin_tensor_prefix(c, b, (zf_lin)l, name, sizeof name);
+        const zf_shard_linear_data *sl = NULL;
+        for (int i = 0; i < d->nlin; i++)
+            if (!strcmp(d->lin[i].name, name)) sl = &d->lin[i];
+        if (!sl) return zf_fail(ZF_ERR_INPUT, "%s: no layer '%s'", path, name);
+        if (sl->out != zf_lin_out(c, (zf_lin)l) || sl->in != zf_lin_in(c, (zf_lin)l))
+            return zf_fail(ZF_ERR_INPUT, "%s: layer '%s' is [%lld, %lld], the model expects [%lld, %lld]", path, name,
+                           (long long)sl->out, (long long)sl->in, (long long)zf_lin_out(c, (zf_lin)l),
+                           (long long)zf_lin_in(c, (zf_lin)l));
+        if (zf_lin_has_bias(c, (zf_lin)l) != (sl->bias != NULL))
+            return zf_fail(ZF_ERR_INPUT, "%s: layer '%s' %s a bias, the model %s", path, name,
+                           sl->bias ? "has" : "lacks", sl->bias ? "has none" : "has one");
+        zf_qresult *r = &qb->lin[l];
+        ZF_TRY(zf_qresult_alloc(r, sl->out, sl->in, sl->ngroups, sl->bits));
+        memcpy(r->q, sl->q, (size_t)(sl->out * sl->in));
+        memcpy(r->scale, sl->scale, sizeof(float) * (size_t)(sl->out * sl->ngroups));
+        memcpy(r->zero, sl->zero, sizeof(float) * (size_t)(sl->out * sl->ngroups));
+        memcpy(r->g_idx, sl->g_idx, sizeof(int32_t) * (size_t)sl->in);
+        memcpy(r->zeta, sl->zeta, sizeof(float) * (size_t)sl->in);
+        r->als_iters = sl->als_iters;
+        r->damp_used = sl->damp_used;
+        r->damp_retries = sl->damp_retries;
+        r->dl_rtn = qb->dl_rtn[l] = sl->dl_before;
+        r->dl = qb->dl[l] = sl->dl_after;
+        deploy_weight(r, qb->folded.lin_w[l]);
+        /* the fold factors are inside the stored scales: the deployed weight is what deq means here */
+        memcpy(r->deq, qb->folded.lin_w[l], sizeof(float) * (size_t)(sl->out * sl->in));
+        if (sl->bias) memcpy(qb->folded.lin_b[l], sl->bias, sizeof(float) * (size_t)sl->out);
+    }
+    for (int which = 0; which < 2; which++) {
+        char prefix[200], name[256];
+        zf_norm_tensor_prefix(c, b, which, prefix, sizeof prefix);
+        for (int part = 0; part < 2; part++) {
+            float *dst = part ? qb->folded.norm_b[which] : qb->folded.norm_w[which];
+            if (!dst) continue;
+            snprintf(name, sizeof name, "%s.%s", prefix, part ? "bias" : "weight");
+            const zf_shard_tensor_data *t = find_tensor(d, name);
+            if (!t || t->ndim != 1 || t->shape[0] != c->hidden)
+                return zf_fail(ZF_ERR_INPUT, "%s: '%s' missing or not [%lld]", path, name, (long long)c->hidden);
+            memcpy(dst, t->data, sizeof(float) * (size_t)c->hidden);
+        }
+    }
+    return zf_block_check_finite(c, &qb->folded, b);
 }
 
 zf_status zf_qmodel_folded_source(void *ctx, int64_t b, const zf_block_weights **out)

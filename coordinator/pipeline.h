@@ -4,6 +4,7 @@
 
 #include "common/model.h"
 #include "common/safetensors.h"
+#include "common/shard.h"
 #include "coordinator/config.h"
 #include "worker/block.h"
 #include "worker/quant.h"
@@ -34,9 +35,23 @@ zf_status zf_calibration_windows(int64_t ntokens, int64_t seq, int64_t n, uint64
 
 /* Opens the model of cfg and checks it (shapes, finite values) before any compute. */
 zf_status zf_qmodel_open(const zf_job_config *cfg, zf_qmodel *m);
-/* Runs the sequential protocol over every block. */
-zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m);
+/* What the caller does around each block: resume from finished shards, persist new ones, stop on request. */
+typedef struct {
+    int64_t resume_from;                                          /* blocks [0, resume_from) are loaded */
+    zf_status (*load_block)(void *ctx, int64_t b, zf_qblock *qb); /* every rank */
+    zf_status (*block_done)(void *ctx, int64_t b, const zf_qblock *qb); /* every rank, after a computed block */
+    int (*stop_requested)(void *ctx);                             /* a signal number or 0; agreed across ranks */
+    void *ctx;
+} zf_run_hooks;
+
+/* Runs the sequential protocol over every block; hooks may be NULL. Returns ZF_ERR_INTERRUPTED after the block
+ * during which a stop was requested (its shard written), leaving the run resumable. */
+zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks);
 void zf_qmodel_free(zf_qmodel *m);
+
+/* Rebuilds a finished block from its shard (read by zf_shard_read from path): codes, grids and the deployable block. */
+zf_status zf_qblock_from_shard(const zf_model_config *c, int64_t b, const char *path, const zf_shard_data *d,
+                               zf_qblock *qb);
 
 /* Block sources for perplexity: the quantized (folded) model and the unfolded fake-quantized one. */
 zf_status zf_qmodel_folded_source(void *ctx, int64_t b, const zf_block_weights **out);

@@ -28,7 +28,7 @@ static double run(zf_job_config *cfg, const zf_tokens *eval, double *ppl_unfolde
     zf_nll nll;
     double ppl = NAN;
     CHECK_OK(zf_qmodel_open(cfg, &m));
-    zf_status s = zf_qmodel_quantize(cfg, &m);
+    zf_status s = zf_qmodel_quantize(cfg, &m, NULL);
     CHECK_OK(s);
     int64_t nw = zf_eval_windows((int64_t)eval->count, 512);
     if (s == ZF_OK) {

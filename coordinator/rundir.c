@@ -1,0 +1,631 @@
+/* Run directory bookkeeping: manifest.json (config, model fingerprint, finished shards with sizes and XXH64), resume
+ * checks (refuse a different config or model, drop shards that fail their checksum) and --restart cleanup. */
+#define _GNU_SOURCE
+#include "rundir.h"
+
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "common/fsutil.h"
+#include "common/log.h"
+
+#define MANIFEST "manifest.json"
+#define MANIFEST_MAX_BYTES ((int64_t)64 << 20) /* a manifest of a 1000-block model is a few hundred kB */
+
+typedef struct {
+    bool done;
+    char file[256];   /* relative to the run directory */
+    int64_t bytes;
+    uint64_t hash;
+} entry;
+
+struct zf_rundir {
+    char dir[PATH_MAX];
+    char *config;     /* effective config text */
+    uint64_t model_fp;
+    int64_t n_blocks;
+    entry *blocks;    /* [n_blocks] */
+    entry unq;
+};
+
+/* ---- config text ------------------------------------------------------------------------------------------ */
+
+/* One "key: value" line of the YAML written by zf_config_write_yaml (sections one level deep, two-space indent). */
+typedef struct {
+    char key[128];
+    const char *value;
+    size_t vlen;
+} cfg_line;
+
+/* Splits config text into dotted keys and values; returns the count (at most max). */
+static int parse_config(const char *text, cfg_line *out, int max)
+{
+    char section[128] = "";
+    int n = 0;
+    for (const char *p = text; p && *p && n < max;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        const char *next = eol ? eol + 1 : NULL;
+        bool indented = len > 0 && p[0] == ' ';
+        const char *k = p;
+        while (k < p + len && *k == ' ') k++;
+        const char *colon = memchr(k, ':', (size_t)(p + len - k));
+        if (colon && colon > k && *k != '#') {
+            size_t klen = (size_t)(colon - k);
+            const char *v = colon + 1;
+            while (v < p + len && *v == ' ') v++;
+            size_t vlen = (size_t)(p + len - v);
+            while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\r')) vlen--;
+            if (!indented && vlen == 0) {
+                snprintf(section, sizeof section, "%.*s", (int)klen, k);
+            } else {
+                if (!indented) section[0] = '\0';
+                if (indented && section[0])
+                    snprintf(out[n].key, sizeof out[n].key, "%s.%.*s", section, (int)klen, k);
+                else
+                    snprintf(out[n].key, sizeof out[n].key, "%.*s", (int)klen, k);
+                out[n].value = v;
+                out[n].vlen = vlen;
+                n++;
+            }
+        }
+        p = next;
+    }
+    return n;
+}
+
+/* Keys that change nothing in the shards: where they go, how fast, and what is measured afterwards. */
+static bool key_ignored(const char *key)
+{
+    return !strcmp(key, "output") || !strcmp(key, "threads") || !strncmp(key, "eval.", 5);
+}
+
+#define MAX_KEYS 256
+
+static uint64_t config_fingerprint(const char *text)
+{
+    cfg_line *lines = calloc(MAX_KEYS, sizeof *lines);
+    ZF_ASSERT(lines);
+    int n = parse_config(text, lines, MAX_KEYS);
+    XXH64_state_t *st = XXH64_createState();
+    ZF_ASSERT(st);
+    XXH64_reset(st, 0);
+    for (int i = 0; i < n; i++) {
+        if (key_ignored(lines[i].key)) continue;
+        XXH64_update(st, lines[i].key, strlen(lines[i].key));
+        XXH64_update(st, ": ", 2);
+        XXH64_update(st, lines[i].value, lines[i].vlen);
+        XXH64_update(st, "\n", 1);
+    }
+    uint64_t h = XXH64_digest(st);
+    XXH64_freeState(st);
+    free(lines);
+    return h;
+}
+
+static const cfg_line *find_line(const cfg_line *lines, int n, const char *key)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(lines[i].key, key)) return &lines[i];
+    return NULL;
+}
+
+/* Appends "key was OLD, now NEW" for every relevant key that differs; returns the number of differences. */
+static int config_diff(const char *old_text, const char *new_text, char *buf, size_t cap)
+{
+    cfg_line *a = calloc(2 * MAX_KEYS, sizeof *a);
+    ZF_ASSERT(a);
+    cfg_line *b = a + MAX_KEYS;
+    int na = parse_config(old_text, a, MAX_KEYS), nb = parse_config(new_text, b, MAX_KEYS), ndiff = 0;
+    size_t used = strlen(buf);
+    for (int pass = 0; pass < 2; pass++) {
+        const cfg_line *xs = pass ? b : a, *ys = pass ? a : b;
+        int nx = pass ? nb : na, ny = pass ? na : nb;
+        for (int i = 0; i < nx; i++) {
+            if (key_ignored(xs[i].key)) continue;
+            const cfg_line *y = find_line(ys, ny, xs[i].key);
+            if (pass == 1 && y) continue; /* keys present in both were compared in the first pass */
+            if (y && y->vlen == xs[i].vlen && !memcmp(y->value, xs[i].value, y->vlen)) continue;
+            const cfg_line *o = pass ? y : &xs[i], *nw = pass ? &xs[i] : y;
+            int w = snprintf(buf + used, used < cap ? cap - used : 0, "%s%s was %.*s, now %.*s", ndiff ? "; " : "",
+                             xs[i].key, o ? (int)o->vlen : 8, o ? o->value : "(absent)", nw ? (int)nw->vlen : 8,
+                             nw ? nw->value : "(absent)");
+            if (w > 0) used += (size_t)w;
+            if (used >= cap) used = cap - 1;
+            ndiff++;
+        }
+    }
+    free(a);
+    return ndiff;
+}
+
+/* ---- files ----------------------------------------------------------------------------------------------- */
+
+static zf_status file_hash(const char *path, uint64_t *hash, int64_t *bytes)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return zf_fail(ZF_ERR_INPUT, "%s: %s", path, strerror(errno));
+    XXH64_state_t *st = XXH64_createState();
+    char *buf = malloc(1 << 20);
+    if (!st || !buf) {
+        fclose(f);
+        free(buf);
+        XXH64_freeState(st);
+        return zf_fail(ZF_ERR_NOMEM, "no memory to checksum %s", path);
+    }
+    XXH64_reset(st, 0);
+    int64_t total = 0;
+    size_t n;
+    while ((n = fread(buf, 1, 1 << 20, f)) > 0) {
+        XXH64_update(st, buf, n);
+        total += (int64_t)n;
+    }
+    zf_status s = ferror(f) ? zf_fail(ZF_ERR_INPUT, "%s: read error", path) : ZF_OK;
+    fclose(f);
+    *hash = XXH64_digest(st);
+    *bytes = total;
+    XXH64_freeState(st);
+    free(buf);
+    return s;
+}
+
+/* Verifies an entry against the file on disk; the reason goes to why. */
+static bool verify_entry(const zf_rundir *r, const entry *e, char *why, size_t n)
+{
+    if (!e->done) {
+        snprintf(why, n, "not finished");
+        return false;
+    }
+    char path[PATH_MAX + 256];
+    snprintf(path, sizeof path, "%s/%s", r->dir, e->file);
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(why, n, "%s", strerror(errno));
+        return false;
+    }
+    if ((int64_t)st.st_size != e->bytes) {
+        snprintf(why, n, "%lld bytes, the manifest says %lld (truncated or rewritten)", (long long)st.st_size,
+                 (long long)e->bytes);
+        return false;
+    }
+    uint64_t h = 0;
+    int64_t bytes = 0;
+    if (file_hash(path, &h, &bytes) != ZF_OK) {
+        snprintf(why, n, "%s", zf_last_error());
+        return false;
+    }
+    if (h != e->hash || bytes != e->bytes) {
+        snprintf(why, n, "XXH64 %016" PRIx64 ", the manifest says %016" PRIx64 " (corrupt)", h, e->hash);
+        return false;
+    }
+    return true;
+}
+
+static zf_status read_text(const char *path, char **out)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return zf_fail(ZF_ERR_INPUT, "cannot open %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || st.st_size > MANIFEST_MAX_BYTES) {
+        fclose(f);
+        return zf_fail(ZF_ERR_INPUT, "%s: larger than %lld bytes, not a zfold manifest; pass --restart to start over",
+                       path, (long long)MANIFEST_MAX_BYTES);
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        fclose(f);
+        return zf_fail(ZF_ERR_NOMEM, "no memory to read %s", path);
+    }
+    size_t n = fread(buf, 1, (size_t)st.st_size, f);
+    fclose(f);
+    buf[n] = '\0';
+    *out = buf;
+    return ZF_OK;
+}
+
+/* ---- manifest --------------------------------------------------------------------------------------------- */
+
+static zf_status bad_field(const char *path, const char *field, const char *expected)
+{
+    return zf_fail(ZF_ERR_INPUT, "%s: field '%s' is missing or not %s; the manifest is damaged: pass --restart to "
+                   "start over", path, field, expected);
+}
+
+static bool get_int(const cJSON *obj, const char *name, int64_t lo, int64_t hi, int64_t *v)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!cJSON_IsNumber(j)) return false;
+    double d = j->valuedouble;
+    if (!(d >= (double)lo && d <= (double)hi) || d != floor(d)) return false;
+    *v = (int64_t)d;
+    return true;
+}
+
+static bool get_hex(const cJSON *obj, const char *name, uint64_t *v)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!cJSON_IsString(j)) return false;
+    const char *s = j->valuestring;
+    size_t n = strlen(s);
+    if (n == 0 || n > 16 || strspn(s, "0123456789abcdefABCDEF") != n) return false;
+    *v = strtoull(s, NULL, 16);
+    return true;
+}
+
+/* A relative file name inside the run directory: no absolute path, no "..". */
+static bool get_file(const cJSON *obj, char *dst, size_t n)
+{
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, "file");
+    if (!cJSON_IsString(j)) return false;
+    const char *s = j->valuestring;
+    if (!*s || *s == '/' || strstr(s, "..") || strlen(s) >= n) return false;
+    snprintf(dst, n, "%s", s);
+    return true;
+}
+
+static zf_status parse_entry(const char *path, const cJSON *j, const char *field, entry *e)
+{
+    char f[96];
+    if (!cJSON_IsObject(j)) return bad_field(path, field, "an object");
+    snprintf(f, sizeof f, "%s.file", field);
+    if (!get_file(j, e->file, sizeof e->file)) return bad_field(path, f, "a relative file name");
+    snprintf(f, sizeof f, "%s.bytes", field);
+    if (!get_int(j, "bytes", 0, (int64_t)1 << 53, &e->bytes)) return bad_field(path, f, "a byte count");
+    snprintf(f, sizeof f, "%s.xxh64", field);
+    if (!get_hex(j, "xxh64", &e->hash)) return bad_field(path, f, "a hex XXH64");
+    e->done = true;
+    return ZF_OK;
+}
+
+static void rundir_free(zf_rundir *r)
+{
+    if (!r) return;
+    free(r->config);
+    free(r->blocks);
+    free(r);
+}
+
+/* Parses <dir>/manifest.json into a new rundir (every listed shard counted as done, nothing verified). */
+static zf_status load_manifest(const char *dir, zf_rundir **out)
+{
+    *out = NULL;
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+    char *text = NULL;
+    ZF_TRY(read_text(path, &text));
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    if (!root)
+        return zf_fail(ZF_ERR_INPUT, "%s: not valid JSON; the manifest is damaged: pass --restart to start over",
+                       path);
+    zf_status s = ZF_OK;
+    zf_rundir *r = calloc(1, sizeof *r);
+    if (!r) {
+        cJSON_Delete(root);
+        return zf_fail(ZF_ERR_NOMEM, "no memory for the run directory");
+    }
+    snprintf(r->dir, sizeof r->dir, "%s", dir);
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(root, "config");
+    const cJSON *blocks = cJSON_GetObjectItemCaseSensitive(root, "blocks");
+    const cJSON *unq = cJSON_GetObjectItemCaseSensitive(root, "unquantized");
+    int64_t version = 0;
+    uint64_t cfg_fp = 0;
+    if (!cJSON_IsObject(root)) s = bad_field(path, "(root)", "an object");
+    else if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, ZF_RUN_FORMAT)) s = bad_field(path, "format", "\"" ZF_RUN_FORMAT "\"");
+    else if (!get_int(root, "version", 0, INT32_MAX, &version)) s = bad_field(path, "version", "an integer");
+    else if (version != ZF_RUN_VERSION)
+        s = zf_fail(ZF_ERR_INPUT, "%s: manifest version %lld is not supported (expected %d); pass --restart to start "
+                    "over", path, (long long)version, ZF_RUN_VERSION);
+    else if (!cJSON_IsString(cfg)) s = bad_field(path, "config", "a string");
+    else if (!get_hex(root, "config_fingerprint", &cfg_fp)) s = bad_field(path, "config_fingerprint", "a hex XXH64");
+    else if (!get_hex(root, "model_fingerprint", &r->model_fp)) s = bad_field(path, "model_fingerprint", "a hex XXH64");
+    else if (!get_int(root, "n_blocks", 0, 1 << 20, &r->n_blocks)) s = bad_field(path, "n_blocks", "a block count");
+    else if (!cJSON_IsArray(blocks)) s = bad_field(path, "blocks", "an array");
+    else if (unq && !cJSON_IsNull(unq) && !cJSON_IsObject(unq)) s = bad_field(path, "unquantized", "an object or null");
+    if (s == ZF_OK && !(r->config = strdup(cfg->valuestring))) s = zf_fail(ZF_ERR_NOMEM, "no memory for the config");
+    if (s == ZF_OK && config_fingerprint(r->config) != cfg_fp)
+        s = bad_field(path, "config_fingerprint", "the fingerprint of 'config'");
+    if (s == ZF_OK && !(r->blocks = calloc((size_t)r->n_blocks + 1, sizeof *r->blocks)))
+        s = zf_fail(ZF_ERR_NOMEM, "no memory for the block list");
+    const cJSON *jb;
+    int idx = 0;
+    if (s == ZF_OK) cJSON_ArrayForEach(jb, blocks) {
+        char field[64];
+        int64_t b = -1;
+        snprintf(field, sizeof field, "blocks[%d]", idx++);
+        entry e = {0};
+        if ((s = parse_entry(path, jb, field, &e)) != ZF_OK) break;
+        if (!get_int(jb, "block", 0, r->n_blocks - 1, &b)) {
+            char f2[96];
+            snprintf(f2, sizeof f2, "%s.block", field);
+            s = bad_field(path, f2, "a block index below n_blocks");
+            break;
+        }
+        if (r->blocks[b].done) {
+            s = zf_fail(ZF_ERR_INPUT, "%s: block %lld is listed twice; the manifest is damaged: pass --restart to "
+                        "start over", path, (long long)b);
+            break;
+        }
+        r->blocks[b] = e;
+    }
+    if (s == ZF_OK && cJSON_IsObject(unq)) s = parse_entry(path, unq, "unquantized", &r->unq);
+    cJSON_Delete(root);
+    if (s != ZF_OK) {
+        rundir_free(r);
+        return s;
+    }
+    *out = r;
+    return ZF_OK;
+}
+
+static void hex64(char *buf, uint64_t v) { snprintf(buf, 17, "%016" PRIx64, v); }
+
+static cJSON *entry_json(const entry *e, int64_t block)
+{
+    char hex[17];
+    cJSON *j = cJSON_CreateObject();
+    if (!j) return NULL;
+    if (block >= 0) cJSON_AddNumberToObject(j, "block", (double)block);
+    cJSON_AddStringToObject(j, "file", e->file);
+    cJSON_AddNumberToObject(j, "bytes", (double)e->bytes);
+    hex64(hex, e->hash);
+    cJSON_AddStringToObject(j, "xxh64", hex);
+    return j;
+}
+
+static zf_status write_manifest(const zf_rundir *r)
+{
+    char hex[17];
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return zf_fail(ZF_ERR_NOMEM, "no memory for the manifest");
+    cJSON_AddStringToObject(root, "format", ZF_RUN_FORMAT);
+    cJSON_AddNumberToObject(root, "version", ZF_RUN_VERSION);
+    cJSON_AddStringToObject(root, "zfold_version", ZF_VERSION);
+    hex64(hex, config_fingerprint(r->config));
+    cJSON_AddStringToObject(root, "config_fingerprint", hex);
+    hex64(hex, r->model_fp);
+    cJSON_AddStringToObject(root, "model_fingerprint", hex);
+    cJSON_AddStringToObject(root, "config", r->config);
+    cJSON_AddNumberToObject(root, "n_blocks", (double)r->n_blocks);
+    cJSON *blocks = cJSON_AddArrayToObject(root, "blocks");
+    for (int64_t b = 0; b < r->n_blocks; b++)
+        if (r->blocks[b].done) cJSON_AddItemToArray(blocks, entry_json(&r->blocks[b], b));
+    if (r->unq.done) cJSON_AddItemToObject(root, "unquantized", entry_json(&r->unq, -1));
+    else cJSON_AddNullToObject(root, "unquantized");
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    if (!text) return zf_fail(ZF_ERR_NOMEM, "no memory to format the manifest");
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/" MANIFEST, r->dir);
+    zf_status s = zf_write_file_atomic(path, text, strlen(text));
+    free(text);
+    return s;
+}
+
+/* blocks/block-<digits>.h5, optionally with the writer's ".tmp.<pid>" suffix: the only names restart removes. */
+static bool is_block_file(const char *name)
+{
+    if (strncmp(name, "block-", 6)) return false;
+    const char *p = name + 6;
+    size_t nd = strspn(p, "0123456789");
+    if (nd == 0) return false;
+    p += nd;
+    if (strncmp(p, ".h5", 3)) return false;
+    p += 3;
+    if (!*p) return true;
+    if (strncmp(p, ".tmp.", 5)) return false;
+    p += 5;
+    return *p && strspn(p, "0123456789") == strlen(p);
+}
+
+static zf_status remove_if_present(const char *path)
+{
+    if (unlink(path) != 0 && errno != ENOENT) return zf_fail(ZF_ERR_IO, "cannot remove %s: %s", path, strerror(errno));
+    return ZF_OK;
+}
+
+static zf_status restart_clean(const char *dir)
+{
+    char path[PATH_MAX + 300];
+    snprintf(path, sizeof path, "%s/blocks", dir);
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *de;
+        zf_status s = ZF_OK;
+        while (s == ZF_OK && (de = readdir(d))) {
+            if (!is_block_file(de->d_name)) continue;
+            snprintf(path, sizeof path, "%s/blocks/%s", dir, de->d_name);
+            s = remove_if_present(path);
+        }
+        closedir(d);
+        ZF_TRY(s);
+    } else if (errno != ENOENT) {
+        return zf_fail(ZF_ERR_IO, "cannot list %s: %s", path, strerror(errno));
+    }
+    static const char *files[] = {"unquantized.h5", "report.json", MANIFEST};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        ZF_TRY(remove_if_present(path));
+    }
+    return ZF_OK;
+}
+
+/* ---- public ----------------------------------------------------------------------------------------------- */
+
+zf_status zf_rundir_load(const char *dir, zf_rundir **out)
+{
+    if (strlen(dir) >= PATH_MAX - 64) return zf_fail(ZF_ERR_INPUT, "run directory path too long: %s", dir);
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+    if (access(path, F_OK) != 0)
+        return zf_fail(ZF_ERR_INPUT, "%s: not a zfold run directory (no " MANIFEST ": %s)", dir, strerror(errno));
+    return load_manifest(dir, out);
+}
+
+zf_status zf_rundir_open(const char *dir, const char *config_yaml, uint64_t model_fingerprint, int64_t n_blocks,
+                         bool restart, zf_rundir **out)
+{
+    ZF_ASSERT(dir && config_yaml && out && n_blocks >= 0);
+    *out = NULL;
+    if (strlen(dir) >= PATH_MAX - 64) return zf_fail(ZF_ERR_INPUT, "run directory path too long: %s", dir);
+    ZF_TRY(zf_mkdirs(dir));
+    if (restart) ZF_TRY(restart_clean(dir));
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+    zf_rundir *r = NULL;
+    zf_status s = ZF_OK;
+    if (access(path, F_OK) == 0) {
+        ZF_TRY(load_manifest(dir, &r));
+        /* refuse to mix: every relevant difference is named, so the user sees what changed in one go */
+        char diff[3072] = "";
+        int ndiff = config_diff(r->config, config_yaml, diff, sizeof diff);
+        size_t used = strlen(diff);
+        if (r->model_fp != model_fingerprint) {
+            snprintf(diff + used, sizeof diff - used, "%smodel fingerprint was %016" PRIx64 ", now %016" PRIx64
+                     " (a different checkpoint)", ndiff ? "; " : "", r->model_fp, model_fingerprint);
+            ndiff++;
+            used = strlen(diff);
+        }
+        if (r->n_blocks != n_blocks) {
+            snprintf(diff + used, sizeof diff - used, "%sn_blocks was %lld, now %lld", ndiff ? "; " : "",
+                     (long long)r->n_blocks, (long long)n_blocks);
+            ndiff++;
+        }
+        if (ndiff) {
+            rundir_free(r);
+            return zf_fail(ZF_ERR_INPUT, "%s: the run directory holds a run with a different %s: %s. Pass --restart "
+                           "to delete its shards and start over, or choose another output folder", path,
+                           ndiff == 1 ? "setting" : "settings", diff);
+        }
+        char why[512];
+        for (int64_t b = 0; b < n_blocks; b++)
+            if (r->blocks[b].done && !verify_entry(r, &r->blocks[b], why, sizeof why)) {
+                zf_log_warn("%s/%s: block %lld will be quantized again: %s", dir, r->blocks[b].file, (long long)b, why);
+                r->blocks[b].done = false;
+            }
+        if (r->unq.done && !verify_entry(r, &r->unq, why, sizeof why)) {
+            zf_log_warn("%s/%s: will be written again: %s", dir, r->unq.file, why);
+            r->unq.done = false;
+        }
+        /* the new config text differs at most in ignored keys (eval.*, ...): record the one in use */
+        free(r->config);
+        r->config = NULL;
+    } else {
+        if (!(r = calloc(1, sizeof *r)) || !(r->blocks = calloc((size_t)n_blocks + 1, sizeof *r->blocks))) {
+            rundir_free(r);
+            return zf_fail(ZF_ERR_NOMEM, "no memory for the run directory");
+        }
+        snprintf(r->dir, sizeof r->dir, "%s", dir);
+        r->model_fp = model_fingerprint;
+        r->n_blocks = n_blocks;
+    }
+    if (!(r->config = strdup(config_yaml))) s = zf_fail(ZF_ERR_NOMEM, "no memory for the config");
+    if (s == ZF_OK) s = write_manifest(r);
+    if (s != ZF_OK) {
+        rundir_free(r);
+        return s;
+    }
+    *out = r;
+    return ZF_OK;
+}
+
+bool zf_rundir_block_done(const zf_rundir *r, int64_t block)
+{
+    return block >= 0 && block < r->n_blocks && r->blocks[block].done;
+}
+
+int64_t zf_rundir_blocks_done(const zf_rundir *r)
+{
+    int64_t n = 0;
+    for (int64_t b = 0; b < r->n_blocks; b++) n += r->blocks[b].done;
+    return n;
+}
+
+int64_t zf_rundir_first_unfinished(const zf_rundir *r)
+{
+    for (int64_t b = 0; b < r->n_blocks; b++)
+        if (!r->blocks[b].done) return b;
+    return r->n_blocks;
+}
+
+/* Measures path and records it in e, relative to the run directory. */
+static zf_status record(zf_rundir *r, entry *e, const char *path)
+{
+    char real_dir[PATH_MAX], real_file[PATH_MAX];
+    if (!realpath(r->dir, real_dir)) return zf_fail(ZF_ERR_IO, "cannot resolve %s: %s", r->dir, strerror(errno));
+    if (!realpath(path, real_file)) return zf_fail(ZF_ERR_INPUT, "cannot resolve %s: %s", path, strerror(errno));
+    size_t n = strlen(real_dir);
+    if (strncmp(real_file, real_dir, n) || real_file[n] != '/' || strlen(real_file + n + 1) >= sizeof e->file)
+        return zf_fail(ZF_ERR_INPUT, "%s is not inside the run directory %s", path, r->dir);
+    entry ne = {.done = true};
+    snprintf(ne.file, sizeof ne.file, "%s", real_file + n + 1);
+    ZF_TRY(file_hash(path, &ne.hash, &ne.bytes));
+    *e = ne;
+    return write_manifest(r);
+}
+
+zf_status zf_rundir_mark_done(zf_rundir *r, int64_t block, const char *path)
+{
+    ZF_ASSERT(block >= 0 && block < r->n_blocks);
+    return record(r, &r->blocks[block], path);
+}
+
+zf_status zf_rundir_mark_unquantized(zf_rundir *r, const char *path) { return record(r, &r->unq, path); }
+
+bool zf_rundir_unquantized_done(const zf_rundir *r) { return r->unq.done; }
+
+const char *zf_rundir_path(const zf_rundir *r) { return r->dir; }
+
+void zf_rundir_close(zf_rundir *r) { rundir_free(r); }
+
+const char *zf_rundir_config(const zf_rundir *r) { return r->config; }
+
+bool zf_rundir_config_value(const zf_rundir *r, const char *key, char *buf, size_t n)
+{
+    cfg_line *lines = calloc(MAX_KEYS, sizeof *lines);
+    ZF_ASSERT(lines);
+    int nl = parse_config(r->config, lines, MAX_KEYS);
+    const cfg_line *l = find_line(lines, nl, key);
+    if (l) {
+        const char *v = l->value;
+        size_t len = l->vlen;
+        if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+            v++;
+            len -= 2;
+        }
+        snprintf(buf, n, "%.*s", (int)len, v);
+    }
+    free(lines);
+    return l != NULL;
+}
+
+uint64_t zf_rundir_model_fingerprint(const zf_rundir *r) { return r->model_fp; }
+
+int64_t zf_rundir_n_blocks(const zf_rundir *r) { return r->n_blocks; }
+
+const char *zf_rundir_file(const zf_rundir *r, int64_t block)
+{
+    const entry *e = block < 0 ? &r->unq : block < r->n_blocks ? &r->blocks[block] : NULL;
+    return e && e->done ? e->file : NULL;
+}
+
+bool zf_rundir_verify(const zf_rundir *r, int64_t block, char *why, size_t n)
+{
+    if (block >= r->n_blocks) {
+        snprintf(why, n, "no block %lld", (long long)block);
+        return false;
+    }
+    return verify_entry(r, block < 0 ? &r->unq : &r->blocks[block], why, n);
+}
