@@ -146,8 +146,8 @@ int zf_cmd_inspect(int argc, char **argv)
     }
     bool unq_ok = zf_rundir_verify(r, -1, why, sizeof why);
     const char *ufile = zf_rundir_file(r, -1);
-    printf("unquantized %s  %s%s\n", ufile ? ufile : "unquantized.h5", unq_ok ? "checksum ok" : "INVALID: ",
-           unq_ok ? "" : why);
+    if (!ufile) printf("unquantized.h5  not finished\n");
+    else printf("unquantized %s  %s%s\n", ufile, unq_ok ? "checksum ok" : "INVALID: ", unq_ok ? "" : why);
     if (unq_ok) {
         zf_shard_data d;
         snprintf(path, sizeof path, "%s/%s", dir, ufile);

@@ -7,6 +7,8 @@
 static const zf_command commands[] = {
     {"quantize", "quantize a model and report perplexity", zf_cmd_quantize, zf_cmd_quantize_help},
     {"layer", "quantize one weight matrix from a safetensors file", zf_cmd_layer, zf_cmd_layer_help},
+    {"inspect", "show the state of a run directory (blocks, checksums, ΔL, perplexity)", zf_cmd_inspect,
+     zf_cmd_inspect_help},
 };
 
 const zf_command *zf_command_find(const char *name)

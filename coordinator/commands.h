@@ -24,5 +24,7 @@ int zf_cmd_layer(int argc, char **argv);
 void zf_cmd_layer_help(void);
 int zf_cmd_quantize(int argc, char **argv);
 void zf_cmd_quantize_help(void);
+int zf_cmd_inspect(int argc, char **argv);
+void zf_cmd_inspect_help(void);
 
 #endif

@@ -13,6 +13,7 @@ static void usage(FILE *f)
             "usage: zfold COMMAND [options]\n"
             "  quantize CONFIG.yaml   quantize a model and report perplexity\n"
             "  layer [options]        quantize one weight matrix from a safetensors file\n"
+            "  inspect RUN_DIR        show the state of a run (blocks done, checksums, ΔL, perplexity)\n"
             "  help COMMAND           options of a command (help config: every config key)\n"
             "  --version\n",
             ZF_VERSION);
