@@ -26,5 +26,7 @@ int zf_cmd_quantize(int argc, char **argv);
 void zf_cmd_quantize_help(void);
 int zf_cmd_inspect(int argc, char **argv);
 void zf_cmd_inspect_help(void);
+int zf_cmd_compare(int argc, char **argv);
+void zf_cmd_compare_help(void);
 
 #endif

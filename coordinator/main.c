@@ -14,6 +14,7 @@ static void usage(FILE *f)
             "  quantize CONFIG.yaml   quantize a model and report perplexity\n"
             "  layer [options]        quantize one weight matrix from a safetensors file\n"
             "  inspect RUN_DIR        show the state of a run (blocks done, checksums, ΔL, perplexity)\n"
+            "  compare RUN_A RUN_B    agreement of integer codes and perplexity between two runs\n"
             "  help COMMAND           options of a command (help config: every config key)\n"
             "  --version\n",
             ZF_VERSION);

@@ -258,6 +258,8 @@ static zf_status apply_group(const zf_job_config *cfg, const zf_model_config *c,
         zf_qresult *t = &qb->lin[tl];
         for (int64_t r = 0; r < t->rows; r++)
             for (int64_t k = 0; k < t->ngroups; k++) t->scale[r * t->ngroups + k] *= factor[r];
+        /* the deployed weight from the stored scales, exactly as a resumed run rebuilds it from the shard */
+        deploy_weight(t, blk->lin_w[tl]);
     }
     free(factor);
     return ZF_OK;

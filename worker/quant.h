@@ -59,6 +59,11 @@ typedef struct {
     double damp_used;        /* damp fraction that made the Cholesky succeed */
     int damp_retries;
     int64_t dead_inputs;     /* input channels with H_ii == 0 */
+    int zeta_kept;           /* Z-FOLD: ζ updates refused by zeta_positive (ζ <= 0 replaced by its previous value) */
+    double t_als;            /* seconds: Z-FOLD alternating least squares */
+    double t_factor;         /* seconds: OPTQ damping + chol(H⁻¹) */
+    double t_loop;           /* seconds: OPTQ column loop and lazy updates */
+    double t_total;          /* seconds: all of zf_quantize, ΔL figures included */
 } zf_qresult;
 
 zf_status zf_qresult_alloc(zf_qresult *r, int64_t rows, int64_t cols, int64_t ngroups, int bits);

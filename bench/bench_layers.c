@@ -1,0 +1,214 @@
+/* zfold_bench: times RTN, OPTQ and Z-FOLD on LLaMA-sized layers against the machine's own SGEMM rate. */
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/log.h"
+#include "../worker/grid.h"
+#include "../worker/hessian.h"
+#include "../worker/quant.h"
+
+typedef struct {
+    const char *name;
+    int64_t out, in;
+} layer_shape;
+
+/* out × in, i.e. W is [out, in] as in Hugging Face checkpoints. */
+static const layer_shape shapes[] = {
+    {"768", 768, 768},
+    {"2048", 2048, 2048},
+    {"4096", 4096, 4096},
+    {"11008x4096", 11008, 4096}, /* LLaMA-7B gate/up: out = 11008, in = 4096 */
+    {"4096x11008", 4096, 11008}, /* LLaMA-7B down:    out = 4096,  in = 11008 */
+};
+#define NSHAPES (sizeof shapes / sizeof shapes[0])
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static double rnd_normal(void)
+{
+    uint64_t a = (rng_state += 0x9E3779B97F4A7C15ull), b = (rng_state += 0x9E3779B97F4A7C15ull);
+    a = (a ^ (a >> 30)) * 0xBF58476D1CE4E5B9ull, a ^= a >> 27;
+    b = (b ^ (b >> 30)) * 0xBF58476D1CE4E5B9ull, b ^= b >> 27;
+    double u1 = ((a >> 11) + 1) * 0x1.0p-53, u2 = (b >> 11) * 0x1.0p-53;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
+
+static void fill_normal(float *x, size_t n, double sigma)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (float)(sigma * rnd_normal());
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (!p) {
+        fprintf(stderr, "zfold_bench: out of memory (%zu bytes)\n", n);
+        exit(2);
+    }
+    return p;
+}
+
+/* H from ntok correlated inputs: X = Z + Y·R (rank-64 shared component) with a few outlier channels ×10. */
+static void make_hessian(int64_t in, int64_t ntok, float *H)
+{
+    const int64_t k = 64;
+    float *X = xmalloc((size_t)ntok * (size_t)in * sizeof(float));
+    float *Y = xmalloc((size_t)ntok * (size_t)k * sizeof(float));
+    float *R = xmalloc((size_t)k * (size_t)in * sizeof(float));
+    fill_normal(X, (size_t)ntok * (size_t)in, 1.0);
+    fill_normal(Y, (size_t)ntok * (size_t)k, 1.0);
+    fill_normal(R, (size_t)k * (size_t)in, 1.0 / sqrt((double)k));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ntok, (int)in, (int)k, 1.0f, Y, (int)k, R, (int)in,
+                1.0f, X, (int)in);
+    for (int o = 0; o < 8; o++) {
+        int64_t c = (int64_t)((uint64_t)(rnd_normal() * 1e9) % (uint64_t)in);
+        for (int64_t t = 0; t < ntok; t++) X[t * in + c] *= 10.0f;
+    }
+    zf_hessian h;
+    if (zf_hessian_init(&h, in, false) != ZF_OK || zf_hessian_add(&h, X, ntok) != ZF_OK ||
+        zf_hessian_finalize(&h, H) != ZF_OK) {
+        fprintf(stderr, "zfold_bench: Hessian: %s\n", zf_last_error());
+        exit(2);
+    }
+    zf_hessian_free(&h);
+    free(X), free(Y), free(R);
+}
+
+static double sgemm_gflops(int64_t n)
+{
+    float *A = xmalloc((size_t)n * n * sizeof(float)), *B = xmalloc((size_t)n * n * sizeof(float)),
+          *C = xmalloc((size_t)n * n * sizeof(float));
+    fill_normal(A, (size_t)n * n, 1.0);
+    fill_normal(B, (size_t)n * n, 1.0);
+    double best = 1e30;
+    for (int i = 0; i < 3; i++) {
+        double t = zf_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, A, (int)n, B, (int)n,
+                    0.0f, C, (int)n);
+        t = zf_now() - t;
+        best = t < best ? t : best;
+    }
+    free(A), free(B), free(C);
+    return 2.0 * (double)n * n * n / best / 1e9;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: zfold_bench [--sizes LIST] [--threads N] [--tokens N] [--bits B] [--json FILE]\n"
+            "  --sizes    comma-separated subset of 768,2048,4096,11008x4096,4096x11008 (out x in; default all)\n"
+            "  --threads  BLAS and OpenMP threads (default: the libraries' own defaults)\n"
+            "  --tokens   calibration tokens for H (default 4096)\n"
+            "  --bits     bits (default 4)\n"
+            "  --json     also write the results as JSON to FILE\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *sizes = NULL, *json = NULL;
+    int threads = 0, bits = 4;
+    int64_t ntok = 4096;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--sizes") && i + 1 < argc) sizes = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) ntok = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--bits") && i + 1 < argc) bits = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+        else {
+            usage();
+            return strcmp(argv[i], "--help") ? 2 : 0;
+        }
+    }
+    zf_log_init(0, 1);
+    zf_log_set_level(ZF_LOG_WARN);
+    if (threads > 0) {
+        openblas_set_num_threads(threads);
+        omp_set_num_threads(threads);
+    }
+    const double peak = sgemm_gflops(4096);
+    printf("# zfold_bench: SGEMM 4096^3 best of 3 = %.1f GFLOP/s, BLAS threads %d, OpenMP threads %d, bits %d, "
+           "H from %lld tokens\n",
+           peak, openblas_get_num_threads(), omp_get_max_threads(), bits, (long long)ntok);
+    printf("# flops: OPTQ 2*out*in^2 + in^3; Z-FOLD adds 2*out*in^2 per ALS GEMM (1 + 2 per ALS iteration run);\n"
+           "# core = ALS + factor + column loop (zf_quantize total also computes dl and dl_rtn: 2 more GEMMs);\n"
+           "# loop GF/s = 2*out*in^2 / column-loop seconds (the OPTQ update count of the brief)\n");
+    printf("%-11s %-6s %9s %9s %9s %9s %8s %8s %7s %9s %5s\n", "layer", "method", "total_s", "core_s", "als_s",
+           "loop_s", "core_GF/s", "loop_GF/s", "ratio", "dl/dl_rtn", "iters");
+    FILE *jf = json ? fopen(json, "w") : NULL;
+    if (json && !jf) {
+        fprintf(stderr, "zfold_bench: cannot write %s\n", json);
+        return 2;
+    }
+    if (jf) fprintf(jf, "{\n  \"sgemm_gflops\": %.3f,\n  \"bits\": %d,\n  \"tokens\": %lld,\n  \"results\": [", peak,
+                    bits, (long long)ntok);
+    int first = 1, failed = 0;
+    for (size_t s = 0; s < NSHAPES; s++) {
+        const layer_shape *L = &shapes[s];
+        if (sizes) {
+            char buf[256];
+            snprintf(buf, sizeof buf, ",%s,", sizes);
+            char key[64];
+            snprintf(key, sizeof key, ",%s,", L->name);
+            if (!strstr(buf, key)) continue;
+        }
+        float *W = xmalloc((size_t)L->out * L->in * sizeof(float));
+        float *H = xmalloc((size_t)L->in * L->in * sizeof(float));
+        fill_normal(W, (size_t)L->out * L->in, 0.02);
+        make_hessian(L->in, ntok, H);
+        const zf_method methods[] = {ZF_METHOD_RTN, ZF_METHOD_OPTQ, ZF_METHOD_ZFOLD};
+        for (int m = 0; m < 3; m++) {
+            zf_quant_opts o;
+            zf_quant_opts_default(&o);
+            o.method = methods[m];
+            o.bits = bits;
+            zf_qresult r;
+            if (zf_quantize(&o, W, L->out, L->in, H, NULL, &r) != ZF_OK) {
+                fprintf(stderr, "zfold_bench: %s %s: %s\n", L->name, zf_method_name(o.method), zf_last_error());
+                failed = 1;
+                continue;
+            }
+            const double oi2 = 2.0 * (double)L->out * (double)L->in * (double)L->in;
+            const double in3 = (double)L->in * L->in * L->in;
+            const int als_run = r.als_iters < o.als_max_iter ? r.als_iters + 1 : o.als_max_iter;
+            double flops = 0.0, core = 0.0;
+            if (o.method == ZF_METHOD_OPTQ || o.method == ZF_METHOD_ZFOLD) {
+                flops = oi2 + in3;
+                core = r.t_factor + r.t_loop;
+            }
+            if (o.method == ZF_METHOD_ZFOLD) {
+                flops += (1.0 + 2.0 * als_run) * oi2;
+                core += r.t_als;
+            }
+            const double gf = core > 0 ? flops / core / 1e9 : 0.0;
+            const double lgf = r.t_loop > 0 ? oi2 / r.t_loop / 1e9 : 0.0;
+            printf("%-11s %-6s %9.3f %9.3f %9.3f %9.3f %8.1f %8.1f %7.2f %9.4f %5d\n", L->name,
+                   zf_method_name(o.method), r.t_total, core, r.t_als, r.t_loop, gf, lgf, gf / peak,
+                   r.dl / r.dl_rtn, r.als_iters);
+            if (jf)
+                fprintf(jf,
+                        "%s\n    {\"layer\": \"%s\", \"out\": %lld, \"in\": %lld, \"method\": \"%s\", "
+                        "\"total_s\": %.4f, \"core_s\": %.4f, \"als_s\": %.4f, \"factor_s\": %.4f, \"loop_s\": %.4f, "
+                        "\"core_flops\": %.6g, \"core_gflops\": %.3f, \"loop_gflops\": %.3f, \"ratio_to_sgemm\": %.4f, "
+                        "\"loop_ratio_to_sgemm\": %.4f, \"dl\": %.6g, \"dl_rtn\": %.6g, \"als_iters\": %d}",
+                        first ? "" : ",", L->name, (long long)L->out, (long long)L->in, zf_method_name(o.method),
+                        r.t_total, core, r.t_als, r.t_factor, r.t_loop, flops, gf, lgf, gf / peak, lgf / peak, r.dl,
+                        r.dl_rtn, r.als_iters);
+            first = 0;
+            fflush(stdout);
+            zf_qresult_free(&r);
+        }
+        free(W), free(H);
+    }
+    /* Other work on the machine shows up as a lower rate here than at the start. */
+    const double peak_end = sgemm_gflops(4096);
+    printf("# SGEMM 4096^3 again at the end: %.1f GFLOP/s (a drop means the machine was busy meanwhile)\n", peak_end);
+    if (jf) {
+        fprintf(jf, "\n  ],\n  \"sgemm_gflops_end\": %.3f\n}\n", peak_end);
+        fclose(jf);
+    }
+    return failed;
+}

@@ -1,0 +1,112 @@
+/* GPTQ-protocol perplexity: chunks of windows through embed → blocks → logits, NLL in double; a checkpoint block source. */
+#include "perplexity.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward.h"
+
+int64_t zf_eval_windows(int64_t ntokens, int64_t seq)
+{
+    if (seq <= 0 || ntokens <= 0) return 0;
+    return ntokens / seq;
+}
+
+double zf_nll_ppl(const zf_nll *n)
+{
+    if (n->predictions <= 0) return NAN;
+    return exp(n->nll_sum / (double)n->predictions);
+}
+
+/* -log softmax(l)[target] in double from fp32 logits, shifted by the max so exp cannot overflow. */
+static double row_nll(const float *l, int64_t vocab, int32_t target)
+{
+    double m = l[0];
+    for (int64_t i = 1; i < vocab; i++)
+        if (l[i] > m) m = l[i];
+    double sum = 0;
+    for (int64_t i = 0; i < vocab; i++) sum += exp((double)l[i] - m);
+    return m + log(sum) - (double)l[target];
+}
+
+zf_status zf_eval_nll(const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn source, void *source_ctx,
+                      const int32_t *tokens, int64_t seq, int64_t win_begin, int64_t win_end, int64_t chunk_windows,
+                      zf_nll *out)
+{
+    memset(out, 0, sizeof *out);
+    if (seq < 2) return zf_fail(ZF_ERR_INPUT, "perplexity windows need at least 2 tokens, not %lld", (long long)seq);
+    if (win_begin < 0 || win_end < win_begin)
+        return zf_fail(ZF_ERR_INPUT, "bad window range [%lld, %lld)", (long long)win_begin, (long long)win_end);
+    if (chunk_windows < 1)
+        return zf_fail(ZF_ERR_INPUT, "chunk of %lld windows: must be at least 1", (long long)chunk_windows);
+    int64_t chunk = win_end - win_begin < chunk_windows ? win_end - win_begin : chunk_windows;
+    if (chunk == 0) return ZF_OK;
+
+    int64_t d = c->hidden, vocab = c->vocab, npred = seq - 1;
+    float *x = zf_malloc(sizeof(float) * (size_t)(chunk * seq * d), "perplexity activations");
+    float *logits = zf_malloc(sizeof(float) * (size_t)(chunk * seq) * (size_t)vocab, "perplexity logits");
+    double *nll = zf_malloc(sizeof(double) * (size_t)(chunk * npred), "per-token NLL");
+    zf_status st = ZF_ERR_NOMEM;
+    if (!x || !logits || !nll) goto done;
+
+    for (int64_t w0 = win_begin; w0 < win_end; w0 += chunk) {
+        int64_t nw = win_end - w0 < chunk ? win_end - w0 : chunk;
+        const int32_t *tw = tokens + w0 * seq;
+        if ((st = zf_embed(c, g, tw, nw, seq, x)) != ZF_OK) goto done;
+        for (int64_t b = 0; b < c->n_layers; b++) {
+            const zf_block_weights *bw = NULL;
+            if ((st = source(source_ctx, b, &bw)) != ZF_OK) {
+                st = zf_fail_context(st, "weights of block %lld", (long long)b);
+                goto done;
+            }
+            if ((st = zf_block_forward(c, bw, x, nw, seq, NULL, NULL)) != ZF_OK) goto done;
+        }
+        if ((st = zf_logits(c, g, x, nw * seq, logits)) != ZF_OK) goto done;
+        /* Position p of a window predicts token p + 1 of the same window; the last position predicts nothing. */
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < nw * npred; r++) {
+            int64_t i = r / npred, p = r % npred;
+            nll[r] = row_nll(logits + (i * seq + p) * vocab, vocab, tw[i * seq + p + 1]);
+        }
+        /* Summed in order so the result does not depend on the thread count. */
+        for (int64_t r = 0; r < nw * npred; r++) out->nll_sum += nll[r];
+        out->predictions += nw * npred;
+        out->windows += nw;
+    }
+    st = ZF_OK;
+done:
+    free(x);
+    free(logits);
+    free(nll);
+    return st;
+}
+
+void zf_checkpoint_source_init(zf_checkpoint_source *s, const zf_model_config *c, const zf_safetensors *st)
+{
+    memset(s, 0, sizeof *s);
+    s->cfg = c;
+    s->st = st;
+    s->cur_block = -1;
+}
+
+zf_status zf_checkpoint_source_get(void *ctx, int64_t b, const zf_block_weights **out)
+{
+    zf_checkpoint_source *s = ctx;
+    ZF_ASSERT(b >= 0 && b < s->cfg->n_layers);
+    if (b != s->cur_block) {
+        /* Only one block is resident: the previous one is dropped before the next is read. */
+        zf_block_free(&s->cur);
+        s->cur_block = -1;
+        ZF_TRY(zf_block_load(s->cfg, s->st, b, &s->cur));
+        s->cur_block = b;
+    }
+    *out = &s->cur;
+    return ZF_OK;
+}
+
+void zf_checkpoint_source_free(zf_checkpoint_source *s)
+{
+    zf_block_free(&s->cur);
+    s->cur_block = -1;
+}
