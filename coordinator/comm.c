@@ -11,6 +11,7 @@
 static zf_comm world = {0, 1};
 static int mpi_started = 0;
 static int failed_elsewhere = 0;
+static double bytes_moved = 0; /* payload of collectives this rank took part in */
 
 #define CHUNK ((int64_t)1 << 28)
 
@@ -58,6 +59,7 @@ static zf_status reduce_any(void *buf, int64_t n, MPI_Datatype type, size_t elem
     for (int64_t off = 0; off < n; off += CHUNK) {
         int cnt = (int)(n - off < CHUNK ? n - off : CHUNK);
         void *at = p + (size_t)off * elem;
+        bytes_moved += (double)cnt * (double)elem;
         int rc;
         if (all) rc = MPI_Allreduce(MPI_IN_PLACE, at, cnt, type, MPI_SUM, MPI_COMM_WORLD);
         else if (world.rank == root) rc = MPI_Reduce(MPI_IN_PLACE, at, cnt, type, MPI_SUM, root, MPI_COMM_WORLD);
@@ -77,6 +79,7 @@ zf_status zf_comm_bcast(void *buf, size_t bytes, int root)
     char *p = buf;
     for (size_t off = 0; off < bytes; off += (size_t)CHUNK) {
         int cnt = (int)(bytes - off < (size_t)CHUNK ? bytes - off : (size_t)CHUNK);
+        bytes_moved += cnt;
         ZF_TRY(mpi_check(MPI_Bcast(p + off, cnt, MPI_BYTE, root, MPI_COMM_WORLD), "broadcast"));
     }
     return ZF_OK;
@@ -103,3 +106,5 @@ void zf_comm_split(int64_t n, int rank, int size, int64_t *lo, int64_t *hi)
 }
 
 int zf_comm_failed_elsewhere(void) { return failed_elsewhere; }
+
+double zf_comm_bytes(void) { return bytes_moved; }

@@ -31,6 +31,9 @@ zf_status zf_comm_agree(zf_status local);
 /* True after zf_comm_agree reported another rank's failure (this rank has no message of its own to print). */
 int zf_comm_failed_elsewhere(void);
 
+/* Payload bytes of the reductions and broadcasts this rank has taken part in so far. */
+double zf_comm_bytes(void);
+
 /* [lo, hi) of n items for this rank (contiguous, sizes differ by at most one). */
 void zf_comm_split(int64_t n, int rank, int size, int64_t *lo, int64_t *hi);
 

@@ -365,6 +365,28 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     return zf_comm_agree(s);
 }
 
+int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks)
+{
+    if (nranks < 2) return 0;
+    int64_t bytes = 0;
+    for (int g = 0; g < ZF_NGROUP; g++) {
+        zf_lin mem[3];
+        int nm = zf_group_members(c, (zf_group)g, mem);
+        int64_t in = zf_group_in(c, (zf_group)g), rows = 0;
+        for (int i = 0; i < nm; i++) rows += zf_lin_out(c, mem[i]);
+        /* partial Hessian (fp32) and token count reduced; codes (1 B), deq (4 B), scale, zero, g_idx, ζ broadcast */
+        bytes += in * in * 4 + 8 + rows * in * 5 + rows * 8 + in * 8 + 32 + 104;
+    }
+    return bytes;
+}
+
+static const char *comm_note(double measured, int64_t predicted)
+{
+    static char buf[96];
+    snprintf(buf, sizeof buf, "  comm %.2f MB (model %.2f MB)", measured / 1e6, (double)predicted / 1e6);
+    return buf;
+}
+
 zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks)
 {
     const zf_model_config *c = &m->model;
@@ -402,7 +424,9 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
             if (s == ZF_OK) zf_log_info("block %lld/%lld  resumed from its shard", (long long)b + 1, (long long)c->n_layers);
             continue;
         }
+        double bytes0 = zf_comm_bytes();
         s = quantize_block(cfg, m, b, x, scratch, nwin);
+        qb->comm_bytes = zf_comm_bytes() - bytes0;
         if (s == ZF_OK && hooks && hooks->block_done) s = zf_comm_agree(hooks->block_done(hooks->ctx, b, qb));
         if (s != ZF_OK) break;
         qb->seconds = now_seconds() - tb;
@@ -415,9 +439,10 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
         }
         double elapsed = now_seconds() - t0;
         double eta = elapsed / (double)(b + 1 - resume_from) * (double)(c->n_layers - b - 1);
-        zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f%s",
+        zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f%s%s",
                     (long long)b + 1, (long long)c->n_layers, qb->seconds, elapsed, eta, after, before,
-                    before > 0 ? after / before : 0.0, retries ? "  (damping retried)" : "");
+                    before > 0 ? after / before : 0.0, retries ? "  (damping retried)" : "",
+                    w->size > 1 ? comm_note(qb->comm_bytes, zf_block_comm_bytes_model(c, w->size)) : "");
         if (hooks && hooks->stop_requested && b + 1 < c->n_layers) {
             double sig = hooks->stop_requested(hooks->ctx);
             s = zf_comm_allreduce_f64(&sig, 1);

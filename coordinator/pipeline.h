@@ -18,6 +18,7 @@ typedef struct {
     zf_block_weights folded;
     zf_block_weights unfolded;   /* fake-quantized weights before folding (only with eval.unfolded) */
     double seconds;
+    double comm_bytes;           /* payload this rank moved for the block */
 } zf_qblock;
 
 typedef struct {
@@ -28,6 +29,9 @@ typedef struct {
     int64_t calib_seq;
     double quant_seconds;
 } zf_qmodel;
+
+/* Bytes each rank moves per block in the sequential schedule (Hessian reductions, result broadcasts). */
+int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks);
 
 /* Picks n windows of seq tokens from a stream of ntokens with a seeded generator: starts[i] in [0, ntokens - seq].
  * Same seed, same windows on any machine. */
