@@ -294,7 +294,7 @@ static void print_table(const zf_job_config *cfg, const zf_qmodel *m, const eval
     printf("quantization %.1f s, total %.1f s; run directory %s\n", m->quant_seconds, total, cfg->output);
 }
 
-static int exit_code(zf_status s)
+int zf_exit_code(zf_status s)
 {
     switch (s) {
     case ZF_OK: return ZF_EXIT_OK;
@@ -304,52 +304,18 @@ static int exit_code(zf_status s)
     }
 }
 
-int zf_cmd_quantize(int argc, char **argv)
+zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, bool restart, bool dry_run)
 {
-    const char *config_path = NULL;
-    bool dry_run = false, restart = false;
-    zf_job_config cfg;
-    zf_config_defaults(&cfg);
-    const char *sets[64];
-    int nsets = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
-        else if (!strncmp(argv[i], "--set=", 6) && nsets < 64) sets[nsets++] = argv[i] + 6;
-        else if (!strcmp(argv[i], "--dry-run")) dry_run = true;
-        else if (!strcmp(argv[i], "--restart")) restart = true;
-        else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
-        else {
-            fprintf(stderr, "zfold quantize: unexpected argument '%s'\n", argv[i]);
-            return ZF_EXIT_USAGE;
-        }
-    }
-    if (!config_path) {
-        zf_cmd_quantize_help();
-        return ZF_EXIT_USAGE;
-    }
-    zf_comm comm;
-    zf_status s = zf_comm_init(&argc, &argv, &comm);
-    if (s != ZF_OK) {
-        fprintf(stderr, "zfold: %s\n", zf_last_error());
-        return ZF_EXIT_INTERNAL;
-    }
-    zf_log_init(comm.rank, comm.size);
-    bool lead = comm.rank == 0;
-    s = zf_config_load(config_path, &cfg);
-    for (int i = 0; s == ZF_OK && i < nsets; i++) s = zf_config_set(&cfg, sets[i]);
-    if (s == ZF_OK) s = zf_config_validate(&cfg);
-    if (s != ZF_OK) {
-        /* every rank read the same file: one prints */
-        if (lead) fprintf(stderr, "zfold: %s\n", zf_last_error());
-        zf_comm_finalize();
-        return ZF_EXIT_FAILURE;
-    }
+    const zf_comm *w = zf_comm_world();
+    bool lead = w->rank == 0;
+    zf_job_config cfg = *cfg_in;
+    zf_status s = ZF_OK;
     if (cfg.threads > 0) {
         openblas_set_num_threads((int)cfg.threads);
         omp_set_num_threads((int)cfg.threads);
     }
     char *yaml = config_yaml(&cfg);
-    zf_log_info("effective configuration (%s), %d rank%s:\n%s", config_path, comm.size, comm.size > 1 ? "s" : "",
+    zf_log_info("effective configuration (%s), %d rank%s:\n%s", config_path, w->size, w->size > 1 ? "s" : "",
                 yaml ? yaml : "");
     double t0 = now_seconds();
     zf_qmodel m;
@@ -399,9 +365,53 @@ int zf_cmd_quantize(int argc, char **argv)
         if (s == ZF_OK && lead) print_table(&cfg, &m, rows, total);
         s = zf_comm_agree(s);
     }
-    if (s != ZF_OK && !zf_comm_failed_elsewhere()) zf_log_error("%s", zf_last_error());
     zf_qmodel_free(&m);
     free(yaml);
+    return s;
+}
+
+int zf_cmd_quantize(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    bool dry_run = false, restart = false;
+    zf_job_config cfg;
+    zf_config_defaults(&cfg);
+    const char *sets[64];
+    int nsets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
+        else if (!strncmp(argv[i], "--set=", 6) && nsets < 64) sets[nsets++] = argv[i] + 6;
+        else if (!strcmp(argv[i], "--dry-run")) dry_run = true;
+        else if (!strcmp(argv[i], "--restart")) restart = true;
+        else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
+        else {
+            fprintf(stderr, "zfold quantize: unexpected argument '%s'\n", argv[i]);
+            return ZF_EXIT_USAGE;
+        }
+    }
+    if (!config_path) {
+        zf_cmd_quantize_help();
+        return ZF_EXIT_USAGE;
+    }
+    zf_comm comm;
+    zf_status s = zf_comm_init(&argc, &argv, &comm);
+    if (s != ZF_OK) {
+        fprintf(stderr, "zfold: %s\n", zf_last_error());
+        return ZF_EXIT_INTERNAL;
+    }
+    zf_log_init(comm.rank, comm.size);
+    bool lead = comm.rank == 0;
+    s = zf_config_load(config_path, &cfg);
+    for (int i = 0; s == ZF_OK && i < nsets; i++) s = zf_config_set(&cfg, sets[i]);
+    if (s == ZF_OK) s = zf_config_validate(&cfg);
+    if (s != ZF_OK) {
+        /* every rank read the same file: one prints */
+        if (lead) fprintf(stderr, "zfold: %s\n", zf_last_error());
+        zf_comm_finalize();
+        return ZF_EXIT_FAILURE;
+    }
+    s = zf_quantize_job(&cfg, config_path, restart, dry_run);
+    if (s != ZF_OK && !zf_comm_failed_elsewhere()) zf_log_error("%s", zf_last_error());
     zf_comm_finalize();
-    return exit_code(s);
+    return zf_exit_code(s);
 }

@@ -2,6 +2,11 @@
 #ifndef ZF_COMMANDS_H
 #define ZF_COMMANDS_H
 
+#include <stdbool.h>
+
+#include "common/status.h"
+#include "coordinator/config.h"
+
 enum {
     ZF_EXIT_OK = 0,
     ZF_EXIT_FAILURE = 1,      /* bad input or a failed step; the message says which */
@@ -23,6 +28,12 @@ int zf_command_help(const char *name);
 int zf_cmd_layer(int argc, char **argv);
 void zf_cmd_layer_help(void);
 int zf_cmd_quantize(int argc, char **argv);
+/* One quantization run (MPI already initialized): plan, quantize or resume, write shards, evaluate, report. */
+zf_status zf_quantize_job(const zf_job_config *cfg, const char *config_path, bool restart, bool dry_run);
+/* The process exit code for a status (see the enum above). */
+int zf_exit_code(zf_status s);
+int zf_cmd_sweep(int argc, char **argv);
+void zf_cmd_sweep_help(void);
 void zf_cmd_quantize_help(void);
 int zf_cmd_inspect(int argc, char **argv);
 void zf_cmd_inspect_help(void);

@@ -203,8 +203,38 @@ static void node_where(const char *path, struct fy_node *n, char *buf, size_t le
     else snprintf(buf, len, "%s", path);
 }
 
+/* Records a list value as a sweep dimension; every value is checked now, the first one applied. */
+static zf_status add_sweep_dim(const char *path, const char *where, const key_spec *k, struct fy_node *seq,
+                               zf_job_config *c, zf_sweep *sweep)
+{
+    if (sweep->ndims >= ZF_SWEEP_MAX_DIMS)
+        return zf_fail(ZF_ERR_INPUT, "%s: key '%s': at most %d keys can be swept", where, k->key, ZF_SWEEP_MAX_DIMS);
+    zf_sweep_dim *d = &sweep->dims[sweep->ndims];
+    memset(d, 0, sizeof *d);
+    snprintf(d->key, sizeof d->key, "%s", k->key);
+    void *it = NULL;
+    struct fy_node *item;
+    zf_job_config probe = *c;
+    while ((item = fy_node_sequence_iterate(seq, &it))) {
+        char w2[ZF_PATH_MAX + 64];
+        node_where(path, item, w2, sizeof w2);
+        size_t vl;
+        const char *v = fy_node_is_scalar(item) ? fy_node_get_scalar(item, &vl) : NULL;
+        if (!v || vl >= sizeof d->values[0])
+            return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a list of single values", w2, k->key);
+        if (d->nvalues >= ZF_SWEEP_MAX_VALUES)
+            return zf_fail(ZF_ERR_INPUT, "%s: key '%s': at most %d values", w2, k->key, ZF_SWEEP_MAX_VALUES);
+        snprintf(d->values[d->nvalues], sizeof d->values[0], "%.*s", (int)vl, v);
+        ZF_TRY(set_scalar(&probe, k, d->values[d->nvalues], w2));
+        d->nvalues++;
+    }
+    if (d->nvalues == 0) return zf_fail(ZF_ERR_INPUT, "%s: key '%s': the list is empty", where, k->key);
+    sweep->ndims++;
+    return set_scalar(c, k, d->values[0], where);
+}
+
 static zf_status load_mapping(const char *path, struct fy_node *map, const char *prefix, zf_job_config *c,
-                              bool *seen)
+                              bool *seen, zf_sweep *sweep)
 {
     void *iter = NULL;
     struct fy_node_pair *pair;
@@ -226,7 +256,7 @@ static zf_status load_mapping(const char *path, struct fy_node *map, const char 
             if (is_section) {
                 if (!fy_node_is_mapping(vn))
                     return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a mapping of sub-keys", where, full);
-                ZF_TRY(load_mapping(path, vn, full, c, seen));
+                ZF_TRY(load_mapping(path, vn, full, c, seen, sweep));
                 continue;
             }
             const char *near = nearest_key(full);
@@ -259,9 +289,14 @@ static zf_status load_mapping(const char *path, struct fy_node *map, const char 
             }
             continue;
         }
+        if (fy_node_is_sequence(vn) && sweep) {
+            ZF_TRY(add_sweep_dim(path, where, k, vn, c, sweep));
+            continue;
+        }
         if (!fy_node_is_scalar(vn)) {
             if (fy_node_is_sequence(vn))
-                return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a single value, found a list", where, full);
+                return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a single value, found a list (a list makes a sweep: "
+                               "run it with zfold sweep)", where, full);
             return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a single value, found a mapping", where, full);
         }
         size_t vl;
@@ -275,7 +310,7 @@ static zf_status load_mapping(const char *path, struct fy_node *map, const char 
     return ZF_OK;
 }
 
-zf_status zf_config_load(const char *path, zf_job_config *c)
+static zf_status load_file(const char *path, zf_job_config *c, zf_sweep *sweep)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return zf_fail(ZF_ERR_INPUT, "cannot open config file %s: %s", path, strerror(errno));
@@ -289,13 +324,21 @@ zf_status zf_config_load(const char *path, zf_job_config *c)
         s = zf_fail(ZF_ERR_INPUT, "%s: expected a mapping of keys at the top level", path);
     } else {
         bool seen[NKEYS] = {0};
-        s = load_mapping(path, root, "", c, seen);
+        s = load_mapping(path, root, "", c, seen, sweep);
         for (size_t i = 0; s == ZF_OK && i < NKEYS; i++)
             if (keys[i].required && !seen[i])
                 s = zf_fail(ZF_ERR_INPUT, "%s: missing required key '%s' (%s)", path, keys[i].key, keys[i].doc);
     }
     fy_document_destroy(doc);
     return s;
+}
+
+zf_status zf_config_load(const char *path, zf_job_config *c) { return load_file(path, c, NULL); }
+
+zf_status zf_config_load_sweep(const char *path, zf_job_config *c, zf_sweep *sweep)
+{
+    memset(sweep, 0, sizeof *sweep);
+    return load_file(path, c, sweep);
 }
 
 zf_status zf_config_set(zf_job_config *c, const char *assignment)

@@ -32,9 +32,25 @@ typedef struct {
     int64_t threads;            /* 0: OpenBLAS/OpenMP defaults */
 } zf_job_config;
 
+/* A key given a list of values in a sweep config. */
+#define ZF_SWEEP_MAX_DIMS 8
+#define ZF_SWEEP_MAX_VALUES 32
+typedef struct {
+    char key[64];
+    int nvalues;
+    char values[ZF_SWEEP_MAX_VALUES][128];
+} zf_sweep_dim;
+
+typedef struct {
+    int ndims;
+    zf_sweep_dim dims[ZF_SWEEP_MAX_DIMS];
+} zf_sweep;
+
 void zf_config_defaults(zf_job_config *c);
 /* Parses a YAML file; errors name the file, line and column, the key and what was expected. */
 zf_status zf_config_load(const char *path, zf_job_config *c);
+/* Same, but a list given to a single-valued key makes a sweep dimension (recorded in sweep, first value applied). */
+zf_status zf_config_load_sweep(const char *path, zf_job_config *c, zf_sweep *sweep);
 /* Applies one "key=value" override (dotted keys, e.g. calibration.windows=32). */
 zf_status zf_config_set(zf_job_config *c, const char *assignment);
 /* Checks required keys and combinations. */

@@ -12,6 +12,7 @@ static void usage(FILE *f)
             "zfold %s: Z-FOLD / OPTQ / RTN post-training quantization of LLaMA-family and OPT models\n"
             "usage: zfold COMMAND [options]\n"
             "  quantize CONFIG.yaml   quantize a model and report perplexity\n"
+            "  sweep CONFIG.yaml      one run per point of the listed values (bits: [2, 3, 4]), then a summary\n"
             "  layer [options]        quantize one weight matrix from a safetensors file\n"
             "  inspect RUN_DIR        show the state of a run (blocks done, checksums, ΔL, perplexity)\n"
             "  compare RUN_A RUN_B    agreement of integer codes and perplexity between two runs\n"

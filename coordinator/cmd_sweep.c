@@ -1,0 +1,329 @@
+/* `zfold sweep CONFIG.yaml`: one run directory per point of the cartesian product of the listed values, then a summary. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "coordinator/comm.h"
+#include "coordinator/commands.h"
+#include "coordinator/config.h"
+#include "coordinator/rundir.h"
+
+void zf_cmd_sweep_help(void)
+{
+    printf("usage: zfold sweep CONFIG.yaml [--set key=value]... [--report] [--restart]\n"
+           "A key given a list (bits: [2, 3, 4], method: [rtn, optq, zfold]) makes a sweep over the cartesian\n"
+           "product of the lists. Each point is a run directory <output>/<key>-<value>_..., resumable on its own;\n"
+           "finished points (complete shards and report.json) are skipped. At the end <output>/sweep-summary.csv,\n"
+           "sweep-summary.md and sweep-ppl.svg (perplexity against bits per setting, through gnuplot) are written.\n"
+           "  --report    only rewrite the summary and plot from the points already finished\n"
+           "  --restart   start every point over\n"
+           "Exit code 3 when interrupted (rerun to resume), 1 when a point failed (the others still ran).\n");
+}
+
+typedef struct {
+    char name[256];
+    char dir[ZF_PATH_MAX + 260];
+    char values[ZF_SWEEP_MAX_DIMS][128];
+} point;
+
+static void point_at(const zf_job_config *base, const zf_sweep *sw, int64_t index, point *p)
+{
+    p->name[0] = '\0';
+    for (int d = sw->ndims - 1; d >= 0; d--) {
+        const zf_sweep_dim *dim = &sw->dims[d];
+        snprintf(p->values[d], sizeof p->values[d], "%s", dim->values[index % dim->nvalues]);
+        index /= dim->nvalues;
+    }
+    size_t len = 0;
+    for (int d = 0; d < sw->ndims; d++) {
+        const char *key = strrchr(sw->dims[d].key, '.');
+        key = key ? key + 1 : sw->dims[d].key;
+        len += (size_t)snprintf(p->name + len, sizeof p->name - len, "%s%s-%s", d ? "_" : "", key, p->values[d]);
+        if (len >= sizeof p->name) len = sizeof p->name - 1;
+    }
+    for (char *c = p->name; *c; c++)
+        if (*c == '/' || *c == ' ') *c = '_';
+    snprintf(p->dir, sizeof p->dir, "%s/%s", base->output, p->name);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b) b[n] = '\0';
+    fclose(f);
+    return b;
+}
+
+static cJSON *read_report(const char *dir)
+{
+    char path[ZF_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/report.json", dir);
+    char *text = slurp(path);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    return j;
+}
+
+/* A point is finished when its report exists and every shard matches the manifest. */
+static bool point_finished(const point *p)
+{
+    cJSON *rep = read_report(p->dir);
+    if (!rep) return false;
+    cJSON_Delete(rep);
+    zf_rundir *r = NULL;
+    if (zf_rundir_load(p->dir, &r) != ZF_OK) return false;
+    bool ok = zf_rundir_verify(r, -1, NULL, 0);
+    for (int64_t b = 0; ok && b < zf_rundir_n_blocks(r); b++) ok = zf_rundir_verify(r, b, NULL, 0);
+    zf_rundir_close(r);
+    return ok;
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static void plot(const zf_job_config *base, const zf_sweep *sw, int64_t npoints)
+{
+    int bits_dim = -1;
+    for (int d = 0; d < sw->ndims; d++)
+        if (!strcmp(sw->dims[d].key, "bits")) bits_dim = d;
+    if (bits_dim < 0 || base->n_eval_files == 0) {
+        zf_log_info("sweep: no plot (it needs bits among the swept keys and an eval file)");
+        return;
+    }
+    char path[ZF_PATH_MAX + 32], data[ZF_PATH_MAX + 32];
+    snprintf(data, sizeof data, "%s/sweep-ppl.dat", base->output);
+    FILE *f = fopen(data, "w");
+    if (!f) return;
+    /* one data block per setting of the other keys, each sorted by bits (the product is bits-innermost-first) */
+    int64_t series = npoints / sw->dims[bits_dim].nvalues;
+    char titles[64][256];
+    int ntitles = 0;
+    for (int64_t sidx = 0; sidx < series && ntitles < 64; sidx++) {
+        bool any = false;
+        for (int bi = 0; bi < sw->dims[bits_dim].nvalues; bi++) {
+            /* rebuild the point index with bits = bi and the other keys from sidx */
+            int64_t rest = sidx, index = 0, mult = 1;
+            point p;
+            for (int d = sw->ndims - 1; d >= 0; d--) {
+                int v;
+                if (d == bits_dim) v = bi;
+                else {
+                    v = (int)(rest % sw->dims[d].nvalues);
+                    rest /= sw->dims[d].nvalues;
+                }
+                index += v * mult;
+                mult *= sw->dims[d].nvalues;
+            }
+            point_at(base, sw, index, &p);
+            cJSON *rep = read_report(p.dir);
+            cJSON *e0 = rep ? cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "eval"), 0) : NULL;
+            cJSON *ppl = e0 ? cJSON_GetObjectItem(e0, "ppl") : NULL;
+            if (cJSON_IsNumber(ppl)) {
+                fprintf(f, "%s %.6g\n", p.values[bits_dim], ppl->valuedouble);
+                any = true;
+            }
+            if (bi == 0) {
+                size_t len = 0;
+                titles[ntitles][0] = '\0';
+                for (int d = 0; d < sw->ndims; d++)
+                    if (d != bits_dim)
+                        len += (size_t)snprintf(titles[ntitles] + len, sizeof titles[0] - len, "%s%s=%s",
+                                                len ? " " : "", sw->dims[d].key, p.values[d]);
+            }
+            cJSON_Delete(rep);
+        }
+        if (any) ntitles++;
+        fprintf(f, "\n\n");
+    }
+    fclose(f);
+    snprintf(path, sizeof path, "%s/sweep-ppl.svg", base->output);
+    FILE *g = popen("gnuplot 2>/dev/null", "w");
+    if (!g) {
+        zf_log_warn("sweep: gnuplot not available; no plot");
+        return;
+    }
+    fprintf(g, "set terminal svg size 720,480\nset output '%s'\nset logscale y\nset xlabel 'bits'\n"
+               "set ylabel 'perplexity (%s)'\nset key top right\nset grid\nplot ",
+            path, base_name(base->eval_files[0]));
+    for (int i = 0; i < ntitles; i++)
+        fprintf(g, "%s'%s' index %d with linespoints title '%s'", i ? ", " : "", data, i, titles[i][0] ? titles[i] : "run");
+    fprintf(g, "\n");
+    if (pclose(g) != 0) zf_log_warn("sweep: gnuplot failed; no plot");
+    else zf_log_info("sweep: plot %s", path);
+}
+
+static zf_status write_summary(const zf_job_config *base, const zf_sweep *sw, int64_t npoints)
+{
+    char *csv = NULL, *md = NULL;
+    size_t csv_len = 0, md_len = 0;
+    FILE *c = open_memstream(&csv, &csv_len), *m = open_memstream(&md, &md_len);
+    if (!c || !m) return zf_fail(ZF_ERR_NOMEM, "sweep summary");
+    fprintf(c, "point");
+    fprintf(m, "| point |");
+    for (int d = 0; d < sw->ndims; d++) {
+        fprintf(c, ",%s", sw->dims[d].key);
+        fprintf(m, " %s |", sw->dims[d].key);
+    }
+    for (int i = 0; i < base->n_eval_files; i++) {
+        fprintf(c, ",ppl %s", base_name(base->eval_files[i]));
+        fprintf(m, " ppl %s |", base_name(base->eval_files[i]));
+    }
+    fprintf(c, ",delta_loss_before,delta_loss_after,seconds\n");
+    fprintf(m, " ΔL before | ΔL after | time (s) |\n|---|");
+    for (int d = 0; d < sw->ndims + base->n_eval_files + 3; d++) fprintf(m, "---|");
+    fprintf(m, "\n");
+    int64_t finished = 0;
+    for (int64_t i = 0; i < npoints; i++) {
+        point p;
+        point_at(base, sw, i, &p);
+        cJSON *rep = read_report(p.dir);
+        if (!rep) continue;
+        finished++;
+        fprintf(c, "%s", p.name);
+        fprintf(m, "| %s |", p.name);
+        for (int d = 0; d < sw->ndims; d++) {
+            fprintf(c, ",%s", p.values[d]);
+            fprintf(m, " %s |", p.values[d]);
+        }
+        cJSON *ev = cJSON_GetObjectItem(rep, "eval");
+        for (int k = 0; k < base->n_eval_files; k++) {
+            cJSON *e = cJSON_GetArrayItem(ev, k), *ppl = e ? cJSON_GetObjectItem(e, "ppl") : NULL;
+            double v = cJSON_IsNumber(ppl) ? ppl->valuedouble : NAN;
+            fprintf(c, ",%.6g", v);
+            fprintf(m, " %.4f |", v);
+        }
+        cJSON *b = cJSON_GetObjectItem(rep, "delta_loss_before"), *a = cJSON_GetObjectItem(rep, "delta_loss_after"),
+              *t = cJSON_GetObjectItem(rep, "total_seconds");
+        fprintf(c, ",%.6g,%.6g,%.2f\n", cJSON_IsNumber(b) ? b->valuedouble : NAN,
+                cJSON_IsNumber(a) ? a->valuedouble : NAN, cJSON_IsNumber(t) ? t->valuedouble : NAN);
+        fprintf(m, " %.4g | %.4g | %.1f |\n", cJSON_IsNumber(b) ? b->valuedouble : NAN,
+                cJSON_IsNumber(a) ? a->valuedouble : NAN, cJSON_IsNumber(t) ? t->valuedouble : NAN);
+        cJSON_Delete(rep);
+    }
+    fclose(c);
+    fclose(m);
+    char path[ZF_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/sweep-summary.csv", base->output);
+    zf_status s = zf_write_file_atomic(path, csv, csv_len);
+    snprintf(path, sizeof path, "%s/sweep-summary.md", base->output);
+    if (s == ZF_OK) s = zf_write_file_atomic(path, md, md_len);
+    if (s == ZF_OK) printf("\n%s\n%lld of %lld points finished; summary in %s/sweep-summary.{csv,md}\n", md,
+                           (long long)finished, (long long)npoints, base->output);
+    free(csv);
+    free(md);
+    if (s == ZF_OK) plot(base, sw, npoints);
+    return s;
+}
+
+int zf_cmd_sweep(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    bool report_only = false, restart = false;
+    const char *sets[64];
+    int nsets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
+        else if (!strcmp(argv[i], "--report")) report_only = true;
+        else if (!strcmp(argv[i], "--restart")) restart = true;
+        else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
+        else {
+            zf_cmd_sweep_help();
+            return ZF_EXIT_USAGE;
+        }
+    }
+    if (!config_path) {
+        zf_cmd_sweep_help();
+        return ZF_EXIT_USAGE;
+    }
+    zf_comm comm;
+    zf_status s = zf_comm_init(&argc, &argv, &comm);
+    if (s != ZF_OK) {
+        fprintf(stderr, "zfold: %s\n", zf_last_error());
+        return ZF_EXIT_INTERNAL;
+    }
+    zf_log_init(comm.rank, comm.size);
+    bool lead = comm.rank == 0;
+    zf_job_config base;
+    zf_sweep sw;
+    zf_config_defaults(&base);
+    s = zf_config_load_sweep(config_path, &base, &sw);
+    for (int i = 0; s == ZF_OK && i < nsets; i++) s = zf_config_set(&base, sets[i]);
+    int64_t npoints = 1;
+    for (int d = 0; d < sw.ndims; d++) npoints *= sw.dims[d].nvalues;
+    /* every point must be valid before the first one runs */
+    for (int64_t i = 0; s == ZF_OK && i < npoints; i++) {
+        point p;
+        point_at(&base, &sw, i, &p);
+        zf_job_config cfg = base;
+        for (int d = 0; s == ZF_OK && d < sw.ndims; d++) {
+            char assign[256];
+            snprintf(assign, sizeof assign, "%s=%s", sw.dims[d].key, p.values[d]);
+            s = zf_config_set(&cfg, assign);
+        }
+        if (s == ZF_OK) s = zf_config_validate(&cfg);
+        if (s != ZF_OK) zf_fail_context(s, "%s, sweep point %s", config_path, p.name);
+    }
+    if (s != ZF_OK) {
+        if (lead) fprintf(stderr, "zfold: %s\n", zf_last_error());
+        zf_comm_finalize();
+        return ZF_EXIT_FAILURE;
+    }
+    zf_log_info("sweep %s: %lld point%s under %s", config_path, (long long)npoints, npoints == 1 ? "" : "s", base.output);
+    int failed = 0;
+    for (int64_t i = 0; !report_only && i < npoints; i++) {
+        point p;
+        point_at(&base, &sw, i, &p);
+        double done = lead && !restart && point_finished(&p) ? 1 : 0;
+        if (zf_comm_allreduce_f64(&done, 1) != ZF_OK) break;
+        if (done > 0) {
+            zf_log_info("sweep point %lld/%lld %s: finished earlier, skipped", (long long)i + 1, (long long)npoints, p.name);
+            continue;
+        }
+        zf_log_info("sweep point %lld/%lld %s", (long long)i + 1, (long long)npoints, p.name);
+        zf_job_config cfg = base;
+        for (int d = 0; d < sw.ndims; d++) {
+            char assign[256];
+            snprintf(assign, sizeof assign, "%s=%s", sw.dims[d].key, p.values[d]);
+            zf_config_set(&cfg, assign); /* checked above */
+        }
+        if (strlen(p.dir) >= sizeof cfg.output) {
+            zf_log_error("sweep point %s: output path too long", p.name);
+            failed++;
+            continue;
+        }
+        snprintf(cfg.output, sizeof cfg.output, "%s", p.dir);
+        s = zf_quantize_job(&cfg, config_path, restart, false);
+        if (s == ZF_ERR_INTERRUPTED) break;
+        if (s != ZF_OK) {
+            if (!zf_comm_failed_elsewhere()) zf_log_error("sweep point %s: %s", p.name, zf_last_error());
+            failed++;
+            s = ZF_OK;
+        }
+    }
+    if (s == ZF_OK && lead) {
+        if (zf_mkdirs(base.output) == ZF_OK) s = write_summary(&base, &sw, npoints);
+        if (s != ZF_OK) zf_log_error("%s", zf_last_error());
+    }
+    zf_comm_finalize();
+    if (s == ZF_ERR_INTERRUPTED) {
+        if (lead) zf_log_error("%s", zf_last_error());
+        return ZF_EXIT_INTERRUPTED;
+    }
+    return s != ZF_OK || failed ? ZF_EXIT_FAILURE : ZF_EXIT_OK;
+}
