@@ -152,6 +152,27 @@ static zf_status hook_done(void *ctx, int64_t b, const zf_qblock *qb)
 
 static int hook_stop(void *ctx) { return zf_signals_pending(); }
 
+/* Evaluation reads the quantized model back from its shards, one block at a time: what is measured is what
+ * was written, and memory stays at one block. */
+typedef struct {
+    run_ctx *run;
+    zf_qblock slot;
+    int64_t cur;
+} shard_source;
+
+static zf_status shard_source_get(void *ctx, int64_t b, const zf_block_weights **out)
+{
+    shard_source *src = ctx;
+    if (src->cur != b) {
+        zf_qblock_release(&src->slot);
+        src->cur = -1;
+        ZF_TRY(hook_load(src->run, b, &src->slot));
+        src->cur = b;
+    }
+    *out = &src->slot.folded;
+    return ZF_OK;
+}
+
 typedef struct {
     char file[ZF_PATH_MAX];
     int64_t windows, seq;
@@ -179,7 +200,7 @@ static zf_status eval_share(const zf_model_config *c, const zf_model_globals *g,
     return s;
 }
 
-static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, eval_row *rows)
+static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx, eval_row *rows)
 {
     const zf_model_config *c = &m->model;
     for (int i = 0; i < cfg->n_eval_files; i++) {
@@ -202,7 +223,11 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, eval_row *rows
             s = eval_share(c, &m->globals, zf_checkpoint_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_fp);
             zf_checkpoint_source_free(&src);
         }
-        if (s == ZF_OK) s = eval_share(c, &m->globals, zf_qmodel_folded_source, m, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_q);
+        if (s == ZF_OK) {
+            shard_source src = {.run = rctx, .cur = -1};
+            s = eval_share(c, &m->globals, shard_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_q);
+            zf_qblock_release(&src.slot);
+        }
         if (s == ZF_OK && cfg->eval_unfolded)
             s = eval_share(c, &m->globals, zf_qmodel_unfolded_source, m, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_unfolded);
         zf_tokens_free(&tok);
@@ -248,9 +273,9 @@ static zf_status write_report(const zf_job_config *cfg, const zf_qmodel *m, cons
             cJSON *jl = cJSON_AddObjectToObject(layers, zf_lin_short_name(c, (zf_lin)l));
             cJSON_AddNumberToObject(jl, "delta_loss_before", qb->dl_rtn[l]);
             cJSON_AddNumberToObject(jl, "delta_loss_after", qb->dl[l]);
-            cJSON_AddNumberToObject(jl, "als_iterations", qb->lin[l].als_iters);
-            cJSON_AddNumberToObject(jl, "damp_used", qb->lin[l].damp_used);
-            cJSON_AddNumberToObject(jl, "damp_retries", qb->lin[l].damp_retries);
+            cJSON_AddNumberToObject(jl, "als_iterations", qb->als_iters[l]);
+            cJSON_AddNumberToObject(jl, "damp_used", qb->damp_used[l]);
+            cJSON_AddNumberToObject(jl, "damp_retries", qb->damp_retries[l]);
             before += qb->dl_rtn[l];
             after += qb->dl[l];
         }
@@ -359,7 +384,7 @@ zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, 
         }
         zf_rundir_close(run);
         s = zf_comm_agree(s);
-        if (s == ZF_OK) s = evaluate(&cfg, &m, rows);
+        if (s == ZF_OK) s = evaluate(&cfg, &m, &rctx, rows);
         double total = now_seconds() - t0;
         if (s == ZF_OK && lead) s = write_report(&cfg, &m, rows, total);
         if (s == ZF_OK && lead) print_table(&cfg, &m, rows, total);

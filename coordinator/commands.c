@@ -10,6 +10,8 @@ static const zf_command commands[] = {
     {"layer", "quantize one weight matrix from a safetensors file", zf_cmd_layer, zf_cmd_layer_help},
     {"inspect", "show the state of a run directory (blocks, checksums, ΔL, perplexity)", zf_cmd_inspect,
      zf_cmd_inspect_help},
+    {"plan", "memory per rank and time per block predicted for a config, before anything runs", zf_cmd_plan,
+     zf_cmd_plan_help},
     {"compare", "agreement of codes and perplexity between two runs", zf_cmd_compare, zf_cmd_compare_help},
 };
 

@@ -32,6 +32,8 @@ int zf_cmd_quantize(int argc, char **argv);
 zf_status zf_quantize_job(const zf_job_config *cfg, const char *config_path, bool restart, bool dry_run);
 /* The process exit code for a status (see the enum above). */
 int zf_exit_code(zf_status s);
+int zf_cmd_plan(int argc, char **argv);
+void zf_cmd_plan_help(void);
 int zf_cmd_sweep(int argc, char **argv);
 void zf_cmd_sweep_help(void);
 void zf_cmd_quantize_help(void);

@@ -61,6 +61,13 @@ zf_status zf_qmodel_open(const zf_job_config *cfg, zf_qmodel *m)
     return ZF_OK;
 }
 
+void zf_qblock_release(zf_qblock *q)
+{
+    for (int l = 0; l < ZF_NLIN; l++) zf_qresult_free(&q->lin[l]);
+    zf_block_free(&q->folded);
+    zf_block_free(&q->unfolded);
+}
+
 static void qblock_free(zf_qblock *q)
 {
     for (int l = 0; l < ZF_NLIN; l++) zf_qresult_free(&q->lin[l]);
@@ -242,6 +249,9 @@ static zf_status apply_group(const zf_job_config *cfg, const zf_model_config *c,
         ZF_TRY(slice_rows(&gr->res, r0, nr, &qb->lin[l]));
         qb->dl[l] = gr->dl[i];
         qb->dl_rtn[l] = gr->dl_rtn[i];
+        qb->als_iters[l] = gr->res.als_iters;
+        qb->damp_used[l] = gr->res.damp_used;
+        qb->damp_retries[l] = gr->res.damp_retries;
         if (qb->unfolded.lin_w[l]) memcpy(qb->unfolded.lin_w[l], qb->lin[l].deq, sizeof(float) * (size_t)(nr * in));
         deploy_weight(&qb->lin[l], blk->lin_w[l]);
         r0 += nr;
@@ -420,6 +430,7 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
         if (b < resume_from) {
             s = zf_comm_agree(hooks->load_block(hooks->ctx, b, qb));
             if (s == ZF_OK && nwin > 0) s = zf_block_forward(c, &qb->folded, x, nwin, seq, NULL, NULL);
+            zf_qblock_release(qb);
             s = zf_comm_agree(s);
             if (s == ZF_OK) zf_log_info("block %lld/%lld  resumed from its shard", (long long)b + 1, (long long)c->n_layers);
             continue;
@@ -427,15 +438,18 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
         double bytes0 = zf_comm_bytes();
         s = quantize_block(cfg, m, b, x, scratch, nwin);
         qb->comm_bytes = zf_comm_bytes() - bytes0;
-        if (s == ZF_OK && hooks && hooks->block_done) s = zf_comm_agree(hooks->block_done(hooks->ctx, b, qb));
-        if (s != ZF_OK) break;
         qb->seconds = now_seconds() - tb;
+        if (s == ZF_OK && hooks && hooks->block_done) {
+            s = zf_comm_agree(hooks->block_done(hooks->ctx, b, qb));
+            if (!cfg->eval_unfolded) zf_qblock_release(qb);
+        }
+        if (s != ZF_OK) break;
         double before = 0, after = 0;
         int retries = 0;
         for (int l = 0; l < ZF_NLIN; l++) {
             before += qb->dl_rtn[l];
             after += qb->dl[l];
-            retries += qb->lin[l].damp_retries;
+            retries += qb->damp_retries[l];
         }
         double elapsed = now_seconds() - t0;
         double eta = elapsed / (double)(b + 1 - resume_from) * (double)(c->n_layers - b - 1);
@@ -496,9 +510,9 @@ zf_status zf_qblock_from_shard(const zf_model_config *c, int64_t b, const char *
         memcpy(r->zero, sl->zero, sizeof(float) * (size_t)(sl->out * sl->ngroups));
         memcpy(r->g_idx, sl->g_idx, sizeof(int32_t) * (size_t)sl->in);
         memcpy(r->zeta, sl->zeta, sizeof(float) * (size_t)sl->in);
-        r->als_iters = sl->als_iters;
-        r->damp_used = sl->damp_used;
-        r->damp_retries = sl->damp_retries;
+        r->als_iters = qb->als_iters[l] = sl->als_iters;
+        r->damp_used = qb->damp_used[l] = sl->damp_used;
+        r->damp_retries = qb->damp_retries[l] = sl->damp_retries;
         r->dl_rtn = qb->dl_rtn[l] = sl->dl_before;
         r->dl = qb->dl[l] = sl->dl_after;
         deploy_weight(r, qb->folded.lin_w[l]);

@@ -15,6 +15,9 @@ typedef struct {
     zf_qresult lin[ZF_NLIN];
     double dl_rtn[ZF_NLIN];      /* per layer ΔL of min-max RTN, before */
     double dl[ZF_NLIN];          /* per layer ΔL of the result, after */
+    int als_iters[ZF_NLIN];
+    double damp_used[ZF_NLIN];
+    int damp_retries[ZF_NLIN];
     zf_block_weights folded;
     zf_block_weights unfolded;   /* fake-quantized weights before folding (only with eval.unfolded) */
     double seconds;
@@ -48,7 +51,9 @@ typedef struct {
     void *ctx;
 } zf_run_hooks;
 
-/* Runs the sequential protocol over every block; hooks may be NULL. Returns ZF_ERR_INTERRUPTED after the block
+/* Runs the sequential protocol over every block; hooks may be NULL. With a block_done hook (the shard is the
+ * record) and without eval.unfolded, a finished block's codes and weights are released: memory stays at one
+ * block plus the calibration activations, and evaluation reads the shards back. Returns ZF_ERR_INTERRUPTED after the block
  * during which a stop was requested (its shard written), leaving the run resumable. */
 zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks);
 void zf_qmodel_free(zf_qmodel *m);
@@ -56,6 +61,9 @@ void zf_qmodel_free(zf_qmodel *m);
 /* Rebuilds a finished block from its shard (read by zf_shard_read from path): codes, grids and the deployable block. */
 zf_status zf_qblock_from_shard(const zf_model_config *c, int64_t b, const char *path, const zf_shard_data *d,
                                zf_qblock *qb);
+
+/* Releases a block's codes and weights, keeping its statistics. */
+void zf_qblock_release(zf_qblock *q);
 
 /* Block sources for perplexity: the quantized (folded) model and the unfolded fake-quantized one. */
 zf_status zf_qmodel_folded_source(void *ctx, int64_t b, const zf_block_weights **out);

@@ -1,0 +1,157 @@
+/* `zfold plan CONFIG.yaml --ranks N`: memory per rank and time per block from the cost model, before any allocation. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/model.h"
+#include "coordinator/commands.h"
+#include "coordinator/config.h"
+
+void zf_cmd_plan_help(void)
+{
+    printf("usage: zfold plan CONFIG.yaml [--ranks N] [--memory GiB] [--set key=value]...\n"
+           "Prints, for the config and N ranks (default 1), the memory each rank needs and the predicted time per\n"
+           "block from the cost model (flops over this machine's measured SGEMM rate), and warns when a rank would\n"
+           "run out of memory (--memory: GiB per rank; default: this machine's available memory / N).\n"
+           "Reads only config.json and the config; allocates nothing large.\n");
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* SGEMM GFLOP/s of this machine on 1024² (best of 3), the rate the predictions use. */
+static double measure_sgemm(void)
+{
+    int n = 1024;
+    float *a = calloc((size_t)n * n, sizeof(float)), *b = calloc((size_t)n * n, sizeof(float)),
+          *c = calloc((size_t)n * n, sizeof(float));
+    double best = 0;
+    for (int i = 0; a && b && c && i < (int)((size_t)n * n); i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
+    for (int r = 0; a && b && c && r < 3; r++) {
+        double t0 = now_seconds();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        double g = 2.0 * n * n * n / (now_seconds() - t0) / 1e9;
+        if (g > best) best = g;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+static double available_gib(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb / (1024.0 * 1024.0);
+}
+
+int zf_cmd_plan(int argc, char **argv)
+{
+    const char *config_path = NULL;
+    int ranks = 1;
+    double mem_limit = 0;
+    zf_job_config cfg;
+    zf_config_defaults(&cfg);
+    const char *sets[64];
+    int nsets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--ranks") && i + 1 < argc) ranks = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--memory") && i + 1 < argc) mem_limit = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
+        else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
+        else {
+            zf_cmd_plan_help();
+            return ZF_EXIT_USAGE;
+        }
+    }
+    if (!config_path || ranks < 1) {
+        zf_cmd_plan_help();
+        return ZF_EXIT_USAGE;
+    }
+    zf_model_config mc;
+    zf_status s = zf_config_load(config_path, &cfg);
+    for (int i = 0; s == ZF_OK && i < nsets; i++) s = zf_config_set(&cfg, sets[i]);
+    if (s == ZF_OK) s = zf_config_validate(&cfg);
+    if (s == ZF_OK) s = zf_model_config_read(cfg.model, &mc);
+    if (s != ZF_OK) {
+        fprintf(stderr, "zfold: %s\n", zf_last_error());
+        return ZF_EXIT_FAILURE;
+    }
+    if (mem_limit <= 0) mem_limit = available_gib() / ranks;
+    int64_t seq = cfg.calib_seq_len > 0 ? cfg.calib_seq_len : (mc.max_pos < 2048 ? mc.max_pos : 2048);
+    int64_t wins = (cfg.calib_windows + ranks - 1) / ranks, T = wins * seq, Tall = cfg.calib_windows * seq;
+    int64_t d = mc.hidden, qd = mc.n_heads * mc.head_dim, ff = mc.intermediate;
+    int hbytes = cfg.hessian_fp64 ? 8 : 4;
+    double block_params = 0, hess = 0, max_group = 0, max_in = 0, optq_flops = 0, als_flops = 0;
+    for (int g = 0; g < ZF_NGROUP; g++) {
+        zf_lin mem[3];
+        int nm = zf_group_members(&mc, (zf_group)g, mem);
+        double in = (double)zf_group_in(&mc, (zf_group)g), rows = 0;
+        for (int i = 0; i < nm; i++) rows += (double)zf_lin_out(&mc, mem[i]);
+        block_params += rows * in;
+        hess += in * in * hbytes;
+        if (rows * in > max_group) max_group = rows * in;
+        if (in > max_in) max_in = in;
+        optq_flops += in * in * in / 3.0 * 2 + 2.0 * rows * in * in;
+        /* ALS: each iteration quantizes (rows·in) and solves α with one GEMM rows × in × in */
+        if (cfg.quant.method == ZF_METHOD_ZFOLD) als_flops += cfg.quant.als_max_iter * 2.0 * rows * in * in;
+    }
+    double gib = 1024.0 * 1024.0 * 1024.0;
+    double act = 2.0 * (double)T * d * 4;                            /* activations and their copy */
+    double fwd = (double)T * (3.0 * qd + 2.0 * ff + d) * 4;            /* q, k, v, mix, gate/up of the windows */
+    double weights = block_params * 4 * (cfg.eval_unfolded ? 2 : 1);  /* the block in fp32 */
+    double unfolded_all = cfg.eval_unfolded ? block_params * 4 * 2 * (double)mc.n_layers : 0;
+    double quant = max_group * (4 + 4 + 1 + 4) + 3.0 * max_in * max_in * 4; /* W, deq, codes, work; H, U, copy */
+    double globals = (double)mc.vocab * d * 4 * (mc.tied_embeddings ? 1 : 2) + (mc.family == ZF_FAMILY_OPT ? (double)(mc.max_pos + 2) * d * 4 : 0);
+    double eval = (double)cfg.eval_chunk * seq * ((double)mc.vocab + 3.0 * qd + 2.0 * ff + 2.0 * d) * 4;
+    double total = act + fwd + weights + unfolded_all + hess + quant + globals + eval;
+    double fwd_flops = 2.0 * (double)T * block_params + 4.0 * (double)T * seq * qd / 2.0;
+    double hess_flops = 0;
+    for (int g = 0; g < ZF_NGROUP; g++) {
+        double in = (double)zf_group_in(&mc, (zf_group)g);
+        hess_flops += (double)T * in * in;
+    }
+    double quant_flops = (optq_flops + als_flops) / (ranks < ZF_NGROUP ? ranks : ZF_NGROUP);
+    double gemm = measure_sgemm();
+    double t_block = (2.0 * fwd_flops + hess_flops) / (gemm * 1e9) + quant_flops / (gemm * 1e9);
+    printf("# plan: %s, %s model, %lld blocks, d %lld, %lld parameters; %d rank%s\n", config_path, mc.model_type,
+           (long long)mc.n_layers, (long long)d, (long long)zf_model_param_count(&mc), ranks, ranks > 1 ? "s" : "");
+    printf("# calibration: %lld windows x %lld tokens (%lld tokens per rank); method %s, %d bits\n",
+           (long long)cfg.calib_windows, (long long)seq, (long long)T, zf_method_name(cfg.quant.method), cfg.quant.bits);
+    printf("| memory per rank | GiB |\n|---|---|\n");
+    printf("| calibration activations (x and a copy) | %.3f |\n| forward intermediates | %.3f |\n", act / gib, fwd / gib);
+    printf("| one block in fp32%s | %.3f |\n", cfg.eval_unfolded ? " (folded and unfolded)" : "", weights / gib);
+    if (unfolded_all > 0) printf("| every block kept for eval.unfolded | %.3f |\n", unfolded_all / gib);
+    printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization work | %.3f |\n",
+           cfg.hessian_fp64 ? "fp64" : "fp32", hess / gib, quant / gib);
+    printf("| embeddings, head, final norm | %.3f |\n| evaluation chunk (%lld windows, logits) | %.3f |\n",
+           globals / gib, (long long)cfg.eval_chunk, eval / gib);
+    printf("| **total** | **%.3f** |\n\n", total / gib);
+    printf("| time per block (cost model) | GFLOP | seconds at %.1f GFLOP/s (SGEMM measured here) |\n|---|---|---|\n", gemm);
+    printf("| forward x2 (capture, then through the quantized block) | %.2f | %.3f |\n", 2 * fwd_flops / 1e9,
+           2 * fwd_flops / (gemm * 1e9));
+    printf("| Hessians T·Σd_in² | %.2f | %.3f |\n", hess_flops / 1e9, hess_flops / (gemm * 1e9));
+    printf("| OPTQ%s, per owner | %.2f | %.3f |\n", cfg.quant.method == ZF_METHOD_ZFOLD ? " + Z-FOLD ALS (upper bound)" : "",
+           quant_flops / 1e9, quant_flops / (gemm * 1e9));
+    printf("| **block** | | **%.3f** (whole model ≈ %.1f s) |\n", t_block, t_block * (double)mc.n_layers);
+    printf("(calibration of %lld tokens in all)\n", (long long)Tall);
+    if (total / gib > mem_limit) {
+        printf("WARNING: a rank needs %.2f GiB but has %.2f GiB: use more ranks (the calibration activations shrink "
+               "with them) or fewer calibration windows\n", total / gib, mem_limit);
+        return ZF_EXIT_FAILURE;
+    }
+    printf("memory OK: %.2f GiB needed of %.2f GiB per rank\n", total / gib, mem_limit);
+    return ZF_EXIT_OK;
+}
