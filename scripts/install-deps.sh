@@ -6,7 +6,8 @@ pkgs=(cmake ninja-build pkg-config gcc bc
       libhdf5-dev hdf5-tools
       libopenblas-dev libopenblas-pthread-dev liblapacke-dev
       libfyaml-dev libcjson-dev libxxhash-dev
-      gnuplot-nox python3)
+      gnuplot-nox python3
+      slurm-wlm munge)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

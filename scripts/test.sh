@@ -9,7 +9,7 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
-(cd build && ctest --output-on-failure -L 'unit|cli|mpi' -j 1)
+(cd build && ctest --output-on-failure -L 'unit|cli|mpi|slurm' -j 1)
 
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZF_ASAN=ON -DZF_UBSAN=ON >/dev/null
 cmake --build build-sanitize -j "$jobs"
