@@ -141,13 +141,42 @@ static zf_status hook_load(void *ctx, int64_t b, zf_qblock *qb)
     return s;
 }
 
+/* One JSON line per finished block in <output>/progress.jsonl: the facts of the progress line, for tools. */
+static void append_progress(const run_ctx *r, int64_t b, const zf_qblock *qb)
+{
+    const zf_model_config *c = &r->m->model;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "block", (double)b);
+    cJSON_AddNumberToObject(j, "blocks", (double)c->n_layers);
+    cJSON_AddNumberToObject(j, "seconds", qb->seconds);
+    cJSON_AddNumberToObject(j, "comm_bytes", qb->comm_bytes);
+    cJSON *layers = cJSON_AddObjectToObject(j, "layers");
+    for (int l = 0; l < ZF_NLIN; l++) {
+        if (!zf_lin_present(c, (zf_lin)l)) continue;
+        cJSON *jl = cJSON_AddObjectToObject(layers, zf_lin_short_name(c, (zf_lin)l));
+        cJSON_AddNumberToObject(jl, "delta_loss_before", qb->dl_rtn[l]);
+        cJSON_AddNumberToObject(jl, "delta_loss_after", qb->dl[l]);
+        cJSON_AddNumberToObject(jl, "damp_retries", qb->damp_retries[l]);
+    }
+    char *line = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char path[ZF_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/progress.jsonl", r->cfg->output);
+    FILE *f = fopen(path, "a");
+    if (f && line) fprintf(f, "%s\n", line);
+    if (f) fclose(f);
+    free(line);
+}
+
 static zf_status hook_done(void *ctx, int64_t b, const zf_qblock *qb)
 {
     run_ctx *r = ctx;
     if (!r->run) return ZF_OK;
     char path[ZF_PATH_MAX + 64];
     ZF_TRY(write_block_shard(r->cfg, r->m, b, r->prov, path, sizeof path));
-    return zf_rundir_mark_done(r->run, b, path);
+    ZF_TRY(zf_rundir_mark_done(r->run, b, path));
+    append_progress(r, b, qb);
+    return ZF_OK;
 }
 
 static int hook_stop(void *ctx) { return zf_signals_pending(); }
