@@ -49,6 +49,9 @@ static const key_spec keys[] = {
     {"mmse_norm", K_DOUBLE, OFF(quant.mmse_norm), "2.4", false, 1, 8, NULL, "Exponent of the MMSE grid error"},
     {"grid_points", K_I32, OFF(quant.grid_points), "100", false, 2, 10000, NULL,
      "Clip ratios tried by the MMSE and Hessian grids"},
+    {"schedule", K_ENUM, OFF(schedule), "sequential", false, 0, 0, "sequential|parallel",
+     "sequential: block b calibrates on the quantized blocks < b (GPTQ protocol); parallel: every Hessian from one "
+     "full-precision pass, then all layer groups of all blocks quantized at once across the ranks"},
     {"true_sequential", K_BOOL, OFF(true_sequential), "false", false, 0, 0, NULL,
      "Capture each layer group's inputs from the block with the earlier groups already quantized"},
     {"hessian_fp64", K_BOOL, OFF(hessian_fp64), "false", false, 0, 0, NULL, "Accumulate Hessians in double"},
@@ -369,6 +372,9 @@ zf_status zf_config_validate(const zf_job_config *c)
     if (!c->output[0]) return zf_fail(ZF_ERR_INPUT, "config: missing required key 'output'");
     if (!c->calib_file[0] && c->quant.method != ZF_METHOD_RTN)
         return zf_fail(ZF_ERR_INPUT, "config: missing required key 'calibration.file'");
+    if (c->schedule == ZF_SCHEDULE_PARALLEL && c->true_sequential)
+        return zf_fail(ZF_ERR_INPUT, "config: schedule: parallel and true_sequential: true conflict (the parallel "
+                       "schedule takes every Hessian from the full-precision model)");
     zf_status s = zf_quant_opts_check(&c->quant);
     if (s != ZF_OK) return zf_fail_context(s, "config");
     return ZF_OK;

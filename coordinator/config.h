@@ -12,10 +12,13 @@
 #define ZF_PATH_MAX 1024
 #define ZF_MAX_EVAL_FILES 8
 
+enum { ZF_SCHEDULE_SEQUENTIAL = 0, ZF_SCHEDULE_PARALLEL };
+
 typedef struct {
     char model[ZF_PATH_MAX];
     char output[ZF_PATH_MAX];
     zf_quant_opts quant;
+    int schedule;               /* ZF_SCHEDULE_* */
     bool true_sequential;
     bool hessian_fp64;
     char calib_file[ZF_PATH_MAX];

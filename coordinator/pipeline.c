@@ -397,6 +397,117 @@ static const char *comm_note(double measured, int64_t predicted)
     return buf;
 }
 
+/* Parallel schedule: every Hessian from one full-precision pass, then all (block, group) units spread over the
+ * ranks by cost and quantized at once; results are installed block by block in order. */
+static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
+                                   int64_t nwin, double t0)
+{
+    const zf_model_config *c = &m->model;
+    const zf_comm *w = zf_comm_world();
+    int64_t nb = c->n_layers, seq = m->calib_seq, first = hooks ? hooks->resume_from : 0;
+    int64_t nunits = (nb - first) * ZF_NGROUP;
+    zf_hessian *hs = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *hs, "Hessians of every block");
+    group_result *gr = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *gr, "results of every block");
+    int *owner = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *owner, "unit owners");
+    double *load = zf_calloc((size_t)w->size, sizeof *load, "rank loads");
+    zf_block_weights fp = {0};
+    float *H = NULL;
+    zf_status s = hs && gr && owner && load ? ZF_OK : ZF_ERR_NOMEM;
+    int64_t dmax = c->intermediate > c->n_heads * c->head_dim ? c->intermediate : c->n_heads * c->head_dim;
+    if (dmax < c->hidden) dmax = c->hidden;
+    if (s == ZF_OK && !(H = zf_malloc(sizeof(float) * (size_t)(dmax * dmax), "Hessian"))) s = ZF_ERR_NOMEM;
+    /* 1. one full-precision pass: partial Hessians of every unfinished block */
+    for (int64_t b = 0; s == ZF_OK && b < nb; b++) {
+        s = zf_block_load(c, m->st, b, &fp);
+        if (s == ZF_OK) s = zf_block_check_finite(c, &fp, b);
+        capture_ctx cap = {0};
+        if (b >= first) {
+            for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++)
+                s = zf_hessian_init(&hs[(b - first) * ZF_NGROUP + g], zf_group_in(c, (zf_group)g), cfg->hessian_fp64);
+            cap.want = (1u << ZF_NGROUP) - 1;
+            for (int g = 0; g < ZF_NGROUP; g++) cap.h[g] = hs[(b - first) * ZF_NGROUP + g];
+        }
+        if (s == ZF_OK && nwin > 0)
+            s = zf_block_forward(c, &fp, x, nwin, seq, b >= first ? capture_hessians : NULL, &cap);
+        if (s == ZF_OK) s = cap.status;
+        if (b >= first)
+            for (int g = 0; g < ZF_NGROUP; g++) hs[(b - first) * ZF_NGROUP + g] = cap.h[g];
+        zf_block_free(&fp);
+        s = zf_comm_agree(s);
+    }
+    /* 2. owners by cost over all units (largest first onto the least loaded rank), identical on every rank;
+     * groups have the same cost in every block, so taking group kinds by cost, then blocks in order, is that order */
+    int kinds[ZF_NGROUP] = {0, 1, 2, 3};
+    for (int i = 0; i < ZF_NGROUP; i++)
+        for (int j = i + 1; j < ZF_NGROUP; j++)
+            if (group_cost(c, (zf_group)kinds[j]) > group_cost(c, (zf_group)kinds[i])) {
+                int t = kinds[i];
+                kinds[i] = kinds[j];
+                kinds[j] = t;
+            }
+    for (int k = 0; s == ZF_OK && k < ZF_NGROUP; k++)
+        for (int64_t b = first; b < nb; b++) {
+            int r = 0;
+            for (int q = 1; q < w->size; q++)
+                if (load[q] < load[r]) r = q;
+            owner[(b - first) * ZF_NGROUP + kinds[k]] = r;
+            load[r] += group_cost(c, (zf_group)kinds[k]);
+        }
+    /* 3. reduce every Hessian to its owner; owners quantize their units with the full-precision weights */
+    for (int64_t u = 0; s == ZF_OK && u < nunits; u++) {
+        int64_t b = first + u / ZF_NGROUP;
+        zf_group g = (zf_group)(u % ZF_NGROUP);
+        s = reduce_hessian(&hs[u], owner[u], H);
+        if (s == ZF_OK && w->rank == owner[u]) {
+            if (g == 0 || !fp.lin_w[ZF_LIN_Q]) {
+                zf_block_free(&fp);
+                s = zf_block_load(c, m->st, b, &fp);
+            }
+            if (s == ZF_OK) s = compute_group(cfg, c, b, g, H, &fp, &gr[u]);
+        }
+        zf_hessian_free(&hs[u]);
+        if (g == ZF_NGROUP - 1) zf_block_free(&fp);
+    }
+    s = zf_comm_agree(s);
+    /* 4. every rank installs the blocks in order */
+    for (int64_t b = first; s == ZF_OK && b < nb; b++) {
+        zf_qblock *qb = &m->blocks[b];
+        s = zf_block_load(c, m->st, b, &qb->folded);
+        if (s == ZF_OK && cfg->eval_unfolded) s = zf_block_copy(c, &qb->folded, &qb->unfolded);
+        for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++) {
+            int64_t u = (b - first) * ZF_NGROUP + g;
+            s = bcast_group(&gr[u], owner[u]);
+            if (s == ZF_OK) s = apply_group(cfg, c, b, (zf_group)g, &gr[u], &qb->folded, qb);
+            zf_qresult_free(&gr[u].res);
+        }
+        qb->seconds = now_seconds() - t0;
+        if (s == ZF_OK && hooks && hooks->block_done) {
+            s = zf_comm_agree(hooks->block_done(hooks->ctx, b, qb));
+            if (!cfg->eval_unfolded) zf_qblock_release(qb);
+        }
+        double before = 0, after = 0;
+        for (int l = 0; l < ZF_NLIN; l++) {
+            before += qb->dl_rtn[l];
+            after += qb->dl[l];
+        }
+        if (s == ZF_OK)
+            zf_log_info("block %lld/%lld  elapsed %.1fs  ΔL after/before %.4g/%.4g = %.3f (parallel schedule)",
+                        (long long)b + 1, (long long)nb, now_seconds() - t0, after, before,
+                        before > 0 ? after / before : 0.0);
+    }
+    for (int64_t u = 0; u < nunits; u++) {
+        zf_hessian_free(&hs[u]);
+        zf_qresult_free(&gr[u].res);
+    }
+    zf_block_free(&fp);
+    free(hs);
+    free(gr);
+    free(owner);
+    free(load);
+    free(H);
+    return s;
+}
+
 zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks)
 {
     const zf_model_config *c = &m->model;
@@ -424,7 +535,15 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
     if (s == ZF_OK && nwin > 0) s = zf_embed(c, &m->globals, ids, nwin, seq, x);
     s = zf_comm_agree(s);
     int64_t resume_from = hooks ? hooks->resume_from : 0;
-    for (int64_t b = 0; s == ZF_OK && b < c->n_layers; b++) {
+    if (s == ZF_OK && cfg->schedule == ZF_SCHEDULE_PARALLEL) {
+        /* the finished blocks are only read back for their statistics: inputs come from the FP model */
+        for (int64_t b = 0; s == ZF_OK && b < resume_from; b++) {
+            s = zf_comm_agree(hooks->load_block(hooks->ctx, b, &m->blocks[b]));
+            zf_qblock_release(&m->blocks[b]);
+        }
+        if (s == ZF_OK) s = quantize_parallel(cfg, m, hooks, x, nwin, t0);
+    }
+    for (int64_t b = 0; s == ZF_OK && cfg->schedule == ZF_SCHEDULE_SEQUENTIAL && b < c->n_layers; b++) {
         double tb = now_seconds();
         zf_qblock *qb = &m->blocks[b];
         if (b < resume_from) {

@@ -12,4 +12,11 @@ run 2 "$work/np2b" || bad "second np 2 run"
 "$zfold" compare "$work/np2" "$work/np2b" > "$work/cmp2b"
 grep -q "byte-identical blocks: 5 of 5" "$work/cmp2b" && ok "two np 2 runs are byte-identical" || { bad "np 2 repeat"; cat "$work/cmp2b"; }
 cmp -s "$work/np2/unquantized.h5" "$work/np2b/unquantized.h5" && ok "unquantized.h5 identical" || bad "unquantized.h5 differs"
+# the parallel schedule: one full-precision pass, all units at once; 3 ranks against one process
+run 0 "$work/par1" --set schedule=parallel || bad "parallel schedule, one process"
+if run 3 "$work/par3" --set schedule=parallel; then
+  "$zfold" compare "$work/par1" "$work/par3" --min-agreement 0.999 --max-ppl-diff 0.001 > "$work/cmpp" \
+    && ok "parallel schedule, np 3 vs one process: $(grep -o 'codes agreeing:.*' "$work/cmpp")" \
+    || { bad "parallel schedule np 3 vs one process"; cat "$work/cmpp"; }
+else bad "parallel schedule np 3: $(tail -3 "$work/par3.log")"; fi
 finish
