@@ -96,11 +96,22 @@ static double sgemm_gflops(int64_t n)
     return 2.0 * (double)n * n * n / best / 1e9;
 }
 
+/* Whether name is in the comma-separated list (a NULL list selects everything). */
+static int listed(const char *list, const char *name)
+{
+    if (!list) return 1;
+    char buf[512], key[64];
+    snprintf(buf, sizeof buf, ",%s,", list);
+    snprintf(key, sizeof key, ",%s,", name);
+    return strstr(buf, key) != NULL;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: zfold_bench [--sizes LIST] [--threads N] [--tokens N] [--bits B] [--json FILE]\n"
+            "usage: zfold_bench [--sizes LIST] [--methods LIST] [--threads N] [--tokens N] [--bits B] [--json FILE]\n"
             "  --sizes    comma-separated subset of 768,2048,4096,11008x4096,4096x11008 (out x in; default all)\n"
+            "  --methods  comma-separated subset of rtn,optq,zfold (default all)\n"
             "  --threads  BLAS and OpenMP threads (default: the libraries' own defaults)\n"
             "  --tokens   calibration tokens for H (default 4096)\n"
             "  --bits     bits (default 4)\n"
@@ -109,7 +120,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-    const char *sizes = NULL, *json = NULL;
+    const char *sizes = NULL, *json = NULL, *methods_sel = NULL;
     int threads = 0, bits = 4;
     int64_t ntok = 4096;
     for (int i = 1; i < argc; i++) {
@@ -118,6 +129,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) ntok = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--bits") && i + 1 < argc) bits = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
+        else if (!strcmp(argv[i], "--methods") && i + 1 < argc) methods_sel = argv[++i];
         else {
             usage();
             return strcmp(argv[i], "--help") ? 2 : 0;
@@ -148,19 +160,15 @@ int main(int argc, char **argv)
     int first = 1, failed = 0;
     for (size_t s = 0; s < NSHAPES; s++) {
         const layer_shape *L = &shapes[s];
-        if (sizes) {
-            char buf[256];
-            snprintf(buf, sizeof buf, ",%s,", sizes);
-            char key[64];
-            snprintf(key, sizeof key, ",%s,", L->name);
-            if (!strstr(buf, key)) continue;
-        }
+        if (!listed(sizes, L->name)) continue;
+        rng_state = 0x9E3779B97F4A7C15ull * (s + 1); /* each layer's data independent of --sizes */
         float *W = xmalloc((size_t)L->out * L->in * sizeof(float));
         float *H = xmalloc((size_t)L->in * L->in * sizeof(float));
         fill_normal(W, (size_t)L->out * L->in, 0.02);
         make_hessian(L->in, ntok, H);
         const zf_method methods[] = {ZF_METHOD_RTN, ZF_METHOD_OPTQ, ZF_METHOD_ZFOLD};
         for (int m = 0; m < 3; m++) {
+            if (!listed(methods_sel, zf_method_name(methods[m]))) continue;
             zf_quant_opts o;
             zf_quant_opts_default(&o);
             o.method = methods[m];
