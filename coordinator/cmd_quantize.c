@@ -358,7 +358,8 @@ int zf_exit_code(zf_status s)
     }
 }
 
-zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, bool restart, bool dry_run)
+zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, bool restart, bool dry_run,
+                          bool eval_only)
 {
     const zf_comm *w = zf_comm_world();
     bool lead = w->rank == 0;
@@ -399,6 +400,9 @@ zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, 
         }
         s = zf_comm_agree(s);
         if (s == ZF_OK) s = zf_comm_allreduce_f64(&resume_from, 1);
+        if (s == ZF_OK && eval_only && resume_from < (double)m.model.n_layers)
+            s = zf_fail(ZF_ERR_INPUT, "%s: %lld of %lld blocks finished; run zfold quantize to finish the run first",
+                        cfg.output, (long long)resume_from, (long long)m.model.n_layers);
         if (s == ZF_OK && resume_from > 0 && cfg.eval_unfolded) {
             zf_log_warn("eval.unfolded needs every block computed in this run; resumed, so it is skipped");
             cfg.eval_unfolded = false;
@@ -424,7 +428,7 @@ zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, 
     return s;
 }
 
-int zf_cmd_quantize(int argc, char **argv)
+static int quantize_or_eval(int argc, char **argv, bool eval_only)
 {
     const char *config_path = NULL;
     bool dry_run = false, restart = false;
@@ -464,8 +468,21 @@ int zf_cmd_quantize(int argc, char **argv)
         zf_comm_finalize();
         return ZF_EXIT_FAILURE;
     }
-    s = zf_quantize_job(&cfg, config_path, restart, dry_run);
+    s = zf_quantize_job(&cfg, config_path, restart, dry_run, eval_only);
     if (s != ZF_OK && !zf_comm_failed_elsewhere()) zf_log_error("%s", zf_last_error());
     zf_comm_finalize();
     return zf_exit_code(s);
+}
+
+int zf_cmd_quantize(int argc, char **argv) { return quantize_or_eval(argc, argv, false); }
+
+int zf_cmd_eval(int argc, char **argv) { return quantize_or_eval(argc, argv, true); }
+
+void zf_cmd_eval_help(void)
+{
+    printf("usage: zfold eval CONFIG.yaml [--set key=value]...\n"
+           "Measures perplexity on eval.files of the finished run in the config's output folder (its shards are\n"
+           "verified and read back; nothing is quantized), and of the full-precision model when eval.fp is true.\n"
+           "Change eval.* freely (--set eval.files=a.bin,b.bin); other keys must match the run. Fails when the run\n"
+           "is not finished.\n");
 }

@@ -6,6 +6,7 @@
 
 static const zf_command commands[] = {
     {"quantize", "quantize a model and report perplexity", zf_cmd_quantize, zf_cmd_quantize_help},
+    {"eval", "perplexity of a finished run (or the full-precision model)", zf_cmd_eval, zf_cmd_eval_help},
     {"sweep", "one run per point of the listed values, then a summary table and plot", zf_cmd_sweep, zf_cmd_sweep_help},
     {"layer", "quantize one weight matrix from a safetensors file", zf_cmd_layer, zf_cmd_layer_help},
     {"inspect", "show the state of a run directory (blocks, checksums, ΔL, perplexity)", zf_cmd_inspect,

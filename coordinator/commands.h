@@ -29,7 +29,10 @@ int zf_cmd_layer(int argc, char **argv);
 void zf_cmd_layer_help(void);
 int zf_cmd_quantize(int argc, char **argv);
 /* One quantization run (MPI already initialized): plan, quantize or resume, write shards, evaluate, report. */
-zf_status zf_quantize_job(const zf_job_config *cfg, const char *config_path, bool restart, bool dry_run);
+zf_status zf_quantize_job(const zf_job_config *cfg, const char *config_path, bool restart, bool dry_run,
+                          bool eval_only);
+int zf_cmd_eval(int argc, char **argv);
+void zf_cmd_eval_help(void);
 /* The process exit code for a status (see the enum above). */
 int zf_exit_code(zf_status s);
 int zf_cmd_plan(int argc, char **argv);

@@ -12,6 +12,7 @@ static void usage(FILE *f)
             "zfold %s: Z-FOLD / OPTQ / RTN post-training quantization of LLaMA-family and OPT models\n"
             "usage: zfold COMMAND [options]\n"
             "  quantize CONFIG.yaml   quantize a model and report perplexity\n"
+            "  eval CONFIG.yaml       perplexity of the finished run of a config\n"
             "  sweep CONFIG.yaml      one run per point of the listed values (bits: [2, 3, 4]), then a summary\n"
             "  plan CONFIG.yaml       memory per rank and time per block predicted before anything runs\n"
             "  layer [options]        quantize one weight matrix from a safetensors file\n"
