@@ -99,6 +99,16 @@ static void capture_hessians(void *ctx, zf_group g, const float *x, int64_t ntok
     c->status = zf_hessian_add(&c->h[g], x, ntok);
 }
 
+/* Forwards the windows one at a time: each window's activations (and so the Hessians) then do not depend on
+ * how many windows a rank holds, which keeps the result the same for any number of ranks. */
+static zf_status forward_windows(const zf_model_config *c, const zf_block_weights *w, float *x, int64_t nwin,
+                                 int64_t seq, zf_capture_fn capture, void *ctx)
+{
+    for (int64_t i = 0; i < nwin; i++)
+        ZF_TRY(zf_block_forward(c, w, x + i * seq * c->hidden, 1, seq, capture, ctx));
+    return ZF_OK;
+}
+
 /* Copies rows [r0, r0 + nr) of a group result into a member result. */
 static zf_status slice_rows(const zf_qresult *src, int64_t r0, int64_t nr, zf_qresult *dst)
 {
@@ -351,7 +361,7 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
         for (int g = first; g < last; g++) cap.want |= 1u << g;
         cap.status = ZF_OK;
         memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
-        if (nwin > 0) s = zf_block_forward(c, &qb->folded, scratch, nwin, seq, capture_hessians, &cap);
+        if (nwin > 0) s = forward_windows(c, &qb->folded, scratch, nwin, seq, capture_hessians, &cap);
         if (s == ZF_OK) s = cap.status;
         s = zf_comm_agree(s);
         for (int g = first; s == ZF_OK && g < last; g++) {
@@ -366,7 +376,7 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
         first = last;
     }
     /* the next block's inputs come through the quantized block */
-    if (s == ZF_OK && nwin > 0) s = zf_block_forward(c, &qb->folded, x, nwin, seq, NULL, NULL);
+    if (s == ZF_OK && nwin > 0) s = forward_windows(c, &qb->folded, x, nwin, seq, NULL, NULL);
     for (int g = 0; g < ZF_NGROUP; g++) {
         zf_hessian_free(&cap.h[g]);
         zf_qresult_free(&gr[g].res);
@@ -375,7 +385,7 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     return zf_comm_agree(s);
 }
 
-int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks)
+int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hessian_bytes)
 {
     if (nranks < 2) return 0;
     int64_t bytes = 0;
@@ -384,8 +394,8 @@ int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks)
         int nm = zf_group_members(c, (zf_group)g, mem);
         int64_t in = zf_group_in(c, (zf_group)g), rows = 0;
         for (int i = 0; i < nm; i++) rows += zf_lin_out(c, mem[i]);
-        /* partial Hessian (fp32) and token count reduced; codes (1 B), deq (4 B), scale, zero, g_idx, ζ broadcast */
-        bytes += in * in * 4 + 8 + rows * in * 5 + rows * 8 + in * 8 + 32 + 104;
+        /* partial Hessian and token count reduced; codes (1 B), deq (4 B), scale, zero, g_idx, ζ broadcast */
+        bytes += in * in * hessian_bytes + 8 + rows * in * 5 + rows * 8 + in * 8 + 32 + 104;
     }
     return bytes;
 }
@@ -428,7 +438,7 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
             for (int g = 0; g < ZF_NGROUP; g++) cap.h[g] = hs[(b - first) * ZF_NGROUP + g];
         }
         if (s == ZF_OK && nwin > 0)
-            s = zf_block_forward(c, &fp, x, nwin, seq, b >= first ? capture_hessians : NULL, &cap);
+            s = forward_windows(c, &fp, x, nwin, seq, b >= first ? capture_hessians : NULL, &cap);
         if (s == ZF_OK) s = cap.status;
         if (b >= first)
             for (int g = 0; g < ZF_NGROUP; g++) hs[(b - first) * ZF_NGROUP + g] = cap.h[g];
@@ -548,7 +558,7 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
         zf_qblock *qb = &m->blocks[b];
         if (b < resume_from) {
             s = zf_comm_agree(hooks->load_block(hooks->ctx, b, qb));
-            if (s == ZF_OK && nwin > 0) s = zf_block_forward(c, &qb->folded, x, nwin, seq, NULL, NULL);
+            if (s == ZF_OK && nwin > 0) s = forward_windows(c, &qb->folded, x, nwin, seq, NULL, NULL);
             zf_qblock_release(qb);
             s = zf_comm_agree(s);
             if (s == ZF_OK) zf_log_info("block %lld/%lld  resumed from its shard", (long long)b + 1, (long long)c->n_layers);
@@ -575,7 +585,7 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
         zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f%s%s",
                     (long long)b + 1, (long long)c->n_layers, qb->seconds, elapsed, eta, after, before,
                     before > 0 ? after / before : 0.0, retries ? "  (damping retried)" : "",
-                    w->size > 1 ? comm_note(qb->comm_bytes, zf_block_comm_bytes_model(c, w->size)) : "");
+                    w->size > 1 ? comm_note(qb->comm_bytes, zf_block_comm_bytes_model(c, w->size, cfg->hessian_fp64 ? 8 : 4)) : "");
         if (hooks && hooks->stop_requested && b + 1 < c->n_layers) {
             double sig = hooks->stop_requested(hooks->ctx);
             s = zf_comm_allreduce_f64(&sig, 1);

@@ -34,7 +34,7 @@ typedef struct {
 } zf_qmodel;
 
 /* Bytes each rank moves per block in the sequential schedule (Hessian reductions, result broadcasts). */
-int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks);
+int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hessian_bytes);
 
 /* Picks n windows of seq tokens from a stream of ntokens with a seeded generator: starts[i] in [0, ntokens - seq].
  * Same seed, same windows on any machine. */
