@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fsutil.h"
 #include "common/shard.h"
 #include "coordinator/commands.h"
 #include "coordinator/rundir.h"
@@ -16,23 +17,6 @@ void zf_cmd_compare_help(void)
            "block and overall, whether the shards are byte-identical, and the relative perplexity difference per\n"
            "eval file (from report.json). Exits 1 when the overall agreement is below --min-agreement (default 0)\n"
            "or a perplexity differs by more than --max-ppl-diff (relative; default: no limit), or on bad input.\n");
-}
-
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf) buf[n] = '\0';
-    fclose(f);
-    return buf;
 }
 
 static int files_equal(const char *a, const char *b)
@@ -62,7 +46,7 @@ static double report_ppl(const char *dir, const char *file)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/report.json", dir);
-    char *text = read_text(path);
+    char *text = zf_read_text_file(path);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     double v = NAN;
     cJSON *e;
@@ -149,7 +133,7 @@ int zf_cmd_compare(int argc, char **argv)
         if (frac < min_agree) rc = ZF_EXIT_FAILURE;
         char path[4096];
         snprintf(path, sizeof path, "%s/report.json", a);
-        char *text = read_text(path);
+        char *text = zf_read_text_file(path);
         cJSON *root = text ? cJSON_Parse(text) : NULL, *e;
         cJSON_ArrayForEach(e, cJSON_GetObjectItem(root, "eval"))
         {

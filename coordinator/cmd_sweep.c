@@ -50,28 +50,11 @@ static void point_at(const zf_job_config *base, const zf_sweep *sw, int64_t inde
     snprintf(p->dir, sizeof p->dir, "%s/%s", base->output, p->name);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    if (b) b[n] = '\0';
-    fclose(f);
-    return b;
-}
-
 static cJSON *read_report(const char *dir)
 {
-    char path[ZF_PATH_MAX + 32];
+    char path[ZF_PATH_MAX + 300];
     snprintf(path, sizeof path, "%s/report.json", dir);
-    char *text = slurp(path);
+    char *text = zf_read_text_file(path);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     free(text);
     return j;
