@@ -29,50 +29,70 @@ zf_status zf_mkdirs(const char *path)
     return ZF_OK;
 }
 
-zf_status zf_write_file_atomic(const char *path, const void *data, size_t len)
+zf_status zf_atomic_begin(zf_atomic_file *a, const char *path)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return zf_fail(ZF_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
-    const char *p = data;
-    size_t left = len;
-    while (left) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            int e = errno;
-            close(fd);
-            unlink(tmp);
-            return zf_fail(ZF_ERR_IO, "cannot write %s: %s", tmp, strerror(e));
-        }
-        p += n;
-        left -= (size_t)n;
-    }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        unlink(tmp);
-        return zf_fail(ZF_ERR_IO, "cannot sync %s: %s", tmp, strerror(errno));
-    }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        return zf_fail(ZF_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    }
+    a->path = path;
+    a->status = ZF_OK;
+    if (snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof a->tmp)
+        return a->status = zf_fail(ZF_ERR_INPUT, "path too long: %s", path);
+    a->f = fopen(a->tmp, "wb");
+    if (!a->f) return a->status = zf_fail(ZF_ERR_IO, "%s: cannot create: %s", a->tmp, strerror(errno));
     return ZF_OK;
 }
 
-char *zf_read_text_file(const char *path)
+void zf_atomic_write(zf_atomic_file *a, const void *data, size_t len)
 {
+    if (a->status != ZF_OK || len == 0) return;
+    if (fwrite(data, 1, len, a->f) != len)
+        a->status = zf_fail(ZF_ERR_IO, "%s: write failed: %s", a->tmp, strerror(errno));
+}
+
+zf_status zf_atomic_commit(zf_atomic_file *a)
+{
+    if (!a->f) return a->status;
+    if (a->status == ZF_OK && (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0))
+        a->status = zf_fail(ZF_ERR_IO, "%s: cannot sync: %s", a->tmp, strerror(errno));
+    if (fclose(a->f) != 0 && a->status == ZF_OK)
+        a->status = zf_fail(ZF_ERR_IO, "%s: cannot close: %s", a->tmp, strerror(errno));
+    a->f = NULL;
+    if (a->status == ZF_OK && rename(a->tmp, a->path) != 0)
+        a->status = zf_fail(ZF_ERR_IO, "cannot rename %s to %s: %s", a->tmp, a->path, strerror(errno));
+    if (a->status != ZF_OK) unlink(a->tmp);
+    return a->status;
+}
+
+zf_status zf_write_file_atomic(const char *path, const void *data, size_t len)
+{
+    zf_atomic_file a;
+    if (zf_atomic_begin(&a, path) != ZF_OK) return a.status;
+    zf_atomic_write(&a, data, len);
+    return zf_atomic_commit(&a);
+}
+
+zf_status zf_read_small_file(const char *path, size_t max_bytes, const char *what, char **out)
+{
+    *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
-        if (fread(buf, 1, (size_t)n, f) == (size_t)n) buf[n] = '\0';
-        else {
-            free(buf);
-            buf = NULL;
-        }
+    if (!f) {
+        int e = errno;
+        return zf_fail(e == ENOENT ? ZF_ERR_INPUT : ZF_ERR_IO, "%s: cannot open: %s", path, strerror(e));
     }
+    struct stat sb;
+    zf_status s = ZF_OK;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) s = zf_fail(ZF_ERR_INPUT, "%s: not a regular file", path);
+    else if ((unsigned long long)sb.st_size > max_bytes)
+        s = zf_fail(ZF_ERR_INPUT, "%s: %lld bytes, expected at most %zu for %s", path, (long long)sb.st_size,
+                    max_bytes, what);
+    char *buf = s == ZF_OK ? zf_malloc((size_t)sb.st_size + 1, what) : NULL;
+    if (s == ZF_OK && !buf) s = ZF_ERR_NOMEM;
+    if (s == ZF_OK && fread(buf, 1, (size_t)sb.st_size, f) != (size_t)sb.st_size)
+        s = zf_fail(ZF_ERR_IO, "%s: short read", path);
     fclose(f);
-    return buf;
+    if (s != ZF_OK) {
+        free(buf);
+        return s;
+    }
+    buf[sb.st_size] = '\0';
+    *out = buf;
+    return ZF_OK;
 }

@@ -1,15 +1,30 @@
-/* File-system helpers: create folders, write a whole file atomically (temporary name, fsync, rename). */
+/* File-system helpers: create folders, write files atomically (temporary name, fsync, rename), read small files. */
 #ifndef ZF_FSUTIL_H
 #define ZF_FSUTIL_H
 
+#include <stdio.h>
 #include <stddef.h>
 
 #include "status.h"
 
 /* Creates path and its parents (like mkdir -p). */
 zf_status zf_mkdirs(const char *path);
+
+/* A file written in pieces to "<path>.tmp.<pid>" and renamed into place by commit, so that a file under its
+ * final name is always complete. The first failure is kept and reported by commit. */
+typedef struct {
+    const char *path;
+    char tmp[4096];
+    FILE *f;
+    zf_status status;
+} zf_atomic_file;
+zf_status zf_atomic_begin(zf_atomic_file *a, const char *path);
+void zf_atomic_write(zf_atomic_file *a, const void *data, size_t len);
+/* fsync, close, rename; on any failure the temporary file is removed and the error returned. */
+zf_status zf_atomic_commit(zf_atomic_file *a);
 zf_status zf_write_file_atomic(const char *path, const void *data, size_t len);
-/* Reads a whole (small) text file, NUL-terminated; NULL when it cannot be read. Free with free(). */
-char *zf_read_text_file(const char *path);
+
+/* Reads a whole regular file of at most max_bytes (what names it in messages), NUL-terminated; free() it. */
+zf_status zf_read_small_file(const char *path, size_t max_bytes, const char *what, char **out);
 
 #endif

@@ -10,6 +10,8 @@
 
 #include <cjson/cJSON.h>
 
+#include "fsutil.h"
+
 /* config.json files are a few kB; refuse anything absurd before reading it. */
 #define CONFIG_MAX_BYTES (16 * 1024 * 1024)
 
@@ -90,35 +92,6 @@ static zf_status require_string(const char *path, const cJSON *root, const char 
     if (strcmp(v->valuestring, want) != 0)
         return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected \"%s\", found \"%.60s\" (%s)", path, key, want,
                        v->valuestring, why);
-    return ZF_OK;
-}
-
-static zf_status read_text(const char *path, char **out)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        int e = errno;
-        return zf_fail(e == ENOENT ? ZF_ERR_INPUT : ZF_ERR_IO, "%s: cannot open: %s", path, strerror(e));
-    }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > CONFIG_MAX_BYTES) {
-        fclose(f);
-        return zf_fail(ZF_ERR_INPUT, "%s: expected a regular file of at most %d bytes", path, CONFIG_MAX_BYTES);
-    }
-    char *buf = zf_malloc((size_t)sb.st_size + 1, "config.json");
-    if (!buf) {
-        fclose(f);
-        return ZF_ERR_NOMEM;
-    }
-    size_t n = fread(buf, 1, (size_t)sb.st_size, f);
-    fclose(f);
-    if (n != (size_t)sb.st_size) {
-        free(buf);
-        return zf_fail(ZF_ERR_IO, "%s: short read", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
     return ZF_OK;
 }
 
@@ -209,7 +182,7 @@ zf_status zf_model_config_read(const char *dir, zf_model_config *out)
     snprintf(path, plen, "%s/config.json", dir);
     char *text = NULL;
     cJSON *root = NULL;
-    zf_status s = read_text(path, &text);
+    zf_status s = zf_read_small_file(path, CONFIG_MAX_BYTES, "a config.json", &text);
     if (s != ZF_OK) goto done;
     root = cJSON_Parse(text);
     if (!root) {

@@ -1,6 +1,7 @@
 /* safetensors I/O: mmap reader with full header validation (single file or sharded index) and an atomic writer. */
 #define _GNU_SOURCE
 #include "safetensors.h"
+#include "fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -337,43 +338,12 @@ static char *join_path(const char *dir, const char *name)
     return p;
 }
 
-static zf_status read_small_file(const char *path, char **out)
-{
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return zf_fail(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return zf_fail(ZF_ERR_INPUT, "%s: not a regular file", path);
-    }
-    if (sb.st_size > ST_MAX_INDEX) {
-        fclose(f);
-        return zf_fail(ZF_ERR_INPUT, "%s: %lld bytes, expected at most %lld for an index", path, (long long)sb.st_size,
-                       (long long)ST_MAX_INDEX);
-    }
-    char *buf = zf_malloc((size_t)sb.st_size + 1, "index file");
-    if (!buf) {
-        fclose(f);
-        return ZF_ERR_NOMEM;
-    }
-    size_t got = fread(buf, 1, (size_t)sb.st_size, f);
-    fclose(f);
-    if (got != (size_t)sb.st_size) {
-        free(buf);
-        return zf_fail(ZF_ERR_IO, "%s: short read (%zu of %lld bytes)", path, got, (long long)sb.st_size);
-    }
-    buf[got] = '\0';
-    *out = buf;
-    return ZF_OK;
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static zf_status open_index(zf_safetensors *st, const char *dir, const char *index_path)
 {
     char *text;
-    ZF_TRY(read_small_file(index_path, &text));
+    ZF_TRY(zf_read_small_file(index_path, ST_MAX_INDEX, "an index", &text));
     cJSON *root = cJSON_Parse(text);
     free(text);
     zf_status s = ZF_OK;
@@ -771,40 +741,15 @@ zf_status zf_st_writer_save(zf_st_writer *w, const char *path)
         return zf_fail(ZF_ERR_NOMEM, "%s: cannot build the header", path);
     }
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = zf_malloc(tlen, "temporary path");
-    if (!tmp) {
-        free(b.p);
-        return ZF_ERR_NOMEM;
+    zf_atomic_file a;
+    if (zf_atomic_begin(&a, path) == ZF_OK) {
+        unsigned char len8[8];
+        for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)b.n >> (8 * i));
+        zf_atomic_write(&a, len8, 8);
+        zf_atomic_write(&a, b.p, b.n);
+        for (size_t i = 0; i < w->n; i++) zf_atomic_write(&a, w->e[i].data, w->e[i].nbytes);
     }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    zf_status s = ZF_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        s = zf_fail(ZF_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto out;
-    }
-    unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)b.n >> (8 * i));
-    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(b.p, 1, b.n, f) == b.n;
-    for (size_t i = 0; ok && i < w->n; i++) ok = fwrite(w->e[i].data, 1, w->e[i].nbytes, f) == w->e[i].nbytes;
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int e = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        e = errno;
-    }
-    if (!ok) {
-        s = zf_fail(ZF_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
-        unlink(tmp);
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        s = zf_fail(ZF_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-    }
-out:
-    free(tmp);
+    zf_status s = zf_atomic_commit(&a);
     free(b.p);
     return s;
 }

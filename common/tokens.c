@@ -1,6 +1,7 @@
 /* llm.c token files: validated reader (u16 version 1 / u32 version 7) and atomic writer. */
 #define _GNU_SOURCE
 #include "tokens.h"
+#include "fsutil.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -133,35 +134,12 @@ zf_status zf_tokens_write(const char *path, const int32_t *ids, size_t count)
     for (size_t i = 0; i < count; i++)
         for (size_t j = 0; j < width; j++) raw[i * width + j] = (unsigned char)((uint32_t)ids[i] >> (8 * j));
 
-    size_t tlen = strlen(path) + 32;
-    char *tmp = zf_malloc(tlen, "temporary path");
-    if (!tmp) {
-        free(raw);
-        return ZF_ERR_NOMEM;
+    zf_atomic_file a;
+    if (zf_atomic_begin(&a, path) == ZF_OK) {
+        zf_atomic_write(&a, hdr, sizeof hdr);
+        zf_atomic_write(&a, raw, count * width);
     }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-    zf_status s = ZF_OK;
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        s = zf_fail(ZF_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto out;
-    }
-    int ok = fwrite(hdr, 1, sizeof hdr, f) == sizeof hdr && fwrite(raw, 1, count * width, f) == count * width;
-    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int e = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        e = errno;
-    }
-    if (!ok) {
-        s = zf_fail(ZF_ERR_IO, "%s: write failed: %s", tmp, strerror(e));
-        unlink(tmp);
-    } else if (rename(tmp, path) != 0) {
-        s = zf_fail(ZF_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-    }
-out:
-    free(tmp);
+    zf_status s = zf_atomic_commit(&a);
     free(raw);
     return s;
 }

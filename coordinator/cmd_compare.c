@@ -46,7 +46,8 @@ static double report_ppl(const char *dir, const char *file)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/report.json", dir);
-    char *text = zf_read_text_file(path);
+    char *text = NULL;
+    zf_read_small_file(path, 64u << 20, "a report", &text); /* absent or unreadable: no figures */
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     double v = NAN;
     cJSON *e;
@@ -133,7 +134,8 @@ int zf_cmd_compare(int argc, char **argv)
         if (frac < min_agree) rc = ZF_EXIT_FAILURE;
         char path[4096];
         snprintf(path, sizeof path, "%s/report.json", a);
-        char *text = zf_read_text_file(path);
+        char *text = NULL;
+        zf_read_small_file(path, 64u << 20, "a report", &text); /* absent or unreadable: no figures */
         cJSON *root = text ? cJSON_Parse(text) : NULL, *e;
         cJSON_ArrayForEach(e, cJSON_GetObjectItem(root, "eval"))
         {

@@ -63,7 +63,6 @@ int zf_cmd_plan(int argc, char **argv)
     int ranks = 1;
     double mem_limit = 0;
     zf_job_config cfg;
-    zf_config_defaults(&cfg);
     const char *sets[64];
     int nsets = 0;
     for (int i = 1; i < argc; i++) {
@@ -81,9 +80,7 @@ int zf_cmd_plan(int argc, char **argv)
         return ZF_EXIT_USAGE;
     }
     zf_model_config mc;
-    zf_status s = zf_config_load(config_path, &cfg);
-    for (int i = 0; s == ZF_OK && i < nsets; i++) s = zf_config_set(&cfg, sets[i]);
-    if (s == ZF_OK) s = zf_config_validate(&cfg);
+    zf_status s = zf_config_read(config_path, sets, nsets, &cfg, NULL);
     if (s == ZF_OK) s = zf_model_config_read(cfg.model, &mc);
     if (s != ZF_OK) {
         fprintf(stderr, "zfold: %s\n", zf_last_error());

@@ -433,7 +433,6 @@ static int quantize_or_eval(int argc, char **argv, bool eval_only)
     const char *config_path = NULL;
     bool dry_run = false, restart = false;
     zf_job_config cfg;
-    zf_config_defaults(&cfg);
     const char *sets[64];
     int nsets = 0;
     for (int i = 1; i < argc; i++) {
@@ -457,11 +456,8 @@ static int quantize_or_eval(int argc, char **argv, bool eval_only)
         fprintf(stderr, "zfold: %s\n", zf_last_error());
         return ZF_EXIT_INTERNAL;
     }
-    zf_log_init(comm.rank, comm.size);
     bool lead = comm.rank == 0;
-    s = zf_config_load(config_path, &cfg);
-    for (int i = 0; s == ZF_OK && i < nsets; i++) s = zf_config_set(&cfg, sets[i]);
-    if (s == ZF_OK) s = zf_config_validate(&cfg);
+    s = zf_config_read(config_path, sets, nsets, &cfg, NULL);
     if (s != ZF_OK) {
         /* every rank read the same file: one prints */
         if (lead) fprintf(stderr, "zfold: %s\n", zf_last_error());

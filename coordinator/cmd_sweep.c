@@ -54,7 +54,8 @@ static cJSON *read_report(const char *dir)
 {
     char path[ZF_PATH_MAX + 300];
     snprintf(path, sizeof path, "%s/report.json", dir);
-    char *text = zf_read_text_file(path);
+    char *text = NULL;
+    zf_read_small_file(path, 64u << 20, "a report", &text); /* absent or unreadable: no figures */
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     free(text);
     return j;
@@ -240,13 +241,10 @@ int zf_cmd_sweep(int argc, char **argv)
         fprintf(stderr, "zfold: %s\n", zf_last_error());
         return ZF_EXIT_INTERNAL;
     }
-    zf_log_init(comm.rank, comm.size);
     bool lead = comm.rank == 0;
     zf_job_config base;
     zf_sweep sw;
-    zf_config_defaults(&base);
-    s = zf_config_load_sweep(config_path, &base, &sw);
-    for (int i = 0; s == ZF_OK && i < nsets; i++) s = zf_config_set(&base, sets[i]);
+    s = zf_config_read(config_path, sets, nsets, &base, &sw);
     int64_t npoints = 1;
     for (int d = 0; d < sw.ndims; d++) npoints *= sw.dims[d].nvalues;
     /* every point must be valid before the first one runs */

@@ -32,6 +32,7 @@ zf_status zf_comm_init(int *argc, char ***argv, zf_comm *c)
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &world.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world.size);
+    zf_log_init(world.rank, world.size);
     *c = world;
     return ZF_OK;
 }

@@ -12,7 +12,7 @@ typedef struct {
     int size;
 } zf_comm;
 
-/* Initializes MPI (works without mpirun as a singleton) and sets errors to return, so a failure is reported
+/* Initializes MPI (works without mpirun as a singleton) and the rank-prefixed log, and sets errors to return, so a failure is reported
  * with its message and then ends the job through MPI_Abort. */
 zf_status zf_comm_init(int *argc, char ***argv, zf_comm *c);
 void zf_comm_finalize(void);

@@ -345,6 +345,14 @@ zf_status zf_config_load_sweep(const char *path, zf_job_config *c, zf_sweep *swe
     return load_file(path, c, sweep);
 }
 
+zf_status zf_config_read(const char *path, const char *const *sets, int nsets, zf_job_config *c, zf_sweep *sweep)
+{
+    zf_config_defaults(c);
+    ZF_TRY(sweep ? zf_config_load_sweep(path, c, sweep) : zf_config_load(path, c));
+    for (int i = 0; i < nsets; i++) ZF_TRY(zf_config_set(c, sets[i]));
+    return sweep ? ZF_OK : zf_config_validate(c);
+}
+
 zf_status zf_config_set(zf_job_config *c, const char *assignment)
 {
     const char *eq = strchr(assignment, '=');

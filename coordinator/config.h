@@ -54,6 +54,9 @@ void zf_config_defaults(zf_job_config *c);
 zf_status zf_config_load(const char *path, zf_job_config *c);
 /* Same, but a list given to a single-valued key makes a sweep dimension (recorded in sweep, first value applied). */
 zf_status zf_config_load_sweep(const char *path, zf_job_config *c, zf_sweep *sweep);
+/* Defaults, then the file, then the "key=value" overrides in order. Without sweep, a list value is an error and
+ * the result is validated; with sweep, lists become sweep dimensions (validate each point yourself). */
+zf_status zf_config_read(const char *path, const char *const *sets, int nsets, zf_job_config *c, zf_sweep *sweep);
 /* Applies one "key=value" override (dotted keys, e.g. calibration.windows=32). */
 zf_status zf_config_set(zf_job_config *c, const char *assignment);
 /* Checks required keys and combinations. */

@@ -295,26 +295,30 @@ static double group_cost(const zf_model_config *c, zf_group g)
     return 2.0 * out * in * in + in * in * in / 3.0;
 }
 
-/* Owner rank of each group: largest first onto the least loaded rank (the same answer on every rank). */
-static void assign_owners(const zf_model_config *c, int nranks, int owner[ZF_NGROUP])
+/* Owners of nblocks × ZF_NGROUP units (owner[b·ZF_NGROUP + g]): largest first onto the least loaded rank, the
+ * same answer on every rank. Groups cost the same in every block, so kinds by cost, then blocks in order. */
+static zf_status assign_owners(const zf_model_config *c, int64_t nblocks, int nranks, int *owner)
 {
-    double load[256] = {0};
-    int n = nranks < 256 ? nranks : 256;
-    int order[ZF_NGROUP] = {0, 1, 2, 3};
+    double *load = zf_calloc((size_t)nranks, sizeof *load, "rank loads");
+    if (!load) return ZF_ERR_NOMEM;
+    int kinds[ZF_NGROUP] = {0, 1, 2, 3};
     for (int i = 0; i < ZF_NGROUP; i++)
         for (int j = i + 1; j < ZF_NGROUP; j++)
-            if (group_cost(c, (zf_group)order[j]) > group_cost(c, (zf_group)order[i])) {
-                int t = order[i];
-                order[i] = order[j];
-                order[j] = t;
+            if (group_cost(c, (zf_group)kinds[j]) > group_cost(c, (zf_group)kinds[i])) {
+                int t = kinds[i];
+                kinds[i] = kinds[j];
+                kinds[j] = t;
             }
-    for (int i = 0; i < ZF_NGROUP; i++) {
-        int best = 0;
-        for (int r = 1; r < n; r++)
-            if (load[r] < load[best]) best = r;
-        owner[order[i]] = best;
-        load[best] += group_cost(c, (zf_group)order[i]);
-    }
+    for (int k = 0; k < ZF_NGROUP; k++)
+        for (int64_t b = 0; b < nblocks; b++) {
+            int r = 0;
+            for (int q = 1; q < nranks; q++)
+                if (load[q] < load[r]) r = q;
+            owner[b * ZF_NGROUP + kinds[k]] = r;
+            load[r] += group_cost(c, (zf_group)kinds[k]);
+        }
+    free(load);
+    return ZF_OK;
 }
 
 /* Sums every rank's partial Hessian of group g onto its owner; the owner writes H = 2/N Σ xxᵀ. */
@@ -342,9 +346,9 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     group_result gr[ZF_NGROUP];
     memset(gr, 0, sizeof gr);
     int owner[ZF_NGROUP];
-    assign_owners(c, w->size, owner);
     float *H = NULL;
-    zf_status s = zf_block_load(c, m->st, b, &qb->folded);
+    zf_status s = assign_owners(c, 1, w->size, owner);
+    if (s == ZF_OK) s = zf_block_load(c, m->st, b, &qb->folded);
     if (s == ZF_OK) s = zf_block_check_finite(c, &qb->folded, b);
     if (s == ZF_OK && cfg->eval_unfolded) s = zf_block_copy(c, &qb->folded, &qb->unfolded);
     for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++) s = zf_hessian_init(&cap.h[g], zf_group_in(c, g), cfg->hessian_fp64);
@@ -419,10 +423,9 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
     zf_hessian *hs = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *hs, "Hessians of every block");
     group_result *gr = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *gr, "results of every block");
     int *owner = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *owner, "unit owners");
-    double *load = zf_calloc((size_t)w->size, sizeof *load, "rank loads");
     zf_block_weights fp = {0};
     float *H = NULL;
-    zf_status s = hs && gr && owner && load ? ZF_OK : ZF_ERR_NOMEM;
+    zf_status s = hs && gr && owner ? ZF_OK : ZF_ERR_NOMEM;
     int64_t dmax = c->intermediate > c->n_heads * c->head_dim ? c->intermediate : c->n_heads * c->head_dim;
     if (dmax < c->hidden) dmax = c->hidden;
     if (s == ZF_OK && !(H = zf_malloc(sizeof(float) * (size_t)(dmax * dmax), "Hessian"))) s = ZF_ERR_NOMEM;
@@ -445,24 +448,8 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
         zf_block_free(&fp);
         s = zf_comm_agree(s);
     }
-    /* 2. owners by cost over all units (largest first onto the least loaded rank), identical on every rank;
-     * groups have the same cost in every block, so taking group kinds by cost, then blocks in order, is that order */
-    int kinds[ZF_NGROUP] = {0, 1, 2, 3};
-    for (int i = 0; i < ZF_NGROUP; i++)
-        for (int j = i + 1; j < ZF_NGROUP; j++)
-            if (group_cost(c, (zf_group)kinds[j]) > group_cost(c, (zf_group)kinds[i])) {
-                int t = kinds[i];
-                kinds[i] = kinds[j];
-                kinds[j] = t;
-            }
-    for (int k = 0; s == ZF_OK && k < ZF_NGROUP; k++)
-        for (int64_t b = first; b < nb; b++) {
-            int r = 0;
-            for (int q = 1; q < w->size; q++)
-                if (load[q] < load[r]) r = q;
-            owner[(b - first) * ZF_NGROUP + kinds[k]] = r;
-            load[r] += group_cost(c, (zf_group)kinds[k]);
-        }
+    /* 2. owners by cost over all units */
+    if (s == ZF_OK) s = assign_owners(c, nb - first, w->size, owner);
     /* 3. reduce every Hessian to its owner; owners quantize their units with the full-precision weights */
     for (int64_t u = 0; s == ZF_OK && u < nunits; u++) {
         int64_t b = first + u / ZF_NGROUP;
@@ -513,7 +500,6 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
     free(hs);
     free(gr);
     free(owner);
-    free(load);
     free(H);
     return s;
 }

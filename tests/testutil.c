@@ -2,7 +2,11 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include "common/fsutil.h"
+
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -144,4 +148,20 @@ double zt_max_abs(const float *a, int64_t n)
     double m = 0;
     for (int64_t i = 0; i < n; i++) if (fabs(a[i]) > m) m = fabs(a[i]);
     return m;
+}
+
+double zt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+cJSON *zt_read_json(const char *path)
+{
+    char *text = NULL;
+    if (zf_read_small_file(path, 64u << 20, "a JSON file", &text) != ZF_OK) return NULL;
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    return j;
 }

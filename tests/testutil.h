@@ -34,6 +34,11 @@ const char *zt_fixture(const char *rel);
 /* A fresh empty temporary directory for this test (removed at exit unless ZT_KEEP is set). */
 const char *zt_tmpdir(void);
 
+/* Monotonic seconds. */
+double zt_now(void);
+/* A parsed JSON file (cJSON *, free with cJSON_Delete), NULL when unreadable. */
+struct cJSON *zt_read_json(const char *path);
+
 /* Deterministic generator (splitmix64 / xoshiro-style). */
 typedef struct { uint64_t s; } zt_rng;
 void zt_rng_seed(zt_rng *r, uint64_t seed);

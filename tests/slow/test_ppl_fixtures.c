@@ -16,29 +16,6 @@
 /* "To 4 significant digits" (and in practice far better: the references agree with run.c/torch to ~1e-7). */
 #define PPL_RTOL 1e-4
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static cJSON *read_json(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    return j;
-}
-
 static double num(cJSON *o, const char *key)
 {
     cJSON *v = cJSON_GetObjectItem(o, key);
@@ -62,9 +39,9 @@ static void check_one(const char *model_dir, const char *token_file, int64_t seq
     zf_checkpoint_source_init(&src, &c, st);
     int64_t nwin = zf_eval_windows((int64_t)t.count, seq);
     zf_nll n = {0};
-    double t0 = now();
+    double t0 = zt_now();
     CHECK_OK(zf_eval_nll(&c, &g, zf_checkpoint_source_get, &src, t.ids, seq, 0, nwin, 16, &n));
-    double dt = now() - t0, ppl = zf_nll_ppl(&n), ref = num(r, "ppl");
+    double dt = zt_now() - t0, ppl = zf_nll_ppl(&n), ref = num(r, "ppl");
     printf("%-12s %-30s seq %3lld: %5lld windows %7lld predictions  ppl %11.6f  ref %11.6f  rel diff %.2e  %7.1f s "
            "(%.0f tok/s)\n", model_dir, token_file, (long long)seq, (long long)n.windows, (long long)n.predictions, ppl,
            ref, fabs(ppl - ref) / ref, dt, (double)(nwin * seq) / dt);
@@ -80,11 +57,11 @@ static void check_one(const char *model_dir, const char *token_file, int64_t seq
 
 int main(void)
 {
-    double t0 = now();
+    double t0 = zt_now();
     printf("# OpenMP threads %d\n", omp_get_max_threads());
     static const char *stories_files[] = {"wikitext2-test.tok512.bin", "wikitext2-valid.tok512.bin",
                                           "ptb-test.tok512.bin", "ptb-valid.tok512.bin", "tinystories.tok512.bin"};
-    cJSON *sref = read_json(zt_fixture("reference/perplexity.json"));
+    cJSON *sref = zt_read_json(zt_fixture("reference/perplexity.json"));
     CHECK(sref != NULL);
     cJSON *results = cJSON_GetObjectItem(sref, "results");
     for (int i = 0; i < 5; i++) {
@@ -104,7 +81,7 @@ int main(void)
     for (int m = 0; m < 2; m++) {
         char path[64];
         snprintf(path, sizeof path, "%s/reference.json", minis[m]);
-        cJSON *ref = read_json(zt_fixture(path));
+        cJSON *ref = zt_read_json(zt_fixture(path));
         CHECK(ref != NULL);
         cJSON *ppl = cJSON_GetObjectItem(ref, "perplexity");
         for (int k = 0; k < 3; k++) {
@@ -114,6 +91,6 @@ int main(void)
         }
         cJSON_Delete(ref);
     }
-    printf("# total %.1f s\n", now() - t0);
+    printf("# total %.1f s\n", zt_now() - t0);
     return zt_finish("test_ppl_fixtures");
 }

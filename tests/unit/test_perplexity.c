@@ -13,29 +13,6 @@
 #include "worker/block.h"
 #include "worker/perplexity.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static cJSON *read_json(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    cJSON *j = cJSON_Parse(buf);
-    free(buf);
-    return j;
-}
-
 typedef struct {
     zf_model_config c;
     zf_safetensors *st;
@@ -91,19 +68,19 @@ static void test_stories(void)
     zf_tokens t = {0};
     if (!model_open(&m, "stories260k")) return;
     CHECK_OK(zf_tokens_read(zt_fixture("data/tinystories.tok512.bin"), m.c.vocab, &t));
-    cJSON *ref = read_json(zt_fixture("reference/perplexity.json"));
+    cJSON *ref = zt_read_json(zt_fixture("reference/perplexity.json"));
     cJSON *r = cJSON_GetObjectItem(cJSON_GetObjectItem(ref, "results"), "tinystories.tok512.bin");
     CHECK(r != NULL);
     if (!r) goto out;
     const int64_t seq = 512, nwin = zf_eval_windows((int64_t)t.count, seq);
     CHECK(nwin == (int64_t)cJSON_GetObjectItem(r, "windows")->valuedouble);
 
-    double t0 = now();
+    double t0 = zt_now();
     zf_nll all = eval(&m, &t, seq, 0, nwin, 8);
     double ppl = zf_nll_ppl(&all), ref_ppl = cJSON_GetObjectItem(r, "ppl")->valuedouble;
     printf("stories260k tinystories seq 512: ppl %.7f (run.c %.6f, rel diff %.2g), %lld windows, %lld predictions, "
            "%.2f s\n", ppl, ref_ppl, fabs(ppl - ref_ppl) / ref_ppl, (long long)all.windows, (long long)all.predictions,
-           now() - t0);
+           zt_now() - t0);
     CHECK_CLOSE(ppl, ref_ppl, 0, 1e-5);
     CHECK(all.windows == 34);
     CHECK(all.predictions == (int64_t)cJSON_GetObjectItem(r, "predictions")->valuedouble);
@@ -172,15 +149,15 @@ static void test_mini(const char *name)
     CHECK_OK(zf_tokens_read(zt_fixture("data/heldout-book.tok512.bin"), m.c.vocab, &t));
     char path[64];
     snprintf(path, sizeof path, "%s/reference.json", name);
-    cJSON *ref = read_json(zt_fixture(path));
+    cJSON *ref = zt_read_json(zt_fixture(path));
     cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(ref, "verification"), "heldout_first20windows_ppl_numpy");
     CHECK(v != NULL);
-    double t0 = now();
+    double t0 = zt_now();
     zf_nll n = eval(&m, &t, 256, 0, 20, 8);
     double ppl = zf_nll_ppl(&n);
     if (v) {
         printf("%s heldout-book first 20 windows of 256: ppl %.7f (numpy %.7f, rel diff %.2g), %.2f s\n", name, ppl,
-               v->valuedouble, fabs(ppl - v->valuedouble) / v->valuedouble, now() - t0);
+               v->valuedouble, fabs(ppl - v->valuedouble) / v->valuedouble, zt_now() - t0);
         CHECK_CLOSE(ppl, v->valuedouble, 0, 1e-5);
     }
     CHECK(n.windows == 20 && n.predictions == 20 * 255);
