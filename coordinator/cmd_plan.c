@@ -9,14 +9,18 @@
 #include "common/model.h"
 #include "coordinator/commands.h"
 #include "coordinator/config.h"
+#include "worker/block.h"
+#include "worker/forward.h"
+#include "worker/hessian.h"
 
 void zf_cmd_plan_help(void)
 {
     printf("usage: zfold plan CONFIG.yaml [--ranks N] [--memory GiB] [--set key=value]...\n"
            "Prints, for the config and N ranks (default 1), the memory each rank needs and the predicted time per\n"
-           "block from the cost model (flops over this machine's measured SGEMM rate), and warns when a rank would\n"
-           "run out of memory (--memory: GiB per rank; default: this machine's available memory / N).\n"
-           "Reads only config.json and the config; allocates nothing large.\n");
+           "block from the cost model, and warns when a rank would run out of memory (--memory: GiB per rank;\n"
+           "default: this machine's available memory / N). Rates are measured here: one short window through a\n"
+           "block of the model's shapes (random weights; skipped above 2 GiB, then the SGEMM rate), a Hessian\n"
+           "accumulation, and SGEMM for the quantization. Reads config.json, not the weights.\n");
 }
 
 static double now_seconds(void)
@@ -44,6 +48,58 @@ static double measure_sgemm(void)
     free(b);
     free(c);
     return best;
+}
+
+/* Forward GFLOP/s of one window of s tokens through a block of the model's shapes (small random weights), or 0
+ * when the block is too large to probe. */
+static double measure_forward(const zf_model_config *mc, int64_t s, double block_params)
+{
+    if (block_params * 4 > 2.0 * (1 << 30)) return 0;
+    zf_block_weights w;
+    if (zf_block_alloc(mc, &w) != ZF_OK) return 0;
+    uint64_t state = 1;
+    for (int l = 0; l < ZF_NLIN; l++) {
+        if (!w.lin_w[l]) continue;
+        int64_t n = zf_lin_out(mc, (zf_lin)l) * zf_lin_in(mc, (zf_lin)l);
+        for (int64_t i = 0; i < n; i++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            w.lin_w[l][i] = (float)((double)(state >> 40) / (double)(1ull << 24) - 0.5) * 0.05f;
+        }
+    }
+    for (int k = 0; k < 2; k++)
+        for (int64_t i = 0; i < mc->hidden; i++) w.norm_w[k][i] = 1.0f;
+    float *x = malloc(sizeof(float) * (size_t)(s * mc->hidden));
+    double rate = 0;
+    if (x) {
+        for (int64_t i = 0; i < s * mc->hidden; i++) x[i] = (float)((i * 37 % 101) - 50) * 0.02f;
+        double t0 = now_seconds();
+        if (zf_block_forward(mc, &w, x, 1, s, NULL, NULL) == ZF_OK) {
+            double flops = 2.0 * (double)s * block_params + 2.0 * (double)s * (double)s * (double)(mc->n_heads * mc->head_dim);
+            rate = flops / (now_seconds() - t0) / 1e9;
+        }
+        free(x);
+    }
+    zf_block_free(&w);
+    return rate;
+}
+
+/* Hessian accumulation GFLOP/s (T·d² counted) at the configured precision, d = min(d_in, 2048). */
+static double measure_hessian(int64_t d_in, bool fp64)
+{
+    int64_t d = d_in < 2048 ? d_in : 2048, t = 512;
+    zf_hessian h;
+    float *x = malloc(sizeof(float) * (size_t)(t * d));
+    double rate = 0;
+    if (x && zf_hessian_init(&h, d, fp64) == ZF_OK) {
+        for (int64_t i = 0; i < t * d; i++) x[i] = (float)((i * 13 % 17) - 8) * 0.1f;
+        if (zf_hessian_add(&h, x, t) == ZF_OK) { /* the first call pays for page faults */
+            double t0 = now_seconds();
+            if (zf_hessian_add(&h, x, t) == ZF_OK) rate = (double)t * (double)d * (double)d / (now_seconds() - t0) / 1e9;
+        }
+        zf_hessian_free(&h);
+    }
+    free(x);
+    return rate;
 }
 
 static double available_gib(void)
@@ -122,7 +178,13 @@ int zf_cmd_plan(int argc, char **argv)
     }
     double quant_flops = (optq_flops + als_flops) / (ranks < ZF_NGROUP ? ranks : ZF_NGROUP);
     double gemm = measure_sgemm();
-    double t_block = (2.0 * fwd_flops + hess_flops) / (gemm * 1e9) + quant_flops / (gemm * 1e9);
+    double fwd_rate = measure_forward(&mc, seq < 128 ? seq : 128, block_params);
+    bool fwd_measured = fwd_rate > 0;
+    if (!fwd_measured) fwd_rate = gemm;
+    double hess_rate = measure_hessian((int64_t)max_in, cfg.hessian_fp64);
+    if (hess_rate <= 0) hess_rate = gemm;
+    double t_fwd = 2.0 * fwd_flops / (fwd_rate * 1e9), t_hess = hess_flops / (hess_rate * 1e9);
+    double t_quant = quant_flops / (gemm * 1e9), t_block = t_fwd + t_hess + t_quant;
     printf("# plan: %s, %s model, %lld blocks, d %lld, %lld parameters; %d rank%s\n", config_path, mc.model_type,
            (long long)mc.n_layers, (long long)d, (long long)zf_model_param_count(&mc), ranks, ranks > 1 ? "s" : "");
     printf("# calibration: %lld windows x %lld tokens (%lld tokens per rank); method %s, %d bits\n",
@@ -136,13 +198,15 @@ int zf_cmd_plan(int argc, char **argv)
     printf("| embeddings, head, final norm | %.3f |\n| evaluation chunk (%lld windows, logits) | %.3f |\n",
            globals / gib, (long long)cfg.eval_chunk, eval / gib);
     printf("| **total** | **%.3f** |\n\n", total / gib);
-    printf("| time per block (cost model) | GFLOP | seconds at %.1f GFLOP/s (SGEMM measured here) |\n|---|---|---|\n", gemm);
-    printf("| forward x2 (capture, then through the quantized block) | %.2f | %.3f |\n", 2 * fwd_flops / 1e9,
-           2 * fwd_flops / (gemm * 1e9));
-    printf("| Hessians T·Σd_in² | %.2f | %.3f |\n", hess_flops / 1e9, hess_flops / (gemm * 1e9));
-    printf("| OPTQ%s, per owner | %.2f | %.3f |\n", cfg.quant.method == ZF_METHOD_ZFOLD ? " + Z-FOLD ALS (upper bound)" : "",
-           quant_flops / 1e9, quant_flops / (gemm * 1e9));
-    printf("| **block** | | **%.3f** (whole model ≈ %.1f s) |\n", t_block, t_block * (double)mc.n_layers);
+    printf("| time per block (cost model) | GFLOP | GFLOP/s measured here | seconds |\n|---|---|---|---|\n");
+    printf("| forward x2 (capture, then through the quantized block) | %.2f | %.1f (%s) | %.3f |\n", 2 * fwd_flops / 1e9,
+           fwd_rate, fwd_measured ? "one window through a block of these shapes" : "SGEMM; block too large to probe",
+           t_fwd);
+    printf("| Hessians T·Σd_in² | %.2f | %.1f (%s accumulation) | %.3f |\n", hess_flops / 1e9, hess_rate,
+           cfg.hessian_fp64 ? "fp64" : "fp32", t_hess);
+    printf("| OPTQ%s, per owner | %.2f | %.1f (SGEMM) | %.3f |\n",
+           cfg.quant.method == ZF_METHOD_ZFOLD ? " + Z-FOLD ALS (upper bound)" : "", quant_flops / 1e9, gemm, t_quant);
+    printf("| **block** | | | **%.3f** (whole model ≈ %.1f s) |\n", t_block, t_block * (double)mc.n_layers);
     printf("(calibration of %lld tokens in all)\n", (long long)Tall);
     if (total / gib > mem_limit) {
         printf("WARNING: a rank needs %.2f GiB but has %.2f GiB: use more ranks (the calibration activations shrink "

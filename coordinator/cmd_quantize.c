@@ -289,6 +289,11 @@ static zf_status write_report(const zf_job_config *cfg, const zf_qmodel *m, cons
     cJSON_AddNumberToObject(root, "calibration_seq_len", (double)m->calib_seq);
     cJSON_AddNumberToObject(root, "quantize_seconds", m->quant_seconds);
     cJSON_AddNumberToObject(root, "total_seconds", total);
+    cJSON *hc = cJSON_AddObjectToObject(root, "hessian_cache");
+    cJSON_AddBoolToObject(hc, "enabled", m->hcache.enabled);
+    cJSON_AddNumberToObject(hc, "hits", m->hcache.hits);
+    cJSON_AddNumberToObject(hc, "stores", m->hcache.stores);
+    cJSON_AddNumberToObject(hc, "seconds_saved", m->hcache.seconds_saved);
     double before = 0, after = 0;
     cJSON *blocks = cJSON_AddArrayToObject(root, "blocks");
     for (int64_t b = 0; b < c->n_layers; b++) {

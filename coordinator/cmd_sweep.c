@@ -19,6 +19,8 @@ void zf_cmd_sweep_help(void)
            "product of the lists. Each point is a run directory <output>/<key>-<value>_..., resumable on its own;\n"
            "finished points (complete shards and report.json) are skipped. At the end <output>/sweep-summary.csv,\n"
            "sweep-summary.md and sweep-ppl.svg (perplexity against bits per setting, through gnuplot) are written.\n"
+           "Full-precision Hessians (block 0's; every block's with schedule: parallel) are computed once and shared\n"
+           "through <output>/hessian-cache unless calibration.cache names another folder.\n"
            "  --report    only rewrite the summary and plot from the points already finished\n"
            "  --restart   start every point over\n"
            "Exit code 3 when interrupted (rerun to resume), 1 when a point failed (the others still ran).\n");
@@ -168,11 +170,12 @@ static zf_status write_summary(const zf_job_config *base, const zf_sweep *sw, in
         fprintf(c, ",ppl %s", base_name(base->eval_files[i]));
         fprintf(m, " ppl %s |", base_name(base->eval_files[i]));
     }
-    fprintf(c, ",delta_loss_before,delta_loss_after,seconds\n");
-    fprintf(m, " ΔL before | ΔL after | time (s) |\n|---|");
-    for (int d = 0; d < sw->ndims + base->n_eval_files + 3; d++) fprintf(m, "---|");
+    fprintf(c, ",delta_loss_before,delta_loss_after,seconds,cache_seconds_saved\n");
+    fprintf(m, " ΔL before | ΔL after | time (s) | cache saved (s) |\n|---|");
+    for (int d = 0; d < sw->ndims + base->n_eval_files + 4; d++) fprintf(m, "---|");
     fprintf(m, "\n");
     int64_t finished = 0;
+    double saved_total = 0;
     for (int64_t i = 0; i < npoints; i++) {
         point p;
         point_at(base, sw, i, &p);
@@ -193,11 +196,14 @@ static zf_status write_summary(const zf_job_config *base, const zf_sweep *sw, in
             fprintf(m, " %.4f |", v);
         }
         cJSON *b = cJSON_GetObjectItem(rep, "delta_loss_before"), *a = cJSON_GetObjectItem(rep, "delta_loss_after"),
-              *t = cJSON_GetObjectItem(rep, "total_seconds");
-        fprintf(c, ",%.6g,%.6g,%.2f\n", cJSON_IsNumber(b) ? b->valuedouble : NAN,
-                cJSON_IsNumber(a) ? a->valuedouble : NAN, cJSON_IsNumber(t) ? t->valuedouble : NAN);
-        fprintf(m, " %.4g | %.4g | %.1f |\n", cJSON_IsNumber(b) ? b->valuedouble : NAN,
-                cJSON_IsNumber(a) ? a->valuedouble : NAN, cJSON_IsNumber(t) ? t->valuedouble : NAN);
+              *t = cJSON_GetObjectItem(rep, "total_seconds"),
+              *saved = cJSON_GetObjectItem(cJSON_GetObjectItem(rep, "hessian_cache"), "seconds_saved");
+        double sv = cJSON_IsNumber(saved) ? saved->valuedouble : 0;
+        saved_total += sv;
+        fprintf(c, ",%.6g,%.6g,%.2f,%.2f\n", cJSON_IsNumber(b) ? b->valuedouble : NAN,
+                cJSON_IsNumber(a) ? a->valuedouble : NAN, cJSON_IsNumber(t) ? t->valuedouble : NAN, sv);
+        fprintf(m, " %.4g | %.4g | %.1f | %.1f |\n", cJSON_IsNumber(b) ? b->valuedouble : NAN,
+                cJSON_IsNumber(a) ? a->valuedouble : NAN, cJSON_IsNumber(t) ? t->valuedouble : NAN, sv);
         cJSON_Delete(rep);
     }
     fclose(c);
@@ -207,8 +213,9 @@ static zf_status write_summary(const zf_job_config *base, const zf_sweep *sw, in
     zf_status s = zf_write_file_atomic(path, csv, csv_len);
     snprintf(path, sizeof path, "%s/sweep-summary.md", base->output);
     if (s == ZF_OK) s = zf_write_file_atomic(path, md, md_len);
-    if (s == ZF_OK) printf("\n%s\n%lld of %lld points finished; summary in %s/sweep-summary.{csv,md}\n", md,
-                           (long long)finished, (long long)npoints, base->output);
+    if (s == ZF_OK)
+        printf("\n%s\n%lld of %lld points finished; the Hessian cache saved %.1f s of compute; summary in "
+               "%s/sweep-summary.{csv,md}\n", md, (long long)finished, (long long)npoints, saved_total, base->output);
     free(csv);
     free(md);
     if (s == ZF_OK) plot(base, sw, npoints);
@@ -289,6 +296,11 @@ int zf_cmd_sweep(int argc, char **argv)
             continue;
         }
         snprintf(cfg.output, sizeof cfg.output, "%s", p.dir);
+        static const char cache_dir[] = "/hessian-cache";
+        if (!cfg.calib_cache[0] && strlen(base.output) + sizeof cache_dir <= sizeof cfg.calib_cache) {
+            strcpy(cfg.calib_cache, base.output);
+            strcat(cfg.calib_cache, cache_dir);
+        }
         s = zf_quantize_job(&cfg, config_path, restart, false, false);
         if (s == ZF_ERR_INTERRUPTED) break;
         if (s != ZF_OK) {

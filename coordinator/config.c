@@ -62,6 +62,9 @@ static const key_spec keys[] = {
     {"calibration.seq_len", K_INT, OFF(calib_seq_len), "0", false, 0, 1 << 20, NULL,
      "Tokens per calibration window; 0 = min(2048, max_position_embeddings)"},
     {"calibration.seed", K_INT, OFF(seed), "0", false, 0, 9.0e15, NULL, "Seed of the window choice"},
+    {"calibration.cache", K_PATH, OFF(calib_cache), "", false, 0, 0, NULL,
+     "Folder of full-precision Hessians shared between runs (a sweep sets <output>/hessian-cache); \"\" = off. "
+     "Hits need the same model, calibration tokens, seq_len and hessian_fp64"},
     {"eval.files", K_PATH_LIST, OFF(eval_files), "[]", false, 0, 0, NULL, "Token files to measure perplexity on"},
     {"eval.seq_len", K_INT, OFF(eval_seq_len), "0", false, 0, 1 << 20, NULL,
      "Perplexity window; 0 = the calibration seq_len"},
@@ -216,6 +219,7 @@ static zf_status add_sweep_dim(const char *path, const char *where, const key_sp
     zf_sweep_dim *d = &sweep->dims[sweep->ndims];
     memset(d, 0, sizeof *d);
     snprintf(d->key, sizeof d->key, "%s", k->key);
+    snprintf(d->where, sizeof d->where, "%s", where);
     void *it = NULL;
     struct fy_node *item;
     zf_job_config probe = *c;
@@ -297,12 +301,9 @@ static zf_status load_mapping(const char *path, struct fy_node *map, const char 
             ZF_TRY(add_sweep_dim(path, where, k, vn, c, sweep));
             continue;
         }
-        if (!fy_node_is_scalar(vn)) {
-            if (fy_node_is_sequence(vn))
-                return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a single value, found a list (a list makes a sweep: "
-                               "run it with zfold sweep)", where, full);
-            return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a single value, found a mapping", where, full);
-        }
+        if (!fy_node_is_scalar(vn))
+            return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a single value, found a %s", where, full,
+                           fy_node_is_sequence(vn) ? "list" : "mapping");
         size_t vl;
         const char *v = fy_node_get_scalar(vn, &vl);
         char buf[ZF_PATH_MAX + 1], vwhere[ZF_PATH_MAX + 64];
@@ -348,9 +349,26 @@ zf_status zf_config_load_sweep(const char *path, zf_job_config *c, zf_sweep *swe
 zf_status zf_config_read(const char *path, const char *const *sets, int nsets, zf_job_config *c, zf_sweep *sweep)
 {
     zf_config_defaults(c);
-    ZF_TRY(sweep ? zf_config_load_sweep(path, c, sweep) : zf_config_load(path, c));
+    if (sweep) {
+        ZF_TRY(zf_config_load_sweep(path, c, sweep));
+        for (int i = 0; i < nsets; i++) ZF_TRY(zf_config_set(c, sets[i]));
+        return ZF_OK;
+    }
+    /* a sweep config runs as one of its points when every list is overridden */
+    zf_sweep lists;
+    ZF_TRY(zf_config_load_sweep(path, c, &lists));
     for (int i = 0; i < nsets; i++) ZF_TRY(zf_config_set(c, sets[i]));
-    return sweep ? ZF_OK : zf_config_validate(c);
+    for (int d = 0; d < lists.ndims; d++) {
+        bool picked = false;
+        size_t klen = strlen(lists.dims[d].key);
+        for (int i = 0; i < nsets; i++)
+            if (!strncmp(sets[i], lists.dims[d].key, klen) && sets[i][klen] == '=') picked = true;
+        if (!picked)
+            return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a single value, found a list (a list makes a sweep: "
+                           "run it with zfold sweep, or pick one value with --set %s=VALUE)", lists.dims[d].where,
+                           lists.dims[d].key, lists.dims[d].key);
+    }
+    return zf_config_validate(c);
 }
 
 zf_status zf_config_set(zf_job_config *c, const char *assignment)

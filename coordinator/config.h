@@ -25,6 +25,7 @@ typedef struct {
     int64_t calib_windows;
     int64_t calib_seq_len;
     int64_t seed;
+    char calib_cache[ZF_PATH_MAX]; /* "" = no Hessian cache */
     char eval_files[ZF_MAX_EVAL_FILES][ZF_PATH_MAX];
     int n_eval_files;
     int64_t eval_seq_len;
@@ -40,6 +41,7 @@ typedef struct {
 #define ZF_SWEEP_MAX_VALUES 32
 typedef struct {
     char key[64];
+    char where[ZF_PATH_MAX + 64]; /* "file:line:col" of the list */
     int nvalues;
     char values[ZF_SWEEP_MAX_VALUES][128];
 } zf_sweep_dim;
@@ -54,8 +56,9 @@ void zf_config_defaults(zf_job_config *c);
 zf_status zf_config_load(const char *path, zf_job_config *c);
 /* Same, but a list given to a single-valued key makes a sweep dimension (recorded in sweep, first value applied). */
 zf_status zf_config_load_sweep(const char *path, zf_job_config *c, zf_sweep *sweep);
-/* Defaults, then the file, then the "key=value" overrides in order. Without sweep, a list value is an error and
- * the result is validated; with sweep, lists become sweep dimensions (validate each point yourself). */
+/* Defaults, then the file, then the "key=value" overrides in order. Without sweep, a list value is an error
+ * unless an override picks one value, and the result is validated; with sweep, lists become sweep dimensions
+ * (validate each point yourself). */
 zf_status zf_config_read(const char *path, const char *const *sets, int nsets, zf_job_config *c, zf_sweep *sweep);
 /* Applies one "key=value" override (dotted keys, e.g. calibration.windows=32). */
 zf_status zf_config_set(zf_job_config *c, const char *assignment);

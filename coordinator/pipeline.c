@@ -335,6 +335,32 @@ static zf_status reduce_hessian(zf_hessian *h, int owner, float *H)
     return zf_hessian_finalize(h, H);
 }
 
+/* Whether the cache holds every group in [g0, g1) of block b: rank 0 looks, every rank gets the answer. */
+static zf_status cache_agree(const zf_hcache *hc, const zf_model_config *c, int64_t b, int g0, int g1, bool *hit)
+{
+    double all = zf_comm_world()->rank == 0 && hc->enabled;
+    for (int g = g0; all > 0 && g < g1; g++)
+        if (!zf_hcache_has(hc, b, (zf_group)g, zf_group_in(c, (zf_group)g))) all = 0;
+    ZF_TRY(zf_comm_bcast(&all, sizeof all, 0));
+    *hit = all > 0;
+    return ZF_OK;
+}
+
+/* The owner's H for group g: read from the cache on a hit, else reduced from every rank's partial sums (and,
+ * for a full-precision pass, stored with the time it took). */
+static zf_status hessian_for_owner(zf_hcache *hc, bool fp_pass, bool cached, int64_t b, zf_group g, int64_t dim,
+                                   zf_hessian *h, int owner, double t_fwd, float *H)
+{
+    bool mine = zf_comm_world()->rank == owner;
+    if (cached) return mine ? zf_hcache_load(hc, b, g, dim, H) : ZF_OK;
+    double t0 = now_seconds();
+    ZF_TRY(reduce_hessian(h, owner, H));
+    if (!fp_pass || !mine) return ZF_OK;
+    zf_status s = zf_hcache_store(hc, b, g, dim, H, t_fwd + now_seconds() - t0);
+    if (s != ZF_OK) zf_log_warn("Hessian cache: %s (going on without it)", zf_last_error());
+    return ZF_OK;
+}
+
 static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t b, float *x, float *scratch,
                                 int64_t nwin)
 {
@@ -361,15 +387,23 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     int first = 0;
     while (s == ZF_OK && first < ZF_NGROUP) {
         int last = cfg->true_sequential ? first + 1 : ZF_NGROUP;
+        /* only the first pass of block 0 sees full-precision inputs through full-precision weights */
+        bool fp_pass = b == 0 && first == 0, cached = false;
+        if (fp_pass) s = cache_agree(&m->hcache, c, b, first, last, &cached);
         cap.want = 0;
         for (int g = first; g < last; g++) cap.want |= 1u << g;
         cap.status = ZF_OK;
-        memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
-        if (nwin > 0) s = forward_windows(c, &qb->folded, scratch, nwin, seq, capture_hessians, &cap);
-        if (s == ZF_OK) s = cap.status;
-        s = zf_comm_agree(s);
+        double t_pass = now_seconds();
+        if (s == ZF_OK && !cached) {
+            memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
+            if (nwin > 0) s = forward_windows(c, &qb->folded, scratch, nwin, seq, capture_hessians, &cap);
+            if (s == ZF_OK) s = cap.status;
+            s = zf_comm_agree(s);
+        }
+        double t_fwd = (now_seconds() - t_pass) / (last - first);
         for (int g = first; s == ZF_OK && g < last; g++) {
-            s = reduce_hessian(&cap.h[g], owner[g], H);
+            s = hessian_for_owner(&m->hcache, fp_pass, cached, b, (zf_group)g, zf_group_in(c, (zf_group)g), &cap.h[g],
+                                  owner[g], t_fwd, H);
             if (s == ZF_OK && w->rank == owner[g]) s = compute_group(cfg, c, b, (zf_group)g, H, &qb->folded, &gr[g]);
             if (w->size > 1) s = zf_comm_agree(s);
         }
@@ -429,42 +463,57 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
     int64_t dmax = c->intermediate > c->n_heads * c->head_dim ? c->intermediate : c->n_heads * c->head_dim;
     if (dmax < c->hidden) dmax = c->hidden;
     if (s == ZF_OK && !(H = zf_malloc(sizeof(float) * (size_t)(dmax * dmax), "Hessian"))) s = ZF_ERR_NOMEM;
-    /* 1. one full-precision pass: partial Hessians of every unfinished block */
-    for (int64_t b = 0; s == ZF_OK && b < nb; b++) {
+    /* 1. one full-precision pass: partial Hessians of every unfinished block the cache lacks; the pass stops
+     *    after the last such block */
+    bool *cached = zf_calloc((size_t)nb + 1, sizeof *cached, "cache hits");
+    double *t_fwd = zf_calloc((size_t)nb + 1, sizeof *t_fwd, "pass times");
+    if (s == ZF_OK && (!cached || !t_fwd)) s = ZF_ERR_NOMEM;
+    int64_t pass_end = first;
+    for (int64_t b = first; s == ZF_OK && b < nb; b++) {
+        s = cache_agree(&m->hcache, c, b, 0, ZF_NGROUP, &cached[b]);
+        if (!cached[b]) pass_end = b + 1;
+    }
+    for (int64_t b = 0; s == ZF_OK && b < pass_end; b++) {
+        double tb = now_seconds();
+        bool capture = b >= first && !cached[b];
         s = zf_block_load(c, m->st, b, &fp);
         if (s == ZF_OK) s = zf_block_check_finite(c, &fp, b);
         capture_ctx cap = {0};
-        if (b >= first) {
+        if (capture) {
             for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++)
                 s = zf_hessian_init(&hs[(b - first) * ZF_NGROUP + g], zf_group_in(c, (zf_group)g), cfg->hessian_fp64);
             cap.want = (1u << ZF_NGROUP) - 1;
             for (int g = 0; g < ZF_NGROUP; g++) cap.h[g] = hs[(b - first) * ZF_NGROUP + g];
         }
-        if (s == ZF_OK && nwin > 0)
-            s = forward_windows(c, &fp, x, nwin, seq, b >= first ? capture_hessians : NULL, &cap);
+        if (s == ZF_OK && nwin > 0) s = forward_windows(c, &fp, x, nwin, seq, capture ? capture_hessians : NULL, &cap);
         if (s == ZF_OK) s = cap.status;
-        if (b >= first)
+        if (capture)
             for (int g = 0; g < ZF_NGROUP; g++) hs[(b - first) * ZF_NGROUP + g] = cap.h[g];
         zf_block_free(&fp);
+        t_fwd[b] = (now_seconds() - tb) / ZF_NGROUP;
         s = zf_comm_agree(s);
     }
     /* 2. owners by cost over all units */
     if (s == ZF_OK) s = assign_owners(c, nb - first, w->size, owner);
-    /* 3. reduce every Hessian to its owner; owners quantize their units with the full-precision weights */
+    /* 3. each Hessian to its owner (reduced, or read from the cache); owners quantize their units with the
+     *    full-precision weights */
     for (int64_t u = 0; s == ZF_OK && u < nunits; u++) {
         int64_t b = first + u / ZF_NGROUP;
         zf_group g = (zf_group)(u % ZF_NGROUP);
-        s = reduce_hessian(&hs[u], owner[u], H);
+        s = hessian_for_owner(&m->hcache, true, cached[b], b, g, zf_group_in(c, g), &hs[u], owner[u], t_fwd[b], H);
         if (s == ZF_OK && w->rank == owner[u]) {
             if (g == 0 || !fp.lin_w[ZF_LIN_Q]) {
                 zf_block_free(&fp);
                 s = zf_block_load(c, m->st, b, &fp);
+                if (s == ZF_OK) s = zf_block_check_finite(c, &fp, b);
             }
             if (s == ZF_OK) s = compute_group(cfg, c, b, g, H, &fp, &gr[u]);
         }
         zf_hessian_free(&hs[u]);
         if (g == ZF_NGROUP - 1) zf_block_free(&fp);
     }
+    free(cached);
+    free(t_fwd);
     s = zf_comm_agree(s);
     /* 4. every rank installs the blocks in order */
     for (int64_t b = first; s == ZF_OK && b < nb; b++) {
@@ -529,6 +578,9 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
     for (int64_t i = 0; s == ZF_OK && i < nwin; i++)
         memcpy(ids + i * seq, tok.ids + starts[lo + i], sizeof(int32_t) * (size_t)seq);
     if (s == ZF_OK && nwin > 0) s = zf_embed(c, &m->globals, ids, nwin, seq, x);
+    if (s == ZF_OK)
+        s = zf_hcache_open(&m->hcache, cfg->calib_cache,
+                           zf_hcache_key(zf_st_fingerprint(m->st), tok.ids, starts, nall, seq, cfg->hessian_fp64, w->size));
     s = zf_comm_agree(s);
     int64_t resume_from = hooks ? hooks->resume_from : 0;
     if (s == ZF_OK && cfg->schedule == ZF_SCHEDULE_PARALLEL) {
@@ -581,6 +633,15 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
         }
     }
     m->quant_seconds = now_seconds() - t0;
+    if (s == ZF_OK && m->hcache.enabled) {
+        double tally[3] = {m->hcache.hits, m->hcache.stores, m->hcache.seconds_saved};
+        s = zf_comm_allreduce_f64(tally, 3);
+        m->hcache.hits = (int)tally[0];
+        m->hcache.stores = (int)tally[1];
+        m->hcache.seconds_saved = tally[2];
+        zf_log_info("Hessian cache %s: %d read (%.1f s of compute saved), %d written", m->hcache.dir,
+                    m->hcache.hits, m->hcache.seconds_saved, m->hcache.stores);
+    }
     zf_tokens_free(&tok);
     free(starts);
     free(ids);

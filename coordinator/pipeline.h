@@ -6,6 +6,7 @@
 #include "common/safetensors.h"
 #include "common/shard.h"
 #include "coordinator/config.h"
+#include "coordinator/hcache.h"
 #include "worker/block.h"
 #include "worker/quant.h"
 
@@ -31,6 +32,7 @@ typedef struct {
     zf_qblock *blocks;           /* [n_layers] */
     int64_t calib_seq;
     double quant_seconds;
+    zf_hcache hcache;            /* full-precision Hessians shared between runs (calibration.cache) */
 } zf_qmodel;
 
 /* Bytes each rank moves per block in the sequential schedule (Hessian reductions, result broadcasts). */

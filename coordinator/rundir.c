@@ -18,6 +18,7 @@
 
 #include "common/fsutil.h"
 #include "common/log.h"
+#include "coordinator/config.h"
 
 #define MANIFEST "manifest.json"
 #define MANIFEST_MAX_BYTES ((int64_t)64 << 20) /* a manifest of a 1000-block model is a few hundred kB */
@@ -87,7 +88,8 @@ static int parse_config(const char *text, cfg_line *out, int max)
 /* Keys that change nothing in the shards: where they go, how fast, and what is measured afterwards. */
 static bool key_ignored(const char *key)
 {
-    return !strcmp(key, "output") || !strcmp(key, "threads") || !strncmp(key, "eval.", 5);
+    return !strcmp(key, "output") || !strcmp(key, "threads") || !strcmp(key, "calibration.cache") ||
+           !strncmp(key, "eval.", 5);
 }
 
 #define MAX_KEYS 256
@@ -120,13 +122,23 @@ static const cfg_line *find_line(const cfg_line *lines, int n, const char *key)
     return NULL;
 }
 
-/* Appends "key was OLD, now NEW" for every relevant key that differs; returns the number of differences. */
+/* Appends "key was OLD, now NEW" for every relevant key that differs; returns the number of differences. A key
+ * one text lacks (written by an older zfold) counts as its default. */
 static int config_diff(const char *old_text, const char *new_text, char *buf, size_t cap)
 {
-    cfg_line *a = calloc(2 * MAX_KEYS, sizeof *a);
+    cfg_line *a = calloc(3 * MAX_KEYS, sizeof *a);
     ZF_ASSERT(a);
-    cfg_line *b = a + MAX_KEYS;
+    cfg_line *b = a + MAX_KEYS, *defs = b + MAX_KEYS;
     int na = parse_config(old_text, a, MAX_KEYS), nb = parse_config(new_text, b, MAX_KEYS), ndiff = 0;
+    zf_job_config dc;
+    zf_config_defaults(&dc);
+    char *def_text = NULL;
+    size_t def_len = 0;
+    FILE *mf = open_memstream(&def_text, &def_len);
+    ZF_ASSERT(mf);
+    zf_config_write_yaml(&dc, mf);
+    fclose(mf);
+    int ndefs = parse_config(def_text, defs, MAX_KEYS);
     size_t used = strlen(buf);
     for (int pass = 0; pass < 2; pass++) {
         const cfg_line *xs = pass ? b : a, *ys = pass ? a : b;
@@ -135,6 +147,8 @@ static int config_diff(const char *old_text, const char *new_text, char *buf, si
             if (key_ignored(xs[i].key)) continue;
             const cfg_line *y = find_line(ys, ny, xs[i].key);
             if (pass == 1 && y) continue; /* keys present in both were compared in the first pass */
+            const cfg_line *dflt = y ? NULL : find_line(defs, ndefs, xs[i].key);
+            if (dflt && dflt->vlen == xs[i].vlen && !memcmp(dflt->value, xs[i].value, dflt->vlen)) continue;
             if (y && y->vlen == xs[i].vlen && !memcmp(y->value, xs[i].value, y->vlen)) continue;
             const cfg_line *o = pass ? y : &xs[i], *nw = pass ? &xs[i] : y;
             int w = snprintf(buf + used, used < cap ? cap - used : 0, "%s%s was %.*s, now %.*s", ndiff ? "; " : "",
@@ -146,6 +160,7 @@ static int config_diff(const char *old_text, const char *new_text, char *buf, si
         }
     }
     free(a);
+    free(def_text);
     return ndiff;
 }
 

@@ -83,6 +83,19 @@ int main(void)
     CHECK(zf_config_load("/nonexistent/zfold.yaml", &c) == ZF_ERR_INPUT &&
           strstr(zf_last_error(), "/nonexistent/zfold.yaml"));
 
+    /* a sweep config runs as one point when --set picks a value for every list */
+    const char *swp = write_yaml("sweep.yaml", "model: m\noutput: o\ncalibration:\n  file: c\nbits: [2, 3]\n"
+                                               "method: [optq, zfold]\n");
+    const char *pick_both[] = {"bits=4", "method=rtn"}, *pick_one[] = {"bits=4"};
+    CHECK_OK(zf_config_read(swp, pick_both, 2, &c, NULL));
+    CHECK(c.quant.bits == 4 && c.quant.method == ZF_METHOD_RTN);
+    CHECK(zf_config_read(swp, pick_one, 1, &c, NULL) == ZF_ERR_INPUT);
+    CHECK_MSG(strstr(zf_last_error(), "sweep.yaml:6:1") && strstr(zf_last_error(), "'method'") &&
+              strstr(zf_last_error(), "--set method="), "message: %s", zf_last_error());
+    zf_sweep sw;
+    CHECK_OK(zf_config_read(swp, pick_one, 1, &c, &sw));
+    CHECK(sw.ndims == 2 && sw.dims[0].nvalues == 2 && c.quant.bits == 4);
+
     /* zfold requires per-channel grids */
     zf_config_defaults(&c);
     CHECK_OK(zf_config_load(ok, &c));

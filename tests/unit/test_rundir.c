@@ -172,6 +172,23 @@ int main(void)
     CHECK(r && zf_rundir_blocks_done(r) == NB && zf_rundir_unquantized_done(r));
     zf_rundir_close(r);
 
+    /* a key one side lacks (an older zfold wrote the manifest) counts as its default value */
+    char *yaml_old = yaml_with("true_sequential=false", NULL);
+    char *line = strstr(yaml_old, "true_sequential: false\n");
+    CHECK(line != NULL);
+    if (line) memmove(line, line + strlen("true_sequential: false\n"), strlen(line + strlen("true_sequential: false\n")) + 1);
+    r = NULL;
+    CHECK_OK(zf_rundir_open(dir, yaml_old, FP, NB, false, &r));
+    CHECK(r && zf_rundir_blocks_done(r) == NB);
+    zf_rundir_close(r);
+    char *model_line = strstr(yaml_old, "model: ");
+    CHECK(model_line != NULL);
+    if (model_line) model_line[0] = '#'; /* model absent: its default ("") differs from the recorded one */
+    r = NULL;
+    CHECK(zf_rundir_open(dir, yaml_old, FP, NB, false, &r) == ZF_ERR_INPUT);
+    CHECK_MSG(strstr(zf_last_error(), "model was \"/models/tiny\", now (absent)"), "%s", zf_last_error());
+    free(yaml_old);
+
     /* a different relevant key is refused, naming the key with both values and --restart */
     char *yaml_bits = yaml_with("bits=4", NULL);
     r = NULL;

@@ -1,0 +1,77 @@
+/* The compute backend of a rank: Hessian accumulation, block forward with capture, and layer quantization on the
+ * CPU (OpenBLAS + LAPACKE) or on one CUDA device (cuBLAS + cuSOLVER + own kernels). Host pointers in and out;
+ * Hessian accumulators live where the backend computes (device memory on CUDA). */
+#ifndef ZF_BACKEND_H
+#define ZF_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/model.h"
+#include "../common/status.h"
+#include "block.h"
+#include "quant.h"
+
+typedef enum { ZF_BACKEND_CPU = 0, ZF_BACKEND_CUDA } zf_backend_kind;
+
+/* Weights as the forward reads them on the device: fp32 as loaded, or rounded to bf16/fp16 (GEMMs then
+ * accumulate in fp32). The CPU backend always computes in fp32. */
+typedef enum { ZF_FWD_FP32 = 0, ZF_FWD_BF16, ZF_FWD_FP16 } zf_forward_dtype;
+
+typedef struct {
+    zf_backend_kind kind;
+    int device;                   /* CUDA device ordinal; -1 on the CPU */
+    bool tf32;                    /* fp32 GEMMs may use TF32 tensor cores (CUDA only, off unless asked) */
+    zf_forward_dtype fwd_dtype;
+} zf_backend_opts;
+
+typedef struct zf_backend zf_backend;
+
+typedef struct {
+    zf_backend_kind kind;
+    int device;
+    char name[160];               /* "cpu" or "cuda:0 NVIDIA H100 80GB HBM3 (sm_90)" */
+    int64_t mem_total, mem_free;  /* device memory in bytes; 0 on the CPU */
+} zf_backend_info;
+
+/* CUDA: fails with ZF_ERR_INPUT when zfold was built without CUDA or no device is visible, naming which. */
+zf_status zf_backend_open(const zf_backend_opts *o, zf_backend **out);
+void zf_backend_close(zf_backend *be);
+void zf_backend_get_info(const zf_backend *be, zf_backend_info *info);
+const char *zf_backend_kind_name(zf_backend_kind k);
+/* Whether this build has the CUDA backend and how many devices it sees (0 without CUDA or without a device). */
+int zf_backend_cuda_devices(void);
+
+/* A Hessian accumulator Σ x xᵀ over tokens; sum is backend memory (device memory on CUDA), [dim, dim], with at
+ * least the upper triangle valid until finalize. Collective reductions sum `sum` element-wise across ranks. */
+typedef struct {
+    zf_backend *be;
+    int64_t dim;
+    int64_t ntokens;
+    bool fp64;
+    bool on_device;
+    void *sum;                    /* float or double [dim, dim] */
+} zf_bhess;
+
+zf_status zf_bhess_init(zf_backend *be, zf_bhess *h, int64_t dim, bool fp64);
+void zf_bhess_free(zf_bhess *h);
+/* Writes H = 2/N · Σ x xᵀ as a full symmetric fp32 matrix on the host; N = h->ntokens (0 gives zeros). */
+zf_status zf_bhess_finalize(zf_bhess *h, float *H);
+
+/* Forwards nwin windows of seq tokens through block w, in place on x [nwin·seq, d] (host), each window an
+ * independent sequence at positions 0..seq-1. For each group g with hess[g] != NULL the inputs of that group
+ * are added to hess[g] (hess may be NULL). Windows go through one at a time so that sums do not depend on how
+ * many windows a rank holds. */
+zf_status zf_backend_block_forward(zf_backend *be, const zf_model_config *c, const zf_block_weights *w, float *x,
+                                   int64_t nwin, int64_t seq, zf_bhess *const hess[ZF_NGROUP]);
+
+/* zf_quantize on the backend: same inputs, outputs and errors. On CUDA a unit that does not fit in device
+ * memory fails with ZF_ERR_NOMEM naming the bytes needed and free. */
+zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
+                              const float *H, const zf_zeta_tie *tie, zf_qresult *out);
+
+/* Bytes of backend memory a unit needs: forward of one window through a block, and one group's quantization. */
+int64_t zf_backend_forward_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt);
+int64_t zf_backend_quantize_bytes(int64_t rows, int64_t cols);
+
+#endif

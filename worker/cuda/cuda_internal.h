@@ -1,0 +1,53 @@
+/* Shared by the .cu files: the device context and the checks that turn CUDA, cuBLAS and cuSOLVER errors into zf_status. */
+#ifndef ZF_CUDA_INTERNAL_H
+#define ZF_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cusolverDn.h>
+
+#include "cuda_backend.h"
+
+struct zf_cuda {
+    int device;
+    char name[160];
+    int sm;                       /* compute capability, e.g. 90 */
+    bool tf32;
+    zf_forward_dtype fwd_dtype;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    cusolverDnHandle_t solver;
+};
+
+/* Each returns from the enclosing function (which returns zf_status) with ZF_ERR_INTERNAL naming the call,
+ * the device and the library's message; out-of-memory becomes ZF_ERR_NOMEM. */
+#define ZF_CUDA_TRY(cu, call)                                                                                     \
+    do {                                                                                                          \
+        cudaError_t e_ = (call);                                                                                  \
+        if (e_ != cudaSuccess)                                                                                    \
+            return zf_fail(e_ == cudaErrorMemoryAllocation ? ZF_ERR_NOMEM : ZF_ERR_INTERNAL,                     \
+                           "cuda:%d: %s failed: %s (%s:%d)", (cu)->device, #call, cudaGetErrorString(e_),        \
+                           __FILE__, __LINE__);                                                                   \
+    } while (0)
+
+#define ZF_CUBLAS_TRY(cu, call)                                                                                   \
+    do {                                                                                                          \
+        cublasStatus_t e_ = (call);                                                                               \
+        if (e_ != CUBLAS_STATUS_SUCCESS)                                                                          \
+            return zf_fail(e_ == CUBLAS_STATUS_ALLOC_FAILED ? ZF_ERR_NOMEM : ZF_ERR_INTERNAL,                    \
+                           "cuda:%d: %s failed: %s (%s:%d)", (cu)->device, #call, cublasGetStatusString(e_),     \
+                           __FILE__, __LINE__);                                                                   \
+    } while (0)
+
+#define ZF_CUSOLVER_TRY(cu, call)                                                                                 \
+    do {                                                                                                          \
+        cusolverStatus_t e_ = (call);                                                                             \
+        if (e_ != CUSOLVER_STATUS_SUCCESS)                                                                        \
+            return zf_fail(ZF_ERR_INTERNAL, "cuda:%d: %s failed: cusolver status %d (%s:%d)", (cu)->device,     \
+                           #call, (int)e_, __FILE__, __LINE__);                                                   \
+    } while (0)
+
+/* Launch configuration helper: blocks of `threads` covering n items. */
+static inline unsigned zf_cuda_blocks(int64_t n, int threads) { return (unsigned)((n + threads - 1) / threads); }
+
+#endif
