@@ -24,7 +24,7 @@ void zf_clear_error(void);
 const char *zf_status_name(zf_status s);
 
 /* Broken invariant: print file:line and the expression, then abort (never for bad input). */
-_Noreturn void zf_panic(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void zf_panic(const char *file, int line, const char *fmt, ...) __attribute__((noreturn, format(printf, 3, 4)));
 #define ZF_ASSERT(cond) \
     do { if (!(cond)) zf_panic(__FILE__, __LINE__, "assertion failed: %s", #cond); } while (0)
 #define ZF_PANIC(...) zf_panic(__FILE__, __LINE__, __VA_ARGS__)

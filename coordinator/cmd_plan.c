@@ -9,18 +9,21 @@
 #include "common/model.h"
 #include "coordinator/commands.h"
 #include "coordinator/config.h"
+#include "worker/backend.h"
 #include "worker/block.h"
 #include "worker/forward.h"
 #include "worker/hessian.h"
 
 void zf_cmd_plan_help(void)
 {
-    printf("usage: zfold plan CONFIG.yaml [--ranks N] [--memory GiB] [--set key=value]...\n"
+    printf("usage: zfold plan CONFIG.yaml [--ranks N] [--memory GiB] [--gpu-memory GiB] [--set key=value]...\n"
            "Prints, for the config and N ranks (default 1), the memory each rank needs and the predicted time per\n"
            "block from the cost model, and warns when a rank would run out of memory (--memory: GiB per rank;\n"
            "default: this machine's available memory / N). Rates are measured here: one short window through a\n"
            "block of the model's shapes (random weights; skipped above 2 GiB, then the SGEMM rate), a Hessian\n"
-           "accumulation, and SGEMM for the quantization. Reads config.json, not the weights.\n");
+           "accumulation, and SGEMM for the quantization. Reads config.json, not the weights.\n"
+           "With backend: cuda it also prints the GPU memory each rank needs (one block's weights and forward, the\n"
+           "Hessian accumulators, the largest layer's quantization) against --gpu-memory (default: device 0's).\n");
 }
 
 static double now_seconds(void)
@@ -117,13 +120,14 @@ int zf_cmd_plan(int argc, char **argv)
 {
     const char *config_path = NULL;
     int ranks = 1;
-    double mem_limit = 0;
+    double mem_limit = 0, gpu_limit = 0;
     zf_job_config cfg;
     const char *sets[64];
     int nsets = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--ranks") && i + 1 < argc) ranks = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--memory") && i + 1 < argc) mem_limit = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--gpu-memory") && i + 1 < argc) gpu_limit = atof(argv[++i]);
         else if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
         else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
         else {
@@ -161,6 +165,7 @@ int zf_cmd_plan(int argc, char **argv)
         /* ALS: each iteration quantizes (rows·in) and solves α with one GEMM rows × in × in */
         if (cfg.quant.method == ZF_METHOD_ZFOLD) als_flops += cfg.quant.als_max_iter * 2.0 * rows * in * in;
     }
+    if (cfg.schedule == ZF_SCHEDULE_PARALLEL) hess *= (double)mc.n_layers; /* every block's, held at once */
     double gib = 1024.0 * 1024.0 * 1024.0;
     double act = 2.0 * (double)T * d * 4;                            /* activations and their copy */
     double fwd = (double)T * (3.0 * qd + 2.0 * ff + d) * 4;            /* q, k, v, mix, gate/up of the windows */
@@ -193,8 +198,9 @@ int zf_cmd_plan(int argc, char **argv)
     printf("| calibration activations (x and a copy) | %.3f |\n| forward intermediates | %.3f |\n", act / gib, fwd / gib);
     printf("| one block in fp32%s | %.3f |\n", cfg.eval_unfolded ? " (folded and unfolded)" : "", weights / gib);
     if (unfolded_all > 0) printf("| every block kept for eval.unfolded | %.3f |\n", unfolded_all / gib);
-    printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization work | %.3f |\n",
-           cfg.hessian_fp64 ? "fp64" : "fp32", hess / gib, quant / gib);
+    printf("| Hessian accumulators (%s%s) | %.3f |\n| largest group's quantization work | %.3f |\n",
+           cfg.hessian_fp64 ? "fp64" : "fp32", cfg.schedule == ZF_SCHEDULE_PARALLEL ? ", every block" : "", hess / gib,
+           quant / gib);
     printf("| embeddings, head, final norm | %.3f |\n| evaluation chunk (%lld windows, logits) | %.3f |\n",
            globals / gib, (long long)cfg.eval_chunk, eval / gib);
     printf("| **total** | **%.3f** |\n\n", total / gib);
@@ -208,11 +214,49 @@ int zf_cmd_plan(int argc, char **argv)
            cfg.quant.method == ZF_METHOD_ZFOLD ? " + Z-FOLD ALS (upper bound)" : "", quant_flops / 1e9, gemm, t_quant);
     printf("| **block** | | | **%.3f** (whole model ≈ %.1f s) |\n", t_block, t_block * (double)mc.n_layers);
     printf("(calibration of %lld tokens in all)\n", (long long)Tall);
+    int rc = ZF_EXIT_OK;
+    if (cfg.backend == ZF_BACKEND_CUDA) {
+        int64_t max_rows = 0, max_cols = 0;
+        for (int g = 0; g < ZF_NGROUP; g++) {
+            zf_lin mem[3];
+            int nm = zf_group_members(&mc, (zf_group)g, mem);
+            int64_t rows = 0, in = zf_group_in(&mc, (zf_group)g);
+            for (int i = 0; i < nm; i++) rows += zf_lin_out(&mc, mem[i]);
+            if (rows * in > max_rows * max_cols) max_rows = rows, max_cols = in;
+        }
+        double g_fwd = (double)zf_backend_forward_bytes(&mc, seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
+        double g_quant = (double)zf_backend_quantize_bytes(max_rows, max_cols), g_total = g_fwd + hess + g_quant;
+        const char *source = "--gpu-memory";
+        if (gpu_limit <= 0 && zf_backend_cuda_devices() > 0) {
+            zf_backend_opts bo = {.kind = ZF_BACKEND_CUDA, .device = 0};
+            zf_backend *be = NULL;
+            if (zf_backend_open(&bo, &be) == ZF_OK) {
+                zf_backend_info info;
+                zf_backend_get_info(be, &info);
+                gpu_limit = (double)info.mem_total / gib;
+                source = info.name;
+                zf_backend_close(be);
+            }
+        }
+        printf("\n| GPU memory per rank (backend cuda) | GiB |\n|---|---|\n");
+        printf("| one block's weights (%s) and one window's forward | %.3f |\n",
+               cfg.gpu_forward_dtype == ZF_FWD_FP32 ? "fp32" : "16-bit", g_fwd / gib);
+        printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization [%lld x %lld] | %.3f |\n",
+               cfg.hessian_fp64 ? "fp64" : "fp32", hess / gib, (long long)max_rows, (long long)max_cols, g_quant / gib);
+        printf("| **total** | **%.3f** |\n", g_total / gib);
+        if (gpu_limit <= 0) printf("GPU memory: no device here; pass --gpu-memory GiB to check against a GPU\n");
+        else if (g_total / gib > gpu_limit) {
+            printf("WARNING: a rank needs %.2f GiB of GPU memory but %s has %.2f GiB: use fewer calibration windows "
+                   "per rank (more ranks), gpu.forward_dtype: bf16, or hessian_fp64: false\n", g_total / gib, source,
+                   gpu_limit);
+            rc = ZF_EXIT_FAILURE;
+        } else printf("GPU memory OK: %.2f GiB needed of %.2f GiB (%s)\n", g_total / gib, gpu_limit, source);
+    }
     if (total / gib > mem_limit) {
         printf("WARNING: a rank needs %.2f GiB but has %.2f GiB: use more ranks (the calibration activations shrink "
                "with them) or fewer calibration windows\n", total / gib, mem_limit);
         return ZF_EXIT_FAILURE;
     }
     printf("memory OK: %.2f GiB needed of %.2f GiB per rank\n", total / gib, mem_limit);
-    return ZF_EXIT_OK;
+    return rc;
 }

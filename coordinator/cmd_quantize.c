@@ -211,14 +211,14 @@ typedef struct {
 
 /* This rank's share of the windows, then the sums of every rank: the same perplexity for any rank count up to
  * the order of the final sum. */
-static zf_status eval_share(const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn src, void *ctx,
-                            const int32_t *ids, int64_t seq, int64_t nw, int64_t chunk, double *ppl)
+static zf_status eval_share(zf_backend *be, const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn src,
+                            void *ctx, const int32_t *ids, int64_t seq, int64_t nw, int64_t chunk, double *ppl)
 {
     const zf_comm *w = zf_comm_world();
     int64_t lo, hi;
     zf_comm_split(nw, w->rank, w->size, &lo, &hi);
     zf_nll nll = {0};
-    zf_status s = hi > lo ? zf_eval_nll(c, g, src, ctx, ids, seq, lo, hi, chunk, &nll) : ZF_OK;
+    zf_status s = hi > lo ? zf_eval_nll(be, c, g, src, ctx, ids, seq, lo, hi, chunk, &nll) : ZF_OK;
     s = zf_comm_agree(s);
     double sums[3] = {nll.nll_sum, (double)nll.predictions, (double)nll.windows};
     if (s == ZF_OK) s = zf_comm_allreduce_f64(sums, 3);
@@ -249,16 +249,16 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx,
         if (s == ZF_OK && cfg->eval_fp) {
             zf_checkpoint_source src;
             zf_checkpoint_source_init(&src, c, m->st);
-            s = eval_share(c, &m->globals, zf_checkpoint_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_fp);
+            s = eval_share(m->be, c, &m->globals, zf_checkpoint_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_fp);
             zf_checkpoint_source_free(&src);
         }
         if (s == ZF_OK) {
             shard_source src = {.run = rctx, .cur = -1};
-            s = eval_share(c, &m->globals, shard_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_q);
+            s = eval_share(m->be, c, &m->globals, shard_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_q);
             zf_qblock_release(&src.slot);
         }
         if (s == ZF_OK && cfg->eval_unfolded)
-            s = eval_share(c, &m->globals, zf_qmodel_unfolded_source, m, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_unfolded);
+            s = eval_share(m->be, c, &m->globals, zf_qmodel_unfolded_source, m, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_unfolded);
         zf_tokens_free(&tok);
         if (s != ZF_OK) return s;
         r->seconds = now_seconds() - t0;

@@ -75,6 +75,15 @@ static const key_spec keys[] = {
     {"eval.unfolded", K_BOOL, OFF(eval_unfolded), "false", false, 0, 0, NULL,
      "Also evaluate the fake-quantized model before folding (checks that folding is exact)"},
     {"threads", K_INT, OFF(threads), "0", false, 0, 4096, NULL, "Compute threads per process; 0 = library default"},
+    {"backend", K_ENUM, OFF(backend), "cpu", false, 0, 0, "cpu|cuda",
+     "Where each rank computes: cpu (OpenBLAS + LAPACKE) or cuda (one GPU per rank, chosen by node-local rank; "
+     "NCCL between ranks)"},
+    {"gpu.tf32", K_BOOL, OFF(gpu_tf32), "false", false, 0, 0, NULL,
+     "cuda: let fp32 GEMMs use TF32 tensor cores (faster, about 1e-3 relative error per product)"},
+    {"gpu.forward_dtype", K_ENUM, OFF(gpu_forward_dtype), "fp32", false, 0, 0, "fp32|bf16|fp16",
+     "cuda: precision of the weights in the block forward (GEMMs accumulate in fp32)"},
+    {"gpu.comm_timeout", K_DOUBLE, OFF(gpu_comm_timeout), "600", false, 1, 86400, NULL,
+     "cuda: seconds a NCCL collective may make no progress before the job is aborted"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -34,6 +34,10 @@ typedef struct {
     bool eval_fp;               /* also evaluate the full-precision model */
     bool eval_unfolded;         /* also evaluate the unfolded fake-quantized model (a check of the folding) */
     int64_t threads;            /* 0: OpenBLAS/OpenMP defaults */
+    int backend;                /* zf_backend_kind */
+    bool gpu_tf32;
+    int gpu_forward_dtype;      /* zf_forward_dtype */
+    double gpu_comm_timeout;    /* seconds */
 } zf_job_config;
 
 /* A key given a list of values in a sweep config. */

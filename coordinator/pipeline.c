@@ -10,9 +10,9 @@
 #include "common/tokens.h"
 #include "worker/fold.h"
 #include "worker/forward.h"
-#include "worker/hessian.h"
 #include "common/shard.h"
 #include "coordinator/comm.h"
+#include "coordinator/gpucomm.h"
 
 static double now_seconds(void)
 {
@@ -45,6 +45,31 @@ zf_status zf_calibration_windows(int64_t ntokens, int64_t seq, int64_t n, uint64
     return ZF_OK;
 }
 
+/* CPU, or the GPU of this rank's node-local rank (a clear error when the node has fewer GPUs than ranks). */
+static zf_status open_backend(const zf_job_config *cfg, zf_qmodel *m)
+{
+    zf_backend_opts o = {.kind = (zf_backend_kind)cfg->backend, .device = -1, .tf32 = cfg->gpu_tf32,
+                         .fwd_dtype = (zf_forward_dtype)cfg->gpu_forward_dtype};
+    const zf_comm *w = zf_comm_world();
+    if (o.kind == ZF_BACKEND_CUDA) {
+        int local = 0, nlocal = 1, ndev = zf_backend_cuda_devices();
+        if (w->size > 1) ZF_TRY(zf_gpucomm_local_rank(&local, &nlocal));
+        if (ndev < nlocal)
+            return zf_fail(ZF_ERR_INPUT, "backend: cuda: rank %d is node-local rank %d of %d, but the node has %d GPU%s "
+                           "(one rank per GPU)", w->rank, local, nlocal, ndev, ndev == 1 ? "" : "s");
+        o.device = local;
+    }
+    ZF_TRY(zf_backend_open(&o, &m->be));
+    zf_backend_info info;
+    zf_backend_get_info(m->be, &info);
+    if (o.kind == ZF_BACKEND_CUDA) {
+        zf_log_info("backend %s, %.1f GiB free of %.1f GiB", info.name, (double)info.mem_free / (1 << 30),
+                    (double)info.mem_total / (1 << 30));
+        if (w->size > 1) ZF_TRY(zf_gpucomm_init(o.device, cfg->gpu_comm_timeout));
+    }
+    return ZF_OK;
+}
+
 zf_status zf_qmodel_open(const zf_job_config *cfg, zf_qmodel *m)
 {
     memset(m, 0, sizeof *m);
@@ -58,7 +83,7 @@ zf_status zf_qmodel_open(const zf_job_config *cfg, zf_qmodel *m)
     if (m->calib_seq > m->model.max_pos)
         return zf_fail(ZF_ERR_INPUT, "config: calibration.seq_len %lld exceeds the model's max_position_embeddings %lld",
                        (long long)m->calib_seq, (long long)m->model.max_pos);
-    return ZF_OK;
+    return open_backend(cfg, m);
 }
 
 void zf_qblock_release(zf_qblock *q)
@@ -82,31 +107,25 @@ void zf_qmodel_free(zf_qmodel *m)
     free(m->blocks);
     zf_globals_free(&m->globals);
     zf_st_close(m->st);
+    if (zf_gpucomm_active()) zf_gpucomm_finalize();
+    zf_backend_close(m->be);
     memset(m, 0, sizeof *m);
 }
 
-/* Hessian accumulation for the groups selected in `want`. */
+/* Hessian accumulators of the groups selected in `want` (the others are not captured). */
 typedef struct {
-    zf_hessian h[ZF_NGROUP];
+    zf_bhess h[ZF_NGROUP];
     unsigned want;
-    zf_status status;
 } capture_ctx;
 
-static void capture_hessians(void *ctx, zf_group g, const float *x, int64_t ntok, int64_t dim)
+/* Forwards the windows through w, capturing the selected groups' inputs into their Hessians. */
+static zf_status forward_windows(zf_backend *be, const zf_model_config *c, const zf_block_weights *w, float *x,
+                                 int64_t nwin, int64_t seq, capture_ctx *cap)
 {
-    capture_ctx *c = ctx;
-    if (!(c->want & (1u << g)) || c->status != ZF_OK) return;
-    c->status = zf_hessian_add(&c->h[g], x, ntok);
-}
-
-/* Forwards the windows one at a time: each window's activations (and so the Hessians) then do not depend on
- * how many windows a rank holds, which keeps the result the same for any number of ranks. */
-static zf_status forward_windows(const zf_model_config *c, const zf_block_weights *w, float *x, int64_t nwin,
-                                 int64_t seq, zf_capture_fn capture, void *ctx)
-{
-    for (int64_t i = 0; i < nwin; i++)
-        ZF_TRY(zf_block_forward(c, w, x + i * seq * c->hidden, 1, seq, capture, ctx));
-    return ZF_OK;
+    zf_bhess *hess[ZF_NGROUP] = {0};
+    for (int g = 0; cap && g < ZF_NGROUP; g++)
+        if (cap->want & (1u << g)) hess[g] = &cap->h[g];
+    return zf_backend_block_forward(be, c, w, x, nwin, seq, hess);
 }
 
 /* Copies rows [r0, r0 + nr) of a group result into a member result. */
@@ -161,8 +180,8 @@ typedef struct {
 } group_result;
 
 /* Owner only: quantize group g's members (rows concatenated, so Q/K/V and gate/up share ζ) with Hessian H. */
-static zf_status compute_group(const zf_job_config *cfg, const zf_model_config *c, int64_t b, zf_group g,
-                               const float *H, const zf_block_weights *blk, group_result *gr)
+static zf_status compute_group(zf_backend *be, const zf_job_config *cfg, const zf_model_config *c, int64_t b,
+                               zf_group g, const float *H, const zf_block_weights *blk, group_result *gr)
 {
     zf_lin mem[3];
     int nm = zf_group_members(c, g, mem);
@@ -192,7 +211,7 @@ static zf_status compute_group(const zf_job_config *cfg, const zf_model_config *
         memcpy(W + r0 * in, blk->lin_w[mem[i]], sizeof(float) * (size_t)(zf_lin_out(c, mem[i]) * in));
         r0 += zf_lin_out(c, mem[i]);
     }
-    if (s == ZF_OK) s = zf_quantize(&o, W, rows, in, H, tie.nclasses ? &tie : NULL, &gr->res);
+    if (s == ZF_OK) s = zf_backend_quantize(be, &o, W, rows, in, H, tie.nclasses ? &tie : NULL, &gr->res);
     zf_quant_opts rtn = o;
     rtn.method = ZF_METHOD_RTN;
     rtn.grid = ZF_GRID_MINMAX;
@@ -202,7 +221,7 @@ static zf_status compute_group(const zf_job_config *cfg, const zf_model_config *
         const float *Wm = blk->lin_w[mem[i]];
         zf_qresult base = {0};
         gr->dl[i] = zf_delta_loss(Wm, gr->res.deq + r0 * in, nr, in, H);
-        if ((s = zf_quantize(&rtn, Wm, nr, in, H, NULL, &base)) == ZF_OK) gr->dl_rtn[i] = base.dl;
+        if ((s = zf_backend_quantize(be, &rtn, Wm, nr, in, H, NULL, &base)) == ZF_OK) gr->dl_rtn[i] = base.dl;
         zf_qresult_free(&base);
         r0 += nr;
     }
@@ -322,17 +341,18 @@ static zf_status assign_owners(const zf_model_config *c, int64_t nblocks, int nr
 }
 
 /* Sums every rank's partial Hessian of group g onto its owner; the owner writes H = 2/N Σ xxᵀ. */
-static zf_status reduce_hessian(zf_hessian *h, int owner, float *H)
+static zf_status reduce_hessian(zf_bhess *h, int owner, float *H)
 {
     const zf_comm *w = zf_comm_world();
     int64_t n = h->dim * h->dim;
     double count = (double)h->ntokens;
     ZF_TRY(zf_comm_allreduce_f64(&count, 1));
-    if (h->fp64) ZF_TRY(zf_comm_reduce_f64(h->sum64, n, owner));
-    else ZF_TRY(zf_comm_reduce_f32(h->sum32, n, owner));
+    if (w->size > 1 && h->on_device) ZF_TRY(zf_gpucomm_reduce_sum(h->sum, n, h->fp64, owner));
+    else if (h->fp64) ZF_TRY(zf_comm_reduce_f64(h->sum, n, owner));
+    else ZF_TRY(zf_comm_reduce_f32(h->sum, n, owner));
     h->ntokens = (int64_t)count;
     if (w->rank != owner) return ZF_OK;
-    return zf_hessian_finalize(h, H);
+    return zf_bhess_finalize(h, H);
 }
 
 /* Whether the cache holds every group in [g0, g1) of block b: rank 0 looks, every rank gets the answer. */
@@ -349,7 +369,7 @@ static zf_status cache_agree(const zf_hcache *hc, const zf_model_config *c, int6
 /* The owner's H for group g: read from the cache on a hit, else reduced from every rank's partial sums (and,
  * for a full-precision pass, stored with the time it took). */
 static zf_status hessian_for_owner(zf_hcache *hc, bool fp_pass, bool cached, int64_t b, zf_group g, int64_t dim,
-                                   zf_hessian *h, int owner, double t_fwd, float *H)
+                                   zf_bhess *h, int owner, double t_fwd, float *H)
 {
     bool mine = zf_comm_world()->rank == owner;
     if (cached) return mine ? zf_hcache_load(hc, b, g, dim, H) : ZF_OK;
@@ -377,7 +397,8 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     if (s == ZF_OK) s = zf_block_load(c, m->st, b, &qb->folded);
     if (s == ZF_OK) s = zf_block_check_finite(c, &qb->folded, b);
     if (s == ZF_OK && cfg->eval_unfolded) s = zf_block_copy(c, &qb->folded, &qb->unfolded);
-    for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++) s = zf_hessian_init(&cap.h[g], zf_group_in(c, g), cfg->hessian_fp64);
+    for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++)
+        s = zf_bhess_init(m->be, &cap.h[g], zf_group_in(c, g), cfg->hessian_fp64);
     int64_t hmax = c->intermediate > c->n_heads * c->head_dim ? c->intermediate : c->n_heads * c->head_dim;
     if (hmax < d) hmax = d;
     if (s == ZF_OK && !(H = zf_malloc(sizeof(float) * (size_t)(hmax * hmax), "Hessian"))) s = ZF_ERR_NOMEM;
@@ -392,19 +413,17 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
         if (fp_pass) s = cache_agree(&m->hcache, c, b, first, last, &cached);
         cap.want = 0;
         for (int g = first; g < last; g++) cap.want |= 1u << g;
-        cap.status = ZF_OK;
         double t_pass = now_seconds();
         if (s == ZF_OK && !cached) {
             memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
-            if (nwin > 0) s = forward_windows(c, &qb->folded, scratch, nwin, seq, capture_hessians, &cap);
-            if (s == ZF_OK) s = cap.status;
+            if (nwin > 0) s = forward_windows(m->be, c, &qb->folded, scratch, nwin, seq, &cap);
             s = zf_comm_agree(s);
         }
         double t_fwd = (now_seconds() - t_pass) / (last - first);
         for (int g = first; s == ZF_OK && g < last; g++) {
             s = hessian_for_owner(&m->hcache, fp_pass, cached, b, (zf_group)g, zf_group_in(c, (zf_group)g), &cap.h[g],
                                   owner[g], t_fwd, H);
-            if (s == ZF_OK && w->rank == owner[g]) s = compute_group(cfg, c, b, (zf_group)g, H, &qb->folded, &gr[g]);
+            if (s == ZF_OK && w->rank == owner[g]) s = compute_group(m->be, cfg, c, b, (zf_group)g, H, &qb->folded, &gr[g]);
             if (w->size > 1) s = zf_comm_agree(s);
         }
         for (int g = first; s == ZF_OK && g < last; g++) {
@@ -414,9 +433,9 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
         first = last;
     }
     /* the next block's inputs come through the quantized block */
-    if (s == ZF_OK && nwin > 0) s = forward_windows(c, &qb->folded, x, nwin, seq, NULL, NULL);
+    if (s == ZF_OK && nwin > 0) s = forward_windows(m->be, c, &qb->folded, x, nwin, seq, NULL);
     for (int g = 0; g < ZF_NGROUP; g++) {
-        zf_hessian_free(&cap.h[g]);
+        zf_bhess_free(&cap.h[g]);
         zf_qresult_free(&gr[g].res);
     }
     free(H);
@@ -454,7 +473,7 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
     const zf_comm *w = zf_comm_world();
     int64_t nb = c->n_layers, seq = m->calib_seq, first = hooks ? hooks->resume_from : 0;
     int64_t nunits = (nb - first) * ZF_NGROUP;
-    zf_hessian *hs = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *hs, "Hessians of every block");
+    zf_bhess *hs = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *hs, "Hessians of every block");
     group_result *gr = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *gr, "results of every block");
     int *owner = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *owner, "unit owners");
     zf_block_weights fp = {0};
@@ -481,12 +500,12 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
         capture_ctx cap = {0};
         if (capture) {
             for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++)
-                s = zf_hessian_init(&hs[(b - first) * ZF_NGROUP + g], zf_group_in(c, (zf_group)g), cfg->hessian_fp64);
+                s = zf_bhess_init(m->be, &hs[(b - first) * ZF_NGROUP + g], zf_group_in(c, (zf_group)g),
+                                  cfg->hessian_fp64);
             cap.want = (1u << ZF_NGROUP) - 1;
             for (int g = 0; g < ZF_NGROUP; g++) cap.h[g] = hs[(b - first) * ZF_NGROUP + g];
         }
-        if (s == ZF_OK && nwin > 0) s = forward_windows(c, &fp, x, nwin, seq, capture ? capture_hessians : NULL, &cap);
-        if (s == ZF_OK) s = cap.status;
+        if (s == ZF_OK && nwin > 0) s = forward_windows(m->be, c, &fp, x, nwin, seq, capture ? &cap : NULL);
         if (capture)
             for (int g = 0; g < ZF_NGROUP; g++) hs[(b - first) * ZF_NGROUP + g] = cap.h[g];
         zf_block_free(&fp);
@@ -507,9 +526,9 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
                 s = zf_block_load(c, m->st, b, &fp);
                 if (s == ZF_OK) s = zf_block_check_finite(c, &fp, b);
             }
-            if (s == ZF_OK) s = compute_group(cfg, c, b, g, H, &fp, &gr[u]);
+            if (s == ZF_OK) s = compute_group(m->be, cfg, c, b, g, H, &fp, &gr[u]);
         }
-        zf_hessian_free(&hs[u]);
+        zf_bhess_free(&hs[u]);
         if (g == ZF_NGROUP - 1) zf_block_free(&fp);
     }
     free(cached);
@@ -542,7 +561,7 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
                         before > 0 ? after / before : 0.0);
     }
     for (int64_t u = 0; u < nunits; u++) {
-        zf_hessian_free(&hs[u]);
+        zf_bhess_free(&hs[u]);
         zf_qresult_free(&gr[u].res);
     }
     zf_block_free(&fp);
@@ -596,7 +615,7 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
         zf_qblock *qb = &m->blocks[b];
         if (b < resume_from) {
             s = zf_comm_agree(hooks->load_block(hooks->ctx, b, qb));
-            if (s == ZF_OK && nwin > 0) s = forward_windows(c, &qb->folded, x, nwin, seq, NULL, NULL);
+            if (s == ZF_OK && nwin > 0) s = forward_windows(m->be, c, &qb->folded, x, nwin, seq, NULL);
             zf_qblock_release(qb);
             s = zf_comm_agree(s);
             if (s == ZF_OK) zf_log_info("block %lld/%lld  resumed from its shard", (long long)b + 1, (long long)c->n_layers);

@@ -7,6 +7,7 @@
 #include "common/shard.h"
 #include "coordinator/config.h"
 #include "coordinator/hcache.h"
+#include "worker/backend.h"
 #include "worker/block.h"
 #include "worker/quant.h"
 
@@ -33,6 +34,7 @@ typedef struct {
     int64_t calib_seq;
     double quant_seconds;
     zf_hcache hcache;            /* full-precision Hessians shared between runs (calibration.cache) */
+    zf_backend *be;              /* where this rank computes (backend:) */
 } zf_qmodel;
 
 /* Bytes each rank moves per block in the sequential schedule (Hessian reductions, result broadcasts). */
@@ -42,7 +44,8 @@ int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hess
  * Same seed, same windows on any machine. */
 zf_status zf_calibration_windows(int64_t ntokens, int64_t seq, int64_t n, uint64_t seed, int64_t *starts);
 
-/* Opens the model of cfg and checks it (shapes, finite values) before any compute. */
+/* Opens the model of cfg and checks it (shapes, finite values) before any compute, and this rank's backend:
+ * with cuda, the GPU of its node-local rank, and NCCL between the ranks' GPUs when there are several. */
 zf_status zf_qmodel_open(const zf_job_config *cfg, zf_qmodel *m);
 /* What the caller does around each block: resume from finished shards, persist new ones, stop on request. */
 typedef struct {

@@ -89,6 +89,7 @@ static int parse_config(const char *text, cfg_line *out, int max)
 static bool key_ignored(const char *key)
 {
     return !strcmp(key, "output") || !strcmp(key, "threads") || !strcmp(key, "calibration.cache") ||
+           !strcmp(key, "gpu.comm_timeout") ||
            !strncmp(key, "eval.", 5);
 }
 

@@ -14,8 +14,10 @@
 /* Key tiles of this many columns keep the score accumulators in registers (see attention_head). */
 #define KEY_TILE 16
 
-static zf_status check_config(const zf_model_config *c)
+zf_status zf_forward_check_config(const zf_model_config *c)
 {
+    if (c->family != ZF_FAMILY_LLAMA && c->family != ZF_FAMILY_OPT)
+        return zf_fail(ZF_ERR_INPUT, "model config: unknown model family %d", (int)c->family);
     if (c->hidden <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->head_dim <= 0 || c->intermediate <= 0 ||
         c->vocab <= 0)
         return zf_fail(ZF_ERR_INPUT, "model config: hidden, heads, kv heads, head_dim, intermediate and vocab must be "
@@ -269,7 +271,7 @@ zf_status zf_block_forward(const zf_model_config *c, const zf_block_weights *w, 
                            zf_capture_fn capture, void *capture_ctx)
 {
     ZF_ASSERT(nwin >= 0 && seq >= 0);
-    ZF_TRY(check_config(c));
+    ZF_TRY(zf_forward_check_config(c));
     int64_t ntok = nwin * seq;
     if (ntok == 0) return ZF_OK;
     ZF_TRY(check_blas_size(ntok, "block forward"));

@@ -10,6 +10,9 @@
 /* Called with the input of every linear group while a block runs: x [ntok, dim] row-major. */
 typedef void (*zf_capture_fn)(void *ctx, zf_group g, const float *x, int64_t ntok, int64_t dim);
 
+/* Rejects a model config the forward cannot run (family, sizes, heads, rotary), naming the field. */
+zf_status zf_forward_check_config(const zf_model_config *c);
+
 /* x [nwin·seq, d] = embeddings of tokens [nwin, seq] (plus OPT's learned positions). */
 zf_status zf_embed(const zf_model_config *c, const zf_model_globals *g, const int32_t *tokens, int64_t nwin,
                    int64_t seq, float *x);

@@ -30,7 +30,7 @@ static double row_nll(const float *l, int64_t vocab, int32_t target)
     return m + log(sum) - (double)l[target];
 }
 
-zf_status zf_eval_nll(const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn source, void *source_ctx,
+zf_status zf_eval_nll(zf_backend *be, const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn source, void *source_ctx,
                       const int32_t *tokens, int64_t seq, int64_t win_begin, int64_t win_end, int64_t chunk_windows,
                       zf_nll *out)
 {
@@ -43,6 +43,9 @@ zf_status zf_eval_nll(const zf_model_config *c, const zf_model_globals *g, zf_bl
     int64_t chunk = win_end - win_begin < chunk_windows ? win_end - win_begin : chunk_windows;
     if (chunk == 0) return ZF_OK;
 
+    zf_backend_info info = {0};
+    if (be) zf_backend_get_info(be, &info);
+    bool on_gpu = be && info.kind == ZF_BACKEND_CUDA; /* the CPU forwards a chunk's windows together */
     int64_t d = c->hidden, vocab = c->vocab, npred = seq - 1;
     float *x = zf_malloc(sizeof(float) * (size_t)(chunk * seq * d), "perplexity activations");
     float *logits = zf_malloc(sizeof(float) * (size_t)(chunk * seq) * (size_t)vocab, "perplexity logits");
@@ -60,7 +63,9 @@ zf_status zf_eval_nll(const zf_model_config *c, const zf_model_globals *g, zf_bl
                 st = zf_fail_context(st, "weights of block %lld", (long long)b);
                 goto done;
             }
-            if ((st = zf_block_forward(c, bw, x, nw, seq, NULL, NULL)) != ZF_OK) goto done;
+            st = on_gpu ? zf_backend_block_forward(be, c, bw, x, nw, seq, NULL)
+                        : zf_block_forward(c, bw, x, nw, seq, NULL, NULL);
+            if (st != ZF_OK) goto done;
         }
         if ((st = zf_logits(c, g, x, nw * seq, logits)) != ZF_OK) goto done;
         /* Position p of a window predicts token p + 1 of the same window; the last position predicts nothing. */

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "../common/model.h"
+#include "backend.h"
 #include "block.h"
 
 /* Supplies block b's weights; the pointer stays valid until the next call. */
@@ -17,8 +18,8 @@ typedef struct {
 } zf_nll;
 
 /* Evaluates windows [win_begin, win_end) of the token stream (window w = tokens[w·seq .. (w+1)·seq)),
- * chunk_windows at a time (memory ∝ chunk · seq · max(d, vocab)). */
-zf_status zf_eval_nll(const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn source, void *source_ctx,
+ * chunk_windows at a time (memory ∝ chunk · seq · max(d, vocab)). The blocks run on be (NULL: the CPU). */
+zf_status zf_eval_nll(zf_backend *be, const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn source, void *source_ctx,
                       const int32_t *tokens, int64_t seq, int64_t win_begin, int64_t win_end, int64_t chunk_windows,
                       zf_nll *out);
 /* Number of full windows in a stream of n tokens. */

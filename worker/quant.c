@@ -219,10 +219,9 @@ static zf_status rtn_minmax_loss(const zf_quant_opts *o, const float *W, int64_t
     return st;
 }
 
-zf_status zf_quantize(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
-                      const zf_zeta_tie *tie, zf_qresult *out)
+zf_status zf_quantize_check_inputs(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
+                                   const zf_zeta_tie **tie, const zf_qresult *out)
 {
-    const double t0 = zf_now();
     ZF_TRY(zf_quant_opts_check(o));
     if (!W || !out || rows <= 0 || cols <= 0)
         return zf_fail(ZF_ERR_INPUT, "quantize: weight [%lld x %lld]%s: expected a non-empty matrix and a result",
@@ -232,10 +231,19 @@ zf_status zf_quantize(const zf_quant_opts *o, const float *W, int64_t rows, int6
                        zf_method_name(o->method), zf_grid_name(o->grid));
     ZF_TRY(check_finite("W", W, rows, cols));
     if (H) ZF_TRY(check_finite("H", H, cols, cols));
-    if (tie && o->method == ZF_METHOD_ZFOLD) {
-        ZF_TRY(check_tie(tie, cols));
-        if (tie->nclasses == 0) tie = NULL;
+    if (o->method != ZF_METHOD_ZFOLD) *tie = NULL;
+    else if (*tie) {
+        ZF_TRY(check_tie(*tie, cols));
+        if ((*tie)->nclasses == 0) *tie = NULL;
     }
+    return ZF_OK;
+}
+
+zf_status zf_quantize(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
+                      const zf_zeta_tie *tie, zf_qresult *out)
+{
+    const double t0 = zf_now();
+    ZF_TRY(zf_quantize_check_inputs(o, W, rows, cols, H, &tie, out));
     const int64_t ngroups = o->group_size > 0 ? (cols + o->group_size - 1) / o->group_size : 1;
     ZF_TRY(zf_qresult_alloc(out, rows, cols, ngroups, o->bits));
 

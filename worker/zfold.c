@@ -58,26 +58,9 @@ zf_status zf_zfold_alpha_lsq(const float *W, const float *Wt, int64_t rows, int6
     return st;
 }
 
-/* ζ_j = Σ_r W_rj Ŵ_rj / (Σ_r Ŵ_rj² + 1e-10), Ŵ = α_r (W_int - z_r), sums pooled over each tie class; ζ = 0 -> 1
- * (the reference's rule for a column that quantized to all zero points). */
-static void update_zeta(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, float maxq,
-                        const float *alpha, const float *zero, const zf_zeta_tie *tie, float *zeta, double *num,
-                        double *den, double *cnum, double *cden, int *kept)
+void zf_zeta_from_sums(const zf_quant_opts *o, int64_t cols, const zf_zeta_tie *tie, double *num, double *den,
+                       double *cnum, double *cden, float *zeta, int *kept)
 {
-    for (int64_t j0 = 0; j0 < cols; j0 += ZF_ZETA_COLS) {
-        const int64_t j1 = j0 + ZF_ZETA_COLS < cols ? j0 + ZF_ZETA_COLS : cols;
-        for (int64_t j = j0; j < j1; j++) num[j] = den[j] = 0.0;
-        for (int64_t r = 0; r < rows; r++) {
-            const float a = alpha[r], z = zero[r];
-            const float *w = W + r * cols;
-            for (int64_t j = j0; j < j1; j++) {
-                const float c = zf_qcode(w[j], a * zeta[j], z, maxq);
-                const double wh = (double)a * (double)(c - z);
-                num[j] += (double)w[j] * wh;
-                den[j] += wh * wh;
-            }
-        }
-    }
     if (tie) {
         memset(cnum, 0, (size_t)tie->nclasses * sizeof(double));
         memset(cden, 0, (size_t)tie->nclasses * sizeof(double));
@@ -99,6 +82,29 @@ static void update_zeta(const zf_quant_opts *o, const float *W, int64_t rows, in
         }
         zeta[j] = zn;
     }
+}
+
+/* ζ_j = Σ_r W_rj Ŵ_rj / (Σ_r Ŵ_rj² + 1e-10), Ŵ = α_r (W_int - z_r), sums pooled over each tie class; ζ = 0 -> 1
+ * (the reference's rule for a column that quantized to all zero points). */
+static void update_zeta(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, float maxq,
+                        const float *alpha, const float *zero, const zf_zeta_tie *tie, float *zeta, double *num,
+                        double *den, double *cnum, double *cden, int *kept)
+{
+    for (int64_t j0 = 0; j0 < cols; j0 += ZF_ZETA_COLS) {
+        const int64_t j1 = j0 + ZF_ZETA_COLS < cols ? j0 + ZF_ZETA_COLS : cols;
+        for (int64_t j = j0; j < j1; j++) num[j] = den[j] = 0.0;
+        for (int64_t r = 0; r < rows; r++) {
+            const float a = alpha[r], z = zero[r];
+            const float *w = W + r * cols;
+            for (int64_t j = j0; j < j1; j++) {
+                const float c = zf_qcode(w[j], a * zeta[j], z, maxq);
+                const double wh = (double)a * (double)(c - z);
+                num[j] += (double)w[j] * wh;
+                den[j] += wh * wh;
+            }
+        }
+    }
+    zf_zeta_from_sums(o, cols, tie, num, den, cnum, cden, zeta, kept);
 }
 
 zf_status zf_zfold_als(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,

@@ -4,6 +4,11 @@
 
 #include "quant.h"
 
+/* ζ from its per-column sums num/den (Σ W·Ŵ, Σ Ŵ²): pooled over each tie class (cnum/cden: [nclasses] scratch),
+ * ζ = num/(den + 1e-10), 0 -> 1, and a ζ <= 0 refused (counted in *kept) when o->zeta_positive. */
+void zf_zeta_from_sums(const zf_quant_opts *o, int64_t cols, const zf_zeta_tie *tie, double *num, double *den,
+                       double *cnum, double *cden, float *zeta, int *kept);
+
 /* Algorithm 1 on W [rows, cols] with the undamped Hessian H. Starts from ζ = 1 and the o->grid grid (α, zero), then
  * alternates ζ (least squares over rows, tied by `tie` when given, ζ = 0 -> 1, ζ <= 0 kept at its previous value
  * when o->zeta_positive) and α (eq. 13 Hessian-weighted least squares with the zero fixed, or the Hessian-scored

@@ -40,7 +40,7 @@ static void check_one(const char *model_dir, const char *token_file, int64_t seq
     int64_t nwin = zf_eval_windows((int64_t)t.count, seq);
     zf_nll n = {0};
     double t0 = zt_now();
-    CHECK_OK(zf_eval_nll(&c, &g, zf_checkpoint_source_get, &src, t.ids, seq, 0, nwin, 16, &n));
+    CHECK_OK(zf_eval_nll(NULL, &c, &g, zf_checkpoint_source_get, &src, t.ids, seq, 0, nwin, 16, &n));
     double dt = zt_now() - t0, ppl = zf_nll_ppl(&n), ref = num(r, "ppl");
     printf("%-12s %-30s seq %3lld: %5lld windows %7lld predictions  ppl %11.6f  ref %11.6f  rel diff %.2e  %7.1f s "
            "(%.0f tok/s)\n", model_dir, token_file, (long long)seq, (long long)n.windows, (long long)n.predictions, ppl,

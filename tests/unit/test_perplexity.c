@@ -41,7 +41,7 @@ static void model_close(model *m)
 static zf_nll eval(model *m, const zf_tokens *t, int64_t seq, int64_t b, int64_t e, int64_t chunk)
 {
     zf_nll n;
-    CHECK_OK(zf_eval_nll(&m->c, &m->g, zf_checkpoint_source_get, &m->src, t->ids, seq, b, e, chunk, &n));
+    CHECK_OK(zf_eval_nll(NULL, &m->c, &m->g, zf_checkpoint_source_get, &m->src, t->ids, seq, b, e, chunk, &n));
     return n;
 }
 
@@ -106,14 +106,14 @@ static void test_stories(void)
 
     /* Refusals. */
     zf_nll n;
-    CHECK(zf_eval_nll(&m.c, &m.g, zf_checkpoint_source_get, &m.src, t.ids, 1, 0, 1, 1, &n) == ZF_ERR_INPUT);
-    CHECK(zf_eval_nll(&m.c, &m.g, zf_checkpoint_source_get, &m.src, t.ids, seq, 0, 1, 0, &n) == ZF_ERR_INPUT);
-    CHECK(zf_eval_nll(&m.c, &m.g, zf_checkpoint_source_get, &m.src, t.ids, seq, 3, 2, 1, &n) == ZF_ERR_INPUT);
-    CHECK(zf_eval_nll(&m.c, &m.g, zf_checkpoint_source_get, &m.src, t.ids, seq, -1, 2, 1, &n) == ZF_ERR_INPUT);
-    CHECK_OK(zf_eval_nll(&m.c, &m.g, zf_checkpoint_source_get, &m.src, t.ids, seq, 4, 4, 1, &n));
+    CHECK(zf_eval_nll(NULL, &m.c, &m.g, zf_checkpoint_source_get, &m.src, t.ids, 1, 0, 1, 1, &n) == ZF_ERR_INPUT);
+    CHECK(zf_eval_nll(NULL, &m.c, &m.g, zf_checkpoint_source_get, &m.src, t.ids, seq, 0, 1, 0, &n) == ZF_ERR_INPUT);
+    CHECK(zf_eval_nll(NULL, &m.c, &m.g, zf_checkpoint_source_get, &m.src, t.ids, seq, 3, 2, 1, &n) == ZF_ERR_INPUT);
+    CHECK(zf_eval_nll(NULL, &m.c, &m.g, zf_checkpoint_source_get, &m.src, t.ids, seq, -1, 2, 1, &n) == ZF_ERR_INPUT);
+    CHECK_OK(zf_eval_nll(NULL, &m.c, &m.g, zf_checkpoint_source_get, &m.src, t.ids, seq, 4, 4, 1, &n));
     CHECK(n.windows == 0 && n.predictions == 0 && n.nll_sum == 0);
     int32_t bad[8] = {1, 2, 3, 4, 5, 6, 7, 512};
-    CHECK(zf_eval_nll(&m.c, &m.g, zf_checkpoint_source_get, &m.src, bad, 4, 0, 2, 2, &n) == ZF_ERR_INPUT);
+    CHECK(zf_eval_nll(NULL, &m.c, &m.g, zf_checkpoint_source_get, &m.src, bad, 4, 0, 2, 2, &n) == ZF_ERR_INPUT);
     printf("out-of-vocabulary token: %s\n", zf_last_error());
 out:
     cJSON_Delete(ref);
@@ -135,7 +135,7 @@ static void test_source_error(void)
     if (!model_open(&m, "stories260k")) return;
     int32_t toks[16] = {1, 410, 20, 30, 40, 50, 60, 70, 1, 410, 20, 30, 40, 50, 60, 70};
     zf_nll n;
-    CHECK(zf_eval_nll(&m.c, &m.g, failing_source, NULL, toks, 8, 0, 2, 2, &n) == ZF_ERR_IO);
+    CHECK(zf_eval_nll(NULL, &m.c, &m.g, failing_source, NULL, toks, 8, 0, 2, 2, &n) == ZF_ERR_IO);
     CHECK(strstr(zf_last_error(), "block 0") && strstr(zf_last_error(), "simulated"));
     model_close(&m);
 }

@@ -1,4 +1,4 @@
-/* The CUDA side of the backend (C linkage, implemented in worker/cuda/*.cu): device context, Hessians, forward, quantization. */
+/* The CUDA side of the backend (C linkage, implemented by the .cu files beside it): device context, Hessians, forward, quantization. */
 #ifndef ZF_CUDA_BACKEND_H
 #define ZF_CUDA_BACKEND_H
 
@@ -6,11 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../backend.h"
-
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#include "../backend.h"
 
 typedef struct zf_cuda zf_cuda;
 

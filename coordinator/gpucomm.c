@@ -1,0 +1,376 @@
+/* The NCCL communicator between ranks: node-local ranks, non-blocking set-up, watched chunked collectives, teardown. */
+#include "gpucomm.h"
+
+#ifdef ZF_HAVE_CUDA
+
+#include <cuda_runtime.h>
+#include <errno.h>
+#include <mpi.h>
+#include <nccl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "common/log.h"
+
+/* Elements (bytes for a broadcast) per NCCL call: bounds each call well inside NCCL's and the network's limits. */
+#define ZF_GPUCOMM_CHUNK ((int64_t)1 << 30)
+#define ZF_GPUCOMM_POLL_NS 1000000L /* 1 ms between looks at a pending operation */
+
+static struct {
+    bool active;
+    int device, rank, size;
+    double timeout_s;
+    ncclComm_t comm;
+    cudaStream_t stream;
+} gc = {.device = -1};
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void poll_pause(void)
+{
+    struct timespec ts = {0, ZF_GPUCOMM_POLL_NS};
+    nanosleep(&ts, NULL);
+}
+
+static bool mpi_running(void)
+{
+    int started = 0, finished = 0;
+    MPI_Initialized(&started);
+    MPI_Finalized(&finished);
+    return started && !finished;
+}
+
+static zf_status mpi_check(int rc, const char *what, int rank)
+{
+    if (rc == MPI_SUCCESS) return ZF_OK;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return zf_fail(ZF_ERR_INTERNAL, "MPI %s failed on rank %d: %s", what, rank, msg);
+}
+
+static zf_status world_rank_size(int *rank, int *size)
+{
+    *rank = 0;
+    *size = 1;
+    if (!mpi_running()) return ZF_OK;
+    ZF_TRY(mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, rank), "rank query", -1));
+    return mpi_check(MPI_Comm_size(MPI_COMM_WORLD, size), "size query", *rank);
+}
+
+zf_status zf_gpucomm_local_rank(int *local_rank, int *local_size)
+{
+    *local_rank = 0;
+    *local_size = 1;
+    int rank = 0, size = 1;
+    ZF_TRY(world_rank_size(&rank, &size));
+    if (size == 1) return ZF_OK;
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        return zf_fail(ZF_ERR_IO, "rank %d: gethostname failed: %s", rank, strerror(errno));
+    host[sizeof host - 1] = '\0'; /* a name that was cut short is not terminated */
+    uint64_t mine = (uint64_t)XXH64(host, strlen(host), 0);
+    uint64_t *all = zf_malloc(sizeof *all * (size_t)size, "host name hashes of all ranks");
+    if (!all) return ZF_ERR_NOMEM;
+    zf_status s = mpi_check(MPI_Allgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD),
+                            "host name exchange", rank);
+    if (s == ZF_OK) {
+        int before = 0, same = 0;
+        for (int r = 0; r < size; r++) {
+            if (all[r] != mine) continue;
+            same++;
+            if (r < rank) before++;
+        }
+        *local_rank = before;
+        *local_size = same;
+    }
+    free(all);
+    return s;
+}
+
+/* Polls until comm's pending operation settles into *state; false when timeout_s passed first. */
+static bool settle(ncclComm_t comm, double timeout_s, ncclResult_t *state)
+{
+    double t0 = now_seconds();
+    for (;;) {
+        ncclResult_t r = ncclCommGetAsyncError(comm, state);
+        if (r != ncclSuccess) {
+            *state = r;
+            return true;
+        }
+        if (*state != ncclInProgress) return true;
+        if (now_seconds() - t0 > timeout_s) return false;
+        poll_pause();
+    }
+}
+
+static void destroy_stream(void)
+{
+    if (gc.stream && cudaStreamDestroy(gc.stream) != cudaSuccess) cudaGetLastError();
+    gc.stream = NULL;
+}
+
+/* What each rank prepares before the communicator: its device and stream, and on rank 0 the unique id. */
+static zf_status prepare_rank(int device, ncclUniqueId *id)
+{
+    cudaError_t e = cudaSetDevice(device);
+    if (e != cudaSuccess)
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank %d: cudaSetDevice(%d) failed: %s", gc.rank, device,
+                       cudaGetErrorString(e));
+    /* non-blocking: communication must not serialize with work on the legacy default stream */
+    e = cudaStreamCreateWithFlags(&gc.stream, cudaStreamNonBlocking);
+    if (e != cudaSuccess) {
+        gc.stream = NULL;
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank %d: creating the communication stream on cuda:%d failed: %s",
+                       gc.rank, device, cudaGetErrorString(e));
+    }
+    if (gc.rank != 0) return ZF_OK;
+    ncclResult_t r = ncclGetUniqueId(id);
+    if (r != ncclSuccess)
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank 0: ncclGetUniqueId failed: %s (%s)", ncclGetErrorString(r),
+                       ncclGetLastError(NULL));
+    return ZF_OK;
+}
+
+/* Rank 0's id to every rank, and whether every rank prepared; every rank takes part whatever its own outcome,
+ * so that a failure on one rank cannot leave the others blocked here. */
+static zf_status share_id(zf_status local, ncclUniqueId *id)
+{
+    unsigned char msg[1 + sizeof *id];
+    msg[0] = gc.rank == 0 && local == ZF_OK;
+    memcpy(msg + 1, id, sizeof *id);
+    ZF_TRY(mpi_check(MPI_Bcast(msg, (int)sizeof msg, MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast of the NCCL id",
+                     gc.rank));
+    memcpy(id, msg + 1, sizeof *id);
+    int ok = local == ZF_OK && msg[0], all_ok = 0;
+    ZF_TRY(mpi_check(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD), "NCCL set-up agreement",
+                     gc.rank));
+    if (local != ZF_OK) return local;
+    if (!all_ok)
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank %d: another rank failed to prepare (its message is above)",
+                       gc.rank);
+    return ZF_OK;
+}
+
+static zf_status create_comm(const ncclUniqueId *id)
+{
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0; /* calls return at once, so a missing peer shows up as a timeout instead of a hang */
+    ncclComm_t comm = NULL;
+    ncclResult_t r = ncclCommInitRankConfig(&comm, gc.size, *id, gc.rank, &config);
+    ncclResult_t state = r;
+    bool settled = true;
+    if (r == ncclInProgress || (r == ncclSuccess && comm)) settled = settle(comm, gc.timeout_s, &state);
+    if (settled && state == ncclSuccess && comm) {
+        gc.comm = comm;
+        return ZF_OK;
+    }
+    char detail[256];
+    if (!settled) snprintf(detail, sizeof detail, "no progress for %g s", gc.timeout_s);
+    else snprintf(detail, sizeof detail, "%s (%s)", ncclGetErrorString(state), ncclGetLastError(comm));
+    if (comm) ncclCommAbort(comm);
+    return zf_fail(ZF_ERR_INTERNAL, "NCCL init of %d ranks on rank %d (cuda:%d): %s", gc.size, gc.rank, gc.device,
+                   detail);
+}
+
+zf_status zf_gpucomm_init(int device, double timeout_s)
+{
+    if (gc.active || gc.comm) return zf_fail(ZF_ERR_INPUT, "NCCL init: the communicator is already set up");
+    if (!(timeout_s > 0))
+        return zf_fail(ZF_ERR_INPUT, "NCCL init: timeout %g s: expected a positive number of seconds", timeout_s);
+    int rank = 0, size = 1;
+    ZF_TRY(world_rank_size(&rank, &size));
+    gc.rank = rank;
+    gc.size = size;
+    gc.device = device;
+    gc.timeout_s = timeout_s;
+
+    ncclUniqueId id;
+    memset(&id, 0, sizeof id);
+    zf_status s = prepare_rank(device, &id);
+    if (size > 1) s = share_id(s, &id);
+    if (s == ZF_OK) s = create_comm(&id);
+    if (s != ZF_OK) {
+        destroy_stream();
+        return s;
+    }
+    gc.active = true;
+    return ZF_OK;
+}
+
+/* A failed collective: abort the communicator so that no later call waits on it, and name what and where. */
+static zf_status fail_collective(const char *what, const char *detail)
+{
+    char msg[320];
+    snprintf(msg, sizeof msg, "%s", detail); /* detail may point into NCCL's memory, gone after the abort */
+    ncclCommAbort(gc.comm);
+    gc.comm = NULL;
+    gc.active = false;
+    return zf_fail(ZF_ERR_INTERNAL, "NCCL %s on rank %d of %d (cuda:%d): %s", what, gc.rank, gc.size, gc.device, msg);
+}
+
+/* After an NCCL call returned r: waits until the operation is enqueued and then finished on the stream, looking
+ * every poll interval for an asynchronous NCCL error and for the timeout. */
+static zf_status wait_collective(const char *what, ncclResult_t r)
+{
+    char detail[320];
+    if (r != ncclSuccess && r != ncclInProgress) {
+        snprintf(detail, sizeof detail, "%s (%s)", ncclGetErrorString(r), ncclGetLastError(gc.comm));
+        return fail_collective(what, detail);
+    }
+    double t0 = now_seconds();
+    for (;;) {
+        ncclResult_t state = ncclSuccess;
+        ncclResult_t q = ncclCommGetAsyncError(gc.comm, &state);
+        if (q != ncclSuccess) state = q;
+        if (state != ncclSuccess && state != ncclInProgress) {
+            snprintf(detail, sizeof detail, "%s (%s)", ncclGetErrorString(state), ncclGetLastError(gc.comm));
+            return fail_collective(what, detail);
+        }
+        if (state == ncclSuccess) { /* enqueued: now the stream tells whether it ran */
+            cudaError_t e = cudaStreamQuery(gc.stream);
+            if (e == cudaSuccess) return ZF_OK;
+            if (e != cudaErrorNotReady) {
+                snprintf(detail, sizeof detail, "the communication stream failed: %s", cudaGetErrorString(e));
+                return fail_collective(what, detail);
+            }
+        }
+        if (now_seconds() - t0 > gc.timeout_s) {
+            snprintf(detail, sizeof detail, "no progress for %g s", gc.timeout_s);
+            return fail_collective(what, detail);
+        }
+        poll_pause();
+    }
+}
+
+static zf_status ready_for(const char *what, int root)
+{
+    if (!gc.active) return zf_fail(ZF_ERR_INPUT, "NCCL %s: the communicator is not set up (or failed before)", what);
+    if (root < 0 || root >= gc.size)
+        return zf_fail(ZF_ERR_INPUT, "NCCL %s: root rank %d: expected 0 .. %d", what, root, gc.size - 1);
+    /* the collectives run on gc.device whatever this thread made current since */
+    cudaError_t e = cudaSetDevice(gc.device);
+    if (e != cudaSuccess)
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL %s on rank %d: cudaSetDevice(%d) failed: %s", what, gc.rank, gc.device,
+                       cudaGetErrorString(e));
+    return ZF_OK;
+}
+
+zf_status zf_gpucomm_reduce_sum(void *dev_buf, int64_t count, bool fp64, int root)
+{
+    const char *what = fp64 ? "reduce (fp64 sum)" : "reduce (fp32 sum)";
+    ZF_TRY(ready_for(what, root));
+    if (gc.size == 1 || count <= 0) return ZF_OK;
+    size_t elem = fp64 ? sizeof(double) : sizeof(float);
+    char *p = dev_buf;
+    for (int64_t off = 0; off < count; off += ZF_GPUCOMM_CHUNK) {
+        int64_t n = count - off < ZF_GPUCOMM_CHUNK ? count - off : ZF_GPUCOMM_CHUNK;
+        void *at = p + (size_t)off * elem;
+        ZF_TRY(wait_collective(what, ncclReduce(at, at, (size_t)n, fp64 ? ncclDouble : ncclFloat, ncclSum, root,
+                                                gc.comm, gc.stream)));
+    }
+    return ZF_OK;
+}
+
+zf_status zf_gpucomm_bcast(void *dev_buf, size_t bytes, int root)
+{
+    ZF_TRY(ready_for("broadcast", root));
+    if (gc.size == 1) return ZF_OK;
+    char *p = dev_buf;
+    for (size_t off = 0; off < bytes; off += (size_t)ZF_GPUCOMM_CHUNK) {
+        size_t n = bytes - off < (size_t)ZF_GPUCOMM_CHUNK ? bytes - off : (size_t)ZF_GPUCOMM_CHUNK;
+        ZF_TRY(wait_collective("broadcast", ncclBroadcast(p + off, p + off, n, ncclUint8, root, gc.comm, gc.stream)));
+    }
+    return ZF_OK;
+}
+
+zf_status zf_gpucomm_allreduce_sum_f64(double *dev_buf, int64_t count)
+{
+    ZF_TRY(ready_for("allreduce (fp64 sum)", 0));
+    if (gc.size == 1 || count <= 0) return ZF_OK;
+    for (int64_t off = 0; off < count; off += ZF_GPUCOMM_CHUNK) {
+        int64_t n = count - off < ZF_GPUCOMM_CHUNK ? count - off : ZF_GPUCOMM_CHUNK;
+        ZF_TRY(wait_collective("allreduce (fp64 sum)", ncclAllReduce(dev_buf + off, dev_buf + off, (size_t)n,
+                                                                     ncclDouble, ncclSum, gc.comm, gc.stream)));
+    }
+    return ZF_OK;
+}
+
+void zf_gpucomm_finalize(void)
+{
+    if (gc.comm) {
+        if (cudaSetDevice(gc.device) != cudaSuccess) cudaGetLastError();
+        /* a clean finalize flushes pending work with the peers; when that fails or stalls, abort instead */
+        ncclResult_t r = ncclCommFinalize(gc.comm), state = r;
+        bool settled = true;
+        if (r == ncclInProgress) settled = settle(gc.comm, gc.timeout_s, &state);
+        if (settled && state == ncclSuccess) {
+            r = ncclCommDestroy(gc.comm);
+            if (r != ncclSuccess) zf_log_warn("NCCL teardown on rank %d: ncclCommDestroy: %s", gc.rank, ncclGetErrorString(r));
+        } else {
+            zf_log_warn("NCCL teardown on rank %d: finalize %s; aborting the communicator", gc.rank,
+                        settled ? ncclGetErrorString(state) : "made no progress");
+            ncclCommAbort(gc.comm);
+        }
+        gc.comm = NULL;
+    }
+    destroy_stream();
+    gc.active = false;
+}
+
+bool zf_gpucomm_active(void) { return gc.active; }
+
+#else /* without CUDA: the same functions, each saying why it cannot work */
+
+zf_status zf_gpucomm_local_rank(int *local_rank, int *local_size)
+{
+    *local_rank = 0;
+    *local_size = 1;
+    return zf_fail(ZF_ERR_INPUT, "GPU communication (node-local rank): this zfold was built without CUDA");
+}
+
+zf_status zf_gpucomm_init(int device, double timeout_s)
+{
+    (void)device;
+    (void)timeout_s;
+    return zf_fail(ZF_ERR_INPUT, "GPU communication (NCCL init): this zfold was built without CUDA");
+}
+
+zf_status zf_gpucomm_reduce_sum(void *dev_buf, int64_t count, bool fp64, int root)
+{
+    (void)dev_buf;
+    (void)count;
+    (void)fp64;
+    (void)root;
+    return zf_fail(ZF_ERR_INPUT, "GPU communication (NCCL reduce): this zfold was built without CUDA");
+}
+
+zf_status zf_gpucomm_bcast(void *dev_buf, size_t bytes, int root)
+{
+    (void)dev_buf;
+    (void)bytes;
+    (void)root;
+    return zf_fail(ZF_ERR_INPUT, "GPU communication (NCCL broadcast): this zfold was built without CUDA");
+}
+
+zf_status zf_gpucomm_allreduce_sum_f64(double *dev_buf, int64_t count)
+{
+    (void)dev_buf;
+    (void)count;
+    return zf_fail(ZF_ERR_INPUT, "GPU communication (NCCL allreduce): this zfold was built without CUDA");
+}
+
+void zf_gpucomm_finalize(void) {}
+
+bool zf_gpucomm_active(void) { return false; }
+
+#endif

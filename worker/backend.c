@@ -1,0 +1,188 @@
+/* The backend dispatch: the CPU implementation (the worker's fp32 kernels) and the CUDA one when it is built. */
+#include "backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "forward.h"
+#include "hessian.h"
+#ifdef ZF_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+struct zf_backend {
+    zf_backend_opts opts;
+#ifdef ZF_HAVE_CUDA
+    zf_cuda *cu;
+#endif
+};
+
+const char *zf_backend_kind_name(zf_backend_kind k) { return k == ZF_BACKEND_CUDA ? "cuda" : "cpu"; }
+
+int zf_backend_cuda_devices(void)
+{
+#ifdef ZF_HAVE_CUDA
+    return zf_cuda_device_count();
+#else
+    return 0;
+#endif
+}
+
+zf_status zf_backend_open(const zf_backend_opts *o, zf_backend **out)
+{
+    *out = NULL;
+    zf_backend *be = zf_calloc(1, sizeof *be, "backend");
+    if (!be) return ZF_ERR_NOMEM;
+    be->opts = *o;
+    if (o->kind == ZF_BACKEND_CUDA) {
+#ifdef ZF_HAVE_CUDA
+        zf_status s = zf_cuda_open(o->device, o->tf32, o->fwd_dtype, &be->cu);
+        if (s != ZF_OK) {
+            free(be);
+            return s;
+        }
+#else
+        free(be);
+        return zf_fail(ZF_ERR_INPUT, "backend: cuda was asked for, but this zfold was built without CUDA (configure "
+                       "with a CUDA toolkit and -DZF_WITH_CUDA=ON)");
+#endif
+    }
+    *out = be;
+    return ZF_OK;
+}
+
+void zf_backend_close(zf_backend *be)
+{
+    if (!be) return;
+#ifdef ZF_HAVE_CUDA
+    zf_cuda_close(be->cu);
+#endif
+    free(be);
+}
+
+void zf_backend_get_info(const zf_backend *be, zf_backend_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->kind = be->opts.kind;
+    info->device = -1;
+#ifdef ZF_HAVE_CUDA
+    if (be->cu) {
+        zf_cuda_info(be->cu, info);
+        return;
+    }
+#endif
+    snprintf(info->name, sizeof info->name, "cpu");
+}
+
+/* The CPU accumulator is a zf_hessian over the same memory. */
+static zf_hessian host_view(const zf_bhess *h)
+{
+    zf_hessian v = {.dim = h->dim, .ntokens = h->ntokens, .fp64 = h->fp64};
+    if (h->fp64) v.sum64 = h->sum;
+    else v.sum32 = h->sum;
+    return v;
+}
+
+zf_status zf_bhess_init(zf_backend *be, zf_bhess *h, int64_t dim, bool fp64)
+{
+    memset(h, 0, sizeof *h);
+#ifdef ZF_HAVE_CUDA
+    if (be->cu) {
+        size_t bytes = (size_t)dim * (size_t)dim * (fp64 ? sizeof(double) : sizeof(float));
+        char what[96];
+        snprintf(what, sizeof what, "Hessian accumulator [%lld, %lld]", (long long)dim, (long long)dim);
+        ZF_TRY(zf_cuda_alloc(be->cu, bytes, what, &h->sum));
+        zf_status s = zf_cuda_hess_zero(be->cu, h->sum, dim, fp64);
+        if (s != ZF_OK) {
+            zf_cuda_free(be->cu, h->sum);
+            h->sum = NULL;
+            return s;
+        }
+        *h = (zf_bhess){.be = be, .dim = dim, .fp64 = fp64, .on_device = true, .sum = h->sum};
+        return ZF_OK;
+    }
+#endif
+    zf_hessian v;
+    ZF_TRY(zf_hessian_init(&v, dim, fp64));
+    *h = (zf_bhess){.be = be, .dim = dim, .fp64 = fp64, .sum = fp64 ? (void *)v.sum64 : (void *)v.sum32};
+    return ZF_OK;
+}
+
+void zf_bhess_free(zf_bhess *h)
+{
+    if (!h->sum) return;
+#ifdef ZF_HAVE_CUDA
+    if (h->on_device) zf_cuda_free(h->be->cu, h->sum);
+    else free(h->sum);
+#else
+    free(h->sum);
+#endif
+    memset(h, 0, sizeof *h);
+}
+
+zf_status zf_bhess_finalize(zf_bhess *h, float *H)
+{
+#ifdef ZF_HAVE_CUDA
+    if (h->on_device) return zf_cuda_hess_finalize(h->be->cu, h->sum, h->dim, h->fp64, h->ntokens, H);
+#endif
+    zf_hessian v = host_view(h);
+    return zf_hessian_finalize(&v, H);
+}
+
+typedef struct {
+    zf_bhess *const *hess;
+    zf_status status;
+} cpu_capture;
+
+static void cpu_capture_fn(void *ctx, zf_group g, const float *x, int64_t ntok, int64_t dim)
+{
+    cpu_capture *c = ctx;
+    zf_bhess *h = c->hess[g];
+    if (!h || c->status != ZF_OK) return;
+    zf_hessian v = host_view(h);
+    c->status = zf_hessian_add(&v, x, ntok);
+    h->ntokens = v.ntokens;
+}
+
+zf_status zf_backend_block_forward(zf_backend *be, const zf_model_config *c, const zf_block_weights *w, float *x,
+                                   int64_t nwin, int64_t seq, zf_bhess *const hess[ZF_NGROUP])
+{
+#ifdef ZF_HAVE_CUDA
+    if (be->cu) return zf_cuda_block_forward(be->cu, c, w, x, nwin, seq, hess);
+#endif
+    bool any = false;
+    for (int g = 0; hess && g < ZF_NGROUP; g++) any |= hess[g] != NULL;
+    cpu_capture cap = {hess, ZF_OK};
+    for (int64_t i = 0; i < nwin; i++) {
+        ZF_TRY(zf_block_forward(c, w, x + i * seq * c->hidden, 1, seq, any ? cpu_capture_fn : NULL, &cap));
+        ZF_TRY(cap.status);
+    }
+    return ZF_OK;
+}
+
+zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
+                              const float *H, const zf_zeta_tie *tie, zf_qresult *out)
+{
+#ifdef ZF_HAVE_CUDA
+    if (be->cu) return zf_cuda_quantize(be->cu, o, W, rows, cols, H, tie, out);
+#endif
+    return zf_quantize(o, W, rows, cols, H, tie, out);
+}
+
+int64_t zf_backend_forward_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt)
+{
+    int64_t params = 0;
+    for (int l = 0; l < ZF_NLIN; l++)
+        if (zf_lin_present(c, (zf_lin)l)) params += zf_lin_out(c, (zf_lin)l) * zf_lin_in(c, (zf_lin)l);
+    int64_t wbytes = dt == ZF_FWD_FP32 ? 4 : 2, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
+    /* weights, x and the norm output, q/k/v, attention mix, scores of one head, MLP intermediates */
+    int64_t acts = seq * (2 * c->hidden + qd + 2 * kvd + qd + 3 * c->intermediate) + seq * seq;
+    return params * wbytes + acts * 4;
+}
+
+int64_t zf_backend_quantize_bytes(int64_t rows, int64_t cols)
+{
+    /* W, its working copy, deq and codes; H, its inverse factor and a scratch copy */
+    return rows * cols * (4 + 4 + 4 + 1) + 3 * cols * cols * 4 + rows * 64;
+}

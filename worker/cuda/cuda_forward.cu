@@ -1,0 +1,546 @@
+/* The CUDA block forward: weight upload, norms, rotary, causal attention, MLP and residuals, with Hessian captures. */
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+/* The project headers are C: their functions keep C linkage. */
+extern "C" {
+#include "../../common/model.h"
+#include "../../common/status.h"
+#include "../backend.h"
+#include "../block.h"
+#include "../forward.h"
+}
+
+#include "cuda_internal.h"
+
+#define ZF_FWD_THREADS 256
+/* Half-precision weights are converted through a staging buffer of at most this many floats (64 MiB). */
+#define ZF_FWD_STAGING_FLOATS ((int64_t)1 << 24)
+
+/* Internal linkage for everything but the entry point: other .cu files of the backend have kernels of their own. */
+namespace {
+
+/* ---------------------------------------------------------------------------------------------------------------- */
+/* Reductions over a thread block (blockDim.x a multiple of 32); every thread gets the result. */
+
+template <typename T> __device__ T warp_sum(T v)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ float warp_max(float v)
+{
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+template <typename T> __device__ T block_sum(T v)
+{
+    __shared__ T part[32];
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads(); /* a previous reduction may still be reading part */
+    if (lane == 0) part[wid] = v;
+    __syncthreads();
+    return warp_sum(lane < nw ? part[lane] : T(0));
+}
+
+__device__ float block_max(float v)
+{
+    __shared__ float part[32];
+    int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) part[wid] = v;
+    __syncthreads();
+    return warp_max(lane < nw ? part[lane] : -INFINITY);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------- */
+/* Kernels. Token-wise ones take one block per token; elementwise ones use grid-stride loops. */
+
+/* RMSNorm as the CPU does it: sum of squares in double, x·rsqrt(mean + eps) in fp32, then γ·. */
+__global__ void rms_norm_kernel(const float *x, const float *g, float eps, int64_t d, float *y)
+{
+    const float *xr = x + (int64_t)blockIdx.x * d;
+    float *yr = y + (int64_t)blockIdx.x * d;
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += (double)xr[i] * xr[i];
+    ss = block_sum(ss);
+    float inv = 1.0f / sqrtf((float)(ss / (double)d) + eps);
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = g[i] * (xr[i] * inv);
+}
+
+/* LayerNorm with optional β: mean and biased variance in double (two passes), then fp32 as the CPU. */
+__global__ void layer_norm_kernel(const float *x, const float *g, const float *b, float eps, int64_t d, float *y)
+{
+    const float *xr = x + (int64_t)blockIdx.x * d;
+    float *yr = y + (int64_t)blockIdx.x * d;
+    double s = 0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) s += xr[i];
+    double mean = block_sum(s) / (double)d;
+    double v = 0;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) v += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+    double var = block_sum(v);
+    float rstd = (float)(1.0 / sqrt(var / (double)d + (double)eps)), m = (float)mean;
+    for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = (xr[i] - m) * rstd * g[i] + (b ? b[i] : 0.0f);
+}
+
+/* Half-split rotary on every head of x [seq, nheads·hd]: (v_i, v_{i+hd/2}) rotated by the angle of (t, i). */
+__global__ void rope_kernel(float *x, int64_t seq, int64_t nheads, int64_t hd, const float *cosv, const float *sinv)
+{
+    int64_t half = hd / 2, n = seq * nheads * half;
+    for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n; idx += (int64_t)gridDim.x * blockDim.x) {
+        int64_t i = idx % half, th = idx / half, t = th / nheads;
+        float *v = x + th * hd;
+        float c = cosv[t * half + i], s = sinv[t * half + i];
+        float x1 = v[i], x2 = v[i + half];
+        v[i] = x1 * c - x2 * s;
+        v[i + half] = x2 * c + x1 * s;
+    }
+}
+
+/* y [ntok, out] = (y + b) · scale, b optional; scale ≠ 1 only for OPT's query scaling (after the bias, as HF). */
+__global__ void bias_scale_kernel(float *y, const float *b, int64_t ntok, int64_t out, float scale)
+{
+    int64_t n = ntok * out;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float v = y[i];
+        if (b) v += b[i % out];
+        y[i] = scale == 1.0f ? v : v * scale;
+    }
+}
+
+/* Causal softmax of the score rows s [seq queries, seq keys] in place; keys after the query get probability 0. */
+__global__ void causal_softmax_kernel(float *s, int64_t seq)
+{
+    int64_t t = blockIdx.x, n = t + 1;
+    float *row = s + t * seq;
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, row[j]);
+    m = block_max(m);
+    float sum = 0.0f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        float e = expf(row[j] - m);
+        row[j] = e;
+        sum += e;
+    }
+    sum = block_sum(sum);
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) row[j] = row[j] / sum;
+    for (int64_t j = n + threadIdx.x; j < seq; j += blockDim.x) row[j] = 0.0f;
+}
+
+/* SwiGLU in place on the gate: silu(gate)·up. */
+__global__ void swiglu_kernel(float *gate, const float *up, int64_t n)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float a = gate[i];
+        gate[i] = a / (1.0f + expf(-a)) * up[i];
+    }
+}
+
+__global__ void relu_kernel(float *x, int64_t n)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+/* fp32 → bf16/fp16, round to nearest even. */
+__device__ inline void store_half(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
+__device__ inline void store_half(__half *p, float v) { *p = __float2half_rn(v); }
+
+template <typename T> __global__ void to_half_kernel(const float *src, T *dst, int64_t n)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        store_half(dst + i, src[i]);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------- */
+
+/* Everything one call holds on the device; NULL pointers were never allocated. */
+typedef struct {
+    zf_cuda *cu;
+    bool opt;
+    int64_t seq, d, hd, nh, nkv, qdim, kvdim, ff;
+    cudaDataType wtype;               /* weights and the activation operand of the block's GEMMs */
+    size_t wsize;
+    cublasComputeType_t wcompute;     /* for the block's linears */
+    cublasComputeType_t acompute;     /* for QKᵀ and PV (fp32 activations) */
+    void *W[ZF_NLIN];
+    float *B[ZF_NLIN];
+    float *norm_w[2], *norm_b[2];
+    float *staging;                   /* fp32 upload buffer for half weights */
+    float *xw;                        /* the residual stream of one window [seq, d] */
+    float *h;                         /* a norm's output [seq, d] */
+    float *big;                       /* q, k, v, attention mix; later gate/up (or fc1) */
+    float *scores;                    /* one head's [seq, seq] */
+    float *rope;                      /* cos then sin [seq, hd/2] (llama) */
+    void *op;                         /* a GEMM's activation operand in the weight type */
+} fwd_dev;
+
+static unsigned grid_for(int64_t n)
+{
+    /* Grid-stride loops cover the rest; the cap keeps gridDim.x well within limits. */
+    int64_t b = (n + ZF_FWD_THREADS - 1) / ZF_FWD_THREADS;
+    if (b < 1) b = 1;
+    if (b > 65536) b = 65536;
+    return (unsigned)b;
+}
+
+static zf_status launched(zf_cuda *cu, const char *kernel)
+{
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return zf_fail(ZF_ERR_INTERNAL, "cuda:%d: launching %s failed: %s", cu->device, kernel,
+                       cudaGetErrorString(e));
+    return ZF_OK;
+}
+
+/* cuBLAS takes int sizes and leading dimensions, and a window is one grid of seq blocks: refuse what does not fit. */
+static zf_status check_int_sizes(const zf_model_config *c, int64_t seq)
+{
+    if (seq > INT_MAX)
+        return zf_fail(ZF_ERR_INPUT, "CUDA block forward: a window of %lld tokens is more than cuBLAS can index",
+                       (long long)seq);
+    int64_t qdim = c->n_heads * c->head_dim, kvdim = c->n_kv_heads * c->head_dim;
+    if (c->hidden > INT_MAX || qdim > INT_MAX || kvdim > INT_MAX || c->intermediate > INT_MAX ||
+        c->n_heads > INT_MAX / c->head_dim)
+        return zf_fail(ZF_ERR_INPUT, "CUDA block forward: layer sizes (hidden %lld, heads·head_dim %lld, "
+                                     "intermediate %lld) are more than cuBLAS can index",
+                       (long long)c->hidden, (long long)qdim, (long long)c->intermediate);
+    return ZF_OK;
+}
+
+/* cos/sin [seq, hd/2] exactly as the CPU forward builds them (same fp32 host math), so both read the same angles. */
+static void rope_table(const zf_model_config *c, int64_t seq, float *cosv, float *sinv)
+{
+    int64_t half = c->head_dim / 2;
+    for (int64_t i = 0; i < half; i++) {
+        float inv_freq = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->head_dim);
+        for (int64_t p = 0; p < seq; p++) {
+            float a = (float)p * inv_freq;
+            cosv[p * half + i] = cosf(a);
+            sinv[p * half + i] = sinf(a);
+        }
+    }
+}
+
+static zf_status upload_f32(zf_cuda *cu, const float *host, int64_t n, const char *what, float **dev)
+{
+    ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)n, what, (void **)dev));
+    ZF_CUDA_TRY(cu, cudaMemcpyAsync(*dev, host, sizeof(float) * (size_t)n, cudaMemcpyHostToDevice, cu->stream));
+    return ZF_OK;
+}
+
+/* fp32 host [n] → device in the weight type; half types go through the staging buffer chunk by chunk. */
+static zf_status upload_weight(fwd_dev *f, const float *host, int64_t n, const char *what, void **dev)
+{
+    zf_cuda *cu = f->cu;
+    if (f->wtype == CUDA_R_32F) return upload_f32(cu, host, n, what, (float **)dev);
+    ZF_TRY(zf_cuda_alloc(cu, f->wsize * (size_t)n, what, dev));
+    for (int64_t off = 0; off < n; off += ZF_FWD_STAGING_FLOATS) {
+        int64_t len = n - off < ZF_FWD_STAGING_FLOATS ? n - off : ZF_FWD_STAGING_FLOATS;
+        /* Stream order keeps the previous chunk's conversion ahead of this copy into the same staging buffer. */
+        ZF_CUDA_TRY(cu, cudaMemcpyAsync(f->staging, host + off, sizeof(float) * (size_t)len, cudaMemcpyHostToDevice,
+                                        cu->stream));
+        if (f->wtype == CUDA_R_16BF)
+            to_half_kernel<<<grid_for(len), ZF_FWD_THREADS, 0, cu->stream>>>(f->staging,
+                                                                               (__nv_bfloat16 *)*dev + off, len);
+        else
+            to_half_kernel<<<grid_for(len), ZF_FWD_THREADS, 0, cu->stream>>>(f->staging, (__half *)*dev + off, len);
+        ZF_TRY(launched(cu, "the weight conversion kernel"));
+    }
+    return ZF_OK;
+}
+
+static int64_t lin_out(const fwd_dev *f, int l)
+{
+    switch (l) {
+    case ZF_LIN_Q: return f->qdim;
+    case ZF_LIN_K: case ZF_LIN_V: return f->kvdim;
+    case ZF_LIN_GATE: case ZF_LIN_UP: return f->ff;
+    default: return f->d; /* O, DOWN */
+    }
+}
+
+static int64_t lin_in(const fwd_dev *f, int l)
+{
+    switch (l) {
+    case ZF_LIN_O: return f->qdim;
+    case ZF_LIN_DOWN: return f->ff;
+    default: return f->d;
+    }
+}
+
+/* Weights, biases, norms, the rotary table and the activation buffers of one window. */
+static zf_status setup(fwd_dev *f, const zf_block_weights *w, const float *rope_host)
+{
+    zf_cuda *cu = f->cu;
+    int64_t seq = f->seq, d = f->d;
+    if (f->wtype != CUDA_R_32F) {
+        int64_t most = 0;
+        for (int l = 0; l < ZF_NLIN; l++)
+            if (w->lin_w[l] && lin_out(f, l) * lin_in(f, l) > most) most = lin_out(f, l) * lin_in(f, l);
+        if (most > ZF_FWD_STAGING_FLOATS) most = ZF_FWD_STAGING_FLOATS;
+        ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)most, "forward weight staging", (void **)&f->staging));
+    }
+    for (int l = 0; l < ZF_NLIN; l++) {
+        if (!w->lin_w[l]) continue;
+        ZF_TRY(upload_weight(f, w->lin_w[l], lin_out(f, l) * lin_in(f, l), "forward weights", &f->W[l]));
+        if (w->lin_b[l]) ZF_TRY(upload_f32(cu, w->lin_b[l], lin_out(f, l), "forward biases", &f->B[l]));
+    }
+    if (f->staging) {
+        /* Conversions are done once the stream gets here; the staging memory is better left to activations. */
+        ZF_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+        zf_cuda_free(cu, f->staging);
+        f->staging = NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        ZF_TRY(upload_f32(cu, w->norm_w[i], d, "forward norm weights", &f->norm_w[i]));
+        if (w->norm_b[i]) ZF_TRY(upload_f32(cu, w->norm_b[i], d, "forward norm biases", &f->norm_b[i]));
+    }
+    if (rope_host) ZF_TRY(upload_f32(cu, rope_host, 2 * seq * (f->hd / 2), "forward rotary table", &f->rope));
+
+    int64_t attn = 2 * f->qdim + 2 * f->kvdim, mlp = (f->opt ? 1 : 2) * f->ff, big = attn > mlp ? attn : mlp;
+    ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)(seq * d), "forward residual stream", (void **)&f->xw));
+    ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)(seq * d), "forward norm output", (void **)&f->h));
+    ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)seq * (size_t)big, "forward activations", (void **)&f->big));
+    ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)seq * (size_t)seq, "forward attention scores",
+                         (void **)&f->scores));
+    if (f->wtype != CUDA_R_32F) {
+        int64_t widest = d > f->qdim ? d : f->qdim;
+        if (f->ff > widest) widest = f->ff;
+        ZF_TRY(zf_cuda_alloc(cu, f->wsize * (size_t)seq * (size_t)widest, "forward GEMM operand", &f->op));
+    }
+    return ZF_OK;
+}
+
+/* The activation operand of a linear: x itself for fp32 weights, else x rounded to the weight type in f->op. */
+static zf_status operand(fwd_dev *f, const float *x, int64_t in, const void **out)
+{
+    if (f->wtype == CUDA_R_32F) {
+        *out = x;
+        return ZF_OK;
+    }
+    int64_t n = f->seq * in;
+    if (f->wtype == CUDA_R_16BF)
+        to_half_kernel<<<grid_for(n), ZF_FWD_THREADS, 0, f->cu->stream>>>(x, (__nv_bfloat16 *)f->op, n);
+    else
+        to_half_kernel<<<grid_for(n), ZF_FWD_THREADS, 0, f->cu->stream>>>(x, (__half *)f->op, n);
+    ZF_TRY(launched(f->cu, "the activation conversion kernel"));
+    *out = f->op;
+    return ZF_OK;
+}
+
+/* y [seq, out] = x [seq, in]·Wᵀ (+ y when accumulate), then (y + b)·scale.
+ * Column-major, row-major x is x_cm [in, seq] and W [out, in] is W_cm [in, out], both with ld = in; the row-major
+ * y is y_cm [out, seq] with ld = out, and y_cm = W_cmᵀ · x_cm: op(A) = T on W, op(B) = N on x, m = out, n = seq. */
+static zf_status linear(fwd_dev *f, const void *x_op, int l, float *y, bool accumulate, float scale)
+{
+    zf_cuda *cu = f->cu;
+    int64_t in = lin_in(f, l), out = lin_out(f, l);
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    ZF_CUBLAS_TRY(cu, cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)f->seq, (int)in, &alpha,
+                                   f->W[l], f->wtype, (int)in, x_op, f->wtype, (int)in, &beta, y, CUDA_R_32F, (int)out,
+                                   f->wcompute, CUBLAS_GEMM_DEFAULT));
+    if (f->B[l] || scale != 1.0f) {
+        int64_t n = f->seq * out;
+        bias_scale_kernel<<<grid_for(n), ZF_FWD_THREADS, 0, cu->stream>>>(y, f->B[l], f->seq, out, scale);
+        ZF_TRY(launched(cu, "the bias kernel"));
+    }
+    return ZF_OK;
+}
+
+static zf_status norm(fwd_dev *f, const zf_model_config *c, int which)
+{
+    zf_cuda *cu = f->cu;
+    if (f->opt)
+        layer_norm_kernel<<<(unsigned)f->seq, ZF_FWD_THREADS, 0, cu->stream>>>(
+            f->xw, f->norm_w[which], f->norm_b[which], (float)c->norm_eps, f->d, f->h);
+    else
+        rms_norm_kernel<<<(unsigned)f->seq, ZF_FWD_THREADS, 0, cu->stream>>>(f->xw, f->norm_w[which],
+                                                                           (float)c->norm_eps, f->d, f->h);
+    return launched(cu, f->opt ? "the LayerNorm kernel" : "the RMSNorm kernel");
+}
+
+/* Adds the window's input of group g [seq, dim] (device) to its Hessian, when that group is captured. */
+static zf_status capture(fwd_dev *f, zf_bhess *const hess[ZF_NGROUP], zf_group g, const float *x, int64_t dim)
+{
+    if (!hess || !hess[g]) return ZF_OK;
+    zf_bhess *hs = hess[g];
+    ZF_ASSERT(hs->on_device && hs->dim == dim && hs->sum);
+    ZF_TRY(zf_cuda_hess_add(f->cu, hs->sum, hs->dim, hs->fp64, x, f->seq));
+    hs->ntokens += f->seq;
+    return ZF_OK;
+}
+
+/* att [seq, qdim] = causal attention of every head of the window; query head h reads KV head h / (nh/nkv).
+ * One head at a time keeps the scores at [seq, seq]. Row-major S [query t, key j] is column-major S_cm [keys, queries]
+ * with ld = seq: S_cm = K_cmᵀ · Q_cm, where K_cm [hd, seq] (ld kvdim) and Q_cm [hd, seq] (ld qdim) are the head's
+ * slices. Then O_cm [hd, seq] (ld qdim) = V_cm [hd, seq] (ld kvdim) · P_cm [keys, queries]. */
+static zf_status attention(fwd_dev *f, const float *q, const float *k, const float *v, float *att, float scale)
+{
+    zf_cuda *cu = f->cu;
+    int seq = (int)f->seq, hd = (int)f->hd, qdim = (int)f->qdim, kvdim = (int)f->kvdim;
+    int64_t rep = f->nh / f->nkv;
+    float zero = 0.0f, one = 1.0f;
+    for (int64_t h = 0; h < f->nh; h++) {
+        int64_t kh = h / rep;
+        ZF_CUBLAS_TRY(cu, cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, seq, seq, hd, &scale, k + kh * hd,
+                                       CUDA_R_32F, kvdim, q + h * hd, CUDA_R_32F, qdim, &zero, f->scores, CUDA_R_32F,
+                                       seq, f->acompute, CUBLAS_GEMM_DEFAULT));
+        causal_softmax_kernel<<<(unsigned)seq, ZF_FWD_THREADS, 0, cu->stream>>>(f->scores, f->seq);
+        ZF_TRY(launched(cu, "the causal softmax kernel"));
+        ZF_CUBLAS_TRY(cu, cublasGemmEx(cu->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, seq, seq, &one, v + kh * hd,
+                                       CUDA_R_32F, kvdim, f->scores, CUDA_R_32F, seq, &zero, att + h * hd, CUDA_R_32F,
+                                       qdim, f->acompute, CUBLAS_GEMM_DEFAULT));
+    }
+    return ZF_OK;
+}
+
+/* The block on the window in f->xw, in place. */
+static zf_status window_forward(fwd_dev *f, const zf_model_config *c, zf_bhess *const hess[ZF_NGROUP])
+{
+    zf_cuda *cu = f->cu;
+    int64_t seq = f->seq, half = f->hd / 2;
+    const void *op;
+
+    /* Attention. */
+    ZF_TRY(norm(f, c, 0));
+    ZF_TRY(capture(f, hess, ZF_GROUP_QKV, f->h, f->d));
+    float *q = f->big, *k = q + seq * f->qdim, *v = k + seq * f->kvdim, *att = v + seq * f->kvdim;
+    float scale = 1.0f / sqrtf((float)f->hd);
+    ZF_TRY(operand(f, f->h, f->d, &op));
+    /* HF OPT scales q (bias included) right after q_proj, and the scores are not scaled again. */
+    ZF_TRY(linear(f, op, ZF_LIN_Q, q, false, f->opt ? scale : 1.0f));
+    ZF_TRY(linear(f, op, ZF_LIN_K, k, false, 1.0f));
+    ZF_TRY(linear(f, op, ZF_LIN_V, v, false, 1.0f));
+    if (f->opt) {
+        scale = 1.0f;
+    } else {
+        const float *cosv = f->rope, *sinv = f->rope + seq * half;
+        rope_kernel<<<grid_for(seq * f->nh * half), ZF_FWD_THREADS, 0, cu->stream>>>(q, seq, f->nh, f->hd, cosv, sinv);
+        ZF_TRY(launched(cu, "the rotary kernel"));
+        rope_kernel<<<grid_for(seq * f->nkv * half), ZF_FWD_THREADS, 0, cu->stream>>>(k, seq, f->nkv, f->hd, cosv,
+                                                                                      sinv);
+        ZF_TRY(launched(cu, "the rotary kernel"));
+    }
+    ZF_TRY(attention(f, q, k, v, att, scale));
+    ZF_TRY(capture(f, hess, ZF_GROUP_O, att, f->qdim));
+    ZF_TRY(operand(f, att, f->qdim, &op));
+    ZF_TRY(linear(f, op, ZF_LIN_O, f->xw, true, 1.0f));
+
+    /* MLP: SwiGLU down(silu(gate)·up) or ReLU fc2(relu(fc1)); the activation overwrites the first buffer. */
+    ZF_TRY(norm(f, c, 1));
+    ZF_TRY(capture(f, hess, ZF_GROUP_MLP_IN, f->h, f->d));
+    ZF_TRY(operand(f, f->h, f->d, &op));
+    float *act = f->big;
+    int64_t n = seq * f->ff;
+    if (f->opt) {
+        ZF_TRY(linear(f, op, ZF_LIN_UP, act, false, 1.0f));
+        relu_kernel<<<grid_for(n), ZF_FWD_THREADS, 0, cu->stream>>>(act, n);
+        ZF_TRY(launched(cu, "the ReLU kernel"));
+    } else {
+        float *up = f->big + n;
+        ZF_TRY(linear(f, op, ZF_LIN_GATE, act, false, 1.0f));
+        ZF_TRY(linear(f, op, ZF_LIN_UP, up, false, 1.0f));
+        swiglu_kernel<<<grid_for(n), ZF_FWD_THREADS, 0, cu->stream>>>(act, up, n);
+        ZF_TRY(launched(cu, "the SwiGLU kernel"));
+    }
+    ZF_TRY(capture(f, hess, ZF_GROUP_MLP_OUT, act, f->ff));
+    ZF_TRY(operand(f, act, f->ff, &op));
+    ZF_TRY(linear(f, op, ZF_LIN_DOWN, f->xw, true, 1.0f));
+    return ZF_OK;
+}
+
+static zf_status all_windows(fwd_dev *f, const zf_model_config *c, float *x, int64_t nwin,
+                             zf_bhess *const hess[ZF_NGROUP])
+{
+    zf_cuda *cu = f->cu;
+    size_t bytes = sizeof(float) * (size_t)(f->seq * f->d);
+    for (int64_t wi = 0; wi < nwin; wi++) {
+        float *xh = x + wi * f->seq * f->d;
+        ZF_CUDA_TRY(cu, cudaMemcpyAsync(f->xw, xh, bytes, cudaMemcpyHostToDevice, cu->stream));
+        ZF_TRY(window_forward(f, c, hess));
+        ZF_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+        ZF_CUDA_TRY(cu, cudaMemcpyAsync(xh, f->xw, bytes, cudaMemcpyDeviceToHost, cu->stream));
+        ZF_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+    }
+    return ZF_OK;
+}
+
+} /* namespace */
+
+extern "C" zf_status zf_cuda_block_forward(zf_cuda *cu, const zf_model_config *c, const zf_block_weights *w, float *x,
+                                           int64_t nwin, int64_t seq, zf_bhess *const hess[ZF_NGROUP])
+{
+    ZF_ASSERT(cu && c && w && x && nwin >= 0 && seq >= 0);
+    ZF_TRY(zf_forward_check_config(c));
+    if (nwin * seq == 0) return ZF_OK;
+    ZF_TRY(check_int_sizes(c, seq));
+    bool opt = c->family == ZF_FAMILY_OPT;
+    ZF_ASSERT(w->lin_w[ZF_LIN_Q] && w->lin_w[ZF_LIN_K] && w->lin_w[ZF_LIN_V] && w->lin_w[ZF_LIN_O]);
+    ZF_ASSERT(w->lin_w[ZF_LIN_UP] && w->lin_w[ZF_LIN_DOWN] && (opt || w->lin_w[ZF_LIN_GATE]));
+    ZF_ASSERT(w->norm_w[0] && w->norm_w[1]);
+
+    fwd_dev f;
+    memset(&f, 0, sizeof f);
+    f.cu = cu;
+    f.opt = opt;
+    f.seq = seq;
+    f.d = c->hidden;
+    f.hd = c->head_dim;
+    f.nh = c->n_heads;
+    f.nkv = c->n_kv_heads;
+    f.qdim = c->n_heads * c->head_dim;
+    f.kvdim = c->n_kv_heads * c->head_dim;
+    f.ff = c->intermediate;
+    switch (cu->fwd_dtype) {
+    case ZF_FWD_BF16: f.wtype = CUDA_R_16BF; f.wsize = 2; break;
+    case ZF_FWD_FP16: f.wtype = CUDA_R_16F; f.wsize = 2; break;
+    default: f.wtype = CUDA_R_32F; f.wsize = 4; break;
+    }
+    /* TF32 only where asked for, and only for fp32 operands (half operands always accumulate in plain fp32). */
+    f.wcompute = f.wtype == CUDA_R_32F && cu->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    f.acompute = cu->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+
+    zf_status st = ZF_OK;
+    float *rope_host = NULL;
+    if (!opt) {
+        int64_t half = f.hd / 2;
+        rope_host = (float *)zf_malloc(sizeof(float) * (size_t)(2 * seq * half), "rotary table");
+        if (!rope_host) return ZF_ERR_NOMEM;
+        rope_table(c, seq, rope_host, rope_host + seq * half);
+    }
+
+    cublasStatus_t bs = cublasSetStream(cu->blas, cu->stream);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        st = zf_fail(ZF_ERR_INTERNAL, "cuda:%d: cublasSetStream failed: %s", cu->device, cublasGetStatusString(bs));
+        goto cleanup;
+    }
+    if ((st = setup(&f, w, rope_host)) != ZF_OK) goto cleanup;
+    st = all_windows(&f, c, x, nwin, hess);
+
+cleanup:
+    /* Nothing queued may still read or write these buffers (nor rope_host, a pageable copy source) when they go. */
+    (void)cudaStreamSynchronize(cu->stream);
+    for (int l = 0; l < ZF_NLIN; l++) {
+        if (f.W[l]) zf_cuda_free(cu, f.W[l]);
+        if (f.B[l]) zf_cuda_free(cu, f.B[l]);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (f.norm_w[i]) zf_cuda_free(cu, f.norm_w[i]);
+        if (f.norm_b[i]) zf_cuda_free(cu, f.norm_b[i]);
+    }
+    void *rest[] = {f.staging, f.xw, f.h, f.big, f.scores, f.rope, f.op};
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
+        if (rest[i]) zf_cuda_free(cu, rest[i]);
+    free(rope_host);
+    return st;
+}

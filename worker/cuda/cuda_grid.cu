@@ -1,0 +1,292 @@
+/* Device grids (min-max, MMSE, Hessian-scored), H quadratic forms per row and RTN codes for the quantizer. */
+#include <math.h>
+
+#include "cuda_quant.h"
+
+#define ZF_RED_THREADS 256
+
+zf_status zf_cq_launched(zf_cq *c)
+{
+    ZF_CUDA_TRY(c->cu, cudaGetLastError());
+    return ZF_OK;
+}
+
+zf_status zf_cq_sync(zf_cq *c)
+{
+    ZF_CUDA_TRY(c->cu, cudaStreamSynchronize(c->cu->stream));
+    return ZF_OK;
+}
+
+zf_status zf_cq_h2d(zf_cq *c, void *dev, const void *host, size_t bytes)
+{
+    ZF_CUDA_TRY(c->cu, cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, c->cu->stream));
+    /* pageable host memory may be reused by the caller right away */
+    ZF_CUDA_TRY(c->cu, cudaStreamSynchronize(c->cu->stream));
+    return ZF_OK;
+}
+
+zf_status zf_cq_d2h(zf_cq *c, void *host, const void *dev, size_t bytes)
+{
+    ZF_CUDA_TRY(c->cu, cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, c->cu->stream));
+    ZF_CUDA_TRY(c->cu, cudaStreamSynchronize(c->cu->stream));
+    return ZF_OK;
+}
+
+/* Block-wide double sum; every thread gets the total. */
+__device__ double block_sum(double v, double *sh)
+{
+    sh[threadIdx.x] = v;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    const double t = sh[0];
+    __syncthreads();
+    return t;
+}
+
+/* zf_grid_range per row: one block per row. */
+__global__ void k_range(const float *W, int64_t n, int64_t ldw, bool sym, float *xmin, float *xmax)
+{
+    __shared__ float slo[ZF_RED_THREADS], shi[ZF_RED_THREADS];
+    const float *w = W + (int64_t)blockIdx.x * ldw;
+    float lo = 0.0f, hi = 0.0f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        lo = fminf(lo, w[j]);
+        hi = fmaxf(hi, w[j]);
+    }
+    slo[threadIdx.x] = lo;
+    shi[threadIdx.x] = hi;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) {
+            slo[threadIdx.x] = fminf(slo[threadIdx.x], slo[threadIdx.x + s]);
+            shi[threadIdx.x] = fmaxf(shi[threadIdx.x], shi[threadIdx.x + s]);
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        lo = slo[0];
+        hi = shi[0];
+        if (sym) {
+            hi = -lo > hi ? -lo : hi;
+            lo = -hi;
+        }
+        if (lo == 0.0f && hi == 0.0f) {
+            lo = -1.0f;
+            hi = 1.0f;
+        }
+        xmin[blockIdx.x] = lo;
+        xmax[blockIdx.x] = hi;
+    }
+}
+
+__global__ void k_minmax(int64_t rows, const float *xmin, const float *xmax, int bits, bool sym, float *scale,
+                         int64_t lds, float *zero)
+{
+    const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows) return;
+    zf_d_candidate(xmin[r], xmax[r], 1.0, bits, sym, ZF_ZR_ROUND, &scale[r * lds], &zero[r * lds]);
+}
+
+/* Reference MMSE, one block per row: candidates in order, first strict minimum. The per-candidate error is summed
+ * in double as on the host, but in a tree order, and powf may differ from the host's by an ulp: exact ties between
+ * candidates can resolve differently (rare; the grids are then equally good). */
+__global__ void k_mmse(const float *W, int64_t n, int64_t ldw, const float *xmin, const float *xmax, int bits,
+                       bool sym, int nshrink, int points, float norm, bool sq, float *scale, int64_t lds, float *zero)
+{
+    __shared__ double sh[ZF_RED_THREADS];
+    const int64_t r = blockIdx.x;
+    const float *w = W + r * ldw;
+    const float maxq = (float)((1 << bits) - 1);
+    float bs, bz;
+    zf_d_candidate(xmin[r], xmax[r], 1.0, bits, sym, ZF_ZR_ROUND, &bs, &bz);
+    double best = INFINITY;
+    for (int i = 0; i < nshrink; i++) {
+        float s, z;
+        zf_d_candidate(xmin[r], xmax[r], zf_d_ratio(i, points), bits, sym, ZF_ZR_ROUND, &s, &z);
+        double err = 0.0;
+        for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+            const float d = fabsf(__fsub_rn(zf_d_dequant(zf_d_qcode(w[j], s, z, maxq), s, z), w[j]));
+            err += sq ? (double)__fmul_rn(d, d) : (double)powf(d, norm);
+        }
+        err = block_sum(err, sh);
+        if (err < best) {
+            best = err;
+            bs = s;
+            bz = z;
+        }
+    }
+    if (threadIdx.x == 0) {
+        scale[r * lds] = bs;
+        zero[r * lds] = bz;
+    }
+}
+
+/* Hessian-scored search, candidate (p, zr) for rows [r0, r0+nr): E = (w - deq)·ζ per row, and the candidate grid. */
+__global__ void k_hess_build(const float *W, int64_t r0, int64_t n, int64_t ldw, const float *zeta,
+                             const float *xmin, const float *xmax, double p, int bits, bool sym, int zr, float *E,
+                             float *cs, float *cz)
+{
+    const int64_t rl = blockIdx.y, r = r0 + rl;
+    const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    float s, z;
+    zf_d_candidate(xmin[r], xmax[r], p, bits, sym, zr, &s, &z);
+    if (j == 0) {
+        cs[r] = s;
+        cz[r] = z;
+    }
+    if (j >= n) return;
+    const float maxq = (float)((1 << bits) - 1);
+    const float w = W[r * ldw + j];
+    const float e = __fsub_rn(w, zf_d_dequant(zf_d_qcode(w, s, z, maxq), s, z));
+    E[rl * n + j] = zeta ? __fmul_rn(e, zeta[j]) : e;
+}
+
+/* Score of the candidate per row (double dot of (E·H) and E); the first strict minimum wins. */
+__global__ void k_hess_score(const float *D, const float *E, int64_t r0, int64_t n, const float *cs,
+                             const float *cz, double *best, float *scale, int64_t lds, float *zero)
+{
+    __shared__ double sh[ZF_RED_THREADS];
+    const int64_t rl = blockIdx.x, r = r0 + rl;
+    double s = 0.0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += (double)D[rl * n + j] * (double)E[rl * n + j];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0 && s < best[r]) {
+        best[r] = s;
+        scale[r * lds] = cs[r];
+        zero[r * lds] = cz[r];
+    }
+}
+
+__global__ void k_fill_d(double *x, int64_t n, double v)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = v;
+}
+
+/* Row-major C[m, n] = A[m, k] · B[k, n] (all fp32, pure fp32 math mode set by the caller). */
+static zf_status gemm_rm(zf_cq *c, int64_t m, int64_t n, int64_t k, const float *A, int64_t lda, const float *B,
+                         int64_t ldb, float *C, int64_t ldc)
+{
+    const float one = 1.0f, zero = 0.0f;
+    ZF_CUBLAS_TRY(c->cu, cublasSgemm(c->cu->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)n, (int)m, (int)k, &one, B, (int)ldb,
+                                     A, (int)lda, &zero, C, (int)ldc));
+    return ZF_OK;
+}
+
+static zf_status fit_hessian(zf_cq *c, const float *W, int64_t rows, int64_t n, int64_t ldw, const float *H,
+                             int64_t ldh, const float *zeta, float *scale, int64_t lds, float *zero)
+{
+    const zf_quant_opts *o = c->o;
+    const cudaStream_t st = c->cu->stream;
+    const float *xmin = c->rng, *xmax = c->rng + c->rows;
+    float *cs = c->cand, *cz = c->cand + c->rows;
+    k_fill_d<<<zf_cuda_blocks(rows, 256), 256, 0, st>>>(c->best, rows, INFINITY);
+    ZF_TRY(zf_cq_launched(c));
+    const int nround = o->sym ? 1 : 2;
+    for (int64_t r0 = 0; r0 < rows; r0 += c->chunk) {
+        const int64_t nr = rows - r0 < c->chunk ? rows - r0 : c->chunk;
+        for (int i = 0; i < o->grid_points; i++) {
+            const double p = 1.0 - (double)i / o->grid_points;
+            for (int k = 0; k < nround; k++) {
+                const int zr = o->sym ? ZF_ZR_ROUND : (k == 0 ? ZF_ZR_FLOOR : ZF_ZR_CEIL);
+                const dim3 grid(zf_cuda_blocks(n, 256), (unsigned)nr);
+                k_hess_build<<<grid, 256, 0, st>>>(W, r0, n, ldw, zeta, xmin, xmax, p, o->bits, o->sym, zr, c->E,
+                                                   cs, cz);
+                ZF_TRY(zf_cq_launched(c));
+                ZF_TRY(gemm_rm(c, nr, n, n, c->E, n, H, ldh, c->D, n));
+                k_hess_score<<<(unsigned)nr, ZF_RED_THREADS, 0, st>>>(c->D, c->E, r0, n, cs, cz, c->best, scale, lds,
+                                                                       zero);
+                ZF_TRY(zf_cq_launched(c));
+            }
+        }
+    }
+    return ZF_OK;
+}
+
+zf_status zf_cq_grid_fit(zf_cq *c, zf_grid_kind kind, const float *W, int64_t rows, int64_t n, int64_t ldw,
+                         const float *H, int64_t ldh, const float *zeta, float *scale, int64_t lds, float *zero)
+{
+    const zf_quant_opts *o = c->o;
+    const cudaStream_t st = c->cu->stream;
+    float *xmin = c->rng, *xmax = c->rng + c->rows;
+    ZF_ASSERT(rows > 0 && rows <= c->rows && n > 0 && n <= c->cols && ldw >= n);
+    k_range<<<(unsigned)rows, ZF_RED_THREADS, 0, st>>>(W, n, ldw, o->sym, xmin, xmax);
+    ZF_TRY(zf_cq_launched(c));
+    switch (kind) {
+    case ZF_GRID_MINMAX:
+        k_minmax<<<zf_cuda_blocks(rows, 128), 128, 0, st>>>(rows, xmin, xmax, o->bits, o->sym, scale, lds, zero);
+        return zf_cq_launched(c);
+    case ZF_GRID_MMSE: {
+        const int nshrink = (int)floor(o->max_shrink * o->grid_points + 1e-9);
+        k_mmse<<<(unsigned)rows, ZF_RED_THREADS, 0, st>>>(W, n, ldw, xmin, xmax, o->bits, o->sym, nshrink,
+                                                           o->grid_points, (float)o->mmse_norm, o->mmse_norm == 2.0,
+                                                           scale, lds, zero);
+        return zf_cq_launched(c);
+    }
+    case ZF_GRID_HESSIAN:
+        if (!H) return zf_fail(ZF_ERR_INPUT, "the Hessian grid needs a Hessian (none was given)");
+        return fit_hessian(c, W, rows, n, ldw, H, ldh, zeta, scale, lds, zero);
+    default:
+        ZF_PANIC("unknown grid kind %d", (int)kind);
+    }
+}
+
+/* Per row: aa = Σ_j D_rj A_rj and ab = Σ_j D_rj B_rj in double, D = A·H. */
+__global__ void k_rowdots(const float *D, const float *A, const float *B, int64_t r0, int64_t n, double *aa,
+                          double *ab)
+{
+    __shared__ double sh[ZF_RED_THREADS];
+    const int64_t rl = blockIdx.x;
+    const float *d = D + rl * n, *a = A + (r0 + rl) * n;
+    double s = 0.0, t = 0.0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        s += (double)d[j] * (double)a[j];
+        if (B) t += (double)d[j] * (double)B[(r0 + rl) * n + j];
+    }
+    s = block_sum(s, sh);
+    if (B) t = block_sum(t, sh);
+    if (threadIdx.x == 0) {
+        aa[r0 + rl] = s;
+        if (B) ab[r0 + rl] = t;
+    }
+}
+
+zf_status zf_cq_quadform(zf_cq *c, const float *A, const float *B, int64_t rows, double *aa, double *ab)
+{
+    const int64_t n = c->cols;
+    double *daa = c->rowd, *dab = c->rowd + c->rows;
+    for (int64_t r0 = 0; r0 < rows; r0 += c->chunk) {
+        const int64_t nr = rows - r0 < c->chunk ? rows - r0 : c->chunk;
+        ZF_TRY(gemm_rm(c, nr, n, n, A + r0 * n, n, c->H, n, c->D, n));
+        k_rowdots<<<(unsigned)nr, ZF_RED_THREADS, 0, c->cu->stream>>>(c->D, A, B && ab ? B : NULL, r0, n, daa, dab);
+        ZF_TRY(zf_cq_launched(c));
+    }
+    ZF_TRY(zf_cq_d2h(c, aa, daa, (size_t)rows * sizeof(double)));
+    if (B && ab) ZF_TRY(zf_cq_d2h(c, ab, dab, (size_t)rows * sizeof(double)));
+    return ZF_OK;
+}
+
+__global__ void k_rtn_codes(const float *W, int64_t rows, int64_t cols, int64_t gs, int64_t ngroups,
+                            const float *scale, const float *zero, float maxq, uint8_t *q)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * cols) return;
+    const int64_t r = i / cols, j = i % cols, k = r * ngroups + j / gs;
+    q[i] = (uint8_t)zf_d_qcode(W[i], scale[k], zero[k], maxq);
+}
+
+zf_status zf_cq_rtn(zf_cq *c, zf_grid_kind grid)
+{
+    const int64_t rows = c->rows, cols = c->cols, gs = c->gs ? c->gs : cols;
+    for (int64_t g = 0; g < c->ngroups; g++) {
+        const int64_t c0 = g * gs, len = cols - c0 < gs ? cols - c0 : gs;
+        ZF_TRY(zf_cq_grid_fit(c, grid, c->W + c0, rows, len, cols, c->H ? c->H + c0 * cols + c0 : NULL, cols, NULL,
+                              c->scale + g, c->ngroups, c->zero + g));
+    }
+    k_rtn_codes<<<zf_cuda_blocks(rows * cols, 256), 256, 0, c->cu->stream>>>(c->W, rows, cols, gs, c->ngroups,
+                                                                              c->scale, c->zero, c->maxq, c->q);
+    return zf_cq_launched(c);
+}
