@@ -1,4 +1,4 @@
-/* The NCCL communicator between ranks: node-local ranks, non-blocking set-up, watched chunked collectives, teardown. */
+/* The NCCL communicator between ranks: node-local ranks, non-blocking set-up, watched collectives (Hessian sums, result broadcasts), teardown. */
 #include "gpucomm.h"
 
 #ifdef ZF_HAVE_CUDA
@@ -19,6 +19,8 @@
 /* Elements (bytes for a broadcast) per NCCL call: bounds each call well inside NCCL's and the network's limits. */
 #define ZF_GPUCOMM_CHUNK ((int64_t)1 << 30)
 #define ZF_GPUCOMM_POLL_NS 1000000L /* 1 ms between looks at a pending operation */
+/* Host broadcasts pass through a device buffer of at most this many bytes, reused from call to call. */
+#define ZF_GPUCOMM_STAGE ((size_t)256 << 20)
 
 static struct {
     bool active;
@@ -26,6 +28,8 @@ static struct {
     double timeout_s;
     ncclComm_t comm;
     cudaStream_t stream;
+    void *stage;                  /* device staging buffer of host broadcasts */
+    size_t stage_bytes;
 } gc = {.device = -1};
 
 static double now_seconds(void)
@@ -281,26 +285,48 @@ zf_status zf_gpucomm_reduce_sum(void *dev_buf, int64_t count, bool fp64, int roo
     return ZF_OK;
 }
 
-zf_status zf_gpucomm_bcast(void *dev_buf, size_t bytes, int root)
+/* A staging buffer of at least `bytes` (≤ ZF_GPUCOMM_STAGE), kept for later calls. */
+static zf_status stage_reserve(size_t bytes)
 {
-    ZF_TRY(ready_for("broadcast", root));
-    if (gc.size == 1) return ZF_OK;
-    char *p = dev_buf;
-    for (size_t off = 0; off < bytes; off += (size_t)ZF_GPUCOMM_CHUNK) {
-        size_t n = bytes - off < (size_t)ZF_GPUCOMM_CHUNK ? bytes - off : (size_t)ZF_GPUCOMM_CHUNK;
-        ZF_TRY(wait_collective("broadcast", ncclBroadcast(p + off, p + off, n, ncclUint8, root, gc.comm, gc.stream)));
+    if (gc.stage_bytes >= bytes) return ZF_OK;
+    if (gc.stage && cudaFree(gc.stage) != cudaSuccess) cudaGetLastError();
+    gc.stage = NULL;
+    gc.stage_bytes = 0;
+    cudaError_t e = cudaMalloc(&gc.stage, bytes);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        gc.stage = NULL;
+        return zf_fail(e == cudaErrorMemoryAllocation ? ZF_ERR_NOMEM : ZF_ERR_INTERNAL,
+                       "NCCL broadcast staging buffer on rank %d (cuda:%d): %zu bytes: %s", gc.rank, gc.device, bytes,
+                       cudaGetErrorString(e));
     }
+    gc.stage_bytes = bytes;
     return ZF_OK;
 }
 
-zf_status zf_gpucomm_allreduce_sum_f64(double *dev_buf, int64_t count)
+/* Copies on the communication stream and waits for them (copies do not depend on the peers). */
+static zf_status stage_copy(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind)
 {
-    ZF_TRY(ready_for("allreduce (fp64 sum)", 0));
-    if (gc.size == 1 || count <= 0) return ZF_OK;
-    for (int64_t off = 0; off < count; off += ZF_GPUCOMM_CHUNK) {
-        int64_t n = count - off < ZF_GPUCOMM_CHUNK ? count - off : ZF_GPUCOMM_CHUNK;
-        ZF_TRY(wait_collective("allreduce (fp64 sum)", ncclAllReduce(dev_buf + off, dev_buf + off, (size_t)n,
-                                                                     ncclDouble, ncclSum, gc.comm, gc.stream)));
+    cudaError_t e = cudaMemcpyAsync(dst, src, n, kind, gc.stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(gc.stream);
+    if (e != cudaSuccess)
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL broadcast staging copy (%s, %zu bytes) on rank %d (cuda:%d): %s",
+                       kind == cudaMemcpyHostToDevice ? "to the device" : "to the host", n, gc.rank, gc.device,
+                       cudaGetErrorString(e));
+    return ZF_OK;
+}
+
+zf_status zf_gpucomm_bcast_host(void *host_buf, size_t bytes, int root)
+{
+    ZF_TRY(ready_for("broadcast", root));
+    if (gc.size == 1 || bytes == 0) return ZF_OK;
+    ZF_TRY(stage_reserve(bytes < ZF_GPUCOMM_STAGE ? bytes : ZF_GPUCOMM_STAGE));
+    char *p = host_buf;
+    for (size_t off = 0; off < bytes; off += gc.stage_bytes) {
+        size_t n = bytes - off < gc.stage_bytes ? bytes - off : gc.stage_bytes;
+        if (gc.rank == root) ZF_TRY(stage_copy(gc.stage, p + off, n, cudaMemcpyHostToDevice));
+        ZF_TRY(wait_collective("broadcast", ncclBroadcast(gc.stage, gc.stage, n, ncclUint8, root, gc.comm, gc.stream)));
+        if (gc.rank != root) ZF_TRY(stage_copy(p + off, gc.stage, n, cudaMemcpyDeviceToHost));
     }
     return ZF_OK;
 }
@@ -323,6 +349,9 @@ void zf_gpucomm_finalize(void)
         }
         gc.comm = NULL;
     }
+    if (gc.stage && cudaFree(gc.stage) != cudaSuccess) cudaGetLastError();
+    gc.stage = NULL;
+    gc.stage_bytes = 0;
     destroy_stream();
     gc.active = false;
 }
@@ -354,19 +383,12 @@ zf_status zf_gpucomm_reduce_sum(void *dev_buf, int64_t count, bool fp64, int roo
     return zf_fail(ZF_ERR_INPUT, "GPU communication (NCCL reduce): this zfold was built without CUDA");
 }
 
-zf_status zf_gpucomm_bcast(void *dev_buf, size_t bytes, int root)
+zf_status zf_gpucomm_bcast_host(void *host_buf, size_t bytes, int root)
 {
-    (void)dev_buf;
+    (void)host_buf;
     (void)bytes;
     (void)root;
     return zf_fail(ZF_ERR_INPUT, "GPU communication (NCCL broadcast): this zfold was built without CUDA");
-}
-
-zf_status zf_gpucomm_allreduce_sum_f64(double *dev_buf, int64_t count)
-{
-    (void)dev_buf;
-    (void)count;
-    return zf_fail(ZF_ERR_INPUT, "GPU communication (NCCL allreduce): this zfold was built without CUDA");
 }
 
 void zf_gpucomm_finalize(void) {}

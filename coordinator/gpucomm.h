@@ -28,10 +28,9 @@ zf_status zf_gpucomm_init(int device, double timeout_s);
 /* In place, element-wise sum of count floats (doubles with fp64) into root's dev_buf; other ranks must not rely
  * on their dev_buf afterwards. */
 zf_status zf_gpucomm_reduce_sum(void *dev_buf, int64_t count, bool fp64, int root);
-/* root's bytes of dev_buf to every rank. */
-zf_status zf_gpucomm_bcast(void *dev_buf, size_t bytes, int root);
-/* In place, element-wise sum on every rank. */
-zf_status zf_gpucomm_allreduce_sum_f64(double *dev_buf, int64_t count);
+/* root's bytes of a host buffer to every rank's host buffer, through a device staging buffer (at most 256 MiB,
+ * kept until finalize) so that the data travel by NCCL (NVLink, InfiniBand) instead of MPI. */
+zf_status zf_gpucomm_bcast_host(void *host_buf, size_t bytes, int root);
 
 /* Flushes and destroys the communicator (aborts it when it failed) and its stream; safe to call when inactive. */
 void zf_gpucomm_finalize(void);

@@ -231,7 +231,14 @@ static zf_status compute_group(zf_backend *be, const zf_job_config *cfg, const z
     return s;
 }
 
-/* Sends the owner's group result to every rank (receivers allocate). */
+/* Bulk data from owner to every rank: over NCCL when the ranks share a GPU communicator, else over MPI. */
+static zf_status bcast_payload(void *buf, size_t bytes, int owner)
+{
+    if (zf_gpucomm_active()) return zf_gpucomm_bcast_host(buf, bytes, owner);
+    return zf_comm_bcast(buf, bytes, owner);
+}
+
+/* Sends the owner's group result to every rank (receivers allocate); sizes and statistics go over MPI. */
 static zf_status bcast_group(group_result *gr, int owner)
 {
     const zf_comm *w = zf_comm_world();
@@ -241,12 +248,12 @@ static zf_status bcast_group(group_result *gr, int owner)
     ZF_TRY(zf_comm_bcast(hdr, sizeof hdr, owner));
     if (w->rank != owner) ZF_TRY(zf_qresult_alloc(r, hdr[0], hdr[1], hdr[2], (int)hdr[3]));
     int64_t rc = r->rows * r->cols, rg = r->rows * r->ngroups;
-    ZF_TRY(zf_comm_bcast(r->q, (size_t)rc, owner));
-    ZF_TRY(zf_comm_bcast(r->scale, sizeof(float) * (size_t)rg, owner));
-    ZF_TRY(zf_comm_bcast(r->zero, sizeof(float) * (size_t)rg, owner));
-    ZF_TRY(zf_comm_bcast(r->g_idx, sizeof(int32_t) * (size_t)r->cols, owner));
-    ZF_TRY(zf_comm_bcast(r->zeta, sizeof(float) * (size_t)r->cols, owner));
-    ZF_TRY(zf_comm_bcast(r->deq, sizeof(float) * (size_t)rc, owner));
+    ZF_TRY(bcast_payload(r->q, (size_t)rc, owner));
+    ZF_TRY(bcast_payload(r->scale, sizeof(float) * (size_t)rg, owner));
+    ZF_TRY(bcast_payload(r->zero, sizeof(float) * (size_t)rg, owner));
+    ZF_TRY(bcast_payload(r->g_idx, sizeof(int32_t) * (size_t)r->cols, owner));
+    ZF_TRY(bcast_payload(r->zeta, sizeof(float) * (size_t)r->cols, owner));
+    ZF_TRY(bcast_payload(r->deq, sizeof(float) * (size_t)rc, owner));
     double meta[10] = {r->dl_rtn, r->dl, r->als_iters, r->damp_used, r->damp_retries, (double)r->dead_inputs,
                        gr->dl[0], gr->dl[1], gr->dl[2], 0};
     double meta2[3] = {gr->dl_rtn[0], gr->dl_rtn[1], gr->dl_rtn[2]};
