@@ -23,7 +23,8 @@ void zf_cmd_plan_help(void)
            "block of the model's shapes (random weights; skipped above 2 GiB, then the SGEMM rate), a Hessian\n"
            "accumulation, and SGEMM for the quantization. Reads config.json, not the weights.\n"
            "With backend: cuda it also prints the GPU memory each rank needs (one block's weights and forward, the\n"
-           "Hessian accumulators, the largest layer's quantization) against --gpu-memory (default: device 0's).\n");
+           "Hessian accumulators, the largest layer's quantization; then the evaluation's head and logits) against\n"
+           "--gpu-memory (default: device 0's).\n");
 }
 
 static double now_seconds(void)
@@ -225,7 +226,12 @@ int zf_cmd_plan(int argc, char **argv)
             if (rows * in > max_rows * max_cols) max_rows = rows, max_cols = in;
         }
         double g_fwd = (double)zf_backend_forward_bytes(&mc, seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
-        double g_quant = (double)zf_backend_quantize_bytes(max_rows, max_cols), g_total = g_fwd + hess + g_quant;
+        double g_quant = (double)zf_backend_quantize_bytes(max_rows, max_cols), g_quant_total = g_fwd + hess + g_quant;
+        /* evaluation runs after quantization: the forward again, then the head and one window's logits */
+        int64_t eval_seq = cfg.eval_seq_len > 0 ? cfg.eval_seq_len : seq;
+        double g_eval = (double)zf_backend_forward_bytes(&mc, eval_seq, (zf_forward_dtype)cfg.gpu_forward_dtype) +
+                        (double)zf_backend_nll_bytes(&mc, eval_seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
+        double g_total = g_quant_total > g_eval ? g_quant_total : g_eval;
         const char *source = "--gpu-memory";
         if (gpu_limit <= 0 && zf_backend_cuda_devices() > 0) {
             zf_backend_opts bo = {.kind = ZF_BACKEND_CUDA, .device = 0};
@@ -243,7 +249,10 @@ int zf_cmd_plan(int argc, char **argv)
                cfg.gpu_forward_dtype == ZF_FWD_FP32 ? "fp32" : "16-bit", g_fwd / gib);
         printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization [%lld x %lld] | %.3f |\n",
                cfg.hessian_fp64 ? "fp64" : "fp32", hess / gib, (long long)max_rows, (long long)max_cols, g_quant / gib);
-        printf("| **total** | **%.3f** |\n", g_total / gib);
+        printf("| quantization total | %.3f |\n", g_quant_total / gib);
+        printf("| evaluation: forward, head and one window's logits (%lld tokens) | %.3f |\n", (long long)eval_seq,
+               g_eval / gib);
+        printf("| **peak** | **%.3f** |\n", g_total / gib);
         if (gpu_limit <= 0) printf("GPU memory: no device here; pass --gpu-memory GiB to check against a GPU\n");
         else if (g_total / gib > gpu_limit) {
             printf("WARNING: a rank needs %.2f GiB of GPU memory but %s has %.2f GiB: use fewer calibration windows "

@@ -161,6 +161,15 @@ zf_status zf_backend_block_forward(zf_backend *be, const zf_model_config *c, con
     return ZF_OK;
 }
 
+zf_status zf_backend_token_nll(zf_backend *be, const zf_model_config *c, const zf_model_globals *g, const float *x,
+                               const int32_t *tokens, int64_t nwin, int64_t seq, double *nll)
+{
+#ifdef ZF_HAVE_CUDA
+    if (be->cu) return zf_cuda_token_nll(be->cu, c, g, x, tokens, nwin, seq, nll);
+#endif
+    return zf_token_nll(c, g, x, tokens, nwin, seq, nll);
+}
+
 zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
                               const float *H, const zf_zeta_tie *tie, zf_qresult *out)
 {
@@ -185,4 +194,12 @@ int64_t zf_backend_quantize_bytes(int64_t rows, int64_t cols)
 {
     /* W, its working copy, deq and codes; H, its inverse factor and a scratch copy */
     return rows * cols * (4 + 4 + 4 + 1) + 3 * cols * cols * 4 + rows * 64;
+}
+
+int64_t zf_backend_nll_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt)
+{
+    int64_t wbytes = dt == ZF_FWD_FP32 ? 4 : 2;
+    /* head and norm; one window's x, norm output (and its 16-bit copy), logits, targets and NLL */
+    return c->vocab * c->hidden * wbytes + 2 * c->hidden * 4 + seq * c->hidden * (8 + wbytes) + seq * c->vocab * 4 +
+           seq * 12;
 }

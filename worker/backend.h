@@ -65,6 +65,11 @@ zf_status zf_bhess_finalize(zf_bhess *h, float *H);
 zf_status zf_backend_block_forward(zf_backend *be, const zf_model_config *c, const zf_block_weights *w, float *x,
                                    int64_t nwin, int64_t seq, zf_bhess *const hess[ZF_NGROUP]);
 
+/* zf_token_nll on the backend: final norm, head and log-softmax of x [nwin·seq, d] (host), nll [nwin·(seq-1)]
+ * (host) in double. */
+zf_status zf_backend_token_nll(zf_backend *be, const zf_model_config *c, const zf_model_globals *g, const float *x,
+                               const int32_t *tokens, int64_t nwin, int64_t seq, double *nll);
+
 /* zf_quantize on the backend: same inputs, outputs and errors. On CUDA a unit that does not fit in device
  * memory fails with ZF_ERR_NOMEM naming the bytes needed and free. */
 zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
@@ -73,5 +78,7 @@ zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const floa
 /* Bytes of backend memory a unit needs: forward of one window through a block, and one group's quantization. */
 int64_t zf_backend_forward_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt);
 int64_t zf_backend_quantize_bytes(int64_t rows, int64_t cols);
+/* Bytes of backend memory zf_backend_token_nll needs: the head and final norm, and one window's logits. */
+int64_t zf_backend_nll_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt);
 
 #endif

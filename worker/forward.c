@@ -349,3 +349,32 @@ zf_status zf_logits(const zf_model_config *c, const zf_model_globals *g, const f
     free(h);
     return ZF_OK;
 }
+
+double zf_row_nll(const float *l, int64_t vocab, int32_t target)
+{
+    double m = l[0];
+    for (int64_t i = 1; i < vocab; i++)
+        if (l[i] > m) m = l[i];
+    double sum = 0;
+    for (int64_t i = 0; i < vocab; i++) sum += exp((double)l[i] - m);
+    return m + log(sum) - (double)l[target];
+}
+
+zf_status zf_token_nll(const zf_model_config *c, const zf_model_globals *g, const float *x, const int32_t *tokens,
+                       int64_t nwin, int64_t seq, double *nll)
+{
+    ZF_ASSERT(nwin >= 0 && seq >= 2);
+    int64_t vocab = c->vocab, npred = seq - 1;
+    float *logits = zf_malloc(sizeof(float) * (size_t)(nwin * seq) * (size_t)vocab, "logits");
+    if (!logits) return ZF_ERR_NOMEM;
+    zf_status s = zf_logits(c, g, x, nwin * seq, logits);
+    if (s == ZF_OK) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < nwin * npred; r++) {
+            int64_t i = r / npred, p = r % npred;
+            nll[r] = zf_row_nll(logits + (i * seq + p) * vocab, vocab, tokens[i * seq + p + 1]);
+        }
+    }
+    free(logits);
+    return s;
+}

@@ -1,4 +1,4 @@
-/* The model forward on the CPU in fp32: embeddings, a block (llama or opt) with input capture, final norm and logits. */
+/* The model forward on the CPU in fp32: embeddings, a block (llama or opt) with input capture, final norm, logits and next-token NLL. */
 #ifndef ZF_FORWARD_H
 #define ZF_FORWARD_H
 
@@ -22,5 +22,11 @@ zf_status zf_block_forward(const zf_model_config *c, const zf_block_weights *w, 
                            zf_capture_fn capture, void *capture_ctx);
 /* logits [ntok, vocab] = head(final_norm(x [ntok, d])). */
 zf_status zf_logits(const zf_model_config *c, const zf_model_globals *g, const float *x, int64_t ntok, float *logits);
+/* -log softmax(logits)[target] in double from one row of fp32 logits (shifted by the max). */
+double zf_row_nll(const float *logits, int64_t vocab, int32_t target);
+/* nll [nwin·(seq-1)] = -log p(tokens[i·seq + p + 1]) at positions p < seq-1 of each window i, from the last
+ * block's output x [nwin·seq, d]: final norm, head, log-softmax. */
+zf_status zf_token_nll(const zf_model_config *c, const zf_model_globals *g, const float *x, const int32_t *tokens,
+                       int64_t nwin, int64_t seq, double *nll);
 
 #endif

@@ -2,6 +2,7 @@
 #include "hessian.h"
 
 #include <cblas.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,8 @@
 zf_status zf_hessian_init(zf_hessian *h, int64_t dim, bool fp64)
 {
     memset(h, 0, sizeof *h);
-    if (dim <= 0 || (uint64_t)dim > (uint64_t)1 << 31)
-        return zf_fail(ZF_ERR_INPUT, "Hessian dimension %lld: expected 1 .. 2^31", (long long)dim);
+    if (dim <= 0 || dim > INT_MAX) /* BLAS takes int sizes */
+        return zf_fail(ZF_ERR_INPUT, "Hessian dimension %lld: expected 1 .. %d", (long long)dim, INT_MAX);
     h->dim = dim;
     h->fp64 = fp64;
     if (fp64) h->sum64 = zf_calloc((size_t)dim * (size_t)dim, sizeof(double), "Hessian sum (fp64)");

@@ -19,17 +19,6 @@ double zf_nll_ppl(const zf_nll *n)
     return exp(n->nll_sum / (double)n->predictions);
 }
 
-/* -log softmax(l)[target] in double from fp32 logits, shifted by the max so exp cannot overflow. */
-static double row_nll(const float *l, int64_t vocab, int32_t target)
-{
-    double m = l[0];
-    for (int64_t i = 1; i < vocab; i++)
-        if (l[i] > m) m = l[i];
-    double sum = 0;
-    for (int64_t i = 0; i < vocab; i++) sum += exp((double)l[i] - m);
-    return m + log(sum) - (double)l[target];
-}
-
 zf_status zf_eval_nll(zf_backend *be, const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn source, void *source_ctx,
                       const int32_t *tokens, int64_t seq, int64_t win_begin, int64_t win_end, int64_t chunk_windows,
                       zf_nll *out)
@@ -46,12 +35,11 @@ zf_status zf_eval_nll(zf_backend *be, const zf_model_config *c, const zf_model_g
     zf_backend_info info = {0};
     if (be) zf_backend_get_info(be, &info);
     bool on_gpu = be && info.kind == ZF_BACKEND_CUDA; /* the CPU forwards a chunk's windows together */
-    int64_t d = c->hidden, vocab = c->vocab, npred = seq - 1;
+    int64_t d = c->hidden, npred = seq - 1;
     float *x = zf_malloc(sizeof(float) * (size_t)(chunk * seq * d), "perplexity activations");
-    float *logits = zf_malloc(sizeof(float) * (size_t)(chunk * seq) * (size_t)vocab, "perplexity logits");
     double *nll = zf_malloc(sizeof(double) * (size_t)(chunk * npred), "per-token NLL");
     zf_status st = ZF_ERR_NOMEM;
-    if (!x || !logits || !nll) goto done;
+    if (!x || !nll) goto done;
 
     for (int64_t w0 = win_begin; w0 < win_end; w0 += chunk) {
         int64_t nw = win_end - w0 < chunk ? win_end - w0 : chunk;
@@ -67,13 +55,8 @@ zf_status zf_eval_nll(zf_backend *be, const zf_model_config *c, const zf_model_g
                         : zf_block_forward(c, bw, x, nw, seq, NULL, NULL);
             if (st != ZF_OK) goto done;
         }
-        if ((st = zf_logits(c, g, x, nw * seq, logits)) != ZF_OK) goto done;
-        /* Position p of a window predicts token p + 1 of the same window; the last position predicts nothing. */
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < nw * npred; r++) {
-            int64_t i = r / npred, p = r % npred;
-            nll[r] = row_nll(logits + (i * seq + p) * vocab, vocab, tw[i * seq + p + 1]);
-        }
+        st = on_gpu ? zf_backend_token_nll(be, c, g, x, tw, nw, seq, nll) : zf_token_nll(c, g, x, tw, nw, seq, nll);
+        if (st != ZF_OK) goto done;
         /* Summed in order so the result does not depend on the thread count. */
         for (int64_t r = 0; r < nw * npred; r++) out->nll_sum += nll[r];
         out->predictions += nw * npred;
@@ -82,7 +65,6 @@ zf_status zf_eval_nll(zf_backend *be, const zf_model_config *c, const zf_model_g
     st = ZF_OK;
 done:
     free(x);
-    free(logits);
     free(nll);
     return st;
 }

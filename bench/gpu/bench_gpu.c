@@ -88,19 +88,19 @@ static double gemm_gflops(cublasHandle_t h, int n, cudaDataType ab, cublasComput
 {
     const size_t nn = (size_t)n * n, esz = ab == CUDA_R_16BF ? 2 : 4;
     float *host = xmalloc(nn * sizeof(float));
+    uint16_t *half = ab == CUDA_R_16BF ? xmalloc(nn * sizeof(uint16_t)) : NULL;
     void *A, *B, *C;
     CK_CUDA(cudaMalloc(&A, nn * esz));
     CK_CUDA(cudaMalloc(&B, nn * esz));
     CK_CUDA(cudaMalloc(&C, nn * sizeof(float)));
     for (int k = 0; k < 2; k++) {
         fill(host, nn, 1.0, 100 + k);
-        if (ab == CUDA_R_16BF) {
-            uint16_t *b = (uint16_t *)host; /* in place: element i is read before it is overwritten */
-            for (size_t i = 0; i < nn; i++) b[i] = to_bf16(host[i]);
-        }
-        CK_CUDA(cudaMemcpy(k ? B : A, host, nn * esz, cudaMemcpyHostToDevice));
+        if (half)
+            for (size_t i = 0; i < nn; i++) half[i] = to_bf16(host[i]);
+        CK_CUDA(cudaMemcpy(k ? B : A, half ? (const void *)half : (const void *)host, nn * esz,
+                           cudaMemcpyHostToDevice));
     }
-    free(host);
+    free(host), free(half);
     const float alpha = 1.0f, beta = 0.0f;
     cudaEvent_t e0, e1;
     CK_CUDA(cudaEventCreate(&e0));

@@ -33,12 +33,16 @@ quantize() {
   else mpirun -np "$np" "$zfold" "${args[@]}" > "$dest.log" 2>&1; fi
 }
 
-# compare NAME A B WHAT: >= 99.9 % identical codes, every perplexity within 0.5 %
+# compare NAME A B WHAT: >= 99.9 % identical codes, every perplexity within 0.5 %. zfold compare passes runs
+# without codes or without perplexities in report.json, so its output must show both.
 compare() {
-  if "$zfold" compare "$2" "$3" --min-agreement 0.999 --max-ppl-diff 0.005 > "$2-vs-$(basename "$3").cmp" 2>&1; then
-    ok "$1 $4: $(grep -o 'codes agreeing:.*' "$2-vs-$(basename "$3").cmp")"
+  local out
+  out="$2-vs-$(basename "$3").cmp"
+  if "$zfold" compare "$2" "$3" --min-agreement 0.999 --max-ppl-diff 0.005 > "$out" 2>&1 &&
+     grep -q '^codes agreeing: [0-9]* of [1-9]' "$out" && grep -q '^ppl ' "$out"; then
+    ok "$1 $4: $(grep -o 'codes agreeing:.*' "$out"); $(grep '^ppl ' "$out" | paste -sd ';' -)"
   else
-    bad "$1 $4"; cat "$2-vs-$(basename "$3").cmp"
+    bad "$1 $4"; cat "$out"
   fi
 }
 

@@ -91,11 +91,13 @@ void zf_cuda_info(const zf_cuda *cu, zf_backend_info *info)
     }
 }
 
-static zf_status not_enough_memory(const zf_cuda *cu, const char *what, double bytes, size_t free_bytes,
-                                   size_t total_bytes)
+/* Exact bytes as well as GiB: a small request that fails shows as 0.00 GiB. */
+static zf_status not_enough_memory(const zf_cuda *cu, const char *what, uint64_t bytes, size_t free_bytes,
+                                   size_t total_bytes, const char *why)
 {
-    return zf_fail(ZF_ERR_NOMEM, "cuda:%d: %s needs %.2f GiB, %.2f GiB free of %.2f GiB", cu->device, what,
-                   bytes / GIB, (double)free_bytes / GIB, (double)total_bytes / GIB);
+    return zf_fail(ZF_ERR_NOMEM, "cuda:%d: %s needs %llu bytes (%.2f GiB), %zu bytes (%.2f GiB) free of %.2f GiB%s",
+                   cu->device, what, (unsigned long long)bytes, (double)bytes / GIB, free_bytes,
+                   (double)free_bytes / GIB, (double)total_bytes / GIB, why);
 }
 
 zf_status zf_cuda_alloc(zf_cuda *cu, size_t bytes, const char *what, void **dev)
@@ -103,14 +105,13 @@ zf_status zf_cuda_alloc(zf_cuda *cu, size_t bytes, const char *what, void **dev)
     *dev = NULL;
     size_t free_bytes = 0, total_bytes = 0;
     ZF_CUDA_TRY(cu, cudaMemGetInfo(&free_bytes, &total_bytes));
-    if (bytes > free_bytes) return not_enough_memory(cu, what, (double)bytes, free_bytes, total_bytes);
+    if (bytes > free_bytes) return not_enough_memory(cu, what, bytes, free_bytes, total_bytes, "");
     /* one byte for an empty request so that callers always get a pointer they can free */
     cudaError_t e = cudaMalloc(dev, bytes > 0 ? bytes : 1);
     if (e == cudaErrorMemoryAllocation) {
-        /* enough bytes free, but not in one piece */
         cudaGetLastError();
         *dev = NULL;
-        return not_enough_memory(cu, what, (double)bytes, free_bytes, total_bytes);
+        return not_enough_memory(cu, what, bytes, free_bytes, total_bytes, " but not in one piece");
     }
     if (e != cudaSuccess) {
         *dev = NULL;
@@ -132,6 +133,7 @@ zf_status zf_cuda_check_fits(zf_cuda *cu, int64_t bytes, const char *what)
     if (bytes <= 0) return ZF_OK;
     size_t free_bytes = 0, total_bytes = 0;
     ZF_CUDA_TRY(cu, cudaMemGetInfo(&free_bytes, &total_bytes));
-    if ((uint64_t)bytes > (uint64_t)free_bytes) return not_enough_memory(cu, what, (double)bytes, free_bytes, total_bytes);
+    if ((uint64_t)bytes > (uint64_t)free_bytes)
+        return not_enough_memory(cu, what, (uint64_t)bytes, free_bytes, total_bytes, "");
     return ZF_OK;
 }

@@ -1,4 +1,4 @@
-/* The CUDA block forward: weight upload, norms, rotary, causal attention, MLP and residuals, with Hessian captures. */
+/* The CUDA model forward: weight upload, norms, rotary, causal attention, MLP and residuals with Hessian captures; the head and next-token NLL. */
 #include <climits>
 #include <cmath>
 #include <cstdlib>
@@ -338,17 +338,26 @@ static zf_status operand(fwd_dev *f, const float *x, int64_t in, const void **ou
     return ZF_OK;
 }
 
-/* y [seq, out] = x [seq, in]·Wᵀ (+ y when accumulate), then (y + b)·scale.
+/* y [seq, out] = x [seq, in]·Wᵀ (+ y when accumulate) for W [out, in] in the weight type.
  * Column-major, row-major x is x_cm [in, seq] and W [out, in] is W_cm [in, out], both with ld = in; the row-major
  * y is y_cm [out, seq] with ld = out, and y_cm = W_cmᵀ · x_cm: op(A) = T on W, op(B) = N on x, m = out, n = seq. */
+static zf_status gemm_xwt(fwd_dev *f, const void *x_op, const void *W, int64_t in, int64_t out, float *y,
+                          bool accumulate)
+{
+    zf_cuda *cu = f->cu;
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    ZF_CUBLAS_TRY(cu, cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)f->seq, (int)in, &alpha, W,
+                                   f->wtype, (int)in, x_op, f->wtype, (int)in, &beta, y, CUDA_R_32F, (int)out,
+                                   f->wcompute, CUBLAS_GEMM_DEFAULT));
+    return ZF_OK;
+}
+
+/* Linear l of the block: y [seq, out] = x·Wᵀ (+ y when accumulate), then (y + b)·scale. */
 static zf_status linear(fwd_dev *f, const void *x_op, int l, float *y, bool accumulate, float scale)
 {
     zf_cuda *cu = f->cu;
-    int64_t in = lin_in(f, l), out = lin_out(f, l);
-    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-    ZF_CUBLAS_TRY(cu, cublasGemmEx(cu->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)out, (int)f->seq, (int)in, &alpha,
-                                   f->W[l], f->wtype, (int)in, x_op, f->wtype, (int)in, &beta, y, CUDA_R_32F, (int)out,
-                                   f->wcompute, CUBLAS_GEMM_DEFAULT));
+    int64_t out = lin_out(f, l);
+    ZF_TRY(gemm_xwt(f, x_op, f->W[l], lin_in(f, l), out, y, accumulate));
     if (f->B[l] || scale != 1.0f) {
         int64_t n = f->seq * out;
         bias_scale_kernel<<<grid_for(n), ZF_FWD_THREADS, 0, cu->stream>>>(y, f->B[l], f->seq, out, scale);
@@ -475,7 +484,138 @@ static zf_status all_windows(fwd_dev *f, const zf_model_config *c, float *x, int
     return ZF_OK;
 }
 
+/* Shapes and GEMM types of a forward over windows of seq tokens; nothing allocated yet. */
+static void fwd_init(fwd_dev *f, zf_cuda *cu, const zf_model_config *c, int64_t seq)
+{
+    memset(f, 0, sizeof *f);
+    f->cu = cu;
+    f->opt = c->family == ZF_FAMILY_OPT;
+    f->seq = seq;
+    f->d = c->hidden;
+    f->hd = c->head_dim;
+    f->nh = c->n_heads;
+    f->nkv = c->n_kv_heads;
+    f->qdim = c->n_heads * c->head_dim;
+    f->kvdim = c->n_kv_heads * c->head_dim;
+    f->ff = c->intermediate;
+    switch (cu->fwd_dtype) {
+    case ZF_FWD_BF16: f->wtype = CUDA_R_16BF; f->wsize = 2; break;
+    case ZF_FWD_FP16: f->wtype = CUDA_R_16F; f->wsize = 2; break;
+    default: f->wtype = CUDA_R_32F; f->wsize = 4; break;
+    }
+    /* TF32 only where asked for, and only for fp32 operands (half operands always accumulate in plain fp32). */
+    f->wcompute = f->wtype == CUDA_R_32F && cu->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    f->acompute = cu->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+}
+
+/* Frees what a forward call allocated, once nothing queued still uses it. */
+static void fwd_release(fwd_dev *f)
+{
+    zf_cuda *cu = f->cu;
+    (void)cudaStreamSynchronize(cu->stream);
+    for (int l = 0; l < ZF_NLIN; l++) {
+        if (f->W[l]) zf_cuda_free(cu, f->W[l]);
+        if (f->B[l]) zf_cuda_free(cu, f->B[l]);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (f->norm_w[i]) zf_cuda_free(cu, f->norm_w[i]);
+        if (f->norm_b[i]) zf_cuda_free(cu, f->norm_b[i]);
+    }
+    void *rest[] = {f->staging, f->xw, f->h, f->big, f->scores, f->rope, f->op};
+    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
+        if (rest[i]) zf_cuda_free(cu, rest[i]);
+    memset(f, 0, sizeof *f);
+}
+
+/* nll[p] = -log softmax(logits[p])[target[p]] for each of gridDim.x rows of logits [rows, vocab], as the CPU's
+ * zf_row_nll: max of the fp32 logits, then the sum of exp(l - max) and the result in double. */
+__global__ void row_nll_kernel(const float *logits, int64_t vocab, const int32_t *target, double *nll)
+{
+    const float *l = logits + (int64_t)blockIdx.x * vocab;
+    float m = -INFINITY;
+    for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) m = fmaxf(m, l[i]);
+    double md = (double)block_max(m), sum = 0;
+    for (int64_t i = threadIdx.x; i < vocab; i += blockDim.x) sum += exp((double)l[i] - md);
+    sum = block_sum(sum);
+    if (threadIdx.x == 0) nll[blockIdx.x] = md + log(sum) - (double)l[target[blockIdx.x]];
+}
+
+/* Final norm, head and NLL of each window: x [nwin·seq, d] host, targets host, nll [nwin·(seq-1)] host. */
+static zf_status windows_nll(fwd_dev *f, const zf_model_config *c, const zf_model_globals *g, const float *x,
+                             const int32_t *tokens, int64_t nwin, double *nll)
+{
+    zf_cuda *cu = f->cu;
+    int64_t seq = f->seq, d = f->d, vocab = c->vocab, npred = seq - 1;
+    if (f->wtype != CUDA_R_32F) {
+        int64_t most = vocab * d < ZF_FWD_STAGING_FLOATS ? vocab * d : ZF_FWD_STAGING_FLOATS;
+        ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)most, "head weight staging", (void **)&f->staging));
+    }
+    /* the head rides in the first linear slot: nothing else of the block is resident */
+    ZF_TRY(upload_weight(f, g->head, vocab * d, "head weights", &f->W[0]));
+    if (f->staging) {
+        ZF_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+        zf_cuda_free(cu, f->staging);
+        f->staging = NULL;
+    }
+    ZF_TRY(upload_f32(cu, g->final_norm_w, d, "final norm weights", &f->norm_w[0]));
+    if (g->final_norm_b) ZF_TRY(upload_f32(cu, g->final_norm_b, d, "final norm biases", &f->norm_b[0]));
+    ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)(seq * d), "head input", (void **)&f->xw));
+    ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)(seq * d), "final norm output", (void **)&f->h));
+    ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)seq * (size_t)vocab, "logits of one window", (void **)&f->big));
+    if (f->wtype != CUDA_R_32F)
+        ZF_TRY(zf_cuda_alloc(cu, f->wsize * (size_t)(seq * d), "head GEMM operand", &f->op));
+    /* targets then NLL share one buffer: npred int32 (padded to 8 bytes) and npred doubles */
+    size_t tbytes = (sizeof(int32_t) * (size_t)npred + 7) & ~(size_t)7;
+    ZF_TRY(zf_cuda_alloc(cu, tbytes + sizeof(double) * (size_t)npred, "targets and NLL", (void **)&f->scores));
+    int32_t *target = (int32_t *)f->scores;
+    double *nll_dev = (double *)((char *)f->scores + tbytes);
+
+    for (int64_t wi = 0; wi < nwin; wi++) {
+        ZF_CUDA_TRY(cu, cudaMemcpyAsync(f->xw, x + wi * seq * d, sizeof(float) * (size_t)(seq * d),
+                                        cudaMemcpyHostToDevice, cu->stream));
+        /* position p predicts token p + 1 of the same window */
+        ZF_CUDA_TRY(cu, cudaMemcpyAsync(target, tokens + wi * seq + 1, sizeof(int32_t) * (size_t)npred,
+                                        cudaMemcpyHostToDevice, cu->stream));
+        ZF_TRY(norm(f, c, 0));
+        const void *op;
+        ZF_TRY(operand(f, f->h, d, &op));
+        ZF_TRY(gemm_xwt(f, op, f->W[0], d, vocab, f->big, false));
+        row_nll_kernel<<<(unsigned)npred, ZF_FWD_THREADS, 0, cu->stream>>>(f->big, vocab, target, nll_dev);
+        ZF_TRY(launched(cu, "the NLL kernel"));
+        ZF_CUDA_TRY(cu, cudaMemcpyAsync(nll + wi * npred, nll_dev, sizeof(double) * (size_t)npred,
+                                        cudaMemcpyDeviceToHost, cu->stream));
+        /* the next window's copies overwrite x and the targets: the pageable sources must have been read */
+        ZF_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
+    }
+    return ZF_OK;
+}
+
 } /* namespace */
+
+extern "C" zf_status zf_cuda_token_nll(zf_cuda *cu, const zf_model_config *c, const zf_model_globals *g, const float *x,
+                                       const int32_t *tokens, int64_t nwin, int64_t seq, double *nll)
+{
+    ZF_ASSERT(cu && c && g && g->head && g->final_norm_w && x && tokens && nll && nwin >= 0 && seq >= 2);
+    if (nwin == 0) return ZF_OK;
+    if (seq > INT_MAX || c->hidden > INT_MAX || c->vocab > INT_MAX || seq * c->vocab > INT64_MAX / 4)
+        return zf_fail(ZF_ERR_INPUT, "CUDA head: windows of %lld tokens and a vocabulary of %lld are more than "
+                       "cuBLAS can index", (long long)seq, (long long)c->vocab);
+    /* a token outside the vocabulary would read past a logits row on the device, where nothing would notice */
+    for (int64_t i = 0; i < nwin * seq; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab)
+            return zf_fail(ZF_ERR_INPUT, "CUDA head: token %lld is %d, outside the vocabulary [0, %lld)",
+                           (long long)i, (int)tokens[i], (long long)c->vocab);
+    fwd_dev f;
+    fwd_init(&f, cu, c, seq);
+    zf_status st;
+    cublasStatus_t bs = cublasSetStream(cu->blas, cu->stream);
+    if (bs != CUBLAS_STATUS_SUCCESS)
+        st = zf_fail(ZF_ERR_INTERNAL, "cuda:%d: cublasSetStream failed: %s", cu->device, cublasGetStatusString(bs));
+    else
+        st = windows_nll(&f, c, g, x, tokens, nwin, nll);
+    fwd_release(&f);
+    return st;
+}
 
 extern "C" zf_status zf_cuda_block_forward(zf_cuda *cu, const zf_model_config *c, const zf_block_weights *w, float *x,
                                            int64_t nwin, int64_t seq, zf_bhess *const hess[ZF_NGROUP])
@@ -490,26 +630,7 @@ extern "C" zf_status zf_cuda_block_forward(zf_cuda *cu, const zf_model_config *c
     ZF_ASSERT(w->norm_w[0] && w->norm_w[1]);
 
     fwd_dev f;
-    memset(&f, 0, sizeof f);
-    f.cu = cu;
-    f.opt = opt;
-    f.seq = seq;
-    f.d = c->hidden;
-    f.hd = c->head_dim;
-    f.nh = c->n_heads;
-    f.nkv = c->n_kv_heads;
-    f.qdim = c->n_heads * c->head_dim;
-    f.kvdim = c->n_kv_heads * c->head_dim;
-    f.ff = c->intermediate;
-    switch (cu->fwd_dtype) {
-    case ZF_FWD_BF16: f.wtype = CUDA_R_16BF; f.wsize = 2; break;
-    case ZF_FWD_FP16: f.wtype = CUDA_R_16F; f.wsize = 2; break;
-    default: f.wtype = CUDA_R_32F; f.wsize = 4; break;
-    }
-    /* TF32 only where asked for, and only for fp32 operands (half operands always accumulate in plain fp32). */
-    f.wcompute = f.wtype == CUDA_R_32F && cu->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    f.acompute = cu->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-
+    fwd_init(&f, cu, c, seq);
     zf_status st = ZF_OK;
     float *rope_host = NULL;
     if (!opt) {
@@ -528,19 +649,8 @@ extern "C" zf_status zf_cuda_block_forward(zf_cuda *cu, const zf_model_config *c
     st = all_windows(&f, c, x, nwin, hess);
 
 cleanup:
-    /* Nothing queued may still read or write these buffers (nor rope_host, a pageable copy source) when they go. */
-    (void)cudaStreamSynchronize(cu->stream);
-    for (int l = 0; l < ZF_NLIN; l++) {
-        if (f.W[l]) zf_cuda_free(cu, f.W[l]);
-        if (f.B[l]) zf_cuda_free(cu, f.B[l]);
-    }
-    for (int i = 0; i < 2; i++) {
-        if (f.norm_w[i]) zf_cuda_free(cu, f.norm_w[i]);
-        if (f.norm_b[i]) zf_cuda_free(cu, f.norm_b[i]);
-    }
-    void *rest[] = {f.staging, f.xw, f.h, f.big, f.scores, f.rope, f.op};
-    for (size_t i = 0; i < sizeof rest / sizeof rest[0]; i++)
-        if (rest[i]) zf_cuda_free(cu, rest[i]);
+    /* Nothing queued may still read or write the buffers (nor rope_host, a pageable copy source) when they go. */
+    fwd_release(&f);
     free(rope_host);
     return st;
 }

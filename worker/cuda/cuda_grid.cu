@@ -32,7 +32,7 @@ zf_status zf_cq_d2h(zf_cq *c, void *host, const void *dev, size_t bytes)
     return ZF_OK;
 }
 
-/* Block-wide double sum; every thread gets the total. */
+/* Block-wide double sum over a power-of-two blockDim <= ZF_RED_THREADS; every thread gets the total. */
 __device__ double block_sum(double v, double *sh)
 {
     sh[threadIdx.x] = v;
@@ -46,23 +46,25 @@ __device__ double block_sum(double v, double *sh)
     return t;
 }
 
-/* zf_grid_range per row: one block per row. */
+/* zf_grid_range per row: one block per row. The host's comparisons, not fminf/fmaxf: those may take a weight's -0
+ * over the +0 start, which flips the sign of the zero point computed from -xmin. */
 __global__ void k_range(const float *W, int64_t n, int64_t ldw, bool sym, float *xmin, float *xmax)
 {
     __shared__ float slo[ZF_RED_THREADS], shi[ZF_RED_THREADS];
     const float *w = W + (int64_t)blockIdx.x * ldw;
     float lo = 0.0f, hi = 0.0f;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-        lo = fminf(lo, w[j]);
-        hi = fmaxf(hi, w[j]);
+        lo = w[j] < lo ? w[j] : lo;
+        hi = w[j] > hi ? w[j] : hi;
     }
     slo[threadIdx.x] = lo;
     shi[threadIdx.x] = hi;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
         if (threadIdx.x < s) {
-            slo[threadIdx.x] = fminf(slo[threadIdx.x], slo[threadIdx.x + s]);
-            shi[threadIdx.x] = fmaxf(shi[threadIdx.x], shi[threadIdx.x + s]);
+            const float l = slo[threadIdx.x + s], h = shi[threadIdx.x + s];
+            if (l < slo[threadIdx.x]) slo[threadIdx.x] = l;
+            if (h > shi[threadIdx.x]) shi[threadIdx.x] = h;
         }
         __syncthreads();
     }
@@ -90,37 +92,68 @@ __global__ void k_minmax(int64_t rows, const float *xmin, const float *xmax, int
     zf_d_candidate(xmin[r], xmax[r], 1.0, bits, sym, ZF_ZR_ROUND, &scale[r * lds], &zero[r * lds]);
 }
 
-/* Reference MMSE, one block per row: candidates in order, first strict minimum. The per-candidate error is summed
- * in double as on the host, but in a tree order, and powf may differ from the host's by an ulp: exact ties between
- * candidates can resolve differently (rare; the grids are then equally good). */
+/* Weights of one row staged in shared memory per pass of the MMSE search. */
+#define ZF_MMSE_TILE 2048
+
+/* |d|^norm as the host adds it. pow in double rounded to float agrees with the host's powf (glibc, < 1 ulp) far
+ * more often than CUDA's powf (up to 2 ulps). */
+__device__ __forceinline__ double mmse_term(float d, float norm, bool sq)
+{
+    return sq ? (double)__fmul_rn(d, d) : (double)(float)pow((double)d, (double)norm);
+}
+
+/* Reference MMSE, one block per row and one thread per candidate: each candidate's error is summed over the row in
+ * column order in double, as on the host, so that equal and nearly equal errors resolve alike; the first strict
+ * minimum wins (smallest error, then smallest candidate). blockDim is a multiple of 32, at most ZF_RED_THREADS. */
 __global__ void k_mmse(const float *W, int64_t n, int64_t ldw, const float *xmin, const float *xmax, int bits,
                        bool sym, int nshrink, int points, float norm, bool sq, float *scale, int64_t lds, float *zero)
 {
-    __shared__ double sh[ZF_RED_THREADS];
+    __shared__ float tile[ZF_MMSE_TILE];
+    __shared__ double serr[ZF_RED_THREADS];
+    __shared__ int sidx[ZF_RED_THREADS];
     const int64_t r = blockIdx.x;
     const float *w = W + r * ldw;
     const float maxq = (float)((1 << bits) - 1);
-    float bs, bz;
-    zf_d_candidate(xmin[r], xmax[r], 1.0, bits, sym, ZF_ZR_ROUND, &bs, &bz);
+    const double lo = xmin[r], hi = xmax[r];
     double best = INFINITY;
-    for (int i = 0; i < nshrink; i++) {
-        float s, z;
-        zf_d_candidate(xmin[r], xmax[r], zf_d_ratio(i, points), bits, sym, ZF_ZR_ROUND, &s, &z);
+    int bi = -1;
+    for (int i0 = 0; i0 < nshrink; i0 += blockDim.x) {
+        const int i = i0 + threadIdx.x;
+        const bool on = i < nshrink;
+        float s = 1.0f, z = 0.0f;
+        if (on) zf_d_candidate(lo, hi, zf_d_ratio(i, points), bits, sym, ZF_ZR_ROUND, &s, &z);
         double err = 0.0;
-        for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-            const float d = fabsf(__fsub_rn(zf_d_dequant(zf_d_qcode(w[j], s, z, maxq), s, z), w[j]));
-            err += sq ? (double)__fmul_rn(d, d) : (double)powf(d, norm);
+        for (int64_t j0 = 0; j0 < n; j0 += ZF_MMSE_TILE) {
+            const int len = n - j0 < ZF_MMSE_TILE ? (int)(n - j0) : ZF_MMSE_TILE;
+            __syncthreads(); /* the previous tile is consumed */
+            for (int t = threadIdx.x; t < len; t += blockDim.x) tile[t] = w[j0 + t];
+            __syncthreads();
+            if (on)
+                for (int t = 0; t < len; t++) {
+                    const float x = tile[t];
+                    const float d = fabsf(__fsub_rn(zf_d_dequant(zf_d_qcode(x, s, z, maxq), s, z), x));
+                    err = __dadd_rn(err, mmse_term(d, norm, sq));
+                }
         }
-        err = block_sum(err, sh);
-        if (err < best) {
+        if (on && err < best) {
             best = err;
-            bs = s;
-            bz = z;
+            bi = i;
         }
     }
+    serr[threadIdx.x] = best;
+    sidx[threadIdx.x] = bi;
+    __syncthreads();
     if (threadIdx.x == 0) {
-        scale[r * lds] = bs;
-        zero[r * lds] = bz;
+        for (int k = 1; k < (int)blockDim.x; k++)
+            if (sidx[k] >= 0 && (bi < 0 || serr[k] < best || (serr[k] == best && sidx[k] < bi))) {
+                best = serr[k];
+                bi = sidx[k];
+            }
+        /* no finite error at all: the unshrunk grid, as the host's initial choice */
+        float s, z;
+        zf_d_candidate(lo, hi, bi < 0 ? 1.0 : zf_d_ratio(bi, points), bits, sym, ZF_ZR_ROUND, &s, &z);
+        scale[r * lds] = s;
+        zero[r * lds] = z;
     }
 }
 
@@ -221,9 +254,11 @@ zf_status zf_cq_grid_fit(zf_cq *c, zf_grid_kind kind, const float *W, int64_t ro
         return zf_cq_launched(c);
     case ZF_GRID_MMSE: {
         const int nshrink = (int)floor(o->max_shrink * o->grid_points + 1e-9);
-        k_mmse<<<(unsigned)rows, ZF_RED_THREADS, 0, st>>>(W, n, ldw, xmin, xmax, o->bits, o->sym, nshrink,
-                                                           o->grid_points, (float)o->mmse_norm, o->mmse_norm == 2.0,
-                                                           scale, lds, zero);
+        /* one thread per candidate, whole warps */
+        int threads = (nshrink + 31) / 32 * 32;
+        threads = threads < 32 ? 32 : (threads > ZF_RED_THREADS ? ZF_RED_THREADS : threads);
+        k_mmse<<<(unsigned)rows, threads, 0, st>>>(W, n, ldw, xmin, xmax, o->bits, o->sym, nshrink, o->grid_points,
+                                                   (float)o->mmse_norm, o->mmse_norm == 2.0, scale, lds, zero);
         return zf_cq_launched(c);
     }
     case ZF_GRID_HESSIAN:

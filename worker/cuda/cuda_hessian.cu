@@ -31,6 +31,8 @@ zf_status zf_cuda_hess_zero(zf_cuda *cu, void *sum, int64_t dim, bool fp64)
     ZF_TRY(check_dim(cu, "Hessian zero", dim));
     size_t bytes = (size_t)dim * (size_t)dim * (fp64 ? sizeof(double) : sizeof(float));
     ZF_CUDA_TRY(cu, cudaMemsetAsync(sum, 0, bytes, cu->stream));
+    /* a rank without tokens passes the sum straight to the NCCL reduce, which runs on another stream */
+    ZF_CUDA_TRY(cu, cudaStreamSynchronize(cu->stream));
     return ZF_OK;
 }
 

@@ -43,8 +43,9 @@ struct zf_cuda {
     do {                                                                                                          \
         cusolverStatus_t e_ = (call);                                                                             \
         if (e_ != CUSOLVER_STATUS_SUCCESS)                                                                        \
-            return zf_fail(ZF_ERR_INTERNAL, "cuda:%d: %s failed: cusolver status %d (%s:%d)", (cu)->device,     \
-                           #call, (int)e_, __FILE__, __LINE__);                                                   \
+            return zf_fail(e_ == CUSOLVER_STATUS_ALLOC_FAILED ? ZF_ERR_NOMEM : ZF_ERR_INTERNAL,                   \
+                           "cuda:%d: %s failed: cusolver status %d (%s:%d)", (cu)->device, #call, (int)e_,        \
+                           __FILE__, __LINE__);                                                                   \
     } while (0)
 
 /* Launch configuration helper: blocks of `threads` covering n items. */

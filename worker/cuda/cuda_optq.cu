@@ -128,8 +128,10 @@ static zf_status factor(zf_cq *c, const int32_t *perm_dev, double *damp_used, in
             why = "triangular factor singular";
         }
         if (info == 0) {
-            k_rotate<<<zf_cuda_blocks(n * n / 2, 256), 256, 0, st>>>(c->U, n * n);
-            if ((s = zf_cq_launched(c)) != ZF_OK) break;
+            if (n > 1) { /* n = 1 has nothing to swap, and an empty grid is a launch error */
+                k_rotate<<<zf_cuda_blocks(n * n / 2, 256), 256, 0, st>>>(c->U, n * n);
+                if ((s = zf_cq_launched(c)) != ZF_OK) break;
+            }
             int bad = 0;
             if ((s = zf_cq_h2d(c, c->flag, &bad, sizeof bad)) != ZF_OK) break;
             k_upper_check<<<g2, 256, 0, st>>>(c->U, n, c->flag);
@@ -238,8 +240,9 @@ k_columns(float *Wt, uint8_t *Qt, float *Err, const float *U, int64_t rows, int6
             Qt[p * rows + r] = (uint8_t)code;
             const float e = __fdiv_rn(__fsub_rn(w[k], zf_d_dequant(code, s, z)), Us[k][k]);
             Err[(p - i1) * rows + r] = e;
+            /* unfused like the host's wj -= u·e (ptxas would contract a plain mul and sub into an FMA) */
 #pragma unroll
-            for (int j = k + 1; j < ZF_CQ_SUB; j++) w[j] -= Us[k][j] * e;
+            for (int j = k + 1; j < ZF_CQ_SUB; j++) w[j] = __fsub_rn(w[j], __fmul_rn(Us[k][j], e));
         }
     }
 }

@@ -52,6 +52,9 @@ static zf_status run(zf_cq *c, const float *W, const zf_zeta_tie *tie, zf_qresul
     ZF_CUBLAS_TRY(c->cu, cublasSetStream(c->cu->blas, c->cu->stream));
     ZF_CUSOLVER_TRY(c->cu, cusolverDnSetStream(c->cu->solver, c->cu->stream));
     ZF_TRY(zf_cq_h2d(c, c->W, W, rc * sizeof(float)));
+    /* a row no grid could fit keeps zero scale and zero point, as the host's calloc'ed result does */
+    ZF_CUDA_TRY(c->cu, cudaMemsetAsync(c->scale, 0, rg * sizeof(float), c->cu->stream));
+    ZF_CUDA_TRY(c->cu, cudaMemsetAsync(c->zero, 0, rg * sizeof(float), c->cu->stream));
     if (c->H) ZF_TRY(zf_cq_h2d(c, c->H, c->Hh, (size_t)cols * (size_t)cols * sizeof(float)));
 
     switch (o->method) {
@@ -92,9 +95,9 @@ extern "C" zf_status zf_cuda_quantize(zf_cuda *cu, const zf_quant_opts *o, const
 {
     const double t0 = zf_now();
     ZF_TRY(zf_quantize_check_inputs(o, W, rows, cols, H, &tie, out));
+    memset(out, 0, sizeof *out); /* freed on every error below, allocated or not */
     const int64_t gs = o->group_size > 0 ? o->group_size : 0;
     const int64_t ngroups = gs ? (cols + gs - 1) / gs : 1;
-    ZF_TRY(zf_qresult_alloc(out, rows, cols, ngroups, o->bits));
 
     zf_cq c;
     memset(&c, 0, sizeof c);
@@ -126,6 +129,8 @@ extern "C" zf_status zf_cuda_quantize(zf_cuda *cu, const zf_quant_opts *o, const
     cublasMath_t math = CUBLAS_DEFAULT_MATH;
     bool math_saved = false;
     zf_status st = zf_cuda_check_fits(cu, (int64_t)bytes, what);
+    /* the host result only once the device side is known to fit */
+    if (st == ZF_OK) st = zf_qresult_alloc(out, rows, cols, ngroups, o->bits);
     /* host scratch */
     if (st == ZF_OK) {
         c.hd = (double *)zf_malloc(((size_t)rows * 2 + (size_t)cols * 4) * sizeof(double), "quantization row sums");
