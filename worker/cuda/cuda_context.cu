@@ -69,6 +69,7 @@ void zf_cuda_close(zf_cuda *cu)
     if (!cu) return;
     /* Teardown cannot report; errors here (e.g. after a device fault) are dropped so they do not stick. */
     if (cudaSetDevice(cu->device) == cudaSuccess && cu->stream) cudaStreamSynchronize(cu->stream);
+    if (cu->scratch) cudaFree(cu->scratch);
     if (cu->solver) cusolverDnDestroy(cu->solver);
     if (cu->blas) cublasDestroy(cu->blas);
     if (cu->stream) cudaStreamDestroy(cu->stream);
@@ -135,5 +136,18 @@ zf_status zf_cuda_check_fits(zf_cuda *cu, int64_t bytes, const char *what)
     ZF_CUDA_TRY(cu, cudaMemGetInfo(&free_bytes, &total_bytes));
     if ((uint64_t)bytes > (uint64_t)free_bytes)
         return not_enough_memory(cu, what, (uint64_t)bytes, free_bytes, total_bytes, "");
+    return ZF_OK;
+}
+
+zf_status zf_cuda_scratch(zf_cuda *cu, size_t bytes, const char *what, void **dev)
+{
+    if (cu->scratch_bytes < bytes) {
+        if (cu->scratch) zf_cuda_free(cu, cu->scratch); /* waits for queued work that may still use it */
+        cu->scratch = NULL;
+        cu->scratch_bytes = 0;
+        ZF_TRY(zf_cuda_alloc(cu, bytes, what, &cu->scratch));
+        cu->scratch_bytes = bytes;
+    }
+    *dev = cu->scratch;
     return ZF_OK;
 }

@@ -133,8 +133,8 @@ zf_status zf_cuda_hess_add(zf_cuda *cu, void *sum, int64_t dim, bool fp64, const
         bytes += chunk * dim * (int64_t)sizeof(double);
     }
     void *scratch = NULL;
-    ZF_TRY(zf_cuda_alloc(cu, (size_t)bytes, fp64 ? "Hessian fp64 conversion buffer" : "Hessian finite check",
-                         &scratch));
+    ZF_TRY(zf_cuda_scratch(cu, (size_t)bytes, fp64 ? "Hessian fp64 conversion buffer" : "Hessian finite check",
+                           &scratch));
 
     /* The Hessian feeds a Cholesky: its products stay full fp32 even when the forward may use TF32, and alpha and
      * beta are host values whatever another caller left set. */
@@ -156,14 +156,13 @@ zf_status zf_cuda_hess_add(zf_cuda *cu, void *sum, int64_t dim, bool fp64, const
         s = zf_fail(ZF_ERR_INTERNAL, "cuda:%d: Hessian add: restoring cuBLAS math and pointer mode failed: %s",
                     cu->device,
                     cublasGetStatusString(restore_math != CUBLAS_STATUS_SUCCESS ? restore_math : restore_pointer));
-    /* wait here so that a failed SYRK is reported as this add's error, before its scratch is freed */
+    /* wait here so that a failed SYRK is reported as this add's error, and the scratch is free for the next user */
     if (s == ZF_OK) {
         cudaError_t e = cudaStreamSynchronize(cu->stream);
         if (e != cudaSuccess)
             s = zf_fail(ZF_ERR_INTERNAL, "cuda:%d: Hessian add: SYRK of %lld tokens failed: %s", cu->device,
                         (long long)ntok, cudaGetErrorString(e));
     }
-    zf_cuda_free(cu, scratch);
     return s;
 }
 

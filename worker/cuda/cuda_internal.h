@@ -17,7 +17,13 @@ struct zf_cuda {
     cudaStream_t stream;
     cublasHandle_t blas;
     cusolverDnHandle_t solver;
+    void *scratch;                /* zf_cuda_scratch's buffer, grown on demand, freed by zf_cuda_close */
+    size_t scratch_bytes;
 };
+
+/* A device scratch buffer of at least `bytes`, kept for later calls (a cudaMalloc and cudaFree per call would
+ * synchronize the device every time). Valid until the next call; one user at a time. */
+zf_status zf_cuda_scratch(zf_cuda *cu, size_t bytes, const char *what, void **dev);
 
 /* Each returns from the enclosing function (which returns zf_status) with ZF_ERR_INTERNAL naming the call,
  * the device and the library's message; out-of-memory becomes ZF_ERR_NOMEM. */
