@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "../common/log.h"
 #include "../worker/grid.h"
 #include "../worker/hessian.h"
@@ -42,15 +43,7 @@ static void fill_normal(float *x, size_t n, double sigma)
     for (size_t i = 0; i < n; i++) x[i] = (float)(sigma * rnd_normal());
 }
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (!p) {
-        fprintf(stderr, "zfold_bench: out of memory (%zu bytes)\n", n);
-        exit(2);
-    }
-    return p;
-}
+#define xmalloc(n) zf_bench_xmalloc((n), "zfold_bench")
 
 /* H from ntok correlated inputs: X = Z + Y·R (rank-64 shared component) with a few outlier channels ×10. */
 static void make_hessian(int64_t in, int64_t ntok, float *H)
@@ -94,16 +87,6 @@ static double sgemm_gflops(int64_t n)
     }
     free(A), free(B), free(C);
     return 2.0 * (double)n * n * n / best / 1e9;
-}
-
-/* Whether name is in the comma-separated list (a NULL list selects everything). */
-static int listed(const char *list, const char *name)
-{
-    if (!list) return 1;
-    char buf[512], key[64];
-    snprintf(buf, sizeof buf, ",%s,", list);
-    snprintf(key, sizeof key, ",%s,", name);
-    return strstr(buf, key) != NULL;
 }
 
 static void usage(void)
@@ -160,7 +143,7 @@ int main(int argc, char **argv)
     int first = 1, failed = 0;
     for (size_t s = 0; s < NSHAPES; s++) {
         const layer_shape *L = &shapes[s];
-        if (!listed(sizes, L->name)) continue;
+        if (!zf_bench_listed(sizes, L->name)) continue;
         rng_state = 0x9E3779B97F4A7C15ull * (s + 1); /* each layer's data independent of --sizes */
         float *W = xmalloc((size_t)L->out * L->in * sizeof(float));
         float *H = xmalloc((size_t)L->in * L->in * sizeof(float));
@@ -168,7 +151,7 @@ int main(int argc, char **argv)
         make_hessian(L->in, ntok, H);
         const zf_method methods[] = {ZF_METHOD_RTN, ZF_METHOD_OPTQ, ZF_METHOD_ZFOLD};
         for (int m = 0; m < 3; m++) {
-            if (!listed(methods_sel, zf_method_name(methods[m]))) continue;
+            if (!zf_bench_listed(methods_sel, zf_method_name(methods[m]))) continue;
             zf_quant_opts o;
             zf_quant_opts_default(&o);
             o.method = methods[m];

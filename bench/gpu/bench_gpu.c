@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../bench_util.h"
 #include "../../common/log.h"
 #include "../../common/model.h"
 #include "../../worker/backend.h"
@@ -46,15 +47,7 @@ static void die(const char *what, const char *msg)
         if (e_ != CUBLAS_STATUS_SUCCESS) die(#call, cublasGetStatusString(e_));                                   \
     } while (0)
 
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-    if (!p) {
-        fprintf(stderr, "zfold_gpu_bench: out of memory (%zu bytes)\n", n);
-        exit(2);
-    }
-    return p;
-}
+#define xmalloc(n) zf_bench_xmalloc((n), "zfold_gpu_bench")
 
 /* Uniform values with standard deviation sigma from a hash of (seed, index): parallel and reproducible. */
 static void fill(float *x, size_t n, double sigma, uint64_t seed)
@@ -177,15 +170,6 @@ static void make_hessian(int device, int64_t in, int64_t ntok, uint64_t seed, fl
 
 /* ---------------------------------------------------------------- output */
 
-static int listed(const char *list, const char *name)
-{
-    if (!list) return 1;
-    char buf[512], key[64];
-    snprintf(buf, sizeof buf, ",%s,", list);
-    snprintf(key, sizeof key, ",%s,", name);
-    return strstr(buf, key) != NULL;
-}
-
 static void pct(char *buf, size_t n, double gf, double peak)
 {
     if (gf > 0 && peak > 0) snprintf(buf, n, "%.1f", 100.0 * gf / peak);
@@ -283,7 +267,7 @@ int main(int argc, char **argv)
         }
         for (size_t s = 0; s < NSHAPES; s++) {
             const layer_shape *L = &shapes[s];
-            if (!listed(sizes, L->name)) continue;
+            if (!zf_bench_listed(sizes, L->name)) continue;
             if (zf_backend_quantize_bytes(L->out, L->in) > info.mem_free) {
                 printf("| %s | - | does not fit: %lld bytes needed | | | | | | | |\n", L->name,
                        (long long)zf_backend_quantize_bytes(L->out, L->in));
@@ -295,7 +279,7 @@ int main(int argc, char **argv)
             make_hessian(device, L->in, ntok, 2000 + s, H);
             const zf_method methods[] = {ZF_METHOD_RTN, ZF_METHOD_OPTQ, ZF_METHOD_ZFOLD};
             for (int m = 0; m < 3; m++) {
-                if (!listed(methods_sel, zf_method_name(methods[m]))) continue;
+                if (!zf_bench_listed(methods_sel, zf_method_name(methods[m]))) continue;
                 zf_quant_opts o;
                 zf_quant_opts_default(&o);
                 o.method = methods[m];
