@@ -163,17 +163,8 @@ int main(int argc, char **argv)
                 continue;
             }
             const double oi2 = 2.0 * (double)L->out * (double)L->in * (double)L->in;
-            const double in3 = (double)L->in * L->in * L->in;
-            const int als_run = r.als_iters < o.als_max_iter ? r.als_iters + 1 : o.als_max_iter;
-            double flops = 0.0, core = 0.0;
-            if (o.method == ZF_METHOD_OPTQ || o.method == ZF_METHOD_ZFOLD) {
-                flops = oi2 + in3;
-                core = r.t_factor + r.t_loop;
-            }
-            if (o.method == ZF_METHOD_ZFOLD) {
-                flops += (1.0 + 2.0 * als_run) * oi2;
-                core += r.t_als;
-            }
+            double core = 0.0;
+            const double flops = zf_bench_quant_flops(&o, &r, L->out, L->in, &core);
             const double gf = core > 0 ? flops / core / 1e9 : 0.0;
             const double lgf = r.t_loop > 0 ? oi2 / r.t_loop / 1e9 : 0.0;
             printf("%-11s %-6s %9.3f %9.3f %9.3f %9.3f %8.1f %8.1f %7.2f %9.4f %5d\n", L->name,

@@ -3,10 +3,18 @@
 #define ZF_BENCH_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "../worker/quant.h"
 
 /* Whether name is in the comma-separated list (a NULL list selects everything). */
 int zf_bench_listed(const char *list, const char *name);
 /* malloc that prints "<prog>: out of memory (N bytes)" and exits 2 on failure. */
 void *zf_bench_xmalloc(size_t n, const char *prog);
+
+/* The flops of quantizing an [out, in] layer with o, as both benches count them: OPTQ 2·out·in² + in³; Z-FOLD adds
+ * 2·out·in² per ALS GEMM (1 + 2 per ALS iteration run). *core_s gets the seconds they took (ALS, factor and column
+ * loop; 0 for RTN, which has no such phases). */
+double zf_bench_quant_flops(const zf_quant_opts *o, const zf_qresult *r, int64_t out, int64_t in, double *core_s);
 
 #endif
