@@ -237,15 +237,17 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx,
         double t0 = now_seconds();
         zf_tokens tok = {0};
         snprintf(r->file, sizeof r->file, "%s", cfg->eval_files[i]);
-        ZF_TRY(zf_tokens_read(cfg->eval_files[i], c->vocab, &tok));
         r->seq = cfg->eval_seq_len > 0 ? cfg->eval_seq_len : m->calib_seq;
+        r->ppl_fp = r->ppl_unfolded = NAN;
+        zf_status s = zf_tokens_read(cfg->eval_files[i], c->vocab, &tok);
         int64_t nw = zf_eval_windows((int64_t)tok.count, r->seq);
         if (cfg->eval_max_windows > 0 && nw > cfg->eval_max_windows) nw = cfg->eval_max_windows;
         r->windows = nw;
-        r->ppl_fp = r->ppl_unfolded = NAN;
-        zf_status s = ZF_OK;
-        if (nw == 0) s = zf_fail(ZF_ERR_INPUT, "%s: fewer tokens (%zu) than one window of %lld", r->file, tok.count,
-                                 (long long)r->seq);
+        if (s == ZF_OK && nw == 0)
+            s = zf_fail(ZF_ERR_INPUT, "%s: fewer tokens (%zu) than one window of %lld", r->file, tok.count,
+                        (long long)r->seq);
+        /* every rank reads the file: one that cannot must not leave the others in the collectives below */
+        s = zf_comm_agree(s);
         if (s == ZF_OK && cfg->eval_fp) {
             zf_checkpoint_source src;
             zf_checkpoint_source_init(&src, c, m->st);

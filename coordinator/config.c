@@ -76,8 +76,8 @@ static const key_spec keys[] = {
      "Also evaluate the fake-quantized model before folding (checks that folding is exact)"},
     {"threads", K_INT, OFF(threads), "0", false, 0, 4096, NULL, "Compute threads per process; 0 = library default"},
     {"backend", K_ENUM, OFF(backend), "cpu", false, 0, 0, "cpu|cuda",
-     "Where each rank computes: cpu (OpenBLAS + LAPACKE) or cuda (one GPU per rank, chosen by node-local rank; "
-     "NCCL between ranks)"},
+     "Where each rank computes: cpu (OpenBLAS + LAPACKE) or cuda (one GPU per rank: the only one it sees, or "
+     "the one of its node-local index; NCCL between ranks)"},
     {"gpu.tf32", K_BOOL, OFF(gpu_tf32), "false", false, 0, 0, NULL,
      "cuda: let fp32 GEMMs use TF32 tensor cores (faster, about 1e-3 relative error per product)"},
     {"gpu.forward_dtype", K_ENUM, OFF(gpu_forward_dtype), "fp32", false, 0, 0, "fp32|bf16|fp16",

@@ -30,6 +30,7 @@ static struct {
     cudaStream_t stream;
     void *stage;                  /* device staging buffer of host broadcasts */
     size_t stage_bytes;
+    double bytes_moved;           /* payload of the collectives so far */
 } gc = {.device = -1};
 
 static double now_seconds(void)
@@ -281,6 +282,7 @@ zf_status zf_gpucomm_reduce_sum(void *dev_buf, int64_t count, bool fp64, int roo
         void *at = p + (size_t)off * elem;
         ZF_TRY(wait_collective(what, ncclReduce(at, at, (size_t)n, fp64 ? ncclDouble : ncclFloat, ncclSum, root,
                                                 gc.comm, gc.stream)));
+        gc.bytes_moved += (double)n * (double)elem;
     }
     return ZF_OK;
 }
@@ -327,6 +329,7 @@ zf_status zf_gpucomm_bcast_host(void *host_buf, size_t bytes, int root)
         if (gc.rank == root) ZF_TRY(stage_copy(gc.stage, p + off, n, cudaMemcpyHostToDevice));
         ZF_TRY(wait_collective("broadcast", ncclBroadcast(gc.stage, gc.stage, n, ncclUint8, root, gc.comm, gc.stream)));
         if (gc.rank != root) ZF_TRY(stage_copy(p + off, gc.stage, n, cudaMemcpyDeviceToHost));
+        gc.bytes_moved += (double)n;
     }
     return ZF_OK;
 }
@@ -357,6 +360,8 @@ void zf_gpucomm_finalize(void)
 }
 
 bool zf_gpucomm_active(void) { return gc.active; }
+
+double zf_gpucomm_bytes(void) { return gc.bytes_moved; }
 
 #else /* without CUDA: the same functions, each saying why it cannot work */
 
@@ -394,5 +399,7 @@ zf_status zf_gpucomm_bcast_host(void *host_buf, size_t bytes, int root)
 void zf_gpucomm_finalize(void) {}
 
 bool zf_gpucomm_active(void) { return false; }
+
+double zf_gpucomm_bytes(void) { return 0; }
 
 #endif

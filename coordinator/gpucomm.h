@@ -32,6 +32,9 @@ zf_status zf_gpucomm_reduce_sum(void *dev_buf, int64_t count, bool fp64, int roo
  * kept until finalize) so that the data travel by NCCL (NVLink, InfiniBand) instead of MPI. */
 zf_status zf_gpucomm_bcast_host(void *host_buf, size_t bytes, int root);
 
+/* Payload bytes of the collectives this rank has taken part in so far. */
+double zf_gpucomm_bytes(void);
+
 /* Flushes and destroys the communicator (aborts it when it failed) and its stream; safe to call when inactive. */
 void zf_gpucomm_finalize(void);
 /* Whether zf_gpucomm_init succeeded and no collective has failed since. */

@@ -5,12 +5,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <xxhash.h>
 
 #include "common/log.h"
 #include "common/tokens.h"
 #include "worker/fold.h"
 #include "worker/forward.h"
 #include "common/shard.h"
+#include "coordinator/commands.h"
 #include "coordinator/comm.h"
 #include "coordinator/gpucomm.h"
 
@@ -45,34 +47,56 @@ zf_status zf_calibration_windows(int64_t ntokens, int64_t seq, int64_t n, uint64
     return ZF_OK;
 }
 
-/* CPU, or the GPU of this rank's node-local rank (a clear error when the node has fewer GPUs than ranks). */
+/* A failed NCCL collective leaves the other ranks inside it until their own timeout, or past it: they cannot
+ * agree on the failure in step, so the job ends here (MPI_Abort) once the message is out. */
+static zf_status gpucomm_or_abort(zf_status s)
+{
+    if (s == ZF_OK) return ZF_OK;
+    zf_log_error("%s; ending the job", zf_last_error());
+    zf_comm_abort(ZF_EXIT_INTERNAL);
+}
+
+/* Payload bytes this rank has moved over MPI and NCCL. */
+static double comm_bytes(void) { return zf_comm_bytes() + zf_gpucomm_bytes(); }
+
+/* This rank's GPU: the one of its node-local index when it sees a GPU per node-local rank, or the only one it
+ * sees when the launcher gave each rank its own (srun --gpus-per-task=1: CUDA_VISIBLE_DEVICES per rank, so
+ * index 0 on every rank). Ranks left on one GPU are refused by NCCL's set-up. */
+static zf_status pick_device(int rank, int local, int nlocal, int ndev, int *device)
+{
+    *device = ndev <= 1 ? 0 : local;
+    if (ndev <= 1 || ndev >= nlocal) return ZF_OK; /* no device at all: opening the backend says so */
+    return zf_fail(ZF_ERR_INPUT, "backend: cuda: rank %d is node-local rank %d of %d but sees %d GPUs: expected at "
+                   "least one per node-local rank, or exactly one per rank (its own; one rank per GPU)", rank, local,
+                   nlocal, ndev);
+}
+
+/* CPU, or this rank's GPU and, with several ranks, NCCL between the ranks' GPUs. The failures of one rank are
+ * agreed on before the communicator's set-up, which every rank must enter. */
 static zf_status open_backend(const zf_job_config *cfg, zf_qmodel *m)
 {
     zf_backend_opts o = {.kind = (zf_backend_kind)cfg->backend, .device = -1, .tf32 = cfg->gpu_tf32,
                          .fwd_dtype = (zf_forward_dtype)cfg->gpu_forward_dtype};
     const zf_comm *w = zf_comm_world();
+    int local = 0, nlocal = 1;
+    zf_status s = ZF_OK;
     if (o.kind == ZF_BACKEND_CUDA) {
-        int local = 0, nlocal = 1, ndev = zf_backend_cuda_devices();
-        if (w->size > 1) ZF_TRY(zf_gpucomm_local_rank(&local, &nlocal));
-        if (ndev < nlocal)
-            return zf_fail(ZF_ERR_INPUT, "backend: cuda: rank %d is node-local rank %d of %d, but the node has %d GPU%s "
-                           "(one rank per GPU)", w->rank, local, nlocal, ndev, ndev == 1 ? "" : "s");
-        o.device = local;
+        if (w->size > 1) s = zf_gpucomm_local_rank(&local, &nlocal);
+        if (s == ZF_OK) s = pick_device(w->rank, local, nlocal, zf_backend_cuda_devices(), &o.device);
     }
-    ZF_TRY(zf_backend_open(&o, &m->be));
+    if (s == ZF_OK) s = zf_backend_open(&o, &m->be);
+    ZF_TRY(zf_comm_agree(s));
+    if (o.kind != ZF_BACKEND_CUDA) return ZF_OK;
     zf_backend_info info;
     zf_backend_get_info(m->be, &info);
-    if (o.kind == ZF_BACKEND_CUDA) {
-        zf_log_info("backend %s, %.1f GiB free of %.1f GiB", info.name, (double)info.mem_free / (1 << 30),
-                    (double)info.mem_total / (1 << 30));
-        if (w->size > 1) ZF_TRY(zf_gpucomm_init(o.device, cfg->gpu_comm_timeout));
-    }
+    zf_log_info("backend %s (node-local rank %d of %d), %.1f GiB free of %.1f GiB", info.name, local, nlocal,
+                (double)info.mem_free / (1 << 30), (double)info.mem_total / (1 << 30));
+    if (w->size > 1) ZF_TRY(zf_gpucomm_init(o.device, cfg->gpu_comm_timeout));
     return ZF_OK;
 }
 
-zf_status zf_qmodel_open(const zf_job_config *cfg, zf_qmodel *m)
+static zf_status open_model(const zf_job_config *cfg, zf_qmodel *m)
 {
-    memset(m, 0, sizeof *m);
     ZF_TRY(zf_model_config_read(cfg->model, &m->model));
     ZF_TRY(zf_st_open(cfg->model, &m->st));
     ZF_TRY(zf_globals_load(&m->model, m->st, &m->globals));
@@ -83,6 +107,13 @@ zf_status zf_qmodel_open(const zf_job_config *cfg, zf_qmodel *m)
     if (m->calib_seq > m->model.max_pos)
         return zf_fail(ZF_ERR_INPUT, "config: calibration.seq_len %lld exceeds the model's max_position_embeddings %lld",
                        (long long)m->calib_seq, (long long)m->model.max_pos);
+    return ZF_OK;
+}
+
+zf_status zf_qmodel_open(const zf_job_config *cfg, zf_qmodel *m)
+{
+    memset(m, 0, sizeof *m);
+    ZF_TRY(zf_comm_agree(open_model(cfg, m)));
     return open_backend(cfg, m);
 }
 
@@ -107,7 +138,8 @@ void zf_qmodel_free(zf_qmodel *m)
     free(m->blocks);
     zf_globals_free(&m->globals);
     zf_st_close(m->st);
-    if (zf_gpucomm_active()) zf_gpucomm_finalize();
+    /* NCCL before the device context it uses; both before MPI_Finalize (the caller's) */
+    zf_gpucomm_finalize();
     zf_backend_close(m->be);
     memset(m, 0, sizeof *m);
 }
@@ -234,7 +266,7 @@ static zf_status compute_group(zf_backend *be, const zf_job_config *cfg, const z
 /* Bulk data from owner to every rank: over NCCL when the ranks share a GPU communicator, else over MPI. */
 static zf_status bcast_payload(void *buf, size_t bytes, int owner)
 {
-    if (zf_gpucomm_active()) return zf_gpucomm_bcast_host(buf, bytes, owner);
+    if (zf_gpucomm_active()) return gpucomm_or_abort(zf_gpucomm_bcast_host(buf, bytes, owner));
     return zf_comm_bcast(buf, bytes, owner);
 }
 
@@ -246,7 +278,8 @@ static zf_status bcast_group(group_result *gr, int owner)
     zf_qresult *r = &gr->res;
     int64_t hdr[4] = {r->rows, r->cols, r->ngroups, r->bits};
     ZF_TRY(zf_comm_bcast(hdr, sizeof hdr, owner));
-    if (w->rank != owner) ZF_TRY(zf_qresult_alloc(r, hdr[0], hdr[1], hdr[2], (int)hdr[3]));
+    /* a receiver that cannot hold the result must not leave the others inside the payload broadcasts */
+    ZF_TRY(zf_comm_agree(w->rank != owner ? zf_qresult_alloc(r, hdr[0], hdr[1], hdr[2], (int)hdr[3]) : ZF_OK));
     int64_t rc = r->rows * r->cols, rg = r->rows * r->ngroups;
     ZF_TRY(bcast_payload(r->q, (size_t)rc, owner));
     ZF_TRY(bcast_payload(r->scale, sizeof(float) * (size_t)rg, owner));
@@ -347,19 +380,18 @@ static zf_status assign_owners(const zf_model_config *c, int64_t nblocks, int nr
     return ZF_OK;
 }
 
-/* Sums every rank's partial Hessian of group g onto its owner; the owner writes H = 2/N Σ xxᵀ. */
-static zf_status reduce_hessian(zf_bhess *h, int owner, float *H)
+/* Sums every rank's partial Hessian and token count of one group onto its owner (collective). Afterwards the
+ * owner's accumulator holds the total and the other ranks' are spent. Device sums go over NCCL, host sums over MPI. */
+static zf_status reduce_hessian(zf_bhess *h, int owner)
 {
-    const zf_comm *w = zf_comm_world();
-    int64_t n = h->dim * h->dim;
+    if (zf_comm_world()->size == 1) return ZF_OK;
     double count = (double)h->ntokens;
     ZF_TRY(zf_comm_allreduce_f64(&count, 1));
-    if (w->size > 1 && h->on_device) ZF_TRY(zf_gpucomm_reduce_sum(h->sum, n, h->fp64, owner));
-    else if (h->fp64) ZF_TRY(zf_comm_reduce_f64(h->sum, n, owner));
-    else ZF_TRY(zf_comm_reduce_f32(h->sum, n, owner));
     h->ntokens = (int64_t)count;
-    if (w->rank != owner) return ZF_OK;
-    return zf_bhess_finalize(h, H);
+    int64_t n = h->dim * h->dim;
+    if (h->on_device) return gpucomm_or_abort(zf_gpucomm_reduce_sum(h->sum, n, h->fp64, owner));
+    if (h->fp64) return zf_comm_reduce_f64(h->sum, n, owner);
+    return zf_comm_reduce_f32(h->sum, n, owner);
 }
 
 /* Whether the cache holds every group in [g0, g1) of block b: rank 0 looks, every rank gets the answer. */
@@ -373,17 +405,16 @@ static zf_status cache_agree(const zf_hcache *hc, const zf_model_config *c, int6
     return ZF_OK;
 }
 
-/* The owner's H for group g: read from the cache on a hit, else reduced from every rank's partial sums (and,
- * for a full-precision pass, stored with the time it took). */
-static zf_status hessian_for_owner(zf_hcache *hc, bool fp_pass, bool cached, int64_t b, zf_group g, int64_t dim,
-                                   zf_bhess *h, int owner, double t_fwd, float *H)
+/* The owner's H = 2/N Σ xxᵀ of group g (no collective): read from the cache on a hit, else finalized from the
+ * reduced accumulator and, for a full-precision pass, stored with the seconds it cost (seconds so far + its own). */
+static zf_status owner_hessian(zf_hcache *hc, bool fp_pass, bool cached, int64_t b, zf_group g, int64_t dim,
+                               zf_bhess *h, double seconds, float *H)
 {
-    bool mine = zf_comm_world()->rank == owner;
-    if (cached) return mine ? zf_hcache_load(hc, b, g, dim, H) : ZF_OK;
+    if (cached) return zf_hcache_load(hc, b, g, dim, H);
     double t0 = now_seconds();
-    ZF_TRY(reduce_hessian(h, owner, H));
-    if (!fp_pass || !mine) return ZF_OK;
-    zf_status s = zf_hcache_store(hc, b, g, dim, H, t_fwd + now_seconds() - t0);
+    ZF_TRY(zf_bhess_finalize(h, H));
+    if (!fp_pass) return ZF_OK;
+    zf_status s = zf_hcache_store(hc, b, g, dim, H, seconds + now_seconds() - t0);
     if (s != ZF_OK) zf_log_warn("Hessian cache: %s (going on without it)", zf_last_error());
     return ZF_OK;
 }
@@ -426,16 +457,27 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
             if (nwin > 0) s = forward_windows(m->be, c, &qb->folded, scratch, nwin, seq, &cap);
             s = zf_comm_agree(s);
         }
-        double t_fwd = (now_seconds() - t_pass) / (last - first);
-        for (int g = first; s == ZF_OK && g < last; g++) {
-            s = hessian_for_owner(&m->hcache, fp_pass, cached, b, (zf_group)g, zf_group_in(c, (zf_group)g), &cap.h[g],
-                                  owner[g], t_fwd, H);
-            if (s == ZF_OK && w->rank == owner[g]) s = compute_group(m->be, cfg, c, b, (zf_group)g, H, &qb->folded, &gr[g]);
-            if (w->size > 1) s = zf_comm_agree(s);
+        double t_fwd = (now_seconds() - t_pass) / (last - first), t_red[ZF_NGROUP] = {0};
+        /* every group's sums to its owner first (collectives only), so that the owners then quantize at once */
+        for (int g = first; s == ZF_OK && !cached && g < last; g++) {
+            double t0 = now_seconds();
+            s = reduce_hessian(&cap.h[g], owner[g]);
+            t_red[g] = now_seconds() - t0;
+            if (w->rank != owner[g]) zf_bhess_free(&cap.h[g]);
         }
+        for (int g = first; s == ZF_OK && g < last; g++) {
+            if (w->rank != owner[g]) continue;
+            s = owner_hessian(&m->hcache, fp_pass, cached, b, (zf_group)g, zf_group_in(c, (zf_group)g), &cap.h[g],
+                              t_fwd + t_red[g], H);
+            zf_bhess_free(&cap.h[g]);
+            if (s == ZF_OK) s = compute_group(m->be, cfg, c, b, (zf_group)g, H, &qb->folded, &gr[g]);
+        }
+        s = zf_comm_agree(s);
+        /* a rank that fails to install a group must not leave the others in the next group's broadcasts */
         for (int g = first; s == ZF_OK && g < last; g++) {
             s = bcast_group(&gr[g], owner[g]);
             if (s == ZF_OK) s = apply_group(cfg, c, b, (zf_group)g, &gr[g], &qb->folded, qb);
+            s = zf_comm_agree(s);
         }
         first = last;
     }
@@ -472,7 +514,7 @@ static const char *comm_note(double measured, int64_t predicted)
 }
 
 /* Parallel schedule: every Hessian from one full-precision pass, then all (block, group) units spread over the
- * ranks by cost and quantized at once; results are installed block by block in order. */
+ * ranks by cost, reduced to their owners and quantized at once; results are installed block by block in order. */
 static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
                                    int64_t nwin, double t0)
 {
@@ -493,7 +535,9 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
      *    after the last such block */
     bool *cached = zf_calloc((size_t)nb + 1, sizeof *cached, "cache hits");
     double *t_fwd = zf_calloc((size_t)nb + 1, sizeof *t_fwd, "pass times");
-    if (s == ZF_OK && (!cached || !t_fwd)) s = ZF_ERR_NOMEM;
+    double *t_red = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *t_red, "reduction times");
+    if (s == ZF_OK && (!cached || !t_fwd || !t_red)) s = ZF_ERR_NOMEM;
+    s = zf_comm_agree(s);
     int64_t pass_end = first;
     for (int64_t b = first; s == ZF_OK && b < nb; b++) {
         s = cache_agree(&m->hcache, c, b, 0, ZF_NGROUP, &cached[b]);
@@ -521,36 +565,50 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
     }
     /* 2. owners by cost over all units */
     if (s == ZF_OK) s = assign_owners(c, nb - first, w->size, owner);
-    /* 3. each Hessian to its owner (reduced, or read from the cache); owners quantize their units with the
-     *    full-precision weights */
+    s = zf_comm_agree(s);
+    /* 3. every unit's sums to its owner (collectives only; the other ranks drop theirs) */
     for (int64_t u = 0; s == ZF_OK && u < nunits; u++) {
+        if (cached[first + u / ZF_NGROUP]) continue;
+        double tu = now_seconds();
+        s = reduce_hessian(&hs[u], owner[u]);
+        t_red[u] = now_seconds() - tu;
+        if (w->rank != owner[u]) zf_bhess_free(&hs[u]);
+    }
+    /* 4. owners quantize their units (H reduced, or read from the cache) with the full-precision weights, all
+     *    at the same time: no collective until every owner is done */
+    int64_t loaded = -1;
+    for (int64_t u = 0; s == ZF_OK && u < nunits; u++) {
+        if (w->rank != owner[u]) continue;
         int64_t b = first + u / ZF_NGROUP;
         zf_group g = (zf_group)(u % ZF_NGROUP);
-        s = hessian_for_owner(&m->hcache, true, cached[b], b, g, zf_group_in(c, g), &hs[u], owner[u], t_fwd[b], H);
-        if (s == ZF_OK && w->rank == owner[u]) {
-            if (g == 0 || !fp.lin_w[ZF_LIN_Q]) {
-                zf_block_free(&fp);
-                s = zf_block_load(c, m->st, b, &fp);
-                if (s == ZF_OK) s = zf_block_check_finite(c, &fp, b);
-            }
-            if (s == ZF_OK) s = compute_group(m->be, cfg, c, b, g, H, &fp, &gr[u]);
-        }
+        s = owner_hessian(&m->hcache, true, cached[b], b, g, zf_group_in(c, g), &hs[u], t_fwd[b] + t_red[u], H);
         zf_bhess_free(&hs[u]);
-        if (g == ZF_NGROUP - 1) zf_block_free(&fp);
+        if (s == ZF_OK && b != loaded) {
+            zf_block_free(&fp);
+            loaded = -1;
+            s = zf_block_load(c, m->st, b, &fp);
+            if (s == ZF_OK) s = zf_block_check_finite(c, &fp, b);
+            if (s == ZF_OK) loaded = b;
+        }
+        if (s == ZF_OK) s = compute_group(m->be, cfg, c, b, g, H, &fp, &gr[u]);
     }
+    zf_block_free(&fp);
     free(cached);
     free(t_fwd);
+    free(t_red);
     s = zf_comm_agree(s);
-    /* 4. every rank installs the blocks in order */
+    /* 5. every rank installs the blocks in order; a rank that fails must not leave the others in a broadcast */
     for (int64_t b = first; s == ZF_OK && b < nb; b++) {
         zf_qblock *qb = &m->blocks[b];
         s = zf_block_load(c, m->st, b, &qb->folded);
         if (s == ZF_OK && cfg->eval_unfolded) s = zf_block_copy(c, &qb->folded, &qb->unfolded);
+        s = zf_comm_agree(s);
         for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++) {
             int64_t u = (b - first) * ZF_NGROUP + g;
             s = bcast_group(&gr[u], owner[u]);
             if (s == ZF_OK) s = apply_group(cfg, c, b, (zf_group)g, &gr[u], &qb->folded, qb);
             zf_qresult_free(&gr[u].res);
+            s = zf_comm_agree(s);
         }
         qb->seconds = now_seconds() - t0;
         if (s == ZF_OK && hooks && hooks->block_done) {
@@ -579,6 +637,16 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
     return s;
 }
 
+/* The model fingerprint for the Hessian cache's key, with the arithmetic of the forward that produced the
+ * Hessians' inputs when it is not the CPU's (another backend, weight dtype or TF32 gives other Hessians). */
+static uint64_t hessian_source_fingerprint(const zf_job_config *cfg, const zf_qmodel *m)
+{
+    uint64_t fp = zf_st_fingerprint(m->st);
+    if (cfg->backend != ZF_BACKEND_CUDA) return fp;
+    uint64_t v[3] = {fp, (uint64_t)cfg->gpu_forward_dtype, (uint64_t)cfg->gpu_tf32};
+    return XXH64(v, sizeof v, 0x63756461); /* "cuda" */
+}
+
 zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks)
 {
     const zf_model_config *c = &m->model;
@@ -592,21 +660,24 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
     int32_t *ids = NULL;
     float *x = NULL, *scratch = NULL;
     double t0 = now_seconds();
+    /* a rank that fails here goes on to the agreement below like the others */
     zf_status s = zf_tokens_read(cfg->calib_file, c->vocab, &tok);
-    if (s != ZF_OK) return s;
-    starts = zf_malloc(sizeof(int64_t) * (size_t)nall, "calibration windows");
-    ids = zf_malloc(sizeof(int32_t) * (size_t)(nwin * seq), "calibration tokens");
-    x = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations");
-    scratch = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations (copy)");
-    if (!starts || !ids || !x || !scratch) s = ZF_ERR_NOMEM;
-    if (s == ZF_OK) s = zf_calibration_windows((int64_t)tok.count, seq, nall, (uint64_t)cfg->seed, starts);
-    if (s != ZF_OK) zf_fail_context(s, "%s", cfg->calib_file);
+    if (s == ZF_OK) {
+        starts = zf_malloc(sizeof(int64_t) * (size_t)nall, "calibration windows");
+        ids = zf_malloc(sizeof(int32_t) * (size_t)(nwin * seq), "calibration tokens");
+        x = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations");
+        scratch = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations (copy)");
+        if (!starts || !ids || !x || !scratch) s = ZF_ERR_NOMEM;
+        if (s == ZF_OK) s = zf_calibration_windows((int64_t)tok.count, seq, nall, (uint64_t)cfg->seed, starts);
+        if (s != ZF_OK) zf_fail_context(s, "%s", cfg->calib_file);
+    }
     for (int64_t i = 0; s == ZF_OK && i < nwin; i++)
         memcpy(ids + i * seq, tok.ids + starts[lo + i], sizeof(int32_t) * (size_t)seq);
     if (s == ZF_OK && nwin > 0) s = zf_embed(c, &m->globals, ids, nwin, seq, x);
     if (s == ZF_OK)
         s = zf_hcache_open(&m->hcache, cfg->calib_cache,
-                           zf_hcache_key(zf_st_fingerprint(m->st), tok.ids, starts, nall, seq, cfg->hessian_fp64, w->size));
+                           zf_hcache_key(hessian_source_fingerprint(cfg, m), tok.ids, starts, nall, seq,
+                                         cfg->hessian_fp64, w->size));
     s = zf_comm_agree(s);
     int64_t resume_from = hooks ? hooks->resume_from : 0;
     if (s == ZF_OK && cfg->schedule == ZF_SCHEDULE_PARALLEL) {
@@ -628,9 +699,9 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
             if (s == ZF_OK) zf_log_info("block %lld/%lld  resumed from its shard", (long long)b + 1, (long long)c->n_layers);
             continue;
         }
-        double bytes0 = zf_comm_bytes();
+        double bytes0 = comm_bytes();
         s = quantize_block(cfg, m, b, x, scratch, nwin);
-        qb->comm_bytes = zf_comm_bytes() - bytes0;
+        qb->comm_bytes = comm_bytes() - bytes0;
         qb->seconds = now_seconds() - tb;
         if (s == ZF_OK && hooks && hooks->block_done) {
             s = zf_comm_agree(hooks->block_done(hooks->ctx, b, qb));
