@@ -261,6 +261,22 @@ static void test_tiny(const zf_model_config *c, const char *name)
     printf("%s: logits rel err %.3g\n", name, le);
     CHECK_MSG(le < tol, "%s logits: %g", name, le);
 
+    /* Next-token NLL: log-sum-exp of the double logits; position p of a window predicts its token p + 1. */
+    double *nll = malloc(sizeof(double) * nwin * (seq - 1)), ne = 0;
+    CHECK_OK(zf_token_nll(c, &g, x, tokens, nwin, seq, nll));
+    for (int64_t i = 0; i < nwin; i++)
+        for (int64_t p = 0; p + 1 < seq; p++) {
+            const double *l = lr + (i * seq + p) * c->vocab;
+            double m = l[0], sum = 0;
+            for (int64_t v = 1; v < c->vocab; v++) m = l[v] > m ? l[v] : m;
+            for (int64_t v = 0; v < c->vocab; v++) sum += exp(l[v] - m);
+            double ref = m + log(sum) - l[tokens[i * seq + p + 1]];
+            ne = fmax(ne, fabs(nll[i * (seq - 1) + p] - ref));
+        }
+    printf("%s: next-token NLL max abs err %.3g\n", name, ne);
+    CHECK_MSG(ne < 1e-4, "%s next-token NLL: %g nats", name, ne); /* logits within 1e-5 relative */
+    free(nll);
+
     /* Windows are independent: window 1 alone gives what it gave beside window 0. */
     float *x1 = malloc(sizeof(float) * seq * d);
     CHECK_OK(zf_embed(c, &g, tokens + seq, 1, seq, x1));
