@@ -79,26 +79,23 @@ zf_status zf_gpucomm_local_rank(int *local_rank, int *local_size)
     int rank = 0, size = 1;
     ZF_TRY(world_rank_size(&rank, &size));
     if (size == 1) return ZF_OK;
+    /* ranks split by a hash of their host name (a 31-bit colour): the ranks of one host, in rank order. A rank
+     * that cannot name its host still takes part in the split, so that no other rank waits in it. */
     char host[256];
-    if (gethostname(host, sizeof host) != 0)
-        return zf_fail(ZF_ERR_IO, "rank %d: gethostname failed: %s", rank, strerror(errno));
-    host[sizeof host - 1] = '\0'; /* a name that was cut short is not terminated */
-    uint64_t mine = (uint64_t)XXH64(host, strlen(host), 0);
-    uint64_t *all = zf_malloc(sizeof *all * (size_t)size, "host name hashes of all ranks");
-    if (!all) return ZF_ERR_NOMEM;
-    zf_status s = mpi_check(MPI_Allgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD),
-                            "host name exchange", rank);
-    if (s == ZF_OK) {
-        int before = 0, same = 0;
-        for (int r = 0; r < size; r++) {
-            if (all[r] != mine) continue;
-            same++;
-            if (r < rank) before++;
-        }
-        *local_rank = before;
-        *local_size = same;
+    zf_status s = ZF_OK;
+    int color = MPI_UNDEFINED;
+    if (gethostname(host, sizeof host) != 0) {
+        s = zf_fail(ZF_ERR_IO, "rank %d: gethostname failed: %s", rank, strerror(errno));
+    } else {
+        host[sizeof host - 1] = '\0'; /* a name that was cut short is not terminated */
+        color = (int)(XXH64(host, strlen(host), 0) & 0x7fffffff);
     }
-    free(all);
+    MPI_Comm node = MPI_COMM_NULL;
+    zf_status split = mpi_check(MPI_Comm_split(MPI_COMM_WORLD, color, rank, &node), "split by host", rank);
+    if (s == ZF_OK) s = split;
+    if (s == ZF_OK) s = mpi_check(MPI_Comm_rank(node, local_rank), "node-local rank", rank);
+    if (s == ZF_OK) s = mpi_check(MPI_Comm_size(node, local_size), "node-local size", rank);
+    if (node != MPI_COMM_NULL) MPI_Comm_free(&node);
     return s;
 }
 
