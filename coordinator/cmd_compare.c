@@ -16,7 +16,8 @@ void zf_cmd_compare_help(void)
            "Compares two finished run directories of the same model: the fraction of integer codes that agree per\n"
            "block and overall, whether the shards are byte-identical, and the relative perplexity difference per\n"
            "eval file (from report.json). Exits 1 when the overall agreement is below --min-agreement (default 0)\n"
-           "or a perplexity differs by more than --max-ppl-diff (relative; default: no limit), or on bad input.\n");
+           "or a perplexity differs by more than --max-ppl-diff (relative; default: no limit), when there are no codes\n"
+           "(or, with --max-ppl-diff, no perplexities) to compare, or on bad input.\n");
 }
 
 static int files_equal(const char *a, const char *b)
@@ -132,6 +133,11 @@ int zf_cmd_compare(int argc, char **argv)
         printf("codes agreeing: %lld of %lld (%.6f); byte-identical blocks: %lld of %lld\n", (long long)agree_all,
                (long long)total_all, frac, (long long)identical, (long long)nb);
         if (frac < min_agree) rc = ZF_EXIT_FAILURE;
+        if (total_all == 0) {
+            fprintf(stderr, "zfold compare: no quantized codes to compare (no finished blocks in %s)\n", a);
+            rc = ZF_EXIT_FAILURE;
+        }
+        int compared = 0;
         char path[4096];
         snprintf(path, sizeof path, "%s/report.json", a);
         char *text = NULL;
@@ -144,6 +150,11 @@ int zf_cmd_compare(int argc, char **argv)
             double pb2 = report_ppl(b, f->valuestring), rel = fabs(pb2 - p->valuedouble) / p->valuedouble;
             printf("ppl %s: %.6f vs %.6f (relative difference %.2e)\n", f->valuestring, p->valuedouble, pb2, rel);
             if (!(rel <= max_ppl)) rc = ZF_EXIT_FAILURE;
+            compared++;
+        }
+        if (isfinite(max_ppl) && compared == 0) {
+            fprintf(stderr, "zfold compare: --max-ppl-diff given, but %s has no perplexity to compare\n", path);
+            rc = ZF_EXIT_FAILURE;
         }
         cJSON_Delete(root);
         free(text);

@@ -12,6 +12,11 @@ run 2 "$work/np2b" || bad "second np 2 run"
 "$zfold" compare "$work/np2" "$work/np2b" > "$work/cmp2b"
 grep -q "byte-identical blocks: 5 of 5" "$work/cmp2b" && ok "two np 2 runs are byte-identical" || { bad "np 2 repeat"; cat "$work/cmp2b"; }
 cmp -s "$work/np2/unquantized.h5" "$work/np2b/unquantized.h5" && ok "unquantized.h5 identical" || bad "unquantized.h5 differs"
+# compare cannot pass a perplexity limit with no perplexities to hold to it
+cp -r "$work/np2" "$work/np2-noreport" && rm "$work/np2-noreport/report.json"
+"$zfold" compare "$work/np2-noreport" "$work/np2b" --max-ppl-diff 0.001 > "$work/cmpnr" 2>&1 \
+  && { bad "compare passed --max-ppl-diff without a report"; cat "$work/cmpnr"; } \
+  || ok "compare refuses --max-ppl-diff with nothing to compare: $(grep -o 'no perplexity.*' "$work/cmpnr")"
 # the parallel schedule: one full-precision pass, all units at once; 3 ranks against one process
 run 0 "$work/par1" --set schedule=parallel || bad "parallel schedule, one process"
 if run 3 "$work/par3" --set schedule=parallel; then
