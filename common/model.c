@@ -11,21 +11,10 @@
 #include <cjson/cJSON.h>
 
 #include "fsutil.h"
+#include "json_kind.h"
 
 /* config.json files are a few kB; refuse anything absurd before reading it. */
 #define CONFIG_MAX_BYTES (16 * 1024 * 1024)
-
-static const char *json_kind(const cJSON *v)
-{
-    if (!v) return "nothing";
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsNull(v)) return "null";
-    if (cJSON_IsArray(v)) return "an array";
-    if (cJSON_IsObject(v)) return "an object";
-    return "an invalid value";
-}
 
 /* Optional keys set to null count as absent (transformers writes e.g. "head_dim": null). */
 static const cJSON *get_key(const cJSON *root, const char *key)
@@ -44,7 +33,7 @@ static zf_status get_pos_int(const char *path, const cJSON *root, const char *ke
         return ZF_OK;
     }
     if (!cJSON_IsNumber(v))
-        return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a positive integer, found %s", path, key, json_kind(v));
+        return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a positive integer, found %s", path, key, zf_json_kind(v));
     double d = v->valuedouble;
     if (d != floor(d) || fabs(d) > 9007199254740992.0)
         return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a positive integer, found %g", path, key, d);
@@ -61,7 +50,7 @@ static zf_status get_pos_double(const char *path, const cJSON *root, const char 
         return ZF_OK;
     }
     if (!cJSON_IsNumber(v))
-        return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a positive number, found %s", path, key, json_kind(v));
+        return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a positive number, found %s", path, key, zf_json_kind(v));
     if (!(v->valuedouble > 0) || !isfinite(v->valuedouble))
         return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected a positive number, found %g", path, key, v->valuedouble);
     *out = v->valuedouble;
@@ -76,7 +65,7 @@ static zf_status get_bool(const char *path, const cJSON *root, const char *key, 
         return ZF_OK;
     }
     if (!cJSON_IsBool(v))
-        return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected true or false, found %s", path, key, json_kind(v));
+        return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected true or false, found %s", path, key, zf_json_kind(v));
     *out = cJSON_IsTrue(v);
     return ZF_OK;
 }
@@ -88,7 +77,7 @@ static zf_status require_string(const char *path, const cJSON *root, const char 
     const cJSON *v = get_key(root, key);
     if (!v) return ZF_OK;
     if (!cJSON_IsString(v))
-        return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected the string \"%s\", found %s", path, key, want, json_kind(v));
+        return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected the string \"%s\", found %s", path, key, want, zf_json_kind(v));
     if (strcmp(v->valuestring, want) != 0)
         return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected \"%s\", found \"%.60s\" (%s)", path, key, want,
                        v->valuestring, why);
@@ -125,7 +114,7 @@ static zf_status parse_llama(const char *path, const cJSON *root, zf_model_confi
     const cJSON *rs = get_key(root, "rope_scaling");
     if (rs)
         return zf_fail(ZF_ERR_INPUT, "%s: key 'rope_scaling': expected null or absent, found %s (RoPE scaling is "
-                       "unsupported)", path, json_kind(rs));
+                       "unsupported)", path, zf_json_kind(rs));
     return ZF_OK;
 }
 
@@ -190,13 +179,13 @@ zf_status zf_model_config_read(const char *dir, zf_model_config *out)
         goto done;
     }
     if (!cJSON_IsObject(root)) {
-        s = zf_fail(ZF_ERR_INPUT, "%s: expected a JSON object, found %s", path, json_kind(root));
+        s = zf_fail(ZF_ERR_INPUT, "%s: expected a JSON object, found %s", path, zf_json_kind(root));
         goto done;
     }
     const cJSON *mt = get_key(root, "model_type");
     if (!cJSON_IsString(mt)) {
         s = zf_fail(ZF_ERR_INPUT, "%s: key 'model_type': expected a string (llama, mistral, qwen2 or opt), found %s",
-                    path, mt ? json_kind(mt) : "nothing (key missing)");
+                    path, zf_json_kind(mt));
         goto done;
     }
     if (strlen(mt->valuestring) >= sizeof out->model_type) {

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "safetensors.h"
 #include "fsutil.h"
+#include "json_kind.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,19 +60,6 @@ static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
     if (o < len) snprintf(buf + o, len - o, "]");
 }
 
-/* Short, printable description of a JSON value for "found ..." in messages. */
-static const char *json_kind(const cJSON *v)
-{
-    if (!v) return "nothing (key missing)";
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsNull(v)) return "null";
-    if (cJSON_IsArray(v)) return "an array";
-    if (cJSON_IsObject(v)) return "an object";
-    return "an invalid value";
-}
-
 /* A JSON number that is an exact non-negative integer (<= 2^53). */
 static int json_uint(const cJSON *v, uint64_t *out)
 {
@@ -121,14 +109,14 @@ static zf_status parse_entry(zf_safetensors *st, const st_shard *sh, const cJSON
     const char *file = sh->path, *name = e->string;
     if (!cJSON_IsObject(e))
         return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': expected an object with dtype, shape and data_offsets, found %s",
-                       file, name, json_kind(e));
+                       file, name, zf_json_kind(e));
     zf_st_tensor t;
     memset(&t, 0, sizeof t);
 
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
     if (!cJSON_IsString(dt))
         return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': field 'dtype': expected a string, found %s", file, name,
-                       json_kind(dt));
+                       zf_json_kind(dt));
     if (zf_dtype_from_name(dt->valuestring, &t.dtype) != 0)
         return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': field 'dtype': unknown dtype \"%.40s\" (expected F32, F16, BF16, "
                        "F64, I64, I32, I16, I8, U8, U16, U32 or BOOL)", file, name, dt->valuestring);
@@ -136,7 +124,7 @@ static zf_status parse_entry(zf_safetensors *st, const st_shard *sh, const cJSON
     const cJSON *sp = cJSON_GetObjectItemCaseSensitive(e, "shape");
     if (!cJSON_IsArray(sp))
         return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': field 'shape': expected an array of integers, found %s", file,
-                       name, json_kind(sp));
+                       name, zf_json_kind(sp));
     int nd = cJSON_GetArraySize(sp);
     if (nd > ZF_ST_MAX_DIMS)
         return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': field 'shape': %d dimensions, at most %d supported", file, name,
@@ -154,7 +142,7 @@ static zf_status parse_entry(zf_safetensors *st, const st_shard *sh, const cJSON
                 return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': field 'shape'[%d]: expected a non-negative integer, "
                                "found %g", file, name, i, d->valuedouble);
             return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': field 'shape'[%d]: expected a non-negative integer, found %s",
-                           file, name, i, json_kind(d));
+                           file, name, i, zf_json_kind(d));
         }
         t.shape[i] = (int64_t)v;
         if (v != 0 && numel > (uint64_t)INT64_MAX / v)
@@ -172,7 +160,7 @@ static zf_status parse_entry(zf_safetensors *st, const st_shard *sh, const cJSON
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
         return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': field 'data_offsets': expected an array [begin, end], found %s",
-                       file, name, off && cJSON_IsArray(off) ? "an array of another length" : json_kind(off));
+                       file, name, off && cJSON_IsArray(off) ? "an array of another length" : zf_json_kind(off));
     uint64_t b, en;
     if (!json_uint(off->child, &b) || !json_uint(off->child->next, &en))
         return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': field 'data_offsets': expected two non-negative integers", file,
@@ -273,20 +261,20 @@ static zf_status open_file(zf_safetensors *st, const char *path)
     free(text);
     zf_status s = ZF_OK;
     if (!cJSON_IsObject(root)) {
-        s = zf_fail(ZF_ERR_INPUT, "%s: header: expected a JSON object, found %s", path, json_kind(root));
+        s = zf_fail(ZF_ERR_INPUT, "%s: header: expected a JSON object, found %s", path, zf_json_kind(root));
         goto done;
     }
     size_t first = st->n;
     for (const cJSON *e2 = root->child; e2; e2 = e2->next) {
         if (strcmp(e2->string, "__metadata__") == 0) {
             if (!cJSON_IsObject(e2)) {
-                s = zf_fail(ZF_ERR_INPUT, "%s: field '__metadata__': expected an object, found %s", path, json_kind(e2));
+                s = zf_fail(ZF_ERR_INPUT, "%s: field '__metadata__': expected an object, found %s", path, zf_json_kind(e2));
                 goto done;
             }
             for (const cJSON *mv = e2->child; mv; mv = mv->next) {
                 if (!cJSON_IsString(mv)) {
                     s = zf_fail(ZF_ERR_INPUT, "%s: field '__metadata__'.'%s': expected a string, found %s", path,
-                                mv->string, json_kind(mv));
+                                mv->string, zf_json_kind(mv));
                     goto done;
                 }
             }
@@ -353,7 +341,7 @@ static zf_status open_index(zf_safetensors *st, const char *dir, const char *ind
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
         s = zf_fail(ZF_ERR_INPUT, "%s: field 'weight_map': expected an object, found %s", index_path,
-                    cJSON_IsObject(root) ? json_kind(wm) : "a non-object document");
+                    cJSON_IsObject(root) ? zf_json_kind(wm) : "a non-object document");
         goto done;
     }
     /* The distinct shard names, in sorted order so the tensor table does not depend on JSON order. */
@@ -366,7 +354,7 @@ static zf_status open_index(zf_safetensors *st, const char *dir, const char *ind
     for (const cJSON *e = wm->child; e; e = e->next) {
         if (!cJSON_IsString(e) || !e->valuestring[0] || strstr(e->valuestring, "..") || e->valuestring[0] == '/') {
             s = zf_fail(ZF_ERR_INPUT, "%s: field 'weight_map'.'%s': expected a shard file name in this folder, found %s",
-                        index_path, e->string, cJSON_IsString(e) ? "an unusable path" : json_kind(e));
+                        index_path, e->string, cJSON_IsString(e) ? "an unusable path" : zf_json_kind(e));
             goto done;
         }
         files[nfiles++] = e->valuestring;

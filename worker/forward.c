@@ -87,8 +87,7 @@ static void block_norm(const zf_model_config *c, const float *x, const float *g,
         rms_norm(x, g, (float)c->norm_eps, ntok, c->hidden, y);
 }
 
-/* cos/sin [seq, hd/2] in the transformers convention: inv_freq = 1/θ^(2i/hd) and the angles pos·inv_freq in fp32. */
-static void rope_table(const zf_model_config *c, int64_t seq, float *cosv, float *sinv)
+void zf_rope_table(const zf_model_config *c, int64_t seq, float *cosv, float *sinv)
 {
     int64_t half = c->head_dim / 2;
     for (int64_t i = 0; i < half; i++) {
@@ -305,7 +304,7 @@ zf_status zf_block_forward(const zf_model_config *c, const zf_block_weights *w, 
         for (int64_t i = 0; i < ntok * qdim; i++) q[i] *= scale;
         scale = 1.0f;
     } else {
-        rope_table(c, seq, rope, rope + seq * half);
+        zf_rope_table(c, seq, rope, rope + seq * half);
         rope_apply(q, ntok, seq, c->n_heads, hd, rope, rope + seq * half);
         rope_apply(k, ntok, seq, c->n_kv_heads, hd, rope, rope + seq * half);
     }

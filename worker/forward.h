@@ -13,6 +13,9 @@ typedef void (*zf_capture_fn)(void *ctx, zf_group g, const float *x, int64_t nto
 /* Rejects a model config the forward cannot run (family, sizes, heads, rotary), naming the field. */
 zf_status zf_forward_check_config(const zf_model_config *c);
 
+/* cos/sin [seq, hd/2] of the rotary embedding in the transformers convention: inv_freq = 1/θ^(2i/hd) and the
+ * angles pos·inv_freq in fp32 (the CUDA forward uploads the same table). */
+void zf_rope_table(const zf_model_config *c, int64_t seq, float *cosv, float *sinv);
 /* x [nwin·seq, d] = embeddings of tokens [nwin, seq] (plus OPT's learned positions). */
 zf_status zf_embed(const zf_model_config *c, const zf_model_globals *g, const int32_t *tokens, int64_t nwin,
                    int64_t seq, float *x);

@@ -217,20 +217,6 @@ static zf_status check_int_sizes(const zf_model_config *c, int64_t seq)
     return ZF_OK;
 }
 
-/* cos/sin [seq, hd/2] exactly as the CPU forward builds them (same fp32 host math), so both read the same angles. */
-static void rope_table(const zf_model_config *c, int64_t seq, float *cosv, float *sinv)
-{
-    int64_t half = c->head_dim / 2;
-    for (int64_t i = 0; i < half; i++) {
-        float inv_freq = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->head_dim);
-        for (int64_t p = 0; p < seq; p++) {
-            float a = (float)p * inv_freq;
-            cosv[p * half + i] = cosf(a);
-            sinv[p * half + i] = sinf(a);
-        }
-    }
-}
-
 static zf_status upload_f32(zf_cuda *cu, const float *host, int64_t n, const char *what, float **dev)
 {
     ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)n, what, (void **)dev));
@@ -637,7 +623,7 @@ extern "C" zf_status zf_cuda_block_forward(zf_cuda *cu, const zf_model_config *c
         int64_t half = f.hd / 2;
         rope_host = (float *)zf_malloc(sizeof(float) * (size_t)(2 * seq * half), "rotary table");
         if (!rope_host) return ZF_ERR_NOMEM;
-        rope_table(c, seq, rope_host, rope_host + seq * half);
+        zf_rope_table(c, seq, rope_host, rope_host + seq * half); /* the CPU forward's angles, bit for bit */
     }
 
     cublasStatus_t bs = cublasSetStream(cu->blas, cu->stream);
