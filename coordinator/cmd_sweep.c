@@ -230,6 +230,7 @@ int zf_cmd_sweep(int argc, char **argv)
     int nsets = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
+        else if (!strncmp(argv[i], "--set=", 6) && nsets < 64) sets[nsets++] = argv[i] + 6;
         else if (!strcmp(argv[i], "--report")) report_only = true;
         else if (!strcmp(argv[i], "--restart")) restart = true;
         else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
