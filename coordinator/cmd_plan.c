@@ -123,13 +123,13 @@ int zf_cmd_plan(int argc, char **argv)
     int ranks = 1;
     double mem_limit = 0, gpu_limit = 0;
     zf_job_config cfg;
-    const char *sets[64];
+    const char *sets[ZF_MAX_SETS];
     int nsets = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--ranks") && i + 1 < argc) ranks = atoi(argv[++i]);
+    for (int i = 1, took; i < argc; i++) {
+        if ((took = zf_config_take_set(argc, argv, i, sets, &nsets))) i += took - 1;
+        else if (!strcmp(argv[i], "--ranks") && i + 1 < argc) ranks = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--memory") && i + 1 < argc) mem_limit = atof(argv[++i]);
         else if (!strcmp(argv[i], "--gpu-memory") && i + 1 < argc) gpu_limit = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
         else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
         else {
             zf_cmd_plan_help();

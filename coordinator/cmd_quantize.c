@@ -440,11 +440,10 @@ static int quantize_or_eval(int argc, char **argv, bool eval_only)
     const char *config_path = NULL;
     bool dry_run = false, restart = false;
     zf_job_config cfg;
-    const char *sets[64];
+    const char *sets[ZF_MAX_SETS];
     int nsets = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
-        else if (!strncmp(argv[i], "--set=", 6) && nsets < 64) sets[nsets++] = argv[i] + 6;
+    for (int i = 1, took; i < argc; i++) {
+        if ((took = zf_config_take_set(argc, argv, i, sets, &nsets))) i += took - 1;
         else if (!strcmp(argv[i], "--dry-run")) dry_run = true;
         else if (!strcmp(argv[i], "--restart")) restart = true;
         else if (argv[i][0] != '-' && !config_path) config_path = argv[i];

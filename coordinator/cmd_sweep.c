@@ -226,11 +226,10 @@ int zf_cmd_sweep(int argc, char **argv)
 {
     const char *config_path = NULL;
     bool report_only = false, restart = false;
-    const char *sets[64];
+    const char *sets[ZF_MAX_SETS];
     int nsets = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 64) sets[nsets++] = argv[++i];
-        else if (!strncmp(argv[i], "--set=", 6) && nsets < 64) sets[nsets++] = argv[i] + 6;
+    for (int i = 1, took; i < argc; i++) {
+        if ((took = zf_config_take_set(argc, argv, i, sets, &nsets))) i += took - 1;
         else if (!strcmp(argv[i], "--report")) report_only = true;
         else if (!strcmp(argv[i], "--restart")) restart = true;
         else if (argv[i][0] != '-' && !config_path) config_path = argv[i];

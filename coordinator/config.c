@@ -487,3 +487,17 @@ void zf_config_write_docs(FILE *f)
                 k->required ? "(required)" : (k->def[0] ? k->def : "\"\""), allowed, k->doc);
     }
 }
+
+int zf_config_take_set(int argc, char **argv, int i, const char **sets, int *nsets)
+{
+    if (*nsets >= ZF_MAX_SETS) return 0;
+    if (!strcmp(argv[i], "--set") && i + 1 < argc) {
+        sets[(*nsets)++] = argv[i + 1];
+        return 2;
+    }
+    if (!strncmp(argv[i], "--set=", 6)) {
+        sets[(*nsets)++] = argv[i] + 6;
+        return 1;
+    }
+    return 0;
+}

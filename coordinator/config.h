@@ -64,6 +64,12 @@ zf_status zf_config_load_sweep(const char *path, zf_job_config *c, zf_sweep *swe
  * unless an override picks one value, and the result is validated; with sweep, lists become sweep dimensions
  * (validate each point yourself). */
 zf_status zf_config_read(const char *path, const char *const *sets, int nsets, zf_job_config *c, zf_sweep *sweep);
+
+/* The most --set overrides one command line may give. */
+#define ZF_MAX_SETS 64
+/* If argv[i] is "--set KEY=VALUE" or "--set=KEY=VALUE", appends the assignment to sets (at most ZF_MAX_SETS) and
+ * returns how many arguments it took (2 or 1); 0 when argv[i] is not one (or the list is full). */
+int zf_config_take_set(int argc, char **argv, int i, const char **sets, int *nsets);
 /* Applies one "key=value" override (dotted keys, e.g. calibration.windows=32). */
 zf_status zf_config_set(zf_job_config *c, const char *assignment);
 /* Checks required keys and combinations. */
