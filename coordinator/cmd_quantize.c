@@ -471,7 +471,7 @@ static int quantize_or_eval(int argc, char **argv, bool eval_only)
         return ZF_EXIT_FAILURE;
     }
     s = zf_quantize_job(&cfg, config_path, restart, dry_run, eval_only);
-    if (s != ZF_OK && !zf_comm_failed_elsewhere()) zf_log_error("%s", zf_last_error());
+    if (s != ZF_OK && !zf_comm_reported_elsewhere()) zf_log_error("%s", zf_last_error());
     zf_comm_finalize();
     return zf_exit_code(s);
 }

@@ -304,7 +304,7 @@ int zf_cmd_sweep(int argc, char **argv)
         s = zf_quantize_job(&cfg, config_path, restart, false, false);
         if (s == ZF_ERR_INTERRUPTED) break;
         if (s != ZF_OK) {
-            if (!zf_comm_failed_elsewhere()) zf_log_error("sweep point %s: %s", p.name, zf_last_error());
+            if (!zf_comm_reported_elsewhere()) zf_log_error("sweep point %s: %s", p.name, zf_last_error());
             failed++;
             s = ZF_OK;
         }

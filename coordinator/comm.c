@@ -5,12 +5,13 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/log.h"
 
 static zf_comm world = {0, 1};
 static int mpi_started = 0;
-static int failed_elsewhere = 0;
+static int reported_elsewhere = 0; /* this rank's failure is printed by another */
 static double bytes_moved = 0; /* payload of collectives this rank took part in */
 
 #define CHUNK ((int64_t)1 << 28)
@@ -88,15 +89,26 @@ zf_status zf_comm_bcast(void *buf, size_t bytes, int root)
 
 zf_status zf_comm_agree(zf_status local)
 {
+    reported_elsewhere = 0;
     if (world.size == 1) return local;
-    int in = (int)local, out = 0;
-    zf_status s = mpi_check(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "status agreement");
+    int in[2] = {(int)local, -(int)local}, out[2] = {0, 0}; /* the worst status, and minus the best */
+    zf_status s = mpi_check(MPI_Allreduce(in, out, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "status agreement");
     if (s != ZF_OK) return s;
-    if (out != ZF_OK && local == ZF_OK) {
-        failed_elsewhere = 1;
-        return zf_fail((zf_status)out, "another rank failed (its message is above)");
+    if (out[0] == ZF_OK) return ZF_OK;
+    if (local == ZF_OK) {
+        reported_elsewhere = 1;
+        return zf_fail((zf_status)out[0], "another rank failed (see its error)");
     }
-    return local != ZF_OK ? local : (zf_status)out;
+    if (-out[1] != ZF_OK) {
+        /* every rank failed: when a rank's message is rank 0's (no GPU anywhere, a file all of them read), only
+         * rank 0 prints it */
+        char lead[2048];
+        snprintf(lead, sizeof lead, "%s", zf_last_error());
+        s = mpi_check(MPI_Bcast(lead, (int)sizeof lead, MPI_CHAR, 0, MPI_COMM_WORLD), "message agreement");
+        if (s != ZF_OK) return s;
+        if (world.rank != 0 && !strcmp(lead, zf_last_error())) reported_elsewhere = 1;
+    }
+    return local;
 }
 
 void zf_comm_split(int64_t n, int rank, int size, int64_t *lo, int64_t *hi)
@@ -106,6 +118,6 @@ void zf_comm_split(int64_t n, int rank, int size, int64_t *lo, int64_t *hi)
     *hi = *lo + base + (rank < extra ? 1 : 0);
 }
 
-int zf_comm_failed_elsewhere(void) { return failed_elsewhere; }
+int zf_comm_reported_elsewhere(void) { return reported_elsewhere; }
 
 double zf_comm_bytes(void) { return bytes_moved; }

@@ -28,8 +28,9 @@ zf_status zf_comm_reduce_f64(double *buf, int64_t n, int root);
 zf_status zf_comm_bcast(void *buf, size_t bytes, int root);
 /* Every rank learns whether any rank failed: returns the worst status (and on failing ranks keeps their message). */
 zf_status zf_comm_agree(zf_status local);
-/* True after zf_comm_agree reported another rank's failure (this rank has no message of its own to print). */
-int zf_comm_failed_elsewhere(void);
+/* True when another rank prints this rank's failure: zf_comm_agree reported another rank's failure, or every
+ * rank failed and this rank's message is rank 0's. */
+int zf_comm_reported_elsewhere(void);
 
 /* Payload bytes of the reductions and broadcasts this rank has taken part in so far. */
 double zf_comm_bytes(void);

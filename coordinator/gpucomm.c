@@ -158,7 +158,7 @@ static zf_status share_id(zf_status local, ncclUniqueId *id)
                      gc.rank));
     if (local != ZF_OK) return local;
     if (!all_ok)
-        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank %d: another rank failed to prepare (its message is above)",
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank %d: another rank failed to prepare (see its error)",
                        gc.rank);
     return ZF_OK;
 }

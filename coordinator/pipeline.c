@@ -513,6 +513,16 @@ static const char *comm_note(double measured, int64_t predicted)
     return buf;
 }
 
+/* A stop request (a signal on any rank), agreed by every rank; ZF_ERR_INTERRUPTED naming where when there is one. */
+static zf_status agreed_stop(const zf_run_hooks *hooks, const char *where)
+{
+    if (!hooks || !hooks->stop_requested) return ZF_OK;
+    double sig = hooks->stop_requested(hooks->ctx);
+    ZF_TRY(zf_comm_allreduce_f64(&sig, 1));
+    if (sig <= 0) return ZF_OK;
+    return zf_fail(ZF_ERR_INTERRUPTED, "stopped by a signal %s; run the same command again to resume", where);
+}
+
 /* Parallel schedule: every Hessian from one full-precision pass, then all (block, group) units spread over the
  * ranks by cost, reduced to their owners and quantized at once; results are installed block by block in order. */
 static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
@@ -562,10 +572,19 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
         zf_block_free(&fp);
         t_fwd[b] = (now_seconds() - tb) / ZF_NGROUP;
         s = zf_comm_agree(s);
+        if (s == ZF_OK && b + 1 < pass_end) {
+            char where[96];
+            snprintf(where, sizeof where, "in the calibration pass (block %lld of %lld; nothing quantized yet)",
+                     (long long)b + 1, (long long)nb);
+            s = agreed_stop(hooks, where);
+        }
     }
     /* 2. owners by cost over all units */
     if (s == ZF_OK) s = assign_owners(c, nb - first, w->size, owner);
     s = zf_comm_agree(s);
+    if (s == ZF_OK)
+        zf_log_info("calibration pass done, elapsed %.1fs; quantizing %lld units (block, group) on %d rank%s",
+                    now_seconds() - t0, (long long)nunits, w->size, w->size > 1 ? "s" : "");
     /* 3. every unit's sums to its owner (collectives only; the other ranks drop theirs) */
     for (int64_t u = 0; s == ZF_OK && u < nunits; u++) {
         if (cached[first + u / ZF_NGROUP]) continue;
@@ -575,12 +594,23 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
         if (w->rank != owner[u]) zf_bhess_free(&hs[u]);
     }
     /* 4. owners quantize their units (H reduced, or read from the cache) with the full-precision weights, all
-     *    at the same time: no collective until every owner is done */
+     *    at the same time: no collective until every owner is done. A stop request ends a rank's units after the
+     *    current one; its remaining reduced Hessians still go to the cache. */
+    double *unit_done = zf_calloc((size_t)(nunits ? nunits : 1), sizeof *unit_done, "units done");
+    if (s == ZF_OK && !unit_done) s = ZF_ERR_NOMEM;
+    bool stopping = false;
     int64_t loaded = -1;
     for (int64_t u = 0; s == ZF_OK && u < nunits; u++) {
         if (w->rank != owner[u]) continue;
         int64_t b = first + u / ZF_NGROUP;
         zf_group g = (zf_group)(u % ZF_NGROUP);
+        if (!stopping && hooks && hooks->stop_requested) stopping = hooks->stop_requested(hooks->ctx) != 0;
+        if (stopping) {
+            if (!cached[b] && m->hcache.enabled)
+                s = owner_hessian(&m->hcache, true, false, b, g, zf_group_in(c, g), &hs[u], t_fwd[b] + t_red[u], H);
+            zf_bhess_free(&hs[u]);
+            continue;
+        }
         s = owner_hessian(&m->hcache, true, cached[b], b, g, zf_group_in(c, g), &hs[u], t_fwd[b] + t_red[u], H);
         zf_bhess_free(&hs[u]);
         if (s == ZF_OK && b != loaded) {
@@ -591,14 +621,28 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
             if (s == ZF_OK) loaded = b;
         }
         if (s == ZF_OK) s = compute_group(m->be, cfg, c, b, g, H, &fp, &gr[u]);
+        if (s == ZF_OK) {
+            unit_done[u] = 1;
+            zf_log_info("block %lld %s quantized, elapsed %.1fs", (long long)b + 1, zf_group_name(g), now_seconds() - t0);
+        }
     }
     zf_block_free(&fp);
     free(cached);
     free(t_fwd);
     free(t_red);
     s = zf_comm_agree(s);
-    /* 5. every rank installs the blocks in order; a rank that fails must not leave the others in a broadcast */
-    for (int64_t b = first; s == ZF_OK && b < nb; b++) {
+    /* 5. every rank installs the blocks in order, up to the first with an unfinished unit (after a stop); a rank
+     *    that fails must not leave the others in a broadcast */
+    if (s == ZF_OK) s = zf_comm_allreduce_f64(unit_done, nunits);
+    int64_t install_end = first;
+    while (s == ZF_OK && install_end < nb) {
+        bool complete = true;
+        for (int g = 0; g < ZF_NGROUP; g++) complete = complete && unit_done[(install_end - first) * ZF_NGROUP + g] > 0;
+        if (!complete) break;
+        install_end++;
+    }
+    free(unit_done);
+    for (int64_t b = first; s == ZF_OK && b < install_end; b++) {
         zf_qblock *qb = &m->blocks[b];
         s = zf_block_load(c, m->st, b, &qb->folded);
         if (s == ZF_OK && cfg->eval_unfolded) s = zf_block_copy(c, &qb->folded, &qb->unfolded);
@@ -625,6 +669,9 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
                         (long long)b + 1, (long long)nb, now_seconds() - t0, after, before,
                         before > 0 ? after / before : 0.0);
     }
+    if (s == ZF_OK && install_end < nb)
+        s = zf_fail(ZF_ERR_INTERRUPTED, "stopped by a signal while quantizing (parallel schedule): the first %lld of %lld "
+                    "blocks are written; run the same command again to resume", (long long)install_end, (long long)nb);
     for (int64_t u = 0; u < nunits; u++) {
         zf_bhess_free(&hs[u]);
         zf_qresult_free(&gr[u].res);
@@ -721,12 +768,10 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
                     (long long)b + 1, (long long)c->n_layers, qb->seconds, elapsed, eta, after, before,
                     before > 0 ? after / before : 0.0, retries ? "  (damping retried)" : "",
                     w->size > 1 ? comm_note(qb->comm_bytes, zf_block_comm_bytes_model(c, w->size, cfg->hessian_fp64 ? 8 : 4)) : "");
-        if (hooks && hooks->stop_requested && b + 1 < c->n_layers) {
-            double sig = hooks->stop_requested(hooks->ctx);
-            s = zf_comm_allreduce_f64(&sig, 1);
-            if (s == ZF_OK && sig > 0)
-                s = zf_fail(ZF_ERR_INTERRUPTED, "stopped by a signal after block %lld of %lld; run the same command "
-                            "again to resume", (long long)b + 1, (long long)c->n_layers);
+        if (b + 1 < c->n_layers) {
+            char where[64];
+            snprintf(where, sizeof where, "after block %lld of %lld", (long long)b + 1, (long long)c->n_layers);
+            s = agreed_stop(hooks, where);
         }
     }
     m->quant_seconds = now_seconds() - t0;

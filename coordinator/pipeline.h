@@ -52,7 +52,7 @@ typedef struct {
     int64_t resume_from;                                          /* blocks [0, resume_from) are loaded */
     zf_status (*load_block)(void *ctx, int64_t b, zf_qblock *qb); /* every rank */
     zf_status (*block_done)(void *ctx, int64_t b, const zf_qblock *qb); /* every rank, after a computed block */
-    int (*stop_requested)(void *ctx);                             /* a signal number or 0; agreed across ranks */
+    int (*stop_requested)(void *ctx);                             /* this rank's signal or 0; the pipeline agrees */
     void *ctx;
 } zf_run_hooks;
 

@@ -35,3 +35,11 @@ run() {
   mv "$work/out" "$dest"
   return $rc
 }
+# same_as_ref REF: every block shard and unquantized.h5 of $work/out equal REF's byte for byte (lists those that differ)
+same_as_ref() {
+  local ref=$1 n=0
+  for f in "$ref"/blocks/*.h5 "$ref/unquantized.h5"; do
+    cmp -s "$f" "$work/out/${f#$ref/}" || { echo "  differs: ${f#$ref/}"; n=$((n + 1)); }
+  done
+  [ "$n" -eq 0 ]
+}

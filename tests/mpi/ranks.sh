@@ -24,4 +24,13 @@ if run 3 "$work/par3" --set schedule=parallel; then
     && ok "parallel schedule, np 3 vs one process: $(grep -o 'codes agreeing:.*' "$work/cmpp")" \
     || { bad "parallel schedule np 3 vs one process"; cat "$work/cmpp"; }
 else bad "parallel schedule np 3: $(tail -3 "$work/par3.log")"; fi
+# a failure every rank meets alike (a calibration file too short for its header): one rank prints it, exit 1
+printf 'abc' > "$work/short.tok"
+rm -rf "$work/out"
+timeout 120 mpirun -np 3 "$zfold" quantize "$work/run.yaml" --set calibration.file="$work/short.tok" > "$work/short.log" 2>&1
+rc=$?
+n=$(grep -c 'error:' "$work/short.log")
+[ "$rc" -eq 1 ] && [ "$n" -eq 1 ] && grep -q 'short.tok: file is 3 bytes' "$work/short.log" \
+  && ok "the same failure on 3 ranks: exit 1, one error line" \
+  || { bad "the same failure on 3 ranks: exit $rc, $n error lines"; grep error "$work/short.log"; }
 finish
