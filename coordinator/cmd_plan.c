@@ -16,12 +16,14 @@
 
 void zf_cmd_plan_help(void)
 {
-    printf("usage: zfold plan CONFIG.yaml [--ranks N] [--memory GiB] [--gpu-memory GiB] [--set key=value]...\n"
+    printf("usage: zfold plan CONFIG.yaml [--ranks N] [--memory GiB] [--gpu-memory GiB] [--memory-only] [--set key=value]...\n"
            "Prints, for the config and N ranks (default 1), the memory each rank needs and the predicted time per\n"
            "block from the cost model, and warns when a rank would run out of memory (--memory: GiB per rank;\n"
-           "default: this machine's available memory / N). Rates are measured here: one short window through a\n"
-           "block of the model's shapes (random weights; skipped above 2 GiB, then the SGEMM rate), a Hessian\n"
-           "accumulation, and SGEMM for the quantization. Reads config.json, not the weights.\n"
+           "default: this machine's available memory / N). Rates are measured on the backend the run would use (the\n"
+           "GPU with backend: cuda when one is visible, else this CPU): one short window through a block of the\n"
+           "model's shapes (random weights; skipped above 2 GiB) with and without the Hessian capture, and the\n"
+           "configured method on a layer of the largest group's shape (--memory-only: no probes, no time table).\n"
+           "Reads config.json, not the weights.\n"
            "With backend: cuda it also prints the GPU memory each rank needs (one block's weights and forward, the\n"
            "Hessian accumulators, the largest layer's quantization; then the evaluation's head and logits) against\n"
            "--gpu-memory (default: device 0's).\n");
@@ -34,30 +36,38 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* SGEMM GFLOP/s of this machine on 1024² (best of 3), the rate the predictions use. */
-static double measure_sgemm(void)
+/* Seconds of one window of s tokens through block w on be (x from x0), with every group's Hessian captured when
+ * fp64 >= 0 (fp64 then picks the accumulator precision): the second of two runs (the first pays for first
+ * touches), or -1 when it fails. */
+static double time_window(zf_backend *be, const zf_model_config *mc, const zf_block_weights *w, const float *x0,
+                          float *x, int64_t s, int fp64)
 {
-    int n = 1024;
-    float *a = calloc((size_t)n * n, sizeof(float)), *b = calloc((size_t)n * n, sizeof(float)),
-          *c = calloc((size_t)n * n, sizeof(float));
-    double best = 0;
-    for (int i = 0; a && b && c && i < (int)((size_t)n * n); i++) a[i] = b[i] = (float)(i % 7) * 0.1f;
-    for (int r = 0; a && b && c && r < 3; r++) {
-        double t0 = now_seconds();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double g = 2.0 * n * n * n / (now_seconds() - t0) / 1e9;
-        if (g > best) best = g;
+    zf_bhess hs[ZF_NGROUP];
+    zf_bhess *hp[ZF_NGROUP] = {0};
+    memset(hs, 0, sizeof hs);
+    zf_status st = ZF_OK;
+    for (int g = 0; fp64 >= 0 && st == ZF_OK && g < ZF_NGROUP; g++) {
+        st = zf_bhess_init(be, &hs[g], zf_group_in(mc, (zf_group)g), fp64 > 0);
+        hp[g] = &hs[g];
     }
-    free(a);
-    free(b);
-    free(c);
-    return best;
+    double t = -1;
+    for (int rep = 0; st == ZF_OK && rep < 2; rep++) {
+        memcpy(x, x0, sizeof(float) * (size_t)(s * mc->hidden));
+        double t0 = now_seconds();
+        st = zf_backend_block_forward(be, mc, w, x, 1, s, fp64 >= 0 ? hp : NULL);
+        t = st == ZF_OK ? now_seconds() - t0 : -1;
+    }
+    for (int g = 0; g < ZF_NGROUP; g++) zf_bhess_free(&hs[g]);
+    return t;
 }
 
-/* Forward GFLOP/s of one window of s tokens through a block of the model's shapes (small random weights), or 0
- * when the block is too large to probe. */
-static double measure_forward(const zf_model_config *mc, int64_t s, double block_params)
+/* GFLOP/s of one window of s tokens through a block of the model's shapes (small random weights) on be, or 0
+ * when the block is too large to probe. With hess_rate, also the Hessian capture's GFLOP/s (T·Σd_in² counted),
+ * from the same window with the capture on (0 when it is lost in the forward's noise). */
+static double measure_forward(zf_backend *be, const zf_model_config *mc, int64_t s, double block_params, bool fp64,
+                              double *hess_rate)
 {
+    if (hess_rate) *hess_rate = 0;
     if (block_params * 4 > 2.0 * (1 << 30)) return 0;
     zf_block_weights w;
     if (zf_block_alloc(mc, &w) != ZF_OK) return 0;
@@ -72,38 +82,112 @@ static double measure_forward(const zf_model_config *mc, int64_t s, double block
     }
     for (int k = 0; k < 2; k++)
         for (int64_t i = 0; i < mc->hidden; i++) w.norm_w[k][i] = 1.0f;
-    float *x = malloc(sizeof(float) * (size_t)(s * mc->hidden));
+    float *x0 = malloc(sizeof(float) * (size_t)(s * mc->hidden)), *x = malloc(sizeof(float) * (size_t)(s * mc->hidden));
     double rate = 0;
-    if (x) {
-        for (int64_t i = 0; i < s * mc->hidden; i++) x[i] = (float)((i * 37 % 101) - 50) * 0.02f;
-        double t0 = now_seconds();
-        if (zf_block_forward(mc, &w, x, 1, s, NULL, NULL) == ZF_OK) {
-            double flops = 2.0 * (double)s * block_params + 2.0 * (double)s * (double)s * (double)(mc->n_heads * mc->head_dim);
-            rate = flops / (now_seconds() - t0) / 1e9;
+    if (x0 && x) {
+        for (int64_t i = 0; i < s * mc->hidden; i++) x0[i] = (float)((i * 37 % 101) - 50) * 0.02f;
+        double t_fwd = time_window(be, mc, &w, x0, x, s, -1);
+        double flops = 2.0 * (double)s * block_params + 2.0 * (double)s * (double)s * (double)(mc->n_heads * mc->head_dim);
+        if (t_fwd > 0) rate = flops / t_fwd / 1e9;
+        double t_cap = hess_rate && t_fwd > 0 ? time_window(be, mc, &w, x0, x, s, fp64 ? 1 : 0) : -1;
+        if (t_cap > t_fwd * 1.02) {
+            double hflops = 0;
+            for (int g = 0; g < ZF_NGROUP; g++) {
+                double in = (double)zf_group_in(mc, (zf_group)g);
+                hflops += (double)s * in * in;
+            }
+            *hess_rate = hflops / (t_cap - t_fwd) / 1e9;
         }
-        free(x);
     }
+    free(x0);
+    free(x);
     zf_block_free(&w);
     return rate;
 }
 
-/* Hessian accumulation GFLOP/s (T·d² counted) at the configured precision, d = min(d_in, 2048). */
-static double measure_hessian(int64_t d_in, bool fp64)
+/* Cost-model flops of quantizing [rows, cols]: OPTQ (Cholesky, inverse, column loop) and als_iters ALS rounds. */
+static double quant_flops_model(double rows, double cols, int als_iters)
 {
-    int64_t d = d_in < 2048 ? d_in : 2048, t = 512;
-    zf_hessian h;
-    float *x = malloc(sizeof(float) * (size_t)(t * d));
+    return cols * cols * cols / 3.0 * 2 + 2.0 * rows * cols * cols + als_iters * 2.0 * rows * cols * cols;
+}
+
+/* GFLOP/s of quantizing one [rows, cols] layer (random weights, H from random inputs) on be
+ * with the config's method, counting the ALS rounds it ran; 0 when it fails. */
+static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t rows, int64_t cols)
+{
+    int64_t t = 2 * cols;
+    float *W = malloc(sizeof(float) * (size_t)(rows * cols)), *X = malloc(sizeof(float) * (size_t)(t * cols)),
+          *H = malloc(sizeof(float) * (size_t)(cols * cols));
     double rate = 0;
-    if (x && zf_hessian_init(&h, d, fp64) == ZF_OK) {
-        for (int64_t i = 0; i < t * d; i++) x[i] = (float)((i * 13 % 17) - 8) * 0.1f;
-        if (zf_hessian_add(&h, x, t) == ZF_OK) { /* the first call pays for page faults */
-            double t0 = now_seconds();
-            if (zf_hessian_add(&h, x, t) == ZF_OK) rate = (double)t * (double)d * (double)d / (now_seconds() - t0) / 1e9;
+    if (W && X && H) {
+        uint64_t state = 7;
+        for (int64_t i = 0; i < rows * cols; i++) {
+            state = state * 6364136223846793005ull + 1442695040888963407ull;
+            W[i] = (float)((double)(state >> 40) / (double)(1ull << 24) - 0.5);
         }
-        zf_hessian_free(&h);
+        for (int64_t i = 0; i < t * cols; i++) X[i] = (float)((i * 29 % 97) - 48) * 0.02f + (float)(i % cols == i / cols % cols);
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)cols, (int)t, 2.0f / (float)t, X, (int)cols, 0.0f, H,
+                    (int)cols);
+        for (int64_t i = 0; i < cols; i++)
+            for (int64_t j = 0; j < i; j++) H[i * cols + j] = H[j * cols + i];
+        zf_qresult r;
+        memset(&r, 0, sizeof r);
+        double t0 = now_seconds();
+        if (zf_backend_quantize(be, q, W, rows, cols, H, NULL, &r) == ZF_OK)
+            rate = quant_flops_model((double)rows, (double)cols, r.als_iters) / (now_seconds() - t0) / 1e9;
+        zf_qresult_free(&r);
     }
-    free(x);
+    free(W);
+    free(X);
+    free(H);
     return rate;
+}
+
+/* The rates (GFLOP/s) the time rows turn flops into seconds with, and where each comes from. */
+typedef struct {
+    double fwd, hess, quant;
+    char where[200], fwd_how[80], hess_how[80], quant_how[80];
+} rates;
+
+/* Rates measured on the backend a run would use: one window (ntok tokens) through a block of the model's shapes
+ * without and with the Hessian capture, and the quantization of a layer of the largest group's shape (each side
+ * at most cap). */
+static rates measure_rates(zf_backend *be, const zf_job_config *cfg, const zf_model_config *mc, int64_t ntok,
+                           double block_params, int64_t max_rows, int64_t max_cols, int64_t cap)
+{
+    rates r = {0};
+    zf_backend_info info;
+    zf_backend_get_info(be, &info);
+    int64_t qr = max_rows < cap ? max_rows : cap, qc = max_cols < cap ? max_cols : cap;
+    r.quant = measure_quantize(be, &cfg->quant, qr, qc);
+    r.fwd = measure_forward(be, mc, ntok, block_params, cfg->hessian_fp64, &r.hess);
+    snprintf(r.where, sizeof r.where, "%s", info.kind == ZF_BACKEND_CPU ? "this CPU" : info.name);
+    snprintf(r.quant_how, sizeof r.quant_how, "%s of a [%lld x %lld] layer", zf_method_name(cfg->quant.method),
+             (long long)qr, (long long)qc);
+    if (r.fwd > 0) snprintf(r.fwd_how, sizeof r.fwd_how, "a window of %lld tokens through a block of these shapes", (long long)ntok);
+    else snprintf(r.fwd_how, sizeof r.fwd_how, "the quantization's; block too large to probe");
+    snprintf(r.hess_how, sizeof r.hess_how, r.hess > 0 ? "that window captured, %s" : "the forward's; capture within noise",
+             cfg->hessian_fp64 ? "fp64" : "fp32");
+    if (r.quant <= 0) r.quant = 1; /* a failed probe; the row then shows 1.0 rather than dividing by zero */
+    if (r.fwd <= 0) r.fwd = r.quant;
+    if (r.hess <= 0) r.hess = r.fwd;
+    return r;
+}
+
+/* The time table: the cost model's flops per block turned into seconds with the measured rates. */
+static void print_times(const zf_job_config *cfg, const zf_model_config *mc, const rates *r, double fwd_flops,
+                        double hess_flops, double quant_flops)
+{
+    double t_fwd = 2.0 * fwd_flops / (r->fwd * 1e9), t_hess = hess_flops / (r->hess * 1e9);
+    double t_quant = quant_flops / (r->quant * 1e9), t_block = t_fwd + t_hess + t_quant;
+    printf("| time per block (cost model) | GFLOP | GFLOP/s measured on %s | seconds |\n|---|---|---|---|\n", r->where);
+    printf("| forward x2 (capture, then through the quantized block) | %.2f | %.1f (%s) | %.3f |\n", 2 * fwd_flops / 1e9,
+           r->fwd, r->fwd_how, t_fwd);
+    printf("| Hessians T·Σd_in² | %.2f | %.1f (%s) | %.3f |\n", hess_flops / 1e9, r->hess, r->hess_how, t_hess);
+    printf("| OPTQ%s, per owner | %.2f | %.1f (%s) | %.3f |\n",
+           cfg->quant.method == ZF_METHOD_ZFOLD ? " + Z-FOLD ALS (upper bound)" : "", quant_flops / 1e9, r->quant,
+           r->quant_how, t_quant);
+    printf("| **block** | | | **%.3f** (whole model ≈ %.1f s) |\n", t_block, t_block * (double)mc->n_layers);
 }
 
 static double available_gib(void)
@@ -122,6 +206,7 @@ int zf_cmd_plan(int argc, char **argv)
     const char *config_path = NULL;
     int ranks = 1;
     double mem_limit = 0, gpu_limit = 0;
+    bool memory_only = false;
     zf_job_config cfg;
     const char *sets[ZF_MAX_SETS];
     int nsets = 0;
@@ -129,6 +214,7 @@ int zf_cmd_plan(int argc, char **argv)
         if ((took = zf_config_take_set(argc, argv, i, sets, &nsets))) i += took - 1;
         else if (!strcmp(argv[i], "--ranks") && i + 1 < argc) ranks = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--memory") && i + 1 < argc) mem_limit = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--memory-only")) memory_only = true;
         else if (!strcmp(argv[i], "--gpu-memory") && i + 1 < argc) gpu_limit = atof(argv[++i]);
         else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
         else {
@@ -152,7 +238,7 @@ int zf_cmd_plan(int argc, char **argv)
     int64_t wins = (cfg.calib_windows + ranks - 1) / ranks, T = wins * seq, Tall = cfg.calib_windows * seq;
     int64_t d = mc.hidden, qd = mc.n_heads * mc.head_dim, ff = mc.intermediate;
     int hbytes = cfg.hessian_fp64 ? 8 : 4;
-    double block_params = 0, hess = 0, max_group = 0, max_in = 0, optq_flops = 0, als_flops = 0;
+    double block_params = 0, hess = 0, max_group = 0, max_in = 0, quant_flops = 0;
     for (int g = 0; g < ZF_NGROUP; g++) {
         zf_lin mem[3];
         int nm = zf_group_members(&mc, (zf_group)g, mem);
@@ -162,9 +248,8 @@ int zf_cmd_plan(int argc, char **argv)
         hess += in * in * hbytes;
         if (rows * in > max_group) max_group = rows * in;
         if (in > max_in) max_in = in;
-        optq_flops += in * in * in / 3.0 * 2 + 2.0 * rows * in * in;
         /* ALS: each iteration quantizes (rows·in) and solves α with one GEMM rows × in × in */
-        if (cfg.quant.method == ZF_METHOD_ZFOLD) als_flops += cfg.quant.als_max_iter * 2.0 * rows * in * in;
+        quant_flops += quant_flops_model(rows, in, cfg.quant.method == ZF_METHOD_ZFOLD ? cfg.quant.als_max_iter : 0);
     }
     if (cfg.schedule == ZF_SCHEDULE_PARALLEL) hess *= (double)mc.n_layers; /* every block's, held at once */
     double gib = 1024.0 * 1024.0 * 1024.0;
@@ -182,15 +267,24 @@ int zf_cmd_plan(int argc, char **argv)
         double in = (double)zf_group_in(&mc, (zf_group)g);
         hess_flops += (double)T * in * in;
     }
-    double quant_flops = (optq_flops + als_flops) / (ranks < ZF_NGROUP ? ranks : ZF_NGROUP);
-    double gemm = measure_sgemm();
-    double fwd_rate = measure_forward(&mc, seq < 128 ? seq : 128, block_params);
-    bool fwd_measured = fwd_rate > 0;
-    if (!fwd_measured) fwd_rate = gemm;
-    double hess_rate = measure_hessian((int64_t)max_in, cfg.hessian_fp64);
-    if (hess_rate <= 0) hess_rate = gemm;
-    double t_fwd = 2.0 * fwd_flops / (fwd_rate * 1e9), t_hess = hess_flops / (hess_rate * 1e9);
-    double t_quant = quant_flops / (gemm * 1e9), t_block = t_fwd + t_hess + t_quant;
+    quant_flops /= ranks < ZF_NGROUP ? ranks : ZF_NGROUP;
+    int64_t max_rows = 0, max_cols = 0; /* the largest group */
+    for (int g = 0; g < ZF_NGROUP; g++) {
+        zf_lin mem[3];
+        int nm = zf_group_members(&mc, (zf_group)g, mem);
+        int64_t rows = 0, in = zf_group_in(&mc, (zf_group)g);
+        for (int i = 0; i < nm; i++) rows += zf_lin_out(&mc, mem[i]);
+        if (rows * in > max_rows * max_cols) max_rows = rows, max_cols = in;
+    }
+    /* the config's GPU when one is visible: its memory, and the rates */
+    zf_backend *gpu = NULL;
+    zf_backend_info gpu_info = {0};
+    if (cfg.backend == ZF_BACKEND_CUDA && zf_backend_cuda_devices() > 0) {
+        zf_backend_opts bo = {.kind = ZF_BACKEND_CUDA, .device = 0, .tf32 = cfg.gpu_tf32,
+                              .fwd_dtype = (zf_forward_dtype)cfg.gpu_forward_dtype};
+        if (zf_backend_open(&bo, &gpu) == ZF_OK) zf_backend_get_info(gpu, &gpu_info);
+        else fprintf(stderr, "zfold plan: %s; rates from this CPU\n", zf_last_error());
+    }
     printf("# plan: %s, %s model, %lld blocks, d %lld, %lld parameters; %d rank%s\n", config_path, mc.model_type,
            (long long)mc.n_layers, (long long)d, (long long)zf_model_param_count(&mc), ranks, ranks > 1 ? "s" : "");
     printf("# calibration: %lld windows x %lld tokens (%lld tokens per rank); method %s, %d bits\n",
@@ -205,26 +299,25 @@ int zf_cmd_plan(int argc, char **argv)
     printf("| embeddings, head, final norm | %.3f |\n| evaluation chunk (%lld windows, logits) | %.3f |\n",
            globals / gib, (long long)cfg.eval_chunk, eval / gib);
     printf("| **total** | **%.3f** |\n\n", total / gib);
-    printf("| time per block (cost model) | GFLOP | GFLOP/s measured here | seconds |\n|---|---|---|---|\n");
-    printf("| forward x2 (capture, then through the quantized block) | %.2f | %.1f (%s) | %.3f |\n", 2 * fwd_flops / 1e9,
-           fwd_rate, fwd_measured ? "one window through a block of these shapes" : "SGEMM; block too large to probe",
-           t_fwd);
-    printf("| Hessians T·Σd_in² | %.2f | %.1f (%s accumulation) | %.3f |\n", hess_flops / 1e9, hess_rate,
-           cfg.hessian_fp64 ? "fp64" : "fp32", t_hess);
-    printf("| OPTQ%s, per owner | %.2f | %.1f (SGEMM) | %.3f |\n",
-           cfg.quant.method == ZF_METHOD_ZFOLD ? " + Z-FOLD ALS (upper bound)" : "", quant_flops / 1e9, gemm, t_quant);
-    printf("| **block** | | | **%.3f** (whole model ≈ %.1f s) |\n", t_block, t_block * (double)mc.n_layers);
+    if (!memory_only) {
+        zf_backend_opts co = {.kind = ZF_BACKEND_CPU, .device = -1};
+        zf_backend *cpu = NULL;
+        if (!gpu && zf_backend_open(&co, &cpu) != ZF_OK) {
+            fprintf(stderr, "zfold: %s\n", zf_last_error());
+            zf_backend_close(gpu);
+            return ZF_EXIT_FAILURE;
+        }
+        rates r = gpu ? measure_rates(gpu, &cfg, &mc, seq < 512 ? seq : 512, block_params, max_rows, max_cols, 2048)
+                      : measure_rates(cpu, &cfg, &mc, seq < 128 ? seq : 128, block_params, max_rows, max_cols, 1024);
+        zf_backend_close(cpu);
+        if (cfg.backend == ZF_BACKEND_CUDA && !gpu)
+            printf("backend cuda, but no GPU here: the times below use this CPU's rates; run zfold plan on a GPU "
+                   "node for GPU times\n");
+        print_times(&cfg, &mc, &r, fwd_flops, hess_flops, quant_flops);
+    }
     printf("(calibration of %lld tokens in all)\n", (long long)Tall);
     int rc = ZF_EXIT_OK;
     if (cfg.backend == ZF_BACKEND_CUDA) {
-        int64_t max_rows = 0, max_cols = 0;
-        for (int g = 0; g < ZF_NGROUP; g++) {
-            zf_lin mem[3];
-            int nm = zf_group_members(&mc, (zf_group)g, mem);
-            int64_t rows = 0, in = zf_group_in(&mc, (zf_group)g);
-            for (int i = 0; i < nm; i++) rows += zf_lin_out(&mc, mem[i]);
-            if (rows * in > max_rows * max_cols) max_rows = rows, max_cols = in;
-        }
         double g_fwd = (double)zf_backend_forward_bytes(&mc, seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
         double g_quant = (double)zf_backend_quantize_bytes(max_rows, max_cols), g_quant_total = g_fwd + hess + g_quant;
         /* evaluation runs after quantization: the forward again, then the head and one window's logits */
@@ -233,16 +326,9 @@ int zf_cmd_plan(int argc, char **argv)
                         (double)zf_backend_nll_bytes(&mc, eval_seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
         double g_total = g_quant_total > g_eval ? g_quant_total : g_eval;
         const char *source = "--gpu-memory";
-        if (gpu_limit <= 0 && zf_backend_cuda_devices() > 0) {
-            zf_backend_opts bo = {.kind = ZF_BACKEND_CUDA, .device = 0};
-            zf_backend *be = NULL;
-            if (zf_backend_open(&bo, &be) == ZF_OK) {
-                zf_backend_info info;
-                zf_backend_get_info(be, &info);
-                gpu_limit = (double)info.mem_total / gib;
-                source = info.name;
-                zf_backend_close(be);
-            }
+        if (gpu_limit <= 0 && gpu) {
+            gpu_limit = (double)gpu_info.mem_total / gib;
+            source = gpu_info.name;
         }
         printf("\n| GPU memory per rank (backend cuda) | GiB |\n|---|---|\n");
         printf("| one block's weights (%s) and one window's forward | %.3f |\n",
@@ -261,6 +347,7 @@ int zf_cmd_plan(int argc, char **argv)
             rc = ZF_EXIT_FAILURE;
         } else printf("GPU memory OK: %.2f GiB needed of %.2f GiB (%s)\n", g_total / gib, gpu_limit, source);
     }
+    zf_backend_close(gpu);
     if (total / gib > mem_limit) {
         printf("WARNING: a rank needs %.2f GiB but has %.2f GiB: use more ranks (the calibration activations shrink "
                "with them) or fewer calibration windows\n", total / gib, mem_limit);

@@ -1,30 +1,9 @@
 # Shared set-up of the MPI tests: a small stories260K run that each test varies (sourced, not a test itself).
 set -euo pipefail
-zfold=$1
-root=${ZF_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-fixtures=${ZF_FIXTURES:-$root/../shared/fixtures}
-work=$(mktemp -d "${TMPDIR:-/tmp}/zfmpi.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-cat > "$work/run.yaml" <<YAML
-model: $fixtures/stories260k
-output: $work/out
-method: zfold
-bits: 3
-calibration:
-  file: $fixtures/data/wikitext2-valid.tok512.bin
-  windows: ${ZF_TEST_WINDOWS:-24}
-  seq_len: 512
-eval:
-  files: [$fixtures/data/tinystories.tok512.bin]
-  max_windows: 16
-YAML
-passed=0
-failed=0
-ok() { echo "ok: $*"; passed=$((passed + 1)); }
-bad() { echo "FAILED: $*"; failed=$((failed + 1)); }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; }
+run_yaml "$fixtures/stories260k" "${ZF_TEST_WINDOWS:-24}" 512 > "$work/run.yaml"
 # run NP DEST [extra args]: quantize into $work/out with NP ranks, then move the run to DEST
 run() {
   local np=$1 dest=$2; shift 2

@@ -5,16 +5,8 @@
 # Needs root and slurm-wlm + munge (scripts/install-deps.sh); starts and stops the daemons itself.
 set -uo pipefail   # no -e: every check reports instead of ending the test
 exec </dev/null
-zfold_in=$1
-root=${ZF_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-fixtures=${ZF_FIXTURES:-$root/../shared/fixtures}
-work=$(mktemp -d "${TMPDIR:-/tmp}/zfslurm.XXXXXX")
-trap 'rm -rf "$work"' EXIT   # until the cluster is up: then also stop it
-passed=0
-failed=0
-ok() { echo "ok: $*"; passed=$((passed + 1)); }
-bad() { echo "FAILED: $*"; failed=$((failed + 1)); }
-finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; }
+source "$(dirname "$0")/../lib.sh"
+zfold_in=$zfold
 abort() { bad "$*"; finish; exit 1; }
 t0=$SECONDS
 elapsed() { echo "$((SECONDS - t0)) s"; }
@@ -45,19 +37,7 @@ zfold=$work/zfold
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 # 96 windows: ~2 s a block on 2 cores, time to interrupt between blocks
-cat > "$work/run.yaml" <<YAML
-model: $fixtures/stories260k
-output: $work/out
-method: zfold
-bits: 3
-calibration:
-  file: $fixtures/data/wikitext2-valid.tok512.bin
-  windows: 96
-  seq_len: 512
-eval:
-  files: [$fixtures/data/tinystories.tok512.bin]
-  max_windows: 16
-YAML
+run_yaml "$fixtures/stories260k" 96 512 > "$work/run.yaml"
 
 # reference: the same quantization launched directly
 # (into the same output path: the shards record it; then moved aside)

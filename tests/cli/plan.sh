@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `zfold plan` on a 7B-shaped LLaMA config.json (no weights needed): memory rows against the cost model worked
+# out here, seconds = GFLOP / rate on every time row, the memory warnings and their exit codes.
+set -uo pipefail
+source "$(dirname "$0")/../lib.sh"
+mkdir "$work/llama-7b"
+cat > "$work/llama-7b/config.json" <<'JSON'
+{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008,
+ "num_attention_heads": 32, "num_key_value_heads": 32, "num_hidden_layers": 32, "vocab_size": 32000,
+ "max_position_embeddings": 4096, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": false}
+JSON
+run_yaml "$work/llama-7b" 128 2048 optq > "$work/plan.yaml"
+row() { grep -F "| $1" "$work/plan.out" | head -1 | awk -F'|' '{gsub(/[ *]/, "", $3); print $3}'; }
+
+"$zfold" plan "$work/plan.yaml" --ranks 4 --memory 64 > "$work/plan.out" 2>&1
+rc=$?
+[ "$rc" -eq 0 ] && ok "plan, 4 ranks, 64 GiB each: exit 0" || { bad "plan exit $rc"; cat "$work/plan.out"; }
+# per rank: 32 windows x 2048 tokens; fp64 Hessians of d_in 4096 (q/k/v, o, gate/up) and 11008 (down)
+want_hess=$(awk 'BEGIN { printf "%.3f", (3 * 4096^2 + 11008^2) * 8 / 2^30 }')
+want_act=$(awk 'BEGIN { printf "%.3f", 2 * 32 * 2048 * 4096 * 4 / 2^30 }')
+[ "$(row 'Hessian accumulators (fp64)')" = "$want_hess" ] && ok "Hessian accumulators $want_hess GiB" \
+  || bad "Hessian accumulators: $(row 'Hessian accumulators (fp64)'), expected $want_hess"
+[ "$(row 'calibration activations')" = "$want_act" ] && ok "calibration activations $want_act GiB" \
+  || bad "calibration activations: $(row 'calibration activations'), expected $want_act"
+want_hflops=$(awk 'BEGIN { printf "%.2f", 32 * 2048 * (3 * 4096^2 + 11008^2) / 1e9 }')
+[ "$(row 'Hessians T·Σd_in²')" = "$want_hflops" ] && ok "Hessian GFLOP $want_hflops" \
+  || bad "Hessian GFLOP: $(row 'Hessians T·Σd_in²'), expected $want_hflops"
+# every time row: seconds = GFLOP / (GFLOP/s), to the printed digits
+n=$(grep -cE '^\| (forward x2|Hessians|OPTQ)' "$work/plan.out")
+awk -F'|' '/^\| (forward x2|Hessians|OPTQ)/ {
+    g = $3 + 0; r = $4 + 0; s = $5 + 0
+    if (r <= 0 || s <= 0) { print "  no rate or time: " $0; bad++; next }
+    # the rate is printed to 0.1 GFLOP/s and the seconds to 1 ms
+    if (sqrt((g / r - s)^2) > 0.0006 + s * (0.06 / r + 1e-3)) { print "  " $0 ": " g / r " s expected"; bad++ }
+  } END { exit bad > 0 }' "$work/plan.out" && [ "$n" -eq 3 ] && ok "3 time rows, seconds = GFLOP / rate" \
+  || bad "time rows ($n) inconsistent"
+grep -qE 'measured on (this CPU|cuda:)' "$work/plan.out" && ok "rates name where they were measured" \
+  || bad "time table does not say where its rates come from"
+
+"$zfold" plan "$work/plan.yaml" --ranks 4 --memory 1 --memory-only > "$work/small.out" 2>&1
+rc=$?
+[ "$rc" -eq 1 ] && grep -q "WARNING: a rank needs .* GiB but has 1.00 GiB" "$work/small.out" \
+  && ok "1 GiB per rank: warning, exit 1" || bad "1 GiB per rank: exit $rc, $(tail -1 "$work/small.out")"
+grep -q 'time per block' "$work/small.out" && bad "--memory-only printed a time table" || ok "--memory-only: no time table"
+
+"$zfold" plan "$work/plan.yaml" --ranks 4 --memory 64 --memory-only --set backend=cuda --gpu-memory 2 > "$work/gpu.out" 2>&1
+rc=$?
+peak=$(grep -F '| **peak**' "$work/gpu.out" | awk -F'|' '{gsub(/[ *]/, "", $3); print $3}')
+[ "$rc" -eq 1 ] && grep -q "WARNING: a rank needs $(printf '%.2f' "$peak") GiB of GPU memory but --gpu-memory has 2.00 GiB" \
+  "$work/gpu.out" && ok "backend cuda, 2 GiB GPU: peak $peak GiB, warning, exit 1" \
+  || bad "backend cuda, 2 GiB GPU: exit $rc, peak '$peak': $(grep -i 'gpu memory' "$work/gpu.out" | tail -1)"
+"$zfold" plan "$work/plan.yaml" --ranks 4 --memory 64 --set backend=cuda --gpu-memory 80 > "$work/gpu80.out" 2>&1
+rc=$?
+[ "$rc" -eq 0 ] && grep -q "GPU memory OK: $(printf '%.2f' "$peak") GiB needed of 80.00 GiB" "$work/gpu80.out" \
+  && ok "backend cuda, 80 GiB GPU: fits, exit 0" || bad "backend cuda, 80 GiB GPU: exit $rc"
+if ! grep -q 'measured on cuda:' "$work/gpu80.out"; then
+  grep -q "backend cuda, but no GPU here: the times below use this CPU's rates" "$work/gpu80.out" \
+    && ok "no GPU here: the time table says it uses CPU rates" || bad "CPU rates for backend cuda not flagged"
+fi
+finish
