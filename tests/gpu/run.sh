@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# On a GPU machine, from the repository root: CUDA build in build-gpu, ctest -L gpu, GPU bench, build-gpu/gpu-report.md.
+# On a GPU machine, from the repository root: CUDA build in build-gpu, ctest -L gpu, GPU bench, plan against a
+# run, build-gpu/gpu-report.md.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 build=${ZF_GPU_BUILD:-build-gpu}
@@ -55,6 +56,8 @@ if [ -n "$gpus" ] && [ -x "$build/zfold_gpu_bench" ]; then
   if ! "$build/zfold_gpu_bench" --json "$build/gpu-bench.json" >> "$report" 2> "$build/gpu-bench.err"; then
     cat "$build/gpu-bench.err"; say "FAILED: zfold_gpu_bench"; status=1
   fi
+  { echo; echo "## zfold plan against a run, backend cuda"; echo; } >> "$report"
+  if ! bench/plan_check.sh "$build" --set backend=cuda >> "$report" 2>&1; then say "FAILED: bench/plan_check.sh"; status=1; fi
 else
   echo "(GPU bench not run: no device or no zfold_gpu_bench)" >> "$report"
   status=1
