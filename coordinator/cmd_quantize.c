@@ -355,6 +355,20 @@ static void print_table(const zf_job_config *cfg, const zf_qmodel *m, const eval
     printf("quantization %.1f s, total %.1f s; run directory %s\n", m->quant_seconds, total, cfg->output);
 }
 
+int zf_job_start(int *argc, char ***argv, zf_comm *comm)
+{
+    if (zf_comm_init(argc, argv, comm) == ZF_OK) return ZF_EXIT_OK;
+    fprintf(stderr, "zfold: %s\n", zf_last_error());
+    return ZF_EXIT_INTERNAL;
+}
+
+int zf_job_end_early(const zf_comm *comm)
+{
+    if (comm->rank == 0) fprintf(stderr, "zfold: %s\n", zf_last_error());
+    zf_comm_finalize();
+    return ZF_EXIT_FAILURE;
+}
+
 int zf_exit_code(zf_status s)
 {
     switch (s) {
@@ -457,19 +471,10 @@ static int quantize_or_eval(int argc, char **argv, bool eval_only)
         return ZF_EXIT_USAGE;
     }
     zf_comm comm;
-    zf_status s = zf_comm_init(&argc, &argv, &comm);
-    if (s != ZF_OK) {
-        fprintf(stderr, "zfold: %s\n", zf_last_error());
-        return ZF_EXIT_INTERNAL;
-    }
-    bool lead = comm.rank == 0;
-    s = zf_config_read(config_path, sets, nsets, &cfg, NULL);
-    if (s != ZF_OK) {
-        /* every rank read the same file: one prints */
-        if (lead) fprintf(stderr, "zfold: %s\n", zf_last_error());
-        zf_comm_finalize();
-        return ZF_EXIT_FAILURE;
-    }
+    int rc = zf_job_start(&argc, &argv, &comm);
+    if (rc != ZF_EXIT_OK) return rc;
+    zf_status s = zf_config_read(config_path, sets, nsets, &cfg, NULL);
+    if (s != ZF_OK) return zf_job_end_early(&comm);
     s = zf_quantize_job(&cfg, config_path, restart, dry_run, eval_only);
     if (s != ZF_OK && !zf_comm_reported_elsewhere()) zf_log_error("%s", zf_last_error());
     zf_comm_finalize();

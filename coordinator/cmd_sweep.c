@@ -243,15 +243,12 @@ int zf_cmd_sweep(int argc, char **argv)
         return ZF_EXIT_USAGE;
     }
     zf_comm comm;
-    zf_status s = zf_comm_init(&argc, &argv, &comm);
-    if (s != ZF_OK) {
-        fprintf(stderr, "zfold: %s\n", zf_last_error());
-        return ZF_EXIT_INTERNAL;
-    }
+    int rc = zf_job_start(&argc, &argv, &comm);
+    if (rc != ZF_EXIT_OK) return rc;
     bool lead = comm.rank == 0;
     zf_job_config base;
     zf_sweep sw;
-    s = zf_config_read(config_path, sets, nsets, &base, &sw);
+    zf_status s = zf_config_read(config_path, sets, nsets, &base, &sw);
     int64_t npoints = 1;
     for (int d = 0; d < sw.ndims; d++) npoints *= sw.dims[d].nvalues;
     /* every point must be valid before the first one runs */
@@ -267,11 +264,7 @@ int zf_cmd_sweep(int argc, char **argv)
         if (s == ZF_OK) s = zf_config_validate(&cfg);
         if (s != ZF_OK) zf_fail_context(s, "%s, sweep point %s", config_path, p.name);
     }
-    if (s != ZF_OK) {
-        if (lead) fprintf(stderr, "zfold: %s\n", zf_last_error());
-        zf_comm_finalize();
-        return ZF_EXIT_FAILURE;
-    }
+    if (s != ZF_OK) return zf_job_end_early(&comm);
     zf_log_info("sweep %s: %lld point%s under %s", config_path, (long long)npoints, npoints == 1 ? "" : "s", base.output);
     int failed = 0;
     for (int64_t i = 0; !report_only && i < npoints; i++) {

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 
 #include "common/status.h"
+#include "coordinator/comm.h"
 #include "coordinator/config.h"
 
 enum {
@@ -31,6 +32,11 @@ int zf_cmd_quantize(int argc, char **argv);
 /* One quantization run (MPI already initialized): plan, quantize or resume, write shards, evaluate, report. */
 zf_status zf_quantize_job(const zf_job_config *cfg, const char *config_path, bool restart, bool dry_run,
                           bool eval_only);
+/* MPI start of a job command (quantize, eval, sweep): ZF_EXIT_OK, or the exit code after printing why not. */
+int zf_job_start(int *argc, char ***argv, zf_comm *comm);
+/* Ends a job command that failed alike on every rank before its work (a config error): rank 0 prints the
+ * message; returns ZF_EXIT_FAILURE. */
+int zf_job_end_early(const zf_comm *comm);
 int zf_cmd_eval(int argc, char **argv);
 void zf_cmd_eval_help(void);
 /* The process exit code for a status (see the enum above). */
