@@ -36,6 +36,15 @@ static double now_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* n probe values, uniform in [-scale/2, scale/2) (a 64-bit LCG seeded by seed). */
+static void fill_uniform(float *a, int64_t n, uint64_t seed, float scale)
+{
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        a[i] = (float)((double)(seed >> 40) / (double)(1ull << 24) - 0.5) * scale;
+    }
+}
+
 /* Seconds of one window of s tokens through block w on be (x from x0), with every group's Hessian captured when
  * fp64 >= 0 (fp64 then picks the accumulator precision): the second of two runs (the first pays for first
  * touches), or -1 when it fails. */
@@ -71,15 +80,8 @@ static double measure_forward(zf_backend *be, const zf_model_config *mc, int64_t
     if (block_params * 4 > 2.0 * (1 << 30)) return 0;
     zf_block_weights w;
     if (zf_block_alloc(mc, &w) != ZF_OK) return 0;
-    uint64_t state = 1;
-    for (int l = 0; l < ZF_NLIN; l++) {
-        if (!w.lin_w[l]) continue;
-        int64_t n = zf_lin_out(mc, (zf_lin)l) * zf_lin_in(mc, (zf_lin)l);
-        for (int64_t i = 0; i < n; i++) {
-            state = state * 6364136223846793005ull + 1442695040888963407ull;
-            w.lin_w[l][i] = (float)((double)(state >> 40) / (double)(1ull << 24) - 0.5) * 0.05f;
-        }
-    }
+    for (int l = 0; l < ZF_NLIN; l++)
+        if (w.lin_w[l]) fill_uniform(w.lin_w[l], zf_lin_out(mc, (zf_lin)l) * zf_lin_in(mc, (zf_lin)l), 1 + l, 0.05f);
     for (int k = 0; k < 2; k++)
         for (int64_t i = 0; i < mc->hidden; i++) w.norm_w[k][i] = 1.0f;
     float *x0 = malloc(sizeof(float) * (size_t)(s * mc->hidden)), *x = malloc(sizeof(float) * (size_t)(s * mc->hidden));
@@ -120,11 +122,7 @@ static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t r
           *H = malloc(sizeof(float) * (size_t)(cols * cols));
     double rate = 0;
     if (W && X && H) {
-        uint64_t state = 7;
-        for (int64_t i = 0; i < rows * cols; i++) {
-            state = state * 6364136223846793005ull + 1442695040888963407ull;
-            W[i] = (float)((double)(state >> 40) / (double)(1ull << 24) - 0.5);
-        }
+        fill_uniform(W, rows * cols, 7, 1.0f);
         for (int64_t i = 0; i < t * cols; i++) X[i] = (float)((i * 29 % 97) - 48) * 0.02f + (float)(i % cols == i / cols % cols);
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)cols, (int)t, 2.0f / (float)t, X, (int)cols, 0.0f, H,
                     (int)cols);
