@@ -354,9 +354,7 @@ static double group_cost(const zf_model_config *c, zf_group g)
     return 2.0 * out * in * in + in * in * in / 3.0;
 }
 
-/* Owners of nblocks × ZF_NGROUP units (owner[b·ZF_NGROUP + g]): largest first onto the least loaded rank, the
- * same answer on every rank. Groups cost the same in every block, so kinds by cost, then blocks in order. */
-static zf_status assign_owners(const zf_model_config *c, int64_t nblocks, int nranks, int *owner)
+zf_status zf_assign_owners(const zf_model_config *c, int64_t nblocks, int nranks, int *owner)
 {
     double *load = zf_calloc((size_t)nranks, sizeof *load, "rank loads");
     if (!load) return ZF_ERR_NOMEM;
@@ -431,7 +429,7 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     memset(gr, 0, sizeof gr);
     int owner[ZF_NGROUP];
     float *H = NULL;
-    zf_status s = assign_owners(c, 1, w->size, owner);
+    zf_status s = zf_assign_owners(c, 1, w->size, owner);
     if (s == ZF_OK) s = zf_block_load(c, m->st, b, &qb->folded);
     if (s == ZF_OK) s = zf_block_check_finite(c, &qb->folded, b);
     if (s == ZF_OK && cfg->eval_unfolded) s = zf_block_copy(c, &qb->folded, &qb->unfolded);
@@ -580,7 +578,7 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
         }
     }
     /* 2. owners by cost over all units */
-    if (s == ZF_OK) s = assign_owners(c, nb - first, w->size, owner);
+    if (s == ZF_OK) s = zf_assign_owners(c, nb - first, w->size, owner);
     s = zf_comm_agree(s);
     if (s == ZF_OK)
         zf_log_info("calibration pass done, elapsed %.1fs; quantizing %lld units (block, group) on %d rank%s",

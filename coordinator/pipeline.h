@@ -39,6 +39,9 @@ typedef struct {
 
 /* Bytes each rank moves per block in the sequential schedule (Hessian reductions, result broadcasts). */
 int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hessian_bytes);
+/* Owners of nblocks × ZF_NGROUP units (owner[b·ZF_NGROUP + g]): largest first onto the least loaded rank, the
+ * same answer on every rank. Groups cost the same in every block, so kinds by cost, then blocks in order. */
+zf_status zf_assign_owners(const zf_model_config *c, int64_t nblocks, int nranks, int *owner);
 
 /* Picks n windows of seq tokens from a stream of ntokens with a seeded generator: starts[i] in [0, ntokens - seq].
  * Same seed, same windows on any machine. */

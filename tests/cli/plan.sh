@@ -25,9 +25,13 @@ want_act=$(awk 'BEGIN { printf "%.3f", 2 * 32 * 2048 * 4096 * 4 / 2^30 }')
 want_hflops=$(awk 'BEGIN { printf "%.2f", 32 * 2048 * (3 * 4096^2 + 11008^2) / 1e9 }')
 [ "$(row 'Hessians T·Σd_in²')" = "$want_hflops" ] && ok "Hessian GFLOP $want_hflops" \
   || bad "Hessian GFLOP: $(row 'Hessians T·Σd_in²'), expected $want_hflops"
+# 4 ranks, one group each: the busiest owns down_proj [4096 x 11008] (OPTQ: 2/3·in³ + 2·rows·in²)
+want_qflops=$(awk 'BEGIN { printf "%.2f", (11008^3 * 2 / 3 + 2 * 4096 * 11008^2) / 1e9 }')
+[ "$(row 'OPTQ, busiest rank')" = "$want_qflops" ] && ok "busiest rank's OPTQ GFLOP $want_qflops" \
+  || bad "busiest rank's OPTQ GFLOP: $(row 'OPTQ, busiest rank'), expected $want_qflops"
 # every time row: seconds = GFLOP / (GFLOP/s), to the printed digits
-n=$(grep -cE '^\| (forward x2|Hessians|OPTQ)' "$work/plan.out")
-awk -F'|' '/^\| (forward x2|Hessians|OPTQ)/ {
+n=$(grep -cE '^\| (forward x|Hessians|OPTQ)' "$work/plan.out")
+awk -F'|' '/^\| (forward x|Hessians|OPTQ)/ {
     g = $3 + 0; r = $4 + 0; s = $5 + 0
     if (r <= 0 || s <= 0) { print "  no rate or time: " $0; bad++; next }
     # the rate is printed to 0.1 GFLOP/s and the seconds to 1 ms
@@ -37,6 +41,13 @@ awk -F'|' '/^\| (forward x2|Hessians|OPTQ)/ {
 grep -qE 'measured on (this CPU|cuda:)' "$work/plan.out" && ok "rates name where they were measured" \
   || bad "time table does not say where its rates come from"
 
+# the parallel schedule forwards once (the full-precision pass): half the sequential schedule's forward flops
+"$zfold" plan "$work/plan.yaml" --ranks 4 --memory 64 --set schedule=parallel > "$work/par.out" 2>&1
+seq_fwd=$(grep -F '| forward x2' "$work/plan.out" | awk -F'|' '{print $3 + 0}')
+par_fwd=$(grep -F '| forward x1' "$work/par.out" | awk -F'|' '{print $3 + 0}')
+awk -v a="$seq_fwd" -v b="$par_fwd" 'BEGIN { exit !(a > 0 && sqrt((a - 2 * b)^2) <= 1e-5 * a) }' \
+  && ok "parallel schedule: forward x1, $par_fwd GFLOP (sequential x2: $seq_fwd)" \
+  || bad "parallel schedule forward flops '$par_fwd', sequential '$seq_fwd'"
 "$zfold" plan "$work/plan.yaml" --ranks 4 --memory 1 --memory-only > "$work/small.out" 2>&1
 rc=$?
 [ "$rc" -eq 1 ] && grep -q "WARNING: a rank needs .* GiB but has 1.00 GiB" "$work/small.out" \
