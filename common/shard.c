@@ -242,18 +242,30 @@ done:
     return s;
 }
 
-/* An integer attribute (any stored integer width; converted by HDF5). */
-static zf_status rd_attr_i64(const char *path, hid_t loc, const char *obj, const char *name, int64_t *v)
+/* A numeric attribute read as mem_type (HDF5 converts the stored width): integers only, or floats too. */
+static zf_status rd_attr_num(const char *path, hid_t loc, const char *obj, const char *name, hid_t mem_type,
+                             bool floats_too, void *v)
 {
     hid_t a, type;
     H5T_class_t cls = H5T_NO_CLASS;
     zf_status s = rd_attr_open(path, loc, obj, name, &a, &type, &cls);
     if (s != ZF_OK) return s;
-    if (cls != H5T_INTEGER) s = rd_fail(path, "%s: attribute '%s' is not an integer", obj, name);
-    else if (H5Aread(a, H5T_NATIVE_INT64, v) < 0) s = rd_fail(path, "%s: cannot read attribute '%s'", obj, name);
+    if (cls != H5T_INTEGER && !(floats_too && cls == H5T_FLOAT))
+        s = rd_fail(path, "%s: attribute '%s' is not %s", obj, name, floats_too ? "a number" : "an integer");
+    else if (H5Aread(a, mem_type, v) < 0) s = rd_fail(path, "%s: cannot read attribute '%s'", obj, name);
     H5Tclose(type);
     H5Aclose(a);
     return s;
+}
+
+static zf_status rd_attr_i64(const char *path, hid_t loc, const char *obj, const char *name, int64_t *v)
+{
+    return rd_attr_num(path, loc, obj, name, H5T_NATIVE_INT64, false, v);
+}
+
+static zf_status rd_attr_f64(const char *path, hid_t loc, const char *obj, const char *name, double *v)
+{
+    return rd_attr_num(path, loc, obj, name, H5T_NATIVE_DOUBLE, true, v);
 }
 
 static zf_status rd_attr_int(const char *path, hid_t loc, const char *obj, const char *name, int64_t lo, int64_t hi,
@@ -266,19 +278,6 @@ static zf_status rd_attr_int(const char *path, hid_t loc, const char *obj, const
                        (long long)lo, (long long)hi);
     *v = (int)x;
     return ZF_OK;
-}
-
-static zf_status rd_attr_f64(const char *path, hid_t loc, const char *obj, const char *name, double *v)
-{
-    hid_t a, type;
-    H5T_class_t cls = H5T_NO_CLASS;
-    zf_status s = rd_attr_open(path, loc, obj, name, &a, &type, &cls);
-    if (s != ZF_OK) return s;
-    if (cls != H5T_FLOAT && cls != H5T_INTEGER) s = rd_fail(path, "%s: attribute '%s' is not a number", obj, name);
-    else if (H5Aread(a, H5T_NATIVE_DOUBLE, v) < 0) s = rd_fail(path, "%s: cannot read attribute '%s'", obj, name);
-    H5Tclose(type);
-    H5Aclose(a);
-    return s;
 }
 
 /* A string attribute, fixed-length (as we write it) or variable-length; *v is malloc'ed. */
