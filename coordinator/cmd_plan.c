@@ -332,10 +332,12 @@ int zf_cmd_plan(int argc, char **argv)
     int rc = ZF_EXIT_OK;
     if (cfg.backend == ZF_BACKEND_CUDA) {
         double g_fwd = (double)zf_backend_forward_bytes(&mc, seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
-        double g_quant = (double)zf_backend_quantize_bytes(max_rows, max_cols), g_quant_total = g_fwd + hess + g_quant;
+        double g_fixed = (double)zf_backend_cuda_fixed_bytes(cfg.hessian_fp64);
+        double g_quant = (double)zf_backend_quantize_bytes(max_rows, max_cols);
+        double g_quant_total = g_fixed + g_fwd + hess + g_quant;
         /* evaluation runs after quantization: the forward again, then the head and one window's logits */
         int64_t eval_seq = cfg.eval_seq_len > 0 ? cfg.eval_seq_len : seq;
-        double g_eval = (double)zf_backend_forward_bytes(&mc, eval_seq, (zf_forward_dtype)cfg.gpu_forward_dtype) +
+        double g_eval = g_fixed + (double)zf_backend_forward_bytes(&mc, eval_seq, (zf_forward_dtype)cfg.gpu_forward_dtype) +
                         (double)zf_backend_nll_bytes(&mc, eval_seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
         double g_total = g_quant_total > g_eval ? g_quant_total : g_eval;
         const char *source = "--gpu-memory";
@@ -344,12 +346,14 @@ int zf_cmd_plan(int argc, char **argv)
             source = gpu_info.name;
         }
         printf("\n| GPU memory per rank (backend cuda) | GiB |\n|---|---|\n");
+        printf("| CUDA context and library workspaces (allowance)%s | %.3f |\n",
+               cfg.hessian_fp64 ? ", fp64 Hessian scratch" : "", g_fixed / gib);
         printf("| one block's weights (%s) and one window's forward | %.3f |\n",
                cfg.gpu_forward_dtype == ZF_FWD_FP32 ? "fp32" : "16-bit", g_fwd / gib);
         printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization [%lld x %lld] | %.3f |\n",
                cfg.hessian_fp64 ? "fp64" : "fp32", hess / gib, (long long)max_rows, (long long)max_cols, g_quant / gib);
         printf("| quantization total | %.3f |\n", g_quant_total / gib);
-        printf("| evaluation: forward, head and one window's logits (%lld tokens) | %.3f |\n", (long long)eval_seq,
+        printf("| evaluation total: forward, head and one window's logits (%lld tokens) | %.3f |\n", (long long)eval_seq,
                g_eval / gib);
         printf("| **peak** | **%.3f** |\n", g_total / gib);
         if (gpu_limit <= 0) printf("GPU memory: no device here; pass --gpu-memory GiB to check against a GPU\n");

@@ -179,15 +179,34 @@ zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const floa
     return zf_quantize(o, W, rows, cols, H, tie, out);
 }
 
+/* The larger of a phase's activations and the staging buffer that 16-bit weights of up to n floats go through
+ * (freed before the activations are allocated). */
+static int64_t acts_or_staging(int64_t act_bytes, int64_t n, zf_forward_dtype dt)
+{
+    if (dt == ZF_FWD_FP32) return act_bytes;
+    int64_t staging = (n < ZF_CUDA_STAGING_FLOATS ? n : ZF_CUDA_STAGING_FLOATS) * 4;
+    return act_bytes > staging ? act_bytes : staging;
+}
+
+int64_t zf_backend_cuda_fixed_bytes(bool hessian_fp64)
+{
+    int64_t context = (int64_t)576 << 20; /* CUDA context and library workspaces: measured ones stay below this */
+    return context + (hessian_fp64 ? ZF_CUDA_HESS_F64_SCRATCH_BYTES : 0);
+}
+
 int64_t zf_backend_forward_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt)
 {
-    int64_t params = 0;
-    for (int l = 0; l < ZF_NLIN; l++)
-        if (zf_lin_present(c, (zf_lin)l)) params += zf_lin_out(c, (zf_lin)l) * zf_lin_in(c, (zf_lin)l);
+    int64_t params = 0, largest = 0;
+    for (int l = 0; l < ZF_NLIN; l++) {
+        if (!zf_lin_present(c, (zf_lin)l)) continue;
+        int64_t n = zf_lin_out(c, (zf_lin)l) * zf_lin_in(c, (zf_lin)l);
+        params += n;
+        if (n > largest) largest = n;
+    }
     int64_t wbytes = dt == ZF_FWD_FP32 ? 4 : 2, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
     /* weights, x and the norm output, q/k/v, attention mix, scores of one head, MLP intermediates */
     int64_t acts = seq * (2 * c->hidden + qd + 2 * kvd + qd + 3 * c->intermediate) + seq * seq;
-    return params * wbytes + acts * 4;
+    return params * wbytes + acts_or_staging(acts * 4, largest, dt);
 }
 
 int64_t zf_backend_quantize_bytes(int64_t rows, int64_t cols)
@@ -200,6 +219,6 @@ int64_t zf_backend_nll_bytes(const zf_model_config *c, int64_t seq, zf_forward_d
 {
     int64_t wbytes = dt == ZF_FWD_FP32 ? 4 : 2;
     /* head and norm; one window's x, norm output (and its 16-bit copy), logits, targets and NLL */
-    return c->vocab * c->hidden * wbytes + 2 * c->hidden * 4 + seq * c->hidden * (8 + wbytes) + seq * c->vocab * 4 +
-           seq * 12;
+    int64_t acts = 2 * c->hidden * 4 + seq * c->hidden * (8 + wbytes) + seq * c->vocab * 4 + seq * 12;
+    return c->vocab * c->hidden * wbytes + acts_or_staging(acts, c->vocab * c->hidden, dt);
 }

@@ -75,6 +75,15 @@ zf_status zf_backend_token_nll(zf_backend *be, const zf_model_config *c, const z
 zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
                               const float *H, const zf_zeta_tie *tie, zf_qresult *out);
 
+/* CUDA buffers the estimates below count: 16-bit weights are converted through a staging buffer of at most
+ * ZF_CUDA_STAGING_FLOATS floats, and fp64 Hessian adds convert tokens through a scratch of about
+ * ZF_CUDA_HESS_F64_SCRATCH_BYTES that lives as long as the backend. */
+#define ZF_CUDA_STAGING_FLOATS ((int64_t)1 << 24)
+#define ZF_CUDA_HESS_F64_SCRATCH_BYTES ((int64_t)64 << 20)
+
+/* Device memory a CUDA rank holds besides its units: the context and the cuBLAS/cuSOLVER workspaces (an
+ * allowance), and the fp64 Hessian scratch. */
+int64_t zf_backend_cuda_fixed_bytes(bool hessian_fp64);
 /* Bytes of backend memory a unit needs: forward of one window through a block, and one group's quantization. */
 int64_t zf_backend_forward_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt);
 int64_t zf_backend_quantize_bytes(int64_t rows, int64_t cols);

@@ -57,6 +57,13 @@ grep -q 'time per block' "$work/small.out" && bad "--memory-only printed a time 
 "$zfold" plan "$work/plan.yaml" --ranks 4 --memory 64 --memory-only --set backend=cuda --gpu-memory 2 > "$work/gpu.out" 2>&1
 rc=$?
 peak=$(grep -F '| **peak**' "$work/gpu.out" | awk -F'|' '{gsub(/[ *]/, "", $3); print $3}')
+# the quantization total is the sum of the rows above it, and the peak the larger of the two phases
+awk -F'|' '/GPU memory per rank/ { on = 1; next }
+  on && /^\| (CUDA context|one block|Hessian|largest group)/ { sum += $3 }
+  on && /quantization total/ { q = $3 + 0 } on && /evaluation total/ { e = $3 + 0 } on && /\*\*peak/ { gsub(/[ *]/, "", $3); p = $3 + 0 }
+  END { m = q > e ? q : e; exit !(q > 0 && sqrt((sum - q)^2) <= 0.003 && sqrt((p - m)^2) <= 0.0005) }' "$work/gpu.out" \
+  && ok "GPU memory: the quantization total adds up, the peak is the larger phase" \
+  || { bad "GPU memory rows do not add up"; sed -n '/GPU memory per rank/,/peak/p' "$work/gpu.out"; }
 [ "$rc" -eq 1 ] && grep -q "WARNING: a rank needs $(printf '%.2f' "$peak") GiB of GPU memory but --gpu-memory has 2.00 GiB" \
   "$work/gpu.out" && ok "backend cuda, 2 GiB GPU: peak $peak GiB, warning, exit 1" \
   || bad "backend cuda, 2 GiB GPU: exit $rc, peak '$peak': $(grep -i 'gpu memory' "$work/gpu.out" | tail -1)"

@@ -39,7 +39,8 @@ zf_status zf_cuda_hess_finalize(zf_cuda *cu, const void *sum, int64_t dim, bool 
 zf_status zf_cuda_block_forward(zf_cuda *cu, const zf_model_config *c, const zf_block_weights *w, float *x,
                                 int64_t nwin, int64_t seq, zf_bhess *const hess[ZF_NGROUP]);
 
-/* zf_token_nll on the device: final norm and head in row chunks sized to the free memory, log-softmax in double. */
+/* zf_token_nll on the device: final norm and head one window at a time (its [seq, vocab] logits resident),
+ * log-softmax in double. */
 zf_status zf_cuda_token_nll(zf_cuda *cu, const zf_model_config *c, const zf_model_globals *g, const float *x,
                             const int32_t *tokens, int64_t nwin, int64_t seq, double *nll);
 

@@ -19,8 +19,6 @@ extern "C" {
 #include "cuda_internal.h"
 
 #define ZF_FWD_THREADS 256
-/* Half-precision weights are converted through a staging buffer of at most this many floats (64 MiB). */
-#define ZF_FWD_STAGING_FLOATS ((int64_t)1 << 24)
 
 /* Internal linkage for everything but the entry point: other .cu files of the backend have kernels of their own. */
 namespace {
@@ -230,8 +228,8 @@ static zf_status upload_weight(fwd_dev *f, const float *host, int64_t n, const c
     zf_cuda *cu = f->cu;
     if (f->wtype == CUDA_R_32F) return upload_f32(cu, host, n, what, (float **)dev);
     ZF_TRY(zf_cuda_alloc(cu, f->wsize * (size_t)n, what, dev));
-    for (int64_t off = 0; off < n; off += ZF_FWD_STAGING_FLOATS) {
-        int64_t len = n - off < ZF_FWD_STAGING_FLOATS ? n - off : ZF_FWD_STAGING_FLOATS;
+    for (int64_t off = 0; off < n; off += ZF_CUDA_STAGING_FLOATS) {
+        int64_t len = n - off < ZF_CUDA_STAGING_FLOATS ? n - off : ZF_CUDA_STAGING_FLOATS;
         /* Stream order keeps the previous chunk's conversion ahead of this copy into the same staging buffer. */
         ZF_CUDA_TRY(cu, cudaMemcpyAsync(f->staging, host + off, sizeof(float) * (size_t)len, cudaMemcpyHostToDevice,
                                         cu->stream));
@@ -273,7 +271,7 @@ static zf_status setup(fwd_dev *f, const zf_block_weights *w, const float *rope_
         int64_t most = 0;
         for (int l = 0; l < ZF_NLIN; l++)
             if (w->lin_w[l] && lin_out(f, l) * lin_in(f, l) > most) most = lin_out(f, l) * lin_in(f, l);
-        if (most > ZF_FWD_STAGING_FLOATS) most = ZF_FWD_STAGING_FLOATS;
+        if (most > ZF_CUDA_STAGING_FLOATS) most = ZF_CUDA_STAGING_FLOATS;
         ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)most, "forward weight staging", (void **)&f->staging));
     }
     for (int l = 0; l < ZF_NLIN; l++) {
@@ -533,7 +531,7 @@ static zf_status windows_nll(fwd_dev *f, const zf_model_config *c, const zf_mode
     zf_cuda *cu = f->cu;
     int64_t seq = f->seq, d = f->d, vocab = c->vocab, npred = seq - 1;
     if (f->wtype != CUDA_R_32F) {
-        int64_t most = vocab * d < ZF_FWD_STAGING_FLOATS ? vocab * d : ZF_FWD_STAGING_FLOATS;
+        int64_t most = vocab * d < ZF_CUDA_STAGING_FLOATS ? vocab * d : ZF_CUDA_STAGING_FLOATS;
         ZF_TRY(zf_cuda_alloc(cu, sizeof(float) * (size_t)most, "head weight staging", (void **)&f->staging));
     }
     /* the head rides in the first linear slot: nothing else of the block is resident */

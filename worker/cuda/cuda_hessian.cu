@@ -10,8 +10,8 @@
 
 /* Tokens per SYRK: keeps k within cuBLAS's int and each call short enough to check for errors in between. */
 #define ZF_HESS_F32_CHUNK ((int64_t)1 << 20)
-/* fp64: tokens converted to double per DSYRK, from a scratch of about this size (at least MIN tokens). */
-#define ZF_HESS_F64_SCRATCH_BYTES ((int64_t)64 << 20)
+/* fp64: tokens converted to double per DSYRK, from a scratch of about ZF_CUDA_HESS_F64_SCRATCH_BYTES (backend.h)
+ * holding at least this many tokens. */
 #define ZF_HESS_F64_MIN_CHUNK 256
 /* Scratch layout: the finite-check result first, then the fp64 tokens (kept 256-byte aligned). */
 #define ZF_HESS_FLAG_BYTES 256
@@ -127,7 +127,7 @@ zf_status zf_cuda_hess_add(zf_cuda *cu, void *sum, int64_t dim, bool fp64, const
 
     int64_t chunk = 0, bytes = ZF_HESS_FLAG_BYTES;
     if (fp64) {
-        chunk = ZF_HESS_F64_SCRATCH_BYTES / ((int64_t)sizeof(double) * dim);
+        chunk = ZF_CUDA_HESS_F64_SCRATCH_BYTES / ((int64_t)sizeof(double) * dim);
         if (chunk < ZF_HESS_F64_MIN_CHUNK) chunk = ZF_HESS_F64_MIN_CHUNK;
         if (chunk > ntok) chunk = ntok;
         bytes += chunk * dim * (int64_t)sizeof(double);
