@@ -333,7 +333,12 @@ int zf_cmd_plan(int argc, char **argv)
     if (cfg.backend == ZF_BACKEND_CUDA) {
         double g_fwd = (double)zf_backend_forward_bytes(&mc, seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
         double g_fixed = (double)zf_backend_cuda_fixed_bytes(cfg.hessian_fp64);
-        double g_quant = (double)zf_backend_quantize_bytes(max_rows, max_cols);
+        double g_quant = 0; /* the group whose quantization holds the most */
+        int g_most = 0;
+        for (int g = 0; g < ZF_NGROUP; g++) {
+            double b = (double)zf_backend_quantize_bytes(&cfg.quant, (int64_t)rows[g], (int64_t)in[g], true);
+            if (b > g_quant) g_quant = b, g_most = g;
+        }
         double g_quant_total = g_fixed + g_fwd + hess + g_quant;
         /* evaluation runs after quantization: the forward again, then the head and one window's logits */
         int64_t eval_seq = cfg.eval_seq_len > 0 ? cfg.eval_seq_len : seq;
@@ -350,8 +355,9 @@ int zf_cmd_plan(int argc, char **argv)
                cfg.hessian_fp64 ? ", fp64 Hessian scratch" : "", g_fixed / gib);
         printf("| one block's weights (%s) and one window's forward | %.3f |\n",
                cfg.gpu_forward_dtype == ZF_FWD_FP32 ? "fp32" : "16-bit", g_fwd / gib);
-        printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization [%lld x %lld] | %.3f |\n",
-               cfg.hessian_fp64 ? "fp64" : "fp32", hess / gib, (long long)max_rows, (long long)max_cols, g_quant / gib);
+        printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization (%s, [%lld x %lld]) | %.3f |\n",
+               cfg.hessian_fp64 ? "fp64" : "fp32", hess / gib, zf_group_name((zf_group)g_most), (long long)rows[g_most],
+               (long long)in[g_most], g_quant / gib);
         printf("| quantization total | %.3f |\n", g_quant_total / gib);
         printf("| evaluation total: forward, head and one window's logits (%lld tokens) | %.3f |\n", (long long)eval_seq,
                g_eval / gib);

@@ -16,7 +16,8 @@
 
 #include "common/log.h"
 
-/* Elements (bytes for a broadcast) per NCCL call: bounds each call well inside NCCL's and the network's limits. */
+/* Elements per NCCL reduce call: bounds each call well inside NCCL's and the network's limits (broadcasts go in
+ * pieces of the staging buffer, ZF_GPUCOMM_STAGE). */
 #define ZF_GPUCOMM_CHUNK ((int64_t)1 << 30)
 #define ZF_GPUCOMM_POLL_NS 1000000L /* 1 ms between looks at a pending operation */
 /* Host broadcasts pass through a device buffer of at most this many bytes, reused from call to call. */
@@ -150,13 +151,15 @@ static zf_status share_id(zf_status local, ncclUniqueId *id)
     unsigned char msg[1 + sizeof *id];
     msg[0] = gc.rank == 0 && local == ZF_OK;
     memcpy(msg + 1, id, sizeof *id);
-    ZF_TRY(mpi_check(MPI_Bcast(msg, (int)sizeof msg, MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast of the NCCL id",
-                     gc.rank));
-    memcpy(id, msg + 1, sizeof *id);
-    int ok = local == ZF_OK && msg[0], all_ok = 0;
+    /* a failed broadcast is kept, not returned: the other ranks are already on their way to the agreement */
+    zf_status bs = mpi_check(MPI_Bcast(msg, (int)sizeof msg, MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast of the NCCL id",
+                             gc.rank);
+    if (bs == ZF_OK) memcpy(id, msg + 1, sizeof *id);
+    int ok = local == ZF_OK && bs == ZF_OK && msg[0], all_ok = 0;
     ZF_TRY(mpi_check(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD), "NCCL set-up agreement",
                      gc.rank));
     if (local != ZF_OK) return local;
+    if (bs != ZF_OK) return bs;
     if (!all_ok)
         return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank %d: another rank failed to prepare (see its error)",
                        gc.rank);
@@ -319,13 +322,17 @@ zf_status zf_gpucomm_bcast_host(void *host_buf, size_t bytes, int root)
 {
     ZF_TRY(ready_for("broadcast", root));
     if (gc.size == 1 || bytes == 0) return ZF_OK;
-    ZF_TRY(stage_reserve(bytes < ZF_GPUCOMM_STAGE ? bytes : ZF_GPUCOMM_STAGE));
+    /* a staging failure leaves this rank out of the broadcast the others are in: the communicator is aborted */
+    if (stage_reserve(bytes < ZF_GPUCOMM_STAGE ? bytes : ZF_GPUCOMM_STAGE) != ZF_OK)
+        return fail_collective("broadcast", zf_last_error());
     char *p = host_buf;
     for (size_t off = 0; off < bytes; off += gc.stage_bytes) {
         size_t n = bytes - off < gc.stage_bytes ? bytes - off : gc.stage_bytes;
-        if (gc.rank == root) ZF_TRY(stage_copy(gc.stage, p + off, n, cudaMemcpyHostToDevice));
+        if (gc.rank == root && stage_copy(gc.stage, p + off, n, cudaMemcpyHostToDevice) != ZF_OK)
+            return fail_collective("broadcast", zf_last_error());
         ZF_TRY(wait_collective("broadcast", ncclBroadcast(gc.stage, gc.stage, n, ncclUint8, root, gc.comm, gc.stream)));
-        if (gc.rank != root) ZF_TRY(stage_copy(p + off, gc.stage, n, cudaMemcpyDeviceToHost));
+        if (gc.rank != root && stage_copy(p + off, gc.stage, n, cudaMemcpyDeviceToHost) != ZF_OK)
+            return fail_collective("broadcast", zf_last_error());
         gc.bytes_moved += (double)n;
     }
     return ZF_OK;

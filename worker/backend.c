@@ -209,10 +209,23 @@ int64_t zf_backend_forward_bytes(const zf_model_config *c, int64_t seq, zf_forwa
     return params * wbytes + acts_or_staging(acts * 4, largest, dt);
 }
 
-int64_t zf_backend_quantize_bytes(int64_t rows, int64_t cols)
+int64_t zf_backend_quantize_bytes(const zf_quant_opts *o, int64_t rows, int64_t cols, bool hessian)
 {
-    /* W, its working copy, deq and codes; H, its inverse factor and a scratch copy */
-    return rows * cols * (4 + 4 + 4 + 1) + 3 * cols * cols * 4 + rows * 64;
+    int64_t gs = o->group_size > 0 ? o->group_size : 0, ngroups = gs ? (cols + gs - 1) / gs : 1;
+    int64_t chunk = ZF_CUDA_QCHUNK_FLOATS / cols;
+    chunk = chunk < 256 ? 256 : chunk > ZF_CUDA_QCHUNK_MAX ? ZF_CUDA_QCHUNK_MAX : chunk;
+    chunk = chunk < rows ? chunk : rows;
+    bool optq = o->method == ZF_METHOD_OPTQ || (o->method == ZF_METHOD_ZFOLD && o->zfold_optq);
+    bool need_e = hessian && (o->grid == ZF_GRID_HESSIAN || (o->method == ZF_METHOD_ZFOLD && o->alpha == ZF_ALPHA_GRID));
+    bool need_hb = optq && gs && !o->static_groups && o->grid == ZF_GRID_HESSIAN;
+    int64_t bk = o->block_size < cols ? o->block_size : cols, gl = gs ? (gs < cols ? gs : cols) : 0;
+    int64_t rc = rows * cols, nn = cols * cols, cb = chunk * cols, rg = rows * ngroups;
+    /* W, deq and the transposed working copy (fp32), codes; OPTQ: its codes, H⁻¹ factor and lazy-update block; H
+     * and one chunk of products; the Hessian grid's second chunk and per-group Hessian; scales and zeros; per
+     * column and per row state */
+    return 3 * rc * 4 + rc + (optq ? rc + nn * 4 + bk * rows * 4 : 0) + (hessian ? nn * 4 + cb * 4 : 0) +
+           (need_e ? cb * 4 : 0) + (need_hb ? gl * gl * 4 : 0) + 2 * rg * 4 + 4 * cols * 4 + 4 * rows * 4 +
+           3 * rows * 8 + 2 * cols * 8 + 16;
 }
 
 int64_t zf_backend_nll_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt)

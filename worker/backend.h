@@ -80,13 +80,18 @@ zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const floa
  * ZF_CUDA_HESS_F64_SCRATCH_BYTES that lives as long as the backend. */
 #define ZF_CUDA_STAGING_FLOATS ((int64_t)1 << 24)
 #define ZF_CUDA_HESS_F64_SCRATCH_BYTES ((int64_t)64 << 20)
+/* The CUDA quantization streams row chunks of about ZF_CUDA_QCHUNK_FLOATS (256 to ZF_CUDA_QCHUNK_MAX rows). */
+#define ZF_CUDA_QCHUNK_FLOATS ((int64_t)1 << 26)
+#define ZF_CUDA_QCHUNK_MAX 65535
 
 /* Device memory a CUDA rank holds besides its units: the context and the cuBLAS/cuSOLVER workspaces (an
  * allowance), and the fp64 Hessian scratch. */
 int64_t zf_backend_cuda_fixed_bytes(bool hessian_fp64);
 /* Bytes of backend memory a unit needs: forward of one window through a block, and one group's quantization. */
 int64_t zf_backend_forward_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt);
-int64_t zf_backend_quantize_bytes(int64_t rows, int64_t cols);
+/* One [rows, cols] layer's quantization with options o (with H unless hessian is false): exactly what the CUDA
+ * backend checks against the free memory before it starts. */
+int64_t zf_backend_quantize_bytes(const zf_quant_opts *o, int64_t rows, int64_t cols, bool hessian);
 /* Bytes of backend memory zf_backend_token_nll needs: the head and final norm, and one window's logits. */
 int64_t zf_backend_nll_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt);
 

@@ -698,11 +698,14 @@ static void test_nomem(zf_backend *gpu)
     if (s == ZF_OK) zf_bhess_free(&h);
     else CHECK_MSG(names_bytes(msg), "message does not name the bytes: %s", msg);
 
-    /* A layer whose quantization needs more than the free device memory: twice the free bytes by
-     * zf_backend_quantize_bytes, so that no way of counting the working set makes it fit. W and H are zero pages
-     * that are never written (reading them maps nothing), so the host pays address space only. */
+    /* A layer whose OPTQ needs more than the free device memory: twice the free bytes by the fit check's own
+     * count, zf_backend_quantize_bytes. W and H are zero pages that are never written (reading them maps
+     * nothing), so the host pays address space only. */
+    zf_quant_opts o;
+    zf_quant_opts_default(&o);
+    o.method = ZF_METHOD_OPTQ;
     int64_t n = 1024;
-    while (zf_backend_quantize_bytes(n, n) <= 2 * free_b) n += 1024;
+    while (zf_backend_quantize_bytes(&o, n, n, true) <= 2 * free_b) n += 1024;
     const size_t wb = sizeof(float) * (size_t)n * (size_t)n;
     float *W = mmap(NULL, wb, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     float *H = mmap(NULL, wb, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -710,14 +713,11 @@ static void test_nomem(zf_backend *gpu)
         printf("nomem: could not reserve %zu bytes of address space for a [%lld, %lld] layer; only the accumulator "
                "was checked\n", 2 * wb, (long long)n, (long long)n);
     } else {
-        zf_quant_opts o;
-        zf_quant_opts_default(&o);
-        o.method = ZF_METHOD_OPTQ;
         zf_qresult r = {0};
         s = zf_backend_quantize(gpu, &o, W, n, n, H, NULL, &r);
         msg = zf_last_error();
         printf("nomem: optq [%lld, %lld] needs %lld bytes, %lld free: %s: %s\n", (long long)n, (long long)n,
-               (long long)zf_backend_quantize_bytes(n, n), (long long)free_b, zf_status_name(s), msg);
+               (long long)zf_backend_quantize_bytes(&o, n, n, true), (long long)free_b, zf_status_name(s), msg);
         CHECK_MSG(s == ZF_ERR_NOMEM, "quantize of a layer that does not fit returned %s", zf_status_name(s));
         if (s == ZF_OK) zf_qresult_free(&r);
         else CHECK_MSG(names_bytes(msg), "message does not name the bytes: %s", msg);
@@ -733,7 +733,6 @@ static void test_nomem(zf_backend *gpu)
     zt_fill_normal(&rng, w, 64 * 64, 0.02);
     zt_correlated_inputs(&rng, x, 256, 64, 0, 1.0);
     zt_hessian_ref(x, 256, 64, hh);
-    zf_quant_opts o;
     zf_quant_opts_default(&o);
     zf_qresult r = {0};
     CHECK_OK(zf_backend_quantize(gpu, &o, w, 64, 64, hh, NULL, &r));

@@ -8,8 +8,6 @@
 
 /* Rows per GEMM in the quadratic forms and the Hessian grid: scratch stays at about 256 MiB per buffer; the
  * Hessian grid launches one block row per row of a chunk, hence the grid-dimension cap. */
-#define ZF_CQ_CHUNK_FLOATS ((int64_t)1 << 26)
-#define ZF_CQ_CHUNK_MAX 65535
 
 /* deq = (scale·ζ)·(q - zero) and, when dW is given, dW = W - deq; g = g_idx[j] or j / gs when g_idx is NULL. */
 __global__ void k_deq(const float *W, const uint8_t *q, const float *scale, const float *zero, const float *zeta,
@@ -109,26 +107,24 @@ extern "C" zf_status zf_cuda_quantize(zf_cuda *cu, const zf_quant_opts *o, const
     c.ngroups = ngroups;
     c.gs = gs;
     c.maxq = (float)((1 << o->bits) - 1);
-    int64_t chunk = ZF_CQ_CHUNK_FLOATS / cols;
+    int64_t chunk = ZF_CUDA_QCHUNK_FLOATS / cols; /* as zf_backend_quantize_bytes counts it */
     chunk = chunk < 256 ? 256 : chunk;
-    chunk = chunk > ZF_CQ_CHUNK_MAX ? ZF_CQ_CHUNK_MAX : chunk;
+    chunk = chunk > ZF_CUDA_QCHUNK_MAX ? ZF_CUDA_QCHUNK_MAX : chunk;
     c.chunk = chunk < rows ? chunk : rows;
 
     const bool optq = o->method == ZF_METHOD_OPTQ || (o->method == ZF_METHOD_ZFOLD && o->zfold_optq);
     const bool needE = H && (o->grid == ZF_GRID_HESSIAN || (o->method == ZF_METHOD_ZFOLD && o->alpha == ZF_ALPHA_GRID));
-    const int64_t Bk = o->block_size < cols ? o->block_size : cols, gl = gs ? (gs < cols ? gs : cols) : 0;
     const bool needHb = optq && gs && !o->static_groups && o->grid == ZF_GRID_HESSIAN;
+    const int64_t Bk = o->block_size < cols ? o->block_size : cols, gl = gs ? (gs < cols ? gs : cols) : 0;
     const size_t rc = (size_t)rows * (size_t)cols, nn = (size_t)cols * (size_t)cols, cb = (size_t)c.chunk * cols;
     const size_t rg = (size_t)rows * (size_t)ngroups;
-    const size_t bytes = 3 * rc * 4 + rc + (optq ? rc + nn * 4 + (size_t)Bk * rows * 4 : 0) + (H ? nn * 4 + cb * 4 : 0) +
-                         (needE ? cb * 4 : 0) + (needHb ? (size_t)gl * gl * 4 : 0) + 2 * rg * 4 + 4 * (size_t)cols * 4 +
-                         4 * (size_t)rows * 4 + 3 * (size_t)rows * 8 + 2 * (size_t)cols * 8 + 16;
+    const int64_t bytes = zf_backend_quantize_bytes(o, rows, cols, H != NULL); /* the allocations below */
     char what[128];
     snprintf(what, sizeof what, "quantization of a [%lld x %lld] layer", (long long)rows, (long long)cols);
 
     cublasMath_t math = CUBLAS_DEFAULT_MATH;
     bool math_saved = false;
-    zf_status st = zf_cuda_check_fits(cu, (int64_t)bytes, what);
+    zf_status st = zf_cuda_check_fits(cu, bytes, what);
     /* the host result only once the device side is known to fit */
     if (st == ZF_OK) st = zf_qresult_alloc(out, rows, cols, ngroups, o->bits);
     /* host scratch */
