@@ -95,8 +95,7 @@ __global__ void k_minmax(int64_t rows, const float *xmin, const float *xmax, int
 /* Weights of one row staged in shared memory per pass of the MMSE search. */
 #define ZF_MMSE_TILE 2048
 
-/* |d|^norm as the host adds it. pow in double rounded to float agrees with the host's powf (glibc, < 1 ulp) far
- * more often than CUDA's powf (up to 2 ulps). */
+/* |d|^norm as the host adds it: pow in double rounded to float. */
 __device__ __forceinline__ double mmse_term(float d, float norm, bool sq)
 {
     return sq ? (double)__fmul_rn(d, d) : (double)(float)pow((double)d, (double)norm);
