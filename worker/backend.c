@@ -196,17 +196,26 @@ int64_t zf_backend_cuda_fixed_bytes(bool hessian_fp64)
 
 int64_t zf_backend_forward_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt)
 {
-    int64_t params = 0, largest = 0;
+    bool opt = c->family == ZF_FAMILY_OPT;
+    int64_t d = c->hidden, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, ff = c->intermediate;
+    int64_t params = 0, biases = 0, largest = 0, wbytes = dt == ZF_FWD_FP32 ? 4 : 2;
     for (int l = 0; l < ZF_NLIN; l++) {
         if (!zf_lin_present(c, (zf_lin)l)) continue;
         int64_t n = zf_lin_out(c, (zf_lin)l) * zf_lin_in(c, (zf_lin)l);
         params += n;
         if (n > largest) largest = n;
+        if (zf_lin_has_bias(c, (zf_lin)l)) biases += zf_lin_out(c, (zf_lin)l);
     }
-    int64_t wbytes = dt == ZF_FWD_FP32 ? 4 : 2, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    /* weights, x and the norm output, q/k/v, attention mix, scores of one head, MLP intermediates */
-    int64_t acts = seq * (2 * c->hidden + qd + 2 * kvd + qd + 3 * c->intermediate) + seq * seq;
-    return params * wbytes + acts_or_staging(acts * 4, largest, dt);
+    /* as the CUDA forward allocates: weights in their type, fp32 biases and norms; then the rotary table (LLaMA),
+     * the residual stream and the norm output, the larger of q/k/v/mix and the MLP intermediates, one head's
+     * scores, and for 16-bit weights the activation operand rounded to their type */
+    int64_t weights = params * wbytes + biases * 4 + 2 * d * 4 * (c->norm_bias ? 2 : 1);
+    int64_t attn = 2 * qd + 2 * kvd, mlp = (opt ? 1 : 2) * ff, big = attn > mlp ? attn : mlp;
+    int64_t widest = d > qd ? d : qd;
+    if (ff > widest) widest = ff;
+    int64_t acts = (opt ? 0 : 2 * seq * (c->head_dim / 2) * 4) + (2 * seq * d + seq * big + seq * seq) * 4 +
+                   (dt == ZF_FWD_FP32 ? 0 : wbytes * seq * widest);
+    return weights + acts_or_staging(acts, largest, dt);
 }
 
 int64_t zf_backend_quantize_bytes(const zf_quant_opts *o, int64_t rows, int64_t cols, bool hessian)
@@ -230,8 +239,11 @@ int64_t zf_backend_quantize_bytes(const zf_quant_opts *o, int64_t rows, int64_t 
 
 int64_t zf_backend_nll_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt)
 {
-    int64_t wbytes = dt == ZF_FWD_FP32 ? 4 : 2;
-    /* head and norm; one window's x, norm output (and its 16-bit copy), logits, targets and NLL */
-    int64_t acts = 2 * c->hidden * 4 + seq * c->hidden * (8 + wbytes) + seq * c->vocab * 4 + seq * 12;
-    return c->vocab * c->hidden * wbytes + acts_or_staging(acts, c->vocab * c->hidden, dt);
+    int64_t d = c->hidden, wbytes = dt == ZF_FWD_FP32 ? 4 : 2, npred = seq - 1;
+    /* as the CUDA NLL allocates: the head in its type, the final norm; one window's x and norm output, its
+     * 16-bit operand, the logits, and the targets (padded to 8 bytes) with the NLL */
+    int64_t norm = d * 4 * (c->norm_bias ? 2 : 1);
+    int64_t acts = 2 * seq * d * 4 + (dt == ZF_FWD_FP32 ? 0 : wbytes * seq * d) + seq * c->vocab * 4 +
+                   ((npred * 4 + 7) & ~(int64_t)7) + npred * 8;
+    return c->vocab * d * wbytes + norm + acts_or_staging(acts, c->vocab * d, dt);
 }
