@@ -9,6 +9,7 @@
 #include "common/model.h"
 #include "coordinator/commands.h"
 #include "coordinator/config.h"
+#include "coordinator/gpucomm.h"
 #include "coordinator/pipeline.h"
 #include "worker/backend.h"
 #include "worker/block.h"
@@ -333,6 +334,8 @@ int zf_cmd_plan(int argc, char **argv)
     if (cfg.backend == ZF_BACKEND_CUDA) {
         double g_fwd = (double)zf_backend_forward_bytes(&mc, seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
         double g_fixed = (double)zf_backend_cuda_fixed_bytes(cfg.hessian_fp64);
+        double g_nccl = ranks > 1 ? (double)ZF_GPUCOMM_NCCL_ALLOWANCE + (double)ZF_GPUCOMM_STAGE : 0;
+        g_fixed += g_nccl;
         double g_quant = 0; /* the group whose quantization holds the most */
         int g_most = 0;
         for (int g = 0; g < ZF_NGROUP; g++) {
@@ -351,8 +354,9 @@ int zf_cmd_plan(int argc, char **argv)
             source = gpu_info.name;
         }
         printf("\n| GPU memory per rank (backend cuda) | GiB |\n|---|---|\n");
-        printf("| CUDA context and library workspaces (allowance)%s | %.3f |\n",
-               cfg.hessian_fp64 ? ", fp64 Hessian scratch" : "", g_fixed / gib);
+        printf("| CUDA context and library workspaces (allowance)%s%s | %.3f |\n",
+               cfg.hessian_fp64 ? ", fp64 Hessian scratch" : "",
+               g_nccl > 0 ? "; NCCL buffers (allowance) and broadcast staging" : "", g_fixed / gib);
         printf("| one block's weights (%s) and one window's forward | %.3f |\n",
                cfg.gpu_forward_dtype == ZF_FWD_FP32 ? "fp32" : "16-bit", g_fwd / gib);
         printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization (%s, [%lld x %lld]) | %.3f |\n",

@@ -20,8 +20,6 @@
  * pieces of the staging buffer, ZF_GPUCOMM_STAGE). */
 #define ZF_GPUCOMM_CHUNK ((int64_t)1 << 30)
 #define ZF_GPUCOMM_POLL_NS 1000000L /* 1 ms between looks at a pending operation */
-/* Host broadcasts pass through a device buffer of at most this many bytes, reused from call to call. */
-#define ZF_GPUCOMM_STAGE ((size_t)256 << 20)
 
 static struct {
     bool active;

@@ -8,6 +8,11 @@
 
 #include "common/status.h"
 
+/* Host broadcasts pass through a device buffer of at most this many bytes, reused from call to call. */
+#define ZF_GPUCOMM_STAGE ((size_t)256 << 20)
+/* Device memory NCCL itself holds per rank (its channel buffers): an allowance for the memory plan. */
+#define ZF_GPUCOMM_NCCL_ALLOWANCE ((int64_t)512 << 20)
+
 /* Without CUDA in the build every function below that returns a status fails with ZF_ERR_INPUT.
  *
  * Buffers are device memory of the device given to zf_gpucomm_init. The collectives run on their own stream:

@@ -75,6 +75,15 @@ void zf_backend_get_info(const zf_backend *be, zf_backend_info *info)
     snprintf(info->name, sizeof info->name, "cpu");
 }
 
+int64_t zf_backend_peak_bytes(zf_backend *be, bool reset)
+{
+#ifdef ZF_HAVE_CUDA
+    if (be->cu) return zf_cuda_peak_bytes(be->cu, reset);
+#endif
+    (void)be, (void)reset;
+    return 0;
+}
+
 /* The CPU accumulator is a zf_hessian over the same memory. */
 static zf_hessian host_view(const zf_bhess *h)
 {

@@ -75,6 +75,11 @@ zf_status zf_backend_token_nll(zf_backend *be, const zf_model_config *c, const z
 zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
                               const float *H, const zf_zeta_tie *tie, zf_qresult *out);
 
+/* Device bytes the backend held at most at once beyond what it held at the last reset (or when it opened), through
+ * its own allocations; reset starts a new count. 0 on the CPU, -1 when the count was lost. The GPU tests check
+ * the estimates below with it. */
+int64_t zf_backend_peak_bytes(zf_backend *be, bool reset);
+
 /* CUDA buffers the estimates below count: 16-bit weights are converted through a staging buffer of at most
  * ZF_CUDA_STAGING_FLOATS floats, and fp64 Hessian adds convert tokens through a scratch of about
  * ZF_CUDA_HESS_F64_SCRATCH_BYTES that lives as long as the backend. */

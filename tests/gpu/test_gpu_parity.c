@@ -1,4 +1,4 @@
-/* CUDA backend against the CPU backend: Hessians, fixture block forwards and next-token NLL, RTN/OPTQ/Z-FOLD, out-of-memory units. */
+/* CUDA backend against the CPU backend: Hessians, fixture forwards and NLL, RTN/OPTQ/Z-FOLD, memory estimates, OOM. */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdlib.h>
@@ -135,6 +135,7 @@ typedef struct {
     double tol_hess;  /* relative Frobenius error of each group's finalized Hessian */
     double tol_nll;       /* max |gpu - cpu| of a token's NLL (nats) */
     double tol_nll_mean;  /* relative difference of the mean NLL (log perplexity) */
+    zf_forward_dtype dt;  /* the weights' type in the forward */
 } gpu_variant;
 
 /* -log softmax(head · norm(x_p))[target] in double for the rows of one window [seq, d]: RMSNorm (llama) or
@@ -482,22 +483,46 @@ static void test_hessian_device(int device)
 /* ---------------------------------------------------------------- block forward of the fixtures */
 
 
+/* A fixture model's config, checkpoint, globals and at least ntok tokens of tokfile; false (and a failed check)
+ * when any is missing. */
+typedef struct {
+    zf_model_config c;
+    zf_safetensors *st;
+    zf_model_globals g;
+    zf_tokens tok;
+} fixture;
+
+static bool fixture_open(const char *model, const char *tokfile, int64_t ntok, fixture *f)
+{
+    memset(f, 0, sizeof *f);
+    CHECK_OK(zf_model_config_read(zt_fixture(model), &f->c));
+    CHECK_OK(zf_st_open(zt_fixture(model), &f->st));
+    if (!f->st) return false;
+    CHECK_OK(zf_globals_load(&f->c, f->st, &f->g));
+    CHECK_OK(zf_tokens_read(zt_fixture(tokfile), f->c.vocab, &f->tok));
+    CHECK_MSG(f->tok.count >= (size_t)ntok, "%s: only %zu tokens", tokfile, f->tok.count);
+    return f->tok.count >= (size_t)ntok;
+}
+
+static void fixture_close(fixture *f)
+{
+    zf_tokens_free(&f->tok);
+    zf_globals_free(&f->g);
+    zf_st_close(f->st);
+}
+
 static void test_forward_model(zf_backend *cpu, gpu_variant *var, int nvar, const char *model, const char *tokfile)
 {
     const int64_t nwin = 3, seq = 128;
-    zf_model_config c;
-    zf_safetensors *st = NULL;
-    zf_model_globals g = {0};
-    zf_tokens tok = {0};
-    CHECK_OK(zf_model_config_read(zt_fixture(model), &c));
-    CHECK_OK(zf_st_open(zt_fixture(model), &st));
-    if (!st) return;
-    CHECK_OK(zf_globals_load(&c, st, &g));
-    CHECK_OK(zf_tokens_read(zt_fixture(tokfile), c.vocab, &tok));
-    if (tok.count < (size_t)(nwin * seq)) {
-        CHECK_MSG(0, "%s: only %zu tokens", tokfile, tok.count);
+    fixture fx;
+    if (!fixture_open(model, tokfile, nwin * seq, &fx)) {
+        fixture_close(&fx);
         return;
     }
+    const zf_model_config c = fx.c;
+    zf_safetensors *st = fx.st;
+    const zf_model_globals g = fx.g;
+    const zf_tokens tok = fx.tok;
     const int64_t ntok = nwin * seq, d = c.hidden;
     float *x = malloc(sizeof(float) * (size_t)(ntok * d));
     CHECK_OK(zf_embed(&c, &g, tok.ids, nwin, seq, x));
@@ -568,9 +593,7 @@ static void test_forward_model(zf_backend *cpu, gpu_variant *var, int nvar, cons
     }
     test_token_nll(cpu, var, nvar, model, &c, &g, x, tok.ids, nwin, seq);
     free(x);
-    zf_tokens_free(&tok);
-    zf_globals_free(&g);
-    zf_st_close(st);
+    fixture_close(&fx);
 }
 
 /* ---------------------------------------------------------------- quantization */
@@ -675,7 +698,78 @@ static void test_quant_model(zf_backend *cpu, zf_backend *gpu, const char *model
     zf_st_close(st);
 }
 
-/* ---------------------------------------------------------------- units that do not fit */
+/* ---------------------------------------------------------------- memory estimates */
+
+/* used is what a call held at most on the device; est what zfold plan and the fit checks count for it. The
+ * estimates follow the allocations: used may fall short of est only by what one count rounds up. */
+static void check_estimate(const char *what, int64_t used, int64_t est, double floor)
+{
+    printf("memory  %-44s used %lld bytes, estimate %lld (%.3f)\n", what, (long long)used, (long long)est,
+           est > 0 ? (double)used / (double)est : 0.0);
+    CHECK_MSG(used >= 0, "%s: the device byte count was lost", what);
+    CHECK_MSG(used <= est, "%s: used %lld bytes, more than the estimate %lld", what, (long long)used, (long long)est);
+    CHECK_MSG((double)used >= floor * (double)est, "%s: used %lld bytes, under %.2f of the estimate %lld", what,
+              (long long)used, floor, (long long)est);
+}
+
+/* Device bytes of a block forward, the NLL and a layer's quantization against zf_backend_forward_bytes,
+ * zf_backend_nll_bytes and zf_backend_quantize_bytes, on the fixture's first block. */
+static void test_memory_estimates(gpu_variant *var, int nvar, const char *model, const char *tokfile)
+{
+    const int64_t seq = 128;
+    fixture fx;
+    zf_block_weights w = {0};
+    if (!fixture_open(model, tokfile, seq, &fx)) {
+        fixture_close(&fx);
+        return;
+    }
+    const zf_model_config c = fx.c;
+    const zf_model_globals g = fx.g;
+    const zf_tokens tok = fx.tok;
+    CHECK_OK(zf_block_load(&c, fx.st, 0, &w));
+    float *x = malloc(sizeof(float) * (size_t)(seq * c.hidden));
+    double *nll = malloc(sizeof(double) * (size_t)(seq - 1));
+    CHECK_OK(zf_embed(&c, &g, tok.ids, 1, seq, x));
+    char what[96];
+    for (int v = 0; v < nvar; v++) {
+        zf_backend *be = var[v].be;
+        if (!be) continue;
+        zf_backend_peak_bytes(be, true);
+        CHECK_OK(zf_backend_block_forward(be, &c, &w, x, 1, seq, NULL));
+        snprintf(what, sizeof what, "%s %s forward of %lld tokens", model, var[v].name, (long long)seq);
+        check_estimate(what, zf_backend_peak_bytes(be, true), zf_backend_forward_bytes(&c, seq, var[v].dt), 0.9);
+        CHECK_OK(zf_backend_token_nll(be, &c, &g, x, tok.ids, 1, seq, nll));
+        snprintf(what, sizeof what, "%s %s NLL of %lld tokens", model, var[v].name, (long long)seq);
+        check_estimate(what, zf_backend_peak_bytes(be, true), zf_backend_nll_bytes(&c, seq, var[v].dt), 0.9);
+    }
+    /* quantization does not depend on the forward's settings; the cuSOLVER workspace comes on top of the count */
+    const zf_method methods[] = {ZF_METHOD_RTN, ZF_METHOD_OPTQ, ZF_METHOD_ZFOLD};
+    int64_t rows = zf_lin_out(&c, ZF_LIN_DOWN), cols = zf_lin_in(&c, ZF_LIN_DOWN);
+    float *H = malloc(sizeof(float) * (size_t)(cols * cols));
+    for (int64_t i = 0; i < cols * cols; i++) H[i] = i / cols == i % cols ? 1.0f : 0.0f;
+    for (int m = 0; m < 3 && var[0].be; m++) {
+        zf_quant_opts o;
+        zf_quant_opts_default(&o);
+        o.method = methods[m];
+        zf_qresult r = {0};
+        zf_backend_peak_bytes(var[0].be, true);
+        CHECK_OK(zf_backend_quantize(var[0].be, &o, w.lin_w[ZF_LIN_DOWN], rows, cols, H, NULL, &r));
+        zf_qresult_free(&r);
+        int64_t used = zf_backend_peak_bytes(var[0].be, true), est = zf_backend_quantize_bytes(&o, rows, cols, true);
+        snprintf(what, sizeof what, "%s %s of down [%lld x %lld]", model, zf_method_name(o.method), (long long)rows,
+                 (long long)cols);
+        int64_t solver = cols * cols * 4 + ((int64_t)4 << 20); /* a generous bound on the Cholesky workspace */
+        printf("memory  %-44s used %lld bytes, estimate %lld (+ at most %lld of solver workspace)\n", what,
+               (long long)used, (long long)est, (long long)solver);
+        CHECK_MSG(used >= est && used <= est + solver, "%s: used %lld bytes, estimate %lld", what, (long long)used,
+                  (long long)est);
+    }
+    free(H), free(x), free(nll);
+    zf_block_free(&w);
+    fixture_close(&fx);
+}
+
+/* ---------------------------------------------------------------- out-of-memory */
 
 static int names_bytes(const char *msg) { return strstr(msg, "bytes") || strstr(msg, "iB") || strstr(msg, " B "); }
 
@@ -775,14 +869,16 @@ int main(void)
      * 1e-3 nats per token and 1e-5 of the mean; TF32 and bf16 heads round every product's inputs, so a token's
      * NLL may move by a few hundredths while the mean (the log perplexity) stays within 0.2 % and 1 %. */
     gpu_variant var[] = {
-        {"fp32", g32, 1e-4, 1e-4, 1e-3, 1e-5},
-        {"tf32", open_backend(ZF_BACKEND_CUDA, dev, true, ZF_FWD_FP32), 1e-2, 2e-2, 5e-2, 2e-3},
-        {"bf16", open_backend(ZF_BACKEND_CUDA, dev, false, ZF_FWD_BF16), 5e-2, 1e-1, 2e-1, 1e-2},
+        {"fp32", g32, 1e-4, 1e-4, 1e-3, 1e-5, ZF_FWD_FP32},
+        {"tf32", open_backend(ZF_BACKEND_CUDA, dev, true, ZF_FWD_FP32), 1e-2, 2e-2, 5e-2, 2e-3, ZF_FWD_FP32},
+        {"bf16", open_backend(ZF_BACKEND_CUDA, dev, false, ZF_FWD_BF16), 5e-2, 1e-1, 2e-1, 1e-2, ZF_FWD_BF16},
     };
     const int nvar = (int)(sizeof var / sizeof var[0]);
     test_forward_model(cpu, var, nvar, "stories260k", "data/tinystories.tok512.bin");
     test_forward_model(cpu, var, nvar, "llama-mini", "data/heldout-book.tok512.bin");
     test_forward_model(cpu, var, nvar, "opt-mini", "data/heldout-book.tok512.bin");
+    test_memory_estimates(var, nvar, "llama-mini", "data/heldout-book.tok512.bin");
+    test_memory_estimates(var, nvar, "opt-mini", "data/heldout-book.tok512.bin");
     for (int v = 1; v < nvar; v++) zf_backend_close(var[v].be);
 
     /* Quantization of real fixture layers with Hessians of correlated inputs. */

@@ -24,6 +24,8 @@ void zf_cuda_info(const zf_cuda *cu, zf_backend_info *info);
 /* Device memory with a clear ZF_ERR_NOMEM ("<what>: needs N bytes, M free on cuda:K") instead of a crash. */
 zf_status zf_cuda_alloc(zf_cuda *cu, size_t bytes, const char *what, void **dev);
 void zf_cuda_free(zf_cuda *cu, void *dev);
+/* See zf_backend_peak_bytes. */
+int64_t zf_cuda_peak_bytes(zf_cuda *cu, bool reset);
 /* Fails with ZF_ERR_NOMEM naming `what` when `bytes` exceed the free device memory. */
 zf_status zf_cuda_check_fits(zf_cuda *cu, int64_t bytes, const char *what);
 

@@ -119,14 +119,34 @@ zf_status zf_cuda_alloc(zf_cuda *cu, size_t bytes, const char *what, void **dev)
         return zf_fail(ZF_ERR_INTERNAL, "cuda:%d: cudaMalloc of %zu bytes for %s failed: %s", cu->device, bytes,
                        what, cudaGetErrorString(e));
     }
+    if (cu->nheld == ZF_CUDA_TRACKED) {
+        cu->untracked = true;
+    } else {
+        cu->held[cu->nheld].p = *dev;
+        cu->held[cu->nheld++].n = bytes;
+        cu->live_bytes += (int64_t)bytes;
+        if (cu->live_bytes > cu->peak_bytes) cu->peak_bytes = cu->live_bytes;
+    }
     return ZF_OK;
 }
 
 void zf_cuda_free(zf_cuda *cu, void *dev)
 {
-    (void)cu;
     if (!dev) return;
     if (cudaFree(dev) != cudaSuccess) cudaGetLastError(); /* freeing cannot report; keep the error from sticking */
+    for (int i = cu->nheld - 1; i >= 0; i--)
+        if (cu->held[i].p == dev) {
+            cu->live_bytes -= (int64_t)cu->held[i].n;
+            cu->held[i] = cu->held[--cu->nheld];
+            break;
+        }
+}
+
+int64_t zf_cuda_peak_bytes(zf_cuda *cu, bool reset)
+{
+    int64_t peak = cu->untracked ? -1 : cu->peak_bytes - cu->base_bytes;
+    if (reset) cu->peak_bytes = cu->base_bytes = cu->live_bytes;
+    return peak;
 }
 
 zf_status zf_cuda_check_fits(zf_cuda *cu, int64_t bytes, const char *what)

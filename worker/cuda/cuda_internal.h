@@ -8,6 +8,9 @@
 
 #include "cuda_backend.h"
 
+/* Live device allocations a context keeps account of (more make its byte counts unknown). */
+#define ZF_CUDA_TRACKED 1024
+
 struct zf_cuda {
     int device;
     char name[160];
@@ -19,6 +22,14 @@ struct zf_cuda {
     cusolverDnHandle_t solver;
     void *scratch;                /* zf_cuda_scratch's buffer, grown on demand, freed by zf_cuda_close */
     size_t scratch_bytes;
+    /* what zf_cuda_alloc handed out and zf_cuda_free has not taken back: the memory estimates are checked on it */
+    struct {
+        void *p;
+        size_t n;
+    } held[ZF_CUDA_TRACKED];
+    int nheld;
+    bool untracked;               /* an allocation did not fit in held[]: the byte counts are no longer known */
+    int64_t live_bytes, peak_bytes, base_bytes;
 };
 
 /* A device scratch buffer of at least `bytes`, kept for later calls (a cudaMalloc and cudaFree per call would
