@@ -1,6 +1,5 @@
 /* `zfold plan CONFIG.yaml --ranks N`: memory per rank and time per block from the cost model, before any allocation. */
 #include <cblas.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,12 +12,11 @@
 #include "coordinator/pipeline.h"
 #include "worker/backend.h"
 #include "worker/block.h"
-#include "worker/forward.h"
-#include "worker/hessian.h"
 
 void zf_cmd_plan_help(void)
 {
-    printf("usage: zfold plan CONFIG.yaml [--ranks N] [--memory GiB] [--gpu-memory GiB] [--memory-only] [--set key=value]...\n"
+    printf("usage: zfold plan CONFIG.yaml [--ranks N] [--memory GiB] [--gpu-memory GiB] [--memory-only]\n"
+           "                  [--set key=value]...\n"
            "Prints, for the config and N ranks (default 1), the memory each rank needs and the predicted time per\n"
            "block from the cost model, and warns when a rank would run out of memory (--memory: GiB per rank;\n"
            "default: this machine's available memory / N). Rates are measured on the backend the run would use (the\n"
@@ -27,8 +25,8 @@ void zf_cmd_plan_help(void)
            "configured method on a layer of the largest group's shape (--memory-only: no probes, no time table).\n"
            "Reads config.json, not the weights.\n"
            "With backend: cuda it also prints the GPU memory each rank needs (one block's weights and forward, the\n"
-           "Hessian accumulators, the largest layer's quantization; then the evaluation's head and logits) against\n"
-           "--gpu-memory (default: device 0's).\n");
+           "Hessian accumulators, the quantization of the group needing the most; then the evaluation's head and\n"
+           "logits) against --gpu-memory (default: device 0's).\n");
 }
 
 static double now_seconds(void)
