@@ -291,7 +291,7 @@ int zf_cmd_plan(int argc, char **argv)
     /* the config's GPU when one is visible: its memory, and the rates */
     zf_backend *gpu = NULL;
     zf_backend_info gpu_info = {0};
-    if (cfg.backend == ZF_BACKEND_CUDA && zf_backend_cuda_devices() > 0) {
+    if (cfg.backend == ZF_BACKEND_CUDA && zf_backend_cuda_devices(NULL) > 0) {
         zf_backend_opts bo = {.kind = ZF_BACKEND_CUDA, .device = 0, .tf32 = cfg.gpu_tf32,
                               .fwd_dtype = (zf_forward_dtype)cfg.gpu_forward_dtype};
         if (zf_backend_open(&bo, &gpu) == ZF_OK) zf_backend_get_info(gpu, &gpu_info);

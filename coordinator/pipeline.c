@@ -82,7 +82,7 @@ static zf_status open_backend(const zf_job_config *cfg, zf_qmodel *m)
     zf_status s = ZF_OK;
     if (o.kind == ZF_BACKEND_CUDA) {
         if (w->size > 1) s = zf_gpucomm_local_rank(&local, &nlocal);
-        if (s == ZF_OK) s = pick_device(w->rank, local, nlocal, zf_backend_cuda_devices(), &o.device);
+        if (s == ZF_OK) s = pick_device(w->rank, local, nlocal, zf_backend_cuda_devices(NULL), &o.device);
     }
     if (s == ZF_OK) s = zf_backend_open(&o, &m->be);
     ZF_TRY(zf_comm_agree(s));

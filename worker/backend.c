@@ -20,11 +20,12 @@ struct zf_backend {
 
 const char *zf_backend_kind_name(zf_backend_kind k) { return k == ZF_BACKEND_CUDA ? "cuda" : "cpu"; }
 
-int zf_backend_cuda_devices(void)
+int zf_backend_cuda_devices(const char **why)
 {
 #ifdef ZF_HAVE_CUDA
-    return zf_cuda_device_count();
+    return zf_cuda_device_count(why);
 #else
+    if (why) *why = "this build has no CUDA backend (no toolkit found, or -DZF_WITH_CUDA=OFF)";
     return 0;
 #endif
 }

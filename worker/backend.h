@@ -39,8 +39,9 @@ zf_status zf_backend_open(const zf_backend_opts *o, zf_backend **out);
 void zf_backend_close(zf_backend *be);
 void zf_backend_get_info(const zf_backend *be, zf_backend_info *info);
 const char *zf_backend_kind_name(zf_backend_kind k);
-/* Whether this build has the CUDA backend and how many devices it sees (0 without CUDA or without a device). */
-int zf_backend_cuda_devices(void);
+/* Whether this build has the CUDA backend and how many devices it sees (0 without CUDA or without a device, and
+ * then *why, if why is not NULL, says which). */
+int zf_backend_cuda_devices(const char **why);
 
 /* A Hessian accumulator Σ x xᵀ over tokens; sum is backend memory (device memory on CUDA), [dim, dim], with at
  * least the upper triangle valid until finalize. Collective reductions sum `sum` element-wise across ranks. */

@@ -74,8 +74,8 @@ static void fit_mmse_row(const zf_quant_opts *o, const float *w, int64_t n, floa
         double err = 0.0;
         for (int64_t j = 0; j < n; j++) {
             float d = fabsf(zf_dequant(zf_qcode(w[j], s, z, maxq), s, z) - w[j]);
-            /* pow in double rounded to float: the same term on every host (powf's rounding varies by CPU) and
-             * on the GPU */
+            /* pow in double rounded to float: the same term on every host (powf's rounding varies by CPU); the
+             * GPU's pow may differ by an ulp before that rounding */
             err += sq ? (double)(d * d) : (double)(float)pow((double)d, (double)norm);
         }
         if (err < best) {

@@ -117,8 +117,8 @@ zf_status zf_qresult_alloc(zf_qresult *r, int64_t rows, int64_t cols, int64_t ng
     if (rows <= 0 || cols <= 0 || ngroups < 1 || ngroups > cols)
         return zf_fail(ZF_ERR_INPUT, "quantized matrix [%lld x %lld] with %lld groups: expected positive sizes and "
                        "1 .. cols groups", (long long)rows, (long long)cols, (long long)ngroups);
-    if ((uint64_t)rows > ((uint64_t)1 << 31) || (uint64_t)cols > ((uint64_t)1 << 31))
-        return zf_fail(ZF_ERR_INPUT, "quantized matrix [%lld x %lld]: each side must be at most 2^31",
+    if ((uint64_t)rows >= ((uint64_t)1 << 31) || (uint64_t)cols >= ((uint64_t)1 << 31))
+        return zf_fail(ZF_ERR_INPUT, "quantized matrix [%lld x %lld]: each side must be below 2^31",
                        (long long)rows, (long long)cols);
     if (bits < 2 || bits > 8) return zf_fail(ZF_ERR_INPUT, "bits = %d: expected 2 .. 8", bits);
     const size_t rc = (size_t)rows * (size_t)cols, rg = (size_t)rows * (size_t)ngroups;

@@ -219,9 +219,11 @@ int main(int argc, char **argv)
     }
     zf_log_init(0, 1);
     zf_log_set_level(ZF_LOG_WARN);
-    const int ndev = zf_backend_cuda_devices();
+    const char *why = NULL;
+    const int ndev = zf_backend_cuda_devices(&why);
     if (device < 0 || device >= ndev) {
-        fprintf(stderr, "zfold_gpu_bench: no CUDA device %d (%d visible)\n", device, ndev);
+        fprintf(stderr, "zfold_gpu_bench: no CUDA device %d (%d visible%s%s)\n", device, ndev, why ? ": " : "",
+                why ? why : "");
         return 1;
     }
     FILE *jf = json ? fopen(json, "w") : NULL;

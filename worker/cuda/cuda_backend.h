@@ -14,8 +14,9 @@ extern "C" {
 
 typedef struct zf_cuda zf_cuda;
 
-/* Number of visible devices; 0 when the driver or a device is missing (never an error). */
-int zf_cuda_device_count(void);
+/* Number of visible devices; 0 when the driver or a device is missing (never an error), with *why (if why is not
+ * NULL) saying which: the CUDA runtime's message, e.g. a driver older than the runtime. */
+int zf_cuda_device_count(const char **why);
 /* Makes `device` current, creates its stream, cuBLAS and cuSOLVER handles. Errors name the device and the call. */
 zf_status zf_cuda_open(int device, bool tf32, zf_forward_dtype fwd_dtype, zf_cuda **out);
 void zf_cuda_close(zf_cuda *cu);

@@ -7,10 +7,11 @@
 
 static const double GIB = 1024.0 * 1024.0 * 1024.0;
 
-int zf_cuda_device_count(void)
+int zf_cuda_device_count(const char **why)
 {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
+    if (why) *why = e != cudaSuccess ? cudaGetErrorString(e) : count > 0 ? NULL : "0 devices";
     if (e != cudaSuccess) {
         cudaGetLastError(); /* no driver or no device is an answer (0), not a sticky error for later calls */
         return 0;
@@ -42,10 +43,11 @@ static zf_status open_steps(zf_cuda *cu, bool tf32)
 zf_status zf_cuda_open(int device, bool tf32, zf_forward_dtype fwd_dtype, zf_cuda **out)
 {
     *out = NULL;
-    int count = zf_cuda_device_count();
+    const char *why = NULL;
+    int count = zf_cuda_device_count(&why);
     if (count == 0)
-        return zf_fail(ZF_ERR_INPUT, "cuda:%d: no CUDA device is visible (0 devices seen; check the driver and "
-                       "CUDA_VISIBLE_DEVICES)", device);
+        return zf_fail(ZF_ERR_INPUT, "cuda:%d: no CUDA device is visible (%s; check the driver and "
+                       "CUDA_VISIBLE_DEVICES)", device, why);
     if (device < 0 || device >= count)
         return zf_fail(ZF_ERR_INPUT, "cuda:%d: no such device (%d device%s seen, ordinals 0 .. %d)", device, count,
                        count == 1 ? "" : "s", count - 1);
@@ -120,7 +122,8 @@ zf_status zf_cuda_alloc(zf_cuda *cu, size_t bytes, const char *what, void **dev)
                        what, cudaGetErrorString(e));
     }
     if (cu->nheld == ZF_CUDA_TRACKED) {
-        cu->untracked = true;
+        cu->nuntracked++;
+        cu->lost = true;
     } else {
         cu->held[cu->nheld].p = *dev;
         cu->held[cu->nheld++].n = bytes;
@@ -138,14 +141,18 @@ void zf_cuda_free(zf_cuda *cu, void *dev)
         if (cu->held[i].p == dev) {
             cu->live_bytes -= (int64_t)cu->held[i].n;
             cu->held[i] = cu->held[--cu->nheld];
-            break;
+            return;
         }
+    if (cu->nuntracked > 0) cu->nuntracked--;
 }
 
 int64_t zf_cuda_peak_bytes(zf_cuda *cu, bool reset)
 {
-    int64_t peak = cu->untracked ? -1 : cu->peak_bytes - cu->base_bytes;
-    if (reset) cu->peak_bytes = cu->base_bytes = cu->live_bytes;
+    int64_t peak = cu->lost ? -1 : cu->peak_bytes - cu->base_bytes;
+    if (reset) {
+        cu->peak_bytes = cu->base_bytes = cu->live_bytes;
+        cu->lost = cu->nuntracked > 0;
+    }
     return peak;
 }
 

@@ -28,7 +28,8 @@ struct zf_cuda {
         size_t n;
     } held[ZF_CUDA_TRACKED];
     int nheld;
-    bool untracked;               /* an allocation did not fit in held[]: the byte counts are no longer known */
+    int nuntracked;               /* live allocations that did not fit in held[]: their bytes are not counted */
+    bool lost;                    /* one was live since the last reset: the peak is not known */
     int64_t live_bytes, peak_bytes, base_bytes;
 };
 
