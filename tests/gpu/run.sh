@@ -11,6 +11,21 @@ log=$build/gpu-run.log
 : > "$log"
 say() { echo "$*" | tee -a "$log"; }
 
+# a machine without Debian's packages or the fixtures gets them from tests/gpu/carry.sh's pack
+carry=${ZF_GPU_CARRY:-.gpu-carry}
+if [ -f "$carry/deps.tar.xz" ]; then
+  . tests/gpu/carry.sh use "$carry" > "$build/carry.log" 2>&1
+  carry_rc=$?
+  tee -a "$log" < "$build/carry.log"
+  [ "$carry_rc" -eq 0 ] || { say "FAILED: unpacking $carry"; exit 1; }
+fi
+fixtures=${ZF_FIXTURES:-$PWD/../shared/fixtures}
+if [ ! -f "$fixtures/README.md" ]; then
+  say "FAILED: no fixtures at $fixtures: set ZF_FIXTURES, or run 'bash tests/gpu/carry.sh pack' where they are" \
+      "and bring $carry along"
+  exit 1
+fi
+
 if gpus=$(nvidia-smi -L 2>/dev/null) && [ -n "$gpus" ]; then
   arch=native
   say "GPUs: $(echo "$gpus" | wc -l)"; echo "$gpus" | tee -a "$log"
@@ -22,10 +37,20 @@ fi
 if [ -z "${CUDACXX:-}" ] && ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDACXX=/usr/local/cuda/bin/nvcc
 fi
+nvcc_bin=${CUDACXX:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+toolkit=$("$nvcc_bin" --version 2>/dev/null | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
+driver=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\.[0-9]*\).*/\1/p' | head -1)
+say "CUDA toolkit ${toolkit:-not found} ($nvcc_bin), driver's CUDA ${driver:-unknown}; $(cmake --version | head -1);" \
+    "$(${CC:-cc} --version 2>/dev/null | head -1)"
+if [ -n "$toolkit" ] && [ -n "$driver" ] && [ "${driver%%.*}" -lt "${toolkit%%.*}" ]; then
+  say "FAILED: the driver runs CUDA $driver programs, the toolkit builds for CUDA $toolkit: set CUDACXX to an" \
+      "older toolkit's nvcc"
+  exit 1
+fi
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 if ! cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DZF_WITH_CUDA=ON \
-     -DCMAKE_CUDA_ARCHITECTURES="$arch" > "$build/configure.log" 2>&1; then
+     -DCMAKE_CUDA_ARCHITECTURES="$arch" -DZF_FIXTURES_DIR="$fixtures" > "$build/configure.log" 2>&1; then
   cat "$build/configure.log"; say "FAILED: configure"; exit 1
 fi
 if ! grep -q "zfold: CUDA backend ON" "$build/configure.log"; then
