@@ -69,6 +69,12 @@ carry_pack() {
   echo "on the GPU machine: bash tests/gpu/run.sh (it finds $(basename "$dir") in the repository root)"
 }
 
+# xz -dc FILE, or Python's lzma where xz is missing
+carry_unxz() {
+  if command -v xz > /dev/null; then xz -dc "$1"
+  else python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' "$1"; fi
+}
+
 carry_use() {
   local dir=${1:?usage: . tests/gpu/carry.sh use DIR [PREFIX]} prefix=${2:-/tmp/zfdeps} root
   root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -80,23 +86,28 @@ carry_use() {
     return 1
   fi
   if [ ! -f "$prefix/zfold-carry-packages.txt" ]; then
-    mkdir -p "$prefix" && xz -dc "$dir/deps.tar.xz" | tar -C "$prefix" -xf - || return 1
+    mkdir -p "$prefix" && carry_unxz "$dir/deps.tar.xz" | tar -C "$prefix" -xf - || return 1
     local f
     while IFS= read -r f; do
-      sed -i -e "s#\"/usr\"#\"$prefix/usr\"#g" -e "s#=/usr\$#=$prefix/usr#" -e "s#\([ =\"'L]\)/usr/#\1$prefix/usr/#g" "$f"
-    done < <(find "$prefix/usr/lib" "$prefix/usr/share" -name '*.pc' -type f; find "$prefix/usr/bin" -name 'h5*' -type f)
+      sed -i -e "s#\"/usr\"#\"$prefix/usr\"#g" -e "s#=/usr\$#=$prefix/usr#" \
+        -e "s#\([ =\"'IL]\)/usr/#\1$prefix/usr/#g" "$f"
+    done < <(find "$prefix/usr/lib" "$prefix/usr/share" -name '*.pc' -type f
+             find "$prefix/usr/bin" -name 'h5*' -type f)
   fi
   local u=$prefix/usr lib=$prefix/usr/lib/x86_64-linux-gnu
   export PATH=$u/bin:$PATH
-  export LD_LIBRARY_PATH=$lib:$prefix/lib/x86_64-linux-gnu:$lib/openmpi/lib:$lib/hdf5/serial:$lib/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  local libs=$lib:$prefix/lib/x86_64-linux-gnu:$lib/openmpi/lib:$lib/hdf5/serial:$lib/openblas-pthread
+  export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export OPAL_PREFIX=$u PMIX_INSTALL_PREFIX=$lib/pmix2
   export OMPI_MCA_mca_base_component_show_load_errors=0   # plugins for fabrics this machine lacks
   export PKG_CONFIG_LIBDIR=$lib/pkgconfig:$u/share/pkgconfig PKG_CONFIG_PATH=
   export CMAKE_PREFIX_PATH=$u${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
   if [ ! -d "$root/../shared/fixtures" ] && [ -f "$dir/fixtures.tar.xz" ]; then
-    mkdir -p "$root/../shared" && xz -dc "$dir/fixtures.tar.xz" | tar -C "$root/../shared" -xf - || return 1
+    mkdir -p "$root/../shared" && carry_unxz "$dir/fixtures.tar.xz" | tar -C "$root/../shared" -xf - || return 1
   fi
-  echo "carry: Debian packages in $prefix, fixtures in $(cd "$root/../shared/fixtures" 2>/dev/null && pwd || echo '(none)')"
+  local fx
+  fx=$(cd "$root/../shared/fixtures" 2>/dev/null && pwd) || fx="(none)"
+  echo "carry: Debian packages in $prefix, fixtures in $fx"
 }
 
 case ${1:-} in
