@@ -1,22 +1,31 @@
 #!/usr/bin/env bash
 # On a GPU machine, from the repository root: CUDA build in build-gpu, ctest -L gpu, GPU bench, plan against a
-# run, build-gpu/gpu-report.md.
+# run, and a report (gpu-report.md) with the logs in $OUT when it is set, else in build-gpu.
+#
+#   ZF_GPU_STAGES   which of "test bench plan" to run after the build (default: all three)
+#   ZF_GPU_SANITIZE a compute-sanitizer tool (memcheck, racecheck, synccheck, initcheck) to run test_gpu_parity
+#                   under instead of the stages
+#   ZF_GPU_CARRY    where tests/gpu/carry.sh's pack is (default .gpu-carry), used when present
+#   ZF_COMMIT       the commit to name in the report where the tree has no .git
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 build=${ZF_GPU_BUILD:-build-gpu}
+logs=${OUT:-$build}
+stages=${ZF_GPU_STAGES:-test bench plan}
 jobs=$(nproc)
 [ "$(id -u)" -ne 0 ] || export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-mkdir -p "$build"
-log=$build/gpu-run.log
+mkdir -p "$build" "$logs"
+log=$logs/gpu-run.log
 : > "$log"
 say() { echo "$*" | tee -a "$log"; }
+stage() { [[ " $stages " == *" $1 "* ]]; }
 
 # a machine without Debian's packages or the fixtures gets them from tests/gpu/carry.sh's pack
 carry=${ZF_GPU_CARRY:-.gpu-carry}
 if [ -f "$carry/deps.tar.xz" ]; then
-  . tests/gpu/carry.sh use "$carry" > "$build/carry.log" 2>&1
+  . tests/gpu/carry.sh use "$carry" > "$logs/carry.log" 2>&1
   carry_rc=$?
-  tee -a "$log" < "$build/carry.log"
+  tee -a "$log" < "$logs/carry.log"
   [ "$carry_rc" -eq 0 ] || { say "FAILED: unpacking $carry"; exit 1; }
 fi
 fixtures=${ZF_FIXTURES:-$PWD/../shared/fixtures}
@@ -50,43 +59,66 @@ fi
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 if ! cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DZF_WITH_CUDA=ON \
-     -DCMAKE_CUDA_ARCHITECTURES="$arch" -DZF_FIXTURES_DIR="$fixtures" > "$build/configure.log" 2>&1; then
-  cat "$build/configure.log"; say "FAILED: configure"; exit 1
+     -DCMAKE_CUDA_ARCHITECTURES="$arch" -DZF_FIXTURES_DIR="$fixtures" > "$logs/configure.log" 2>&1; then
+  cat "$logs/configure.log"; say "FAILED: configure"; exit 1
 fi
-if ! grep -q "zfold: CUDA backend ON" "$build/configure.log"; then
-  cat "$build/configure.log"; say "FAILED: configured without the CUDA backend (no CUDA toolkit found?)"; exit 1
+if ! grep -q "zfold: CUDA backend ON" "$logs/configure.log"; then
+  cat "$logs/configure.log"; say "FAILED: configured without the CUDA backend (no CUDA toolkit found?)"; exit 1
 fi
-if ! cmake --build "$build" -j "$jobs" > "$build/build.log" 2>&1; then
-  tail -40 "$build/build.log"; say "FAILED: build (full log in $build/build.log)"; exit 1
+if ! cmake --build "$build" -j "$jobs" > "$logs/build.log" 2>&1; then
+  tail -40 "$logs/build.log"; say "FAILED: build (full log in $logs/build.log)"; exit 1
+fi
+say "built $build"
+
+if [ -n "${ZF_GPU_SANITIZE:-}" ]; then
+  sanitizer=$(command -v compute-sanitizer || echo "$(dirname "$nvcc_bin")/compute-sanitizer")
+  say "$sanitizer --tool $ZF_GPU_SANITIZE on test_gpu_parity"
+  ZF_FIXTURES=$fixtures "$sanitizer" --tool "$ZF_GPU_SANITIZE" --error-exitcode 9 \
+    "$build/tests/test_gpu_parity" > "$logs/sanitize-$ZF_GPU_SANITIZE.log" 2>&1
+  rc=$?
+  tail -30 "$logs/sanitize-$ZF_GPU_SANITIZE.log"
+  [ "$rc" -eq 0 ] && say "compute-sanitizer $ZF_GPU_SANITIZE: clean" || say "FAILED: compute-sanitizer (exit $rc)"
+  exit "$rc"
 fi
 
 status=0
-(cd "$build" && ctest -L gpu --no-tests=error --output-on-failure) 2>&1 | tee "$build/ctest-gpu.log" | tee -a "$log"
-ctest_rc=${PIPESTATUS[0]}
-summary=$(grep -E "tests passed|tests failed" "$build/ctest-gpu.log" | tail -1)
-skipped=$(grep -E "\(Skipped\)" "$build/ctest-gpu.log" | sed 's/^[[:space:]]*//')
-if [ "$ctest_rc" -ne 0 ]; then say "FAILED: gpu tests"; status=1; fi
-if [ -n "$skipped" ]; then say "FAILED: gpu tests skipped (no device found):"; say "$skipped"; status=1; fi
+summary="not run" skipped=""
+if stage test; then
+  (cd "$build" && ctest -L gpu --no-tests=error --output-on-failure) 2>&1 | tee "$logs/ctest-gpu.log" | tee -a "$log"
+  ctest_rc=${PIPESTATUS[0]}
+  summary=$(grep -E "tests passed|tests failed" "$logs/ctest-gpu.log" | tail -1)
+  skipped=$(grep -E "\(Skipped\)" "$logs/ctest-gpu.log" | sed 's/^[[:space:]]*//')
+  if [ "$ctest_rc" -ne 0 ]; then say "FAILED: gpu tests"; status=1; fi
+  if [ -n "$skipped" ]; then say "FAILED: gpu tests skipped (no device found):"; say "$skipped"; status=1; fi
+fi
 
-report=$build/gpu-report.md
+report=$logs/gpu-report.md
 {
   echo "# zfold GPU report"
   echo
-  echo "- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown), $(date -u '+%Y-%m-%d %H:%M UTC'), $(hostname)"
+  echo "- commit: ${ZF_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}," \
+       "$(date -u '+%Y-%m-%d %H:%M UTC'), $(hostname)"
   echo "- GPUs: $(echo "${gpus:-none visible}" | paste -sd ';' -)"
+  echo "- CUDA toolkit ${toolkit:-?}, driver's CUDA ${driver:-?}"
   echo "- ctest -L gpu: ${summary:-no summary}${skipped:+; skipped: $(echo "$skipped" | tr '\n' ' ')}"
   echo
 } > "$report"
-if [ -n "$gpus" ] && [ -x "$build/zfold_gpu_bench" ]; then
-  if ! "$build/zfold_gpu_bench" --json "$build/gpu-bench.json" >> "$report" 2> "$build/gpu-bench.err"; then
-    cat "$build/gpu-bench.err"; say "FAILED: zfold_gpu_bench"; status=1
+if [ -z "$gpus" ] || [ ! -x "$build/zfold_gpu_bench" ]; then
+  if stage bench || stage plan; then
+    echo "(GPU bench and plan check not run: no device or no zfold_gpu_bench)" >> "$report"
+    status=1
   fi
-  { echo; echo "## zfold plan against a run, backend cuda"; echo; } >> "$report"
-  if ! bench/plan_check.sh "$build" --set backend=cuda >> "$report" 2>&1; then say "FAILED: bench/plan_check.sh"; status=1; fi
 else
-  echo "(GPU bench not run: no device or no zfold_gpu_bench)" >> "$report"
-  status=1
+  if stage bench && ! "$build/zfold_gpu_bench" --json "$logs/gpu-bench.json" >> "$report" 2>> "$log"; then
+    tail -20 "$log"; say "FAILED: zfold_gpu_bench"; status=1
+  fi
+  if stage plan; then
+    { echo; echo "## zfold plan against a run, backend cuda"; echo; } >> "$report"
+    if ! bench/plan_check.sh "$build" --set backend=cuda >> "$report" 2>&1; then
+      say "FAILED: bench/plan_check.sh"; status=1
+    fi
+  fi
 fi
 cat "$report"
-echo "report: $report; bench JSON: $build/gpu-bench.json; logs in $build"
+echo "report and logs in $logs"
 exit $status
