@@ -605,17 +605,23 @@ typedef struct {
     bool sym, act, stat;
     int64_t gs;
     bool tie;
+    zf_grid_kind grid;
+    zf_alpha_mode alpha;
 } qcase;
 
 static const qcase qcases[] = {
-    {"rtn 4-bit asym", ZF_METHOD_RTN, 4, false, false, false, -1, false},
-    {"optq 3-bit", ZF_METHOD_OPTQ, 3, false, false, false, -1, false},
-    {"optq 3-bit act-order", ZF_METHOD_OPTQ, 3, true, true, false, -1, false},
-    {"optq 4-bit g64", ZF_METHOD_OPTQ, 4, false, false, false, 64, false},
-    {"optq 4-bit g64 act-order", ZF_METHOD_OPTQ, 4, false, true, false, 64, false},
-    {"optq 3-bit g32 act static", ZF_METHOD_OPTQ, 3, true, true, true, 32, false},
-    {"zfold 3-bit lsq", ZF_METHOD_ZFOLD, 3, false, false, false, -1, false},
-    {"zfold 2-bit lsq tied", ZF_METHOD_ZFOLD, 2, false, false, false, -1, true},
+    {"rtn 4-bit asym", ZF_METHOD_RTN, 4, false, false, false, -1, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
+    {"optq 3-bit", ZF_METHOD_OPTQ, 3, false, false, false, -1, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
+    {"optq 3-bit act-order", ZF_METHOD_OPTQ, 3, true, true, false, -1, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
+    {"optq 4-bit g64", ZF_METHOD_OPTQ, 4, false, false, false, 64, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
+    {"optq 4-bit g64 act-order", ZF_METHOD_OPTQ, 4, false, true, false, 64, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
+    {"optq 3-bit g32 act static", ZF_METHOD_OPTQ, 3, true, true, true, 32, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
+    {"zfold 3-bit lsq", ZF_METHOD_ZFOLD, 3, false, false, false, -1, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
+    {"zfold 2-bit lsq tied", ZF_METHOD_ZFOLD, 2, false, false, false, -1, true, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
+    {"rtn 4-bit mmse", ZF_METHOD_RTN, 4, false, false, false, -1, false, ZF_GRID_MMSE, ZF_ALPHA_LSQ},
+    {"rtn 3-bit hessian grid", ZF_METHOD_RTN, 3, false, false, false, -1, false, ZF_GRID_HESSIAN, ZF_ALPHA_LSQ},
+    {"optq 4-bit g64 mmse", ZF_METHOD_OPTQ, 4, false, false, false, 64, false, ZF_GRID_MMSE, ZF_ALPHA_LSQ},
+    {"zfold 3-bit alpha grid", ZF_METHOD_ZFOLD, 3, false, false, false, -1, false, ZF_GRID_MINMAX, ZF_ALPHA_GRID},
 };
 
 static void compare_quant(zf_backend *cpu, zf_backend *gpu, const char *layer, const float *W, int64_t rows,
@@ -629,7 +635,8 @@ static void compare_quant(zf_backend *cpu, zf_backend *gpu, const char *layer, c
         zf_quant_opts o;
         zf_quant_opts_default(&o);
         o.method = q->method, o.bits = q->bits, o.sym = q->sym, o.act_order = q->act, o.static_groups = q->stat;
-        o.group_size = q->gs, o.alpha = ZF_ALPHA_LSQ;
+        o.group_size = q->gs, o.grid = q->grid, o.alpha = q->alpha;
+        if (q->alpha == ZF_ALPHA_GRID) o.grid_points = 25; /* the kernels of 100 points, a quarter of the CPU time */
         zf_qresult rc = {0}, rg = {0};
         zf_status sc = zf_backend_quantize(cpu, &o, W, rows, cols, H, q->tie ? &tie : NULL, &rc);
         zf_status sg = zf_backend_quantize(gpu, &o, W, rows, cols, H, q->tie ? &tie : NULL, &rg);
