@@ -607,21 +607,26 @@ typedef struct {
     bool tie;
     zf_grid_kind grid;
     zf_alpha_mode alpha;
+    bool zeta_pos, als_only; /* Z-FOLD: every ζ > 0 (folds through ReLU); the ζ·α grid without OPTQ after it */
 } qcase;
 
+/* Every field not named is false, 0 (min-max grid, least-squares α) */
 static const qcase qcases[] = {
-    {"rtn 4-bit asym", ZF_METHOD_RTN, 4, false, false, false, -1, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
-    {"optq 3-bit", ZF_METHOD_OPTQ, 3, false, false, false, -1, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
-    {"optq 3-bit act-order", ZF_METHOD_OPTQ, 3, true, true, false, -1, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
-    {"optq 4-bit g64", ZF_METHOD_OPTQ, 4, false, false, false, 64, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
-    {"optq 4-bit g64 act-order", ZF_METHOD_OPTQ, 4, false, true, false, 64, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
-    {"optq 3-bit g32 act static", ZF_METHOD_OPTQ, 3, true, true, true, 32, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
-    {"zfold 3-bit lsq", ZF_METHOD_ZFOLD, 3, false, false, false, -1, false, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
-    {"zfold 2-bit lsq tied", ZF_METHOD_ZFOLD, 2, false, false, false, -1, true, ZF_GRID_MINMAX, ZF_ALPHA_LSQ},
-    {"rtn 4-bit mmse", ZF_METHOD_RTN, 4, false, false, false, -1, false, ZF_GRID_MMSE, ZF_ALPHA_LSQ},
-    {"rtn 3-bit hessian grid", ZF_METHOD_RTN, 3, false, false, false, -1, false, ZF_GRID_HESSIAN, ZF_ALPHA_LSQ},
-    {"optq 4-bit g64 mmse", ZF_METHOD_OPTQ, 4, false, false, false, 64, false, ZF_GRID_MMSE, ZF_ALPHA_LSQ},
-    {"zfold 3-bit alpha grid", ZF_METHOD_ZFOLD, 3, false, false, false, -1, false, ZF_GRID_MINMAX, ZF_ALPHA_GRID},
+    {.name = "rtn 4-bit asym", .method = ZF_METHOD_RTN, .bits = 4, .gs = -1},
+    {.name = "optq 3-bit", .method = ZF_METHOD_OPTQ, .bits = 3, .gs = -1},
+    {.name = "optq 3-bit act-order", .method = ZF_METHOD_OPTQ, .bits = 3, .sym = true, .act = true, .gs = -1},
+    {.name = "optq 4-bit g64", .method = ZF_METHOD_OPTQ, .bits = 4, .gs = 64},
+    {.name = "optq 4-bit g64 act-order", .method = ZF_METHOD_OPTQ, .bits = 4, .act = true, .gs = 64},
+    {.name = "optq 3-bit g32 act static", .method = ZF_METHOD_OPTQ, .bits = 3, .sym = true, .act = true,
+     .stat = true, .gs = 32},
+    {.name = "zfold 3-bit lsq", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = -1},
+    {.name = "zfold 2-bit lsq tied", .method = ZF_METHOD_ZFOLD, .bits = 2, .gs = -1, .tie = true},
+    {.name = "rtn 4-bit mmse", .method = ZF_METHOD_RTN, .bits = 4, .gs = -1, .grid = ZF_GRID_MMSE},
+    {.name = "rtn 3-bit hessian grid", .method = ZF_METHOD_RTN, .bits = 3, .gs = -1, .grid = ZF_GRID_HESSIAN},
+    {.name = "optq 4-bit g64 mmse", .method = ZF_METHOD_OPTQ, .bits = 4, .gs = 64, .grid = ZF_GRID_MMSE},
+    {.name = "zfold 3-bit alpha grid", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = -1, .alpha = ZF_ALPHA_GRID},
+    {.name = "zfold 3-bit zeta > 0", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = -1, .zeta_pos = true},
+    {.name = "zfold 4-bit ALS only", .method = ZF_METHOD_ZFOLD, .bits = 4, .gs = -1, .als_only = true},
 };
 
 static void compare_quant(zf_backend *cpu, zf_backend *gpu, const char *layer, const float *W, int64_t rows,
@@ -635,7 +640,8 @@ static void compare_quant(zf_backend *cpu, zf_backend *gpu, const char *layer, c
         zf_quant_opts o;
         zf_quant_opts_default(&o);
         o.method = q->method, o.bits = q->bits, o.sym = q->sym, o.act_order = q->act, o.static_groups = q->stat;
-        o.group_size = q->gs, o.grid = q->grid, o.alpha = q->alpha;
+        o.group_size = q->gs, o.grid = q->grid, o.alpha = q->alpha, o.zeta_positive = q->zeta_pos;
+        o.zfold_optq = !q->als_only;
         if (q->alpha == ZF_ALPHA_GRID) o.grid_points = 25; /* the kernels of 100 points, a quarter of the CPU time */
         zf_qresult rc = {0}, rg = {0};
         zf_status sc = zf_backend_quantize(cpu, &o, W, rows, cols, H, q->tie ? &tie : NULL, &rc);
@@ -669,8 +675,10 @@ static void compare_quant(zf_backend *cpu, zf_backend *gpu, const char *layer, c
             for (int64_t j = 0; j < cols; j++) zeta_ok &= rg.zeta[j] == 1.0f;
         if (q->tie)
             for (int64_t j = 1; j < cols; j++) zeta_ok &= cls[j] != cls[j - 1] || rg.zeta[j] == rg.zeta[j - 1];
+        if (q->zeta_pos)
+            for (int64_t j = 0; j < cols; j++) zeta_ok &= rg.zeta[j] > 0.0f;
         CHECK_MSG(codes_ok, "%s %s: a code is out of range", layer, q->name);
-        CHECK_MSG(zeta_ok, "%s %s: ζ not all ones (or not tied within a class)", layer, q->name);
+        CHECK_MSG(zeta_ok, "%s %s: ζ not all ones (or not tied within a class, or not positive)", layer, q->name);
         zf_qresult_free(&rc);
         zf_qresult_free(&rg);
     }
