@@ -876,14 +876,16 @@ int main(void)
     /* Block forward. fp32 on both sides: different summation orders, fused exp/rsqrt, ~1e-6 typical; 1e-4 of the
      * output's max and 1e-4 (Frobenius) for the Hessians leave room for real weights' outlier channels.
      * TF32 products round their inputs to 10 mantissa bits (~5e-4 each): 1e-2 and 2e-2.
-     * bf16 weights (8 mantissa bits, ~4e-3 each, activations possibly rounded too): 5e-2 and 1e-1. */
+     * bf16 weights (8 mantissa bits, ~4e-3 each, activations possibly rounded too): 5e-2 and 1e-1.
+     * fp16 weights and activations (11 significant bits, ~5e-4 each, as TF32 but on the operands): as TF32. */
     /* Next-token NLL (final norm, head, log-softmax in double): fp32 logits differ by ~1e-6 relative, far inside
-     * 1e-3 nats per token and 1e-5 of the mean; TF32 and bf16 heads round every product's inputs, so a token's
+     * 1e-3 nats per token and 1e-5 of the mean; TF32, bf16 and fp16 heads round every product's inputs, so a token's
      * NLL may move by a few hundredths while the mean (the log perplexity) stays within 0.2 % and 1 %. */
     gpu_variant var[] = {
         {"fp32", g32, 1e-4, 1e-4, 1e-3, 1e-5, ZF_FWD_FP32},
         {"tf32", open_backend(ZF_BACKEND_CUDA, dev, true, ZF_FWD_FP32), 1e-2, 2e-2, 5e-2, 2e-3, ZF_FWD_FP32},
         {"bf16", open_backend(ZF_BACKEND_CUDA, dev, false, ZF_FWD_BF16), 5e-2, 1e-1, 2e-1, 1e-2, ZF_FWD_BF16},
+        {"fp16", open_backend(ZF_BACKEND_CUDA, dev, false, ZF_FWD_FP16), 1e-2, 2e-2, 5e-2, 2e-3, ZF_FWD_FP16},
     };
     const int nvar = (int)(sizeof var / sizeof var[0]);
     test_forward_model(cpu, var, nvar, "stories260k", "data/tinystories.tok512.bin");
