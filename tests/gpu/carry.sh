@@ -65,7 +65,7 @@ carry_pack() {
   ls -l "$dir"
   local mib
   mib=$(du -sm "$dir" | cut -f1)
-  echo "carry: $dir holds $mib MiB (the device tool carries at most 64 MiB with the working tree)"
+  echo "carry: $dir holds $mib MiB"
   echo "on the GPU machine: bash tests/gpu/run.sh (it finds $(basename "$dir") in the repository root)"
 }
 
