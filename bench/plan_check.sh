@@ -33,6 +33,10 @@ echo "|---|---|---|---|---|"
 status=0
 for cfg in "${configs[@]}"; do
   name=$(basename "$cfg" .yaml)
+  if [ -n "${ZF_FIXTURES:-}" ]; then   # the fixtures elsewhere than ../shared/fixtures
+    sed "s#\.\./shared/fixtures#$ZF_FIXTURES#g" "$cfg" > "$work/$name.yaml"
+    cfg=$work/$name.yaml
+  fi
   if ! "$build/zfold" plan "$cfg" --ranks "$ranks" "${sets[@]}" > "$work/$name.plan" 2>&1; then
     echo "| $name | $ranks | plan failed: $(tail -1 "$work/$name.plan") | | |"; status=1; continue
   fi

@@ -5,7 +5,8 @@
 #   bash tests/gpu/carry.sh pack [DIR]       writes DIR/deps.tar.xz and DIR/fixtures.tar.xz (DIR: .gpu-carry)
 #   . tests/gpu/carry.sh use DIR [PREFIX]    unpacks them (PREFIX: /tmp/zfdeps), relocates the packages there,
 #                                            exports PATH, LD_LIBRARY_PATH, OPAL_PREFIX, PKG_CONFIG_* and
-#                                            CMAKE_PREFIX_PATH, and puts the fixtures in ../shared/fixtures
+#                                            CMAKE_PREFIX_PATH, puts the fixtures in ../shared/fixtures (or in
+#                                            PREFIX/shared) and exports ZF_FIXTURES
 #
 # The packages go under PREFIX as dpkg -x lays them out; Open MPI follows OPAL_PREFIX and PMIx PMIX_INSTALL_PREFIX,
 # and the text files that name /usr (pkg-config files, h5cc) are rewritten at unpack. Libraries every CUDA machine
@@ -102,12 +103,14 @@ carry_use() {
   export OMPI_MCA_mca_base_component_show_load_errors=0   # plugins for fabrics this machine lacks
   export PKG_CONFIG_LIBDIR=$lib/pkgconfig:$u/share/pkgconfig PKG_CONFIG_PATH=
   export CMAKE_PREFIX_PATH=$u${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}
-  if [ ! -d "$root/../shared/fixtures" ] && [ -f "$dir/fixtures.tar.xz" ]; then
-    mkdir -p "$root/../shared" && carry_unxz "$dir/fixtures.tar.xz" | tar -C "$root/../shared" -xf - || return 1
+  # the fixtures where the configs name them (../shared), or beside the packages where that cannot be written
+  local shared=$root/../shared
+  if [ ! -d "$shared/fixtures" ] && [ -f "$dir/fixtures.tar.xz" ]; then
+    { mkdir -p "$shared" && [ -w "$shared" ]; } 2>/dev/null || shared=$prefix/shared
+    mkdir -p "$shared" && carry_unxz "$dir/fixtures.tar.xz" | tar -C "$shared" -xf - || return 1
   fi
-  local fx
-  fx=$(cd "$root/../shared/fixtures" 2>/dev/null && pwd) || fx="(none)"
-  echo "carry: Debian packages in $prefix, fixtures in $fx"
+  if [ -d "$shared/fixtures" ]; then export ZF_FIXTURES=$(cd "$shared/fixtures" && pwd); fi
+  echo "carry: Debian packages in $prefix, fixtures in ${ZF_FIXTURES:-(none)}"
 }
 
 case ${1:-} in
