@@ -1,5 +1,4 @@
 /* `zfold plan CONFIG.yaml --ranks N`: memory per rank and time per block from the cost model, before any allocation. */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "coordinator/pipeline.h"
 #include "worker/backend.h"
 #include "worker/block.h"
+#include "worker/hessian.h"
 
 void zf_cmd_plan_help(void)
 {
@@ -124,14 +124,17 @@ static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t r
     if (W && X && H) {
         fill_uniform(W, rows * cols, 7, 1.0f);
         for (int64_t i = 0; i < t * cols; i++) X[i] = (float)((i * 29 % 97) - 48) * 0.02f + (float)(i % cols == i / cols % cols);
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)cols, (int)t, 2.0f / (float)t, X, (int)cols, 0.0f, H,
-                    (int)cols);
-        for (int64_t i = 0; i < cols; i++)
-            for (int64_t j = 0; j < i; j++) H[i * cols + j] = H[j * cols + i];
+        zf_hessian h;
+        zf_status st = zf_hessian_init(&h, cols, false);
+        if (st == ZF_OK) {
+            st = zf_hessian_add(&h, X, t);
+            if (st == ZF_OK) st = zf_hessian_finalize(&h, H);
+            zf_hessian_free(&h);
+        }
         zf_qresult r;
         memset(&r, 0, sizeof r);
         double t0 = now_seconds();
-        if (zf_backend_quantize(be, q, W, rows, cols, H, NULL, &r) == ZF_OK)
+        if (st == ZF_OK && zf_backend_quantize(be, q, W, rows, cols, H, NULL, &r) == ZF_OK)
             rate = quant_flops_model((double)rows, (double)cols, r.als_iters) / (now_seconds() - t0) / 1e9;
         zf_qresult_free(&r);
     }
