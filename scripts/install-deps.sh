@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs zfold's build and test dependencies from Debian 12 packages; safe to run again.
 set -euo pipefail
-pkgs=(cmake ninja-build pkg-config gcc bc
+pkgs=(cmake ninja-build pkg-config gcc g++ bc
       openmpi-bin libopenmpi-dev
       libhdf5-dev hdf5-tools
       libopenblas-dev libopenblas-pthread-dev liblapacke-dev

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds zfold from scratch and runs the default test suite (then the unit tests under ASan+UBSan).
+# Installs dependencies, builds zfold from scratch and runs the default test suite, the unit tests under ASan+UBSan,
+# and the CUDA backend's parity test on the CPU emulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -14,3 +15,9 @@ cmake --build build -j "$jobs"
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZF_ASAN=ON -DZF_UBSAN=ON -DZF_WITH_CUDA=OFF >/dev/null
 cmake --build build-sanitize -j "$jobs"
 (cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L unit -j 1)
+
+# The CUDA backend's own code (kernels, cuBLAS and cuSOLVER calls, device memory) against the CPU backend, run by
+# the CUDA emulator in tests/cuda_emu: no GPU needed.
+cmake -S . -B build-emu -G Ninja -DCMAKE_BUILD_TYPE=Release -DZF_CUDA_EMULATOR=ON >/dev/null
+cmake --build build-emu -j "$jobs" --target test_gpu_parity
+(cd build-emu && ctest --output-on-failure -R '^test_gpu_parity$' -j 1)

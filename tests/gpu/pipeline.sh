@@ -8,7 +8,10 @@ if [ "${ZF_HAVE_CUDA:-ON}" = OFF ]; then   # set by CTest from the build's confi
   echo "SKIPPED: zfold was built without the CUDA backend (no toolkit found, or -DZF_WITH_CUDA=OFF)"
   exit 77
 fi
-if ! ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU '); then ngpu=0; fi
+if [ "${ZF_CUDA_EMULATOR:-OFF}" = ON ]; then   # the CPU emulator's devices (tests/cuda_emu)
+  export ZF_CUDA_EMU_DEVICES=${ZF_CUDA_EMU_DEVICES:-2}
+  ngpu=$ZF_CUDA_EMU_DEVICES
+elif ! ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU '); then ngpu=0; fi
 if [ "$ngpu" -eq 0 ]; then
   echo "SKIPPED: no CUDA device (nvidia-smi -L lists none)"
   exit 77

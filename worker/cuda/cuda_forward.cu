@@ -234,10 +234,11 @@ static zf_status upload_weight(fwd_dev *f, const float *host, int64_t n, const c
         ZF_CUDA_TRY(cu, cudaMemcpyAsync(f->staging, host + off, sizeof(float) * (size_t)len, cudaMemcpyHostToDevice,
                                         cu->stream));
         if (f->wtype == CUDA_R_16BF)
-            to_half_kernel<<<grid_for(len), ZF_FWD_THREADS, 0, cu->stream>>>(f->staging,
-                                                                               (__nv_bfloat16 *)*dev + off, len);
+            to_half_kernel<__nv_bfloat16><<<grid_for(len), ZF_FWD_THREADS, 0, cu->stream>>>(
+                f->staging, (__nv_bfloat16 *)*dev + off, len);
         else
-            to_half_kernel<<<grid_for(len), ZF_FWD_THREADS, 0, cu->stream>>>(f->staging, (__half *)*dev + off, len);
+            to_half_kernel<__half><<<grid_for(len), ZF_FWD_THREADS, 0, cu->stream>>>(f->staging, (__half *)*dev + off,
+                                                                                      len);
         ZF_TRY(launched(cu, "the weight conversion kernel"));
     }
     return ZF_OK;
@@ -314,9 +315,9 @@ static zf_status operand(fwd_dev *f, const float *x, int64_t in, const void **ou
     }
     int64_t n = f->seq * in;
     if (f->wtype == CUDA_R_16BF)
-        to_half_kernel<<<grid_for(n), ZF_FWD_THREADS, 0, f->cu->stream>>>(x, (__nv_bfloat16 *)f->op, n);
+        to_half_kernel<__nv_bfloat16><<<grid_for(n), ZF_FWD_THREADS, 0, f->cu->stream>>>(x, (__nv_bfloat16 *)f->op, n);
     else
-        to_half_kernel<<<grid_for(n), ZF_FWD_THREADS, 0, f->cu->stream>>>(x, (__half *)f->op, n);
+        to_half_kernel<__half><<<grid_for(n), ZF_FWD_THREADS, 0, f->cu->stream>>>(x, (__half *)f->op, n);
     ZF_TRY(launched(f->cu, "the activation conversion kernel"));
     *out = f->op;
     return ZF_OK;

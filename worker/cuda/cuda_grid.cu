@@ -37,7 +37,7 @@ __device__ double block_sum(double v, double *sh)
 {
     sh[threadIdx.x] = v;
     __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
         if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
         __syncthreads();
     }
@@ -60,7 +60,7 @@ __global__ void k_range(const float *W, int64_t n, int64_t ldw, bool sym, float 
     slo[threadIdx.x] = lo;
     shi[threadIdx.x] = hi;
     __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+    for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
         if (threadIdx.x < s) {
             const float l = slo[threadIdx.x + s], h = shi[threadIdx.x + s];
             if (l < slo[threadIdx.x]) slo[threadIdx.x] = l;
