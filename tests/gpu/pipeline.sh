@@ -23,6 +23,9 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none
 export OPENBLAS_NUM_THREADS=${ZF_GPU_TEST_THREADS:-4} OMP_NUM_THREADS=${ZF_GPU_TEST_THREADS:-4}
 windows=${ZF_GPU_TEST_WINDOWS:-32}   # calibration windows per run (the configs use 128)
 evalwin=${ZF_GPU_TEST_EVAL_WINDOWS:-8}
+if [ "${ZF_CUDA_EMULATOR:-OFF}" = ON ]; then   # the emulator runs kernels thread by thread: fewer windows
+  windows=${ZF_GPU_TEST_WINDOWS:-8} evalwin=${ZF_GPU_TEST_EVAL_WINDOWS:-4}
+fi
 passed=0 failed=0
 ok() { echo "ok: $*"; passed=$((passed + 1)); }
 bad() { echo "FAILED: $*"; failed=$((failed + 1)); }
