@@ -19,5 +19,5 @@ cmake --build build-sanitize -j "$jobs"
 # The CUDA backend's own code (kernels, cuBLAS and cuSOLVER calls, device memory) against the CPU backend, and NCCL
 # faults in two-rank runs, on the CUDA emulator in tests/cuda_emu: no GPU needed.
 cmake -S . -B build-emu -G Ninja -DCMAKE_BUILD_TYPE=Release -DZF_CUDA_EMULATOR=ON >/dev/null
-cmake --build build-emu -j "$jobs" --target test_gpu_parity zfold
-(cd build-emu && ctest --output-on-failure -R '^(test_gpu_parity|gpu_nccl_faults)$' -j 1)
+cmake --build build-emu -j "$jobs" --target test_emulator test_gpu_parity zfold
+(cd build-emu && ctest --output-on-failure -R '^(test_emulator|test_gpu_parity|gpu_nccl_faults)$' -j 1)

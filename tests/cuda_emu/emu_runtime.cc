@@ -283,9 +283,11 @@ const char *state_name(thread_state s)
                  x.file ? x.file : "?", x.line);
 }
 
+bool forwards_next() { return releases++ % 2 == 0; }
+
 void queue_ready(unsigned lo, unsigned hi, thread_state from)
 {
-    bool forwards = releases++ % 2 == 1;
+    const bool forwards = forwards_next();
     for (unsigned i = lo; i < hi; i++) {
         unsigned t = forwards ? i : hi - 1 + lo - i;
         if (threads[t].state != from) continue;
@@ -304,17 +306,22 @@ void try_release_shuffle(unsigned w)
     const emu_thread &f = threads[first];
     for (unsigned lane = 0; lane < 32; lane++) {
         if (!(f.mask >> lane & 1u)) continue;
-        unsigned t = w0 + lane;
-        if (t >= w1) block_fatal("a warp shuffle names a lane the block does not have", first);
-        if (threads[t].state != AT_SHUFFLE) block_fatal("a lane in the shuffle's mask has exited", first);
+        if (w0 + lane >= w1) block_fatal("a warp shuffle names a lane the block does not have", first);
+        if (threads[w0 + lane].state != AT_SHUFFLE) block_fatal("a lane in the shuffle's mask has exited", first);
+    }
+    /* one shuffle per warp at a time: lanes splitting the warp into concurrent shuffles are not emulated */
+    for (unsigned t = first + 1; t < w1; t++) {
         const emu_thread &x = threads[t];
-        if (!same_site(x, f) || x.mask != f.mask || x.lane_mask != f.lane_mask)
+        if (x.state == AT_SHUFFLE && (!same_site(x, f) || x.mask != f.mask || x.lane_mask != f.lane_mask))
             block_fatal("lanes of one warp are in different shuffles", t);
     }
     unsigned char got[32][8];
-    for (unsigned t = w0; t < w1; t++)
-        if (threads[t].state == AT_SHUFFLE)
-            memcpy(got[t - w0], threads[w0 + ((t - w0) ^ (unsigned)f.lane_mask)].value, 8);
+    for (unsigned t = w0; t < w1; t++) {
+        if (threads[t].state != AT_SHUFFLE) continue;
+        /* a source lane outside the warp gives the lane its own value, as on the device */
+        const unsigned src = (t - w0) ^ (unsigned)f.lane_mask;
+        memcpy(got[t - w0], threads[src < 32 ? w0 + src : t].value, 8);
+    }
     for (unsigned t = w0; t < w1; t++)
         if (threads[t].state == AT_SHUFFLE) memcpy(threads[t].value, got[t - w0], 8);
     warp_at_shuffle[w] = 0;
@@ -369,6 +376,7 @@ void wait_in(thread_state s, const char *file, int line)
 void run_block()
 {
     ndone = nat_barrier = 0;
+    releases = blockIdx.x + blockIdx.y + blockIdx.z; /* blocks start forwards and backwards in turn */
     memset(warp_done, 0, sizeof warp_done);
     memset(warp_at_shuffle, 0, sizeof warp_at_shuffle);
     run_next.clear();
@@ -382,8 +390,9 @@ void run_block()
         x.state = READY;
         x.file = NULL;
         x.line = 0;
-        run_next.push_back(t);
     }
+    const bool forwards = forwards_next();
+    for (unsigned i = 0; i < nthreads; i++) run_next.push_back(forwards ? i : nthreads - 1 - i);
     while (!run_next.empty()) {
         run_now.swap(run_next);
         run_next.clear();
