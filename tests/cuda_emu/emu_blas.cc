@@ -8,7 +8,6 @@
 #include <lapacke.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 
 #include <vector>
 
@@ -30,9 +29,7 @@ namespace {
 
 /* The library call in messages, and device memory open for its duration. */
 struct device_call {
-    const char *name;
-    double t0;
-    explicit device_call(const char *name_) : name(name_), t0(seconds())
+    explicit device_call(const char *name)
     {
         zf_emu_set_call(name);
         zf_emu_device_open();
@@ -41,13 +38,6 @@ struct device_call {
     {
         zf_emu_device_close();
         zf_emu_set_call(NULL);
-        zf_emu_profile(name, seconds() - t0, 0);
-    }
-    static double seconds()
-    {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
     }
 };
 

@@ -542,7 +542,13 @@ extern "C" void zf_emu_device_close(void)
     if (--open_depth == 0) protect_all(PROT_NONE);
 }
 
-extern "C" void zf_emu_set_call(const char *name) { running_call = name; }
+extern "C" void zf_emu_set_call(const char *name)
+{
+    static double t0;
+    if (name) t0 = profiling() ? now_seconds() : 0.0;
+    else if (running_call) zf_emu_profile(running_call, now_seconds() - t0, 0);
+    running_call = name;
+}
 
 extern "C" void zf_emu_fatal(const char *fmt, ...)
 {
@@ -774,9 +780,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event)
 
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    event->t = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+    event->t = now_seconds();
     return cudaSuccess;
 }
 

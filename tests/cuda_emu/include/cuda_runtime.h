@@ -88,7 +88,7 @@ void zf_emu_device_open(void);
 void zf_emu_device_close(void);
 /* Adds to the profile ZF_CUDA_EMU_PROFILE=1 prints at exit (no-op otherwise). */
 void zf_emu_profile(const char *what, double seconds, uint64_t threads);
-/* Names the library call now running (NULL when it returns), for messages. */
+/* Names the library call now running (NULL when it returns), for messages and the profile. */
 void zf_emu_set_call(const char *name);
 /* Reports the failure (with the kernel and thread when inside one) and aborts: the emulator's sanitizer exit. */
 void zf_emu_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
