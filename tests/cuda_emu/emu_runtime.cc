@@ -45,7 +45,11 @@ int current_device;
 int device_count()
 {
     const char *s = getenv("ZF_CUDA_EMU_DEVICES");
-    return s && *s ? atoi(s) : 1;
+    if (!s || !*s) return 1;
+    char *end = NULL;
+    long n = strtol(s, &end, 10);
+    if (*end || n < 0 || n > 64) zf_emu_fatal("ZF_CUDA_EMU_DEVICES=\"%s\": expected a device count 0 .. 64", s);
+    return (int)n;
 }
 
 size_t device_memory()
@@ -54,12 +58,14 @@ size_t device_memory()
     if (!s || !*s) return (size_t)80 << 30;
     char *end = NULL;
     double v = strtod(s, &end);
-    switch (end && *end ? *end : ' ') {
-    case 'K': case 'k': v *= 1024.0; break;
-    case 'M': case 'm': v *= 1024.0 * 1024.0; break;
-    case 'G': case 'g': v *= 1024.0 * 1024.0 * 1024.0; break;
+    switch (*end) {
+    case 'K': case 'k': v *= 1024.0, end++; break;
+    case 'M': case 'm': v *= 1024.0 * 1024.0, end++; break;
+    case 'G': case 'g': v *= 1024.0 * 1024.0 * 1024.0, end++; break;
     default: break;
     }
+    if (end == s || *end || !(v >= 1.0 && v < 1e18))
+        zf_emu_fatal("ZF_CUDA_EMU_MEM=\"%s\": expected bytes with an optional K, M or G suffix, e.g. 64M", s);
     return (size_t)v;
 }
 
