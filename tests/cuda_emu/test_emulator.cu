@@ -436,6 +436,26 @@ static bool sgemm_tf32_is_tf32()
            fail_because("relative error %.3g, want it in (1e-5, 2^-10]", err);
 }
 
+/* The GPU rounds TF32 operands to nearest: 1 + 3·2^-12 (past half of TF32's 2^-10 step) times 1 gives 1 + 2^-10,
+ * and -(1 + 2^-12) (below half) gives -1; truncation would give 1 and -1. */
+static bool tf32_rounds_to_nearest()
+{
+    const float in[2] = {1.0f + 3.0f * ldexpf(1.0f, -12), -(1.0f + ldexpf(1.0f, -12))}, one = 1.0f, zero = 0.0f;
+    device_buffer<float> da(2), db(1), dc(2);
+    upload(da.p, std::vector<float>(in, in + 2));
+    upload(db.p, std::vector<float>{1.0f});
+    cublasHandle_t h;
+    cublasCreate(&h);
+    cublasSetMathMode(h, CUBLAS_TF32_TENSOR_OP_MATH);
+    const cublasStatus_t s = cublasSgemm(h, CUBLAS_OP_N, CUBLAS_OP_N, 2, 1, 1, &one, da.p, 2, db.p, 1, &zero, dc.p, 2);
+    cublasDestroy(h);
+    if (s != CUBLAS_STATUS_SUCCESS) return fail_because("cublasSgemm failed");
+    const std::vector<float> c = download(dc.p, 2);
+    const float want[2] = {1.0f + ldexpf(1.0f, -10), -1.0f};
+    return (c[0] == want[0] && c[1] == want[1]) ||
+           fail_because("got %.9g and %.9g, want %.9g and %.9g", c[0], c[1], want[0], want[1]);
+}
+
 static bool potrf_reports_non_positive_definite()
 {
     /* column-major; the leading 2×2 minor is 1 - 4 < 0 */
@@ -594,6 +614,7 @@ static const check checks[] = {
     {"cublasSgemm rejects lda < rows", sgemm_rejects_small_lda},
     {"cublasSgemm matches a double loop within 1e-5", sgemm_matches_double_loop},
     {"cublasSgemm under TF32 loses precision, within 2^-10", sgemm_tf32_is_tf32},
+    {"TF32 rounds its operands to nearest", tf32_rounds_to_nearest},
     {"cusolverDnXpotrf sets info for a non-positive-definite matrix", potrf_reports_non_positive_definite},
 };
 

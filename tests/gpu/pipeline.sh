@@ -20,6 +20,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/zfgpu.XXXXXX")
 [ -n "${ZT_KEEP:-}" ] || trap 'rm -rf "$work"' EXIT
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
+export ZF_CUDA_POISON=1   # device buffers start as NaN, so a read before the write spoils the codes
 export OPENBLAS_NUM_THREADS=${ZF_GPU_TEST_THREADS:-4} OMP_NUM_THREADS=${ZF_GPU_TEST_THREADS:-4}
 windows=${ZF_GPU_TEST_WINDOWS:-32}   # calibration windows per run (the configs use 128)
 evalwin=${ZF_GPU_TEST_EVAL_WINDOWS:-8}

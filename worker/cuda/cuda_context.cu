@@ -57,6 +57,10 @@ zf_status zf_cuda_open(int device, bool tf32, zf_forward_dtype fwd_dtype, zf_cud
     cu->device = device;
     cu->tf32 = tf32;
     cu->fwd_dtype = fwd_dtype;
+    /* A debugging aid: a kernel or library call that reads memory before anything wrote it then shows in the
+     * results as NaN instead of as a plausible stale value. */
+    const char *poison = getenv("ZF_CUDA_POISON");
+    cu->poison = poison && *poison && strcmp(poison, "0") != 0;
     zf_status s = open_steps(cu, tf32);
     if (s != ZF_OK) {
         zf_cuda_close(cu);
@@ -121,6 +125,12 @@ zf_status zf_cuda_alloc(zf_cuda *cu, size_t bytes, const char *what, void **dev)
         return zf_fail(ZF_ERR_INTERNAL, "cuda:%d: cudaMalloc of %zu bytes for %s failed: %s", cu->device, bytes,
                        what, cudaGetErrorString(e));
     }
+    if (cu->poison && (e = cudaMemsetAsync(*dev, 0xFF, bytes, cu->stream)) != cudaSuccess) {
+        cudaFree(*dev);
+        *dev = NULL;
+        return zf_fail(ZF_ERR_INTERNAL, "cuda:%d: filling %s with NaN failed: %s", cu->device, what,
+                       cudaGetErrorString(e));
+    }
     if (cu->nheld == ZF_CUDA_TRACKED) {
         cu->nuntracked++;
         cu->lost = true;
@@ -174,6 +184,8 @@ zf_status zf_cuda_scratch(zf_cuda *cu, size_t bytes, const char *what, void **de
         cu->scratch_bytes = 0;
         ZF_TRY(zf_cuda_alloc(cu, bytes, what, &cu->scratch));
         cu->scratch_bytes = bytes;
+    } else if (cu->poison) {
+        ZF_CUDA_TRY(cu, cudaMemsetAsync(cu->scratch, 0xFF, cu->scratch_bytes, cu->stream));
     }
     *dev = cu->scratch;
     return ZF_OK;

@@ -17,6 +17,7 @@ struct zf_cuda {
     int sm;                       /* compute capability, e.g. 90 */
     bool tf32;
     zf_forward_dtype fwd_dtype;
+    bool poison;                  /* ZF_CUDA_POISON=1: NaN bytes in every allocation and scratch hand-out */
     cudaStream_t stream;
     cublasHandle_t blas;
     cusolverDnHandle_t solver;
