@@ -4,7 +4,8 @@
 #
 #   ZF_GPU_STAGES   which of "test bench plan" to run after the build (default: all three)
 #   ZF_GPU_SANITIZE a compute-sanitizer tool (memcheck, racecheck, synccheck, initcheck) to run test_gpu_parity's
-#                   reduced set under instead of the stages, for at most ZF_GPU_SANITIZE_TIMEOUT s (default 500)
+#                   reduced set under instead of the stages, for at most ZF_GPU_SANITIZE_TIMEOUT s (default 500);
+#                   ZF_GPU_PARITY_PARTS (hessian,forward,quant,nomem) picks parts of it for a slow tool
 #   ZF_GPU_CARRY    where tests/gpu/carry.sh's pack is (default .gpu-carry), used when present
 #   ZF_COMMIT       the commit to name in the report where the tree has no .git
 set -uo pipefail

@@ -856,6 +856,31 @@ static void test_nomem(zf_backend *gpu)
 
 /* ---------------------------------------------------------------- main */
 
+/* The parts ZF_GPU_PARITY_PARTS names (comma-separated; all when unset), so that a slow tool such as racecheck
+ * can take them one call at a time. False with a message for a name that is not a part. */
+static const char *const parts[] = {"hessian", "forward", "quant", "nomem"};
+enum { PART_HESSIAN, PART_FORWARD, PART_QUANT, PART_NOMEM, NPART };
+
+static bool parse_parts(bool want[NPART])
+{
+    const char *env = getenv("ZF_GPU_PARITY_PARTS");
+    for (int i = 0; i < NPART; i++) want[i] = !env || !*env;
+    if (!env || !*env) return true;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", env);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int i = 0;
+        while (i < NPART && strcmp(tok, parts[i]) != 0) i++;
+        if (i == NPART) {
+            fprintf(stderr, "test_gpu_parity: ZF_GPU_PARITY_PARTS: '%s' is not a part (expected a comma-separated "
+                    "list of hessian, forward, quant, nomem)\n", tok);
+            return false;
+        }
+        want[i] = true;
+    }
+    return true;
+}
+
 int main(void)
 {
     const char *why = NULL;
@@ -871,6 +896,8 @@ int main(void)
     reduced = r && strcmp(r, "0") != 0;
 #endif
     if (reduced) printf("reduced set: 2 windows per forward, 1 layer per mini model\n");
+    bool want[NPART];
+    if (!parse_parts(want)) return 2;
     /* Every device buffer starts as NaN, so a read before the write cannot pass for a plausible value (unless
      * ZF_CUDA_POISON=0, as under compute-sanitizer's initcheck, which the NaN writes would blind). */
     setenv("ZF_CUDA_POISON", "1", 0);
@@ -879,14 +906,15 @@ int main(void)
     zf_backend *g32 = open_backend(ZF_BACKEND_CUDA, dev, false, ZF_FWD_FP32);
     if (!cpu || !g32) return zt_finish("test_gpu_parity");
     test_info(g32, dev);
+    if (want[PART_HESSIAN]) {
 #ifdef ZF_HAVE_CUDA
-    test_hessian_device(dev);
+        test_hessian_device(dev);
 #endif
-
-    /* Hessians: a small odd-sized block (dims not multiples of 32, MHA) and a larger GQA one. */
-    zf_model_config ca = synth_llama(200, 5, 5, 530), cb = synth_llama(1024, 8, 4, 2752);
-    test_hessian(cpu, g32, &ca, 4, 96, 11);
-    test_hessian(cpu, g32, &cb, 3, 256, 12);
+        /* A small odd-sized block (dims not multiples of 32, MHA) and a larger GQA one. */
+        zf_model_config ca = synth_llama(200, 5, 5, 530), cb = synth_llama(1024, 8, 4, 2752);
+        test_hessian(cpu, g32, &ca, 4, 96, 11);
+        test_hessian(cpu, g32, &cb, 3, 256, 12);
+    }
 
     /* Block forward (output: max error over max |cpu|; Hessians: relative Frobenius) and next-token NLL (per token in
      * nats; the mean relative), about 4x the largest error measured on the three fixtures (H100, CUDA 13.0, 3
@@ -895,29 +923,32 @@ int main(void)
      *   TF32: every product's inputs rounded to 10 mantissa bits. Measured 1.3e-3, 9e-4, 4e-3, 2.2e-5.
      *   bf16: weights and activations to 8 bits. Measured 4.3e-3, 5.9e-3, 2.6e-2, 5.2e-4.
      *   fp16: to 10 bits, as TF32 where nothing leaves fp16's range. Measured 4.3e-4, 6.7e-4, 4.1e-3, 2.2e-5. */
-    gpu_variant var[] = {
-        {"fp32", g32, 1e-5, 1e-5, 5e-5, 2e-7, ZF_FWD_FP32},
-        {"tf32", open_backend(ZF_BACKEND_CUDA, dev, true, ZF_FWD_FP32), 5e-3, 5e-3, 2e-2, 2e-4, ZF_FWD_FP32},
-        {"bf16", open_backend(ZF_BACKEND_CUDA, dev, false, ZF_FWD_BF16), 2e-2, 2e-2, 1e-1, 2e-3, ZF_FWD_BF16},
-        {"fp16", open_backend(ZF_BACKEND_CUDA, dev, false, ZF_FWD_FP16), 2e-3, 3e-3, 2e-2, 2e-4, ZF_FWD_FP16},
-    };
-    const int nvar = (int)(sizeof var / sizeof var[0]);
-    test_forward_model(cpu, var, nvar, "stories260k", "data/tinystories.tok512.bin");
-    test_forward_model(cpu, var, nvar, "llama-mini", "data/heldout-book.tok512.bin");
-    test_forward_model(cpu, var, nvar, "opt-mini", "data/heldout-book.tok512.bin");
-    test_memory_estimates(var, nvar, "llama-mini", "data/heldout-book.tok512.bin");
-    test_memory_estimates(var, nvar, "opt-mini", "data/heldout-book.tok512.bin");
-    for (int v = 1; v < nvar; v++) zf_backend_close(var[v].be);
+    if (want[PART_FORWARD]) {
+        gpu_variant var[] = {
+            {"fp32", g32, 1e-5, 1e-5, 5e-5, 2e-7, ZF_FWD_FP32},
+            {"tf32", open_backend(ZF_BACKEND_CUDA, dev, true, ZF_FWD_FP32), 5e-3, 5e-3, 2e-2, 2e-4, ZF_FWD_FP32},
+            {"bf16", open_backend(ZF_BACKEND_CUDA, dev, false, ZF_FWD_BF16), 2e-2, 2e-2, 1e-1, 2e-3, ZF_FWD_BF16},
+            {"fp16", open_backend(ZF_BACKEND_CUDA, dev, false, ZF_FWD_FP16), 2e-3, 3e-3, 2e-2, 2e-4, ZF_FWD_FP16},
+        };
+        const int nvar = (int)(sizeof var / sizeof var[0]);
+        test_forward_model(cpu, var, nvar, "stories260k", "data/tinystories.tok512.bin");
+        test_forward_model(cpu, var, nvar, "llama-mini", "data/heldout-book.tok512.bin");
+        test_forward_model(cpu, var, nvar, "opt-mini", "data/heldout-book.tok512.bin");
+        test_memory_estimates(var, nvar, "llama-mini", "data/heldout-book.tok512.bin");
+        test_memory_estimates(var, nvar, "opt-mini", "data/heldout-book.tok512.bin");
+        for (int v = 1; v < nvar; v++) zf_backend_close(var[v].be);
+    }
 
-    /* Quantization of real fixture layers with Hessians of correlated inputs. */
-    const zf_lin st_l[] = {ZF_LIN_Q, ZF_LIN_DOWN};
-    const zf_lin ll_l[] = {ZF_LIN_O, ZF_LIN_UP, ZF_LIN_DOWN};
-    const zf_lin op_l[] = {ZF_LIN_UP, ZF_LIN_V, ZF_LIN_DOWN};
-    test_quant_model(cpu, g32, "stories260k", 2, st_l, 2, 21);
-    test_quant_model(cpu, g32, "llama-mini", 1, ll_l, reduced ? 1 : 3, 22);
-    test_quant_model(cpu, g32, "opt-mini", 2, op_l, reduced ? 1 : 3, 23);
+    if (want[PART_QUANT]) { /* real fixture layers with Hessians of correlated inputs */
+        const zf_lin st_l[] = {ZF_LIN_Q, ZF_LIN_DOWN};
+        const zf_lin ll_l[] = {ZF_LIN_O, ZF_LIN_UP, ZF_LIN_DOWN};
+        const zf_lin op_l[] = {ZF_LIN_UP, ZF_LIN_V, ZF_LIN_DOWN};
+        test_quant_model(cpu, g32, "stories260k", 2, st_l, 2, 21);
+        test_quant_model(cpu, g32, "llama-mini", 1, ll_l, reduced ? 1 : 3, 22);
+        test_quant_model(cpu, g32, "opt-mini", 2, op_l, reduced ? 1 : 3, 23);
+    }
 
-    test_nomem(g32);
+    if (want[PART_NOMEM]) test_nomem(g32);
 
     zf_backend_close(g32);
     zf_backend_close(cpu);
