@@ -7,11 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench_util.h"
-#include "../common/log.h"
-#include "../worker/grid.h"
-#include "../worker/hessian.h"
-#include "../worker/quant.h"
+#include "bench/bench_util.h"
+#include "common/log.h"
+#include "worker/grid.h"
+#include "worker/hessian.h"
+#include "worker/quant.h"
+#include "common/clock.h"
 
 typedef struct {
     const char *name;

@@ -1,5 +1,5 @@
 /* Helpers shared by the CPU and GPU benches: option lists and allocation that ends the bench on failure. */
-#include "bench_util.h"
+#include "bench/bench_util.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../worker/quant.h"
+#include "worker/quant.h"
 
 /* Whether name is in the comma-separated list (a NULL list selects everything). */
 int zf_bench_listed(const char *list, const char *name);

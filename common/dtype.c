@@ -1,9 +1,9 @@
 /* Tensor element types: sizes, safetensors names, and exact fp16/bf16 <-> fp32 conversions (round to nearest even). */
-#include "dtype.h"
+#include "common/dtype.h"
 
 #include <string.h>
 
-#include "status.h"
+#include "common/status.h"
 
 /* safetensors data is little-endian; F32 is copied as is. */
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "zfold assumes a little-endian host");

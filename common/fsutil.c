@@ -1,6 +1,6 @@
 /* File-system helpers: mkdir -p and atomic whole-file writes. */
 #define _GNU_SOURCE
-#include "fsutil.h"
+#include "common/fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <stddef.h>
 
-#include "status.h"
+#include "common/status.h"
 
 /* Creates path and its parents (like mkdir -p). */
 zf_status zf_mkdirs(const char *path);

@@ -1,5 +1,5 @@
 /* GPTQ bit packing: little-endian bit streams of `bits`-bit values in 32-bit words. */
-#include "gptq_pack.h"
+#include "common/gptq_pack.h"
 
 #include <string.h>
 

@@ -1,5 +1,5 @@
 /* What kind of JSON value a reader found, worded for its error messages. */
-#include "json_kind.h"
+#include "common/json_kind.h"
 
 const char *zf_json_kind(const cJSON *v)
 {

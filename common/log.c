@@ -1,5 +1,5 @@
 /* Logging: "[zfold rN] message" on stderr for warnings/errors, stdout for info, rank 0 only for info. */
-#include "log.h"
+#include "common/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* Model description from config.json (llama/mistral/qwen2 and pre-LN OPT): sizes, tensor names, groups and folds. */
-#include "model.h"
+#include "common/model.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,8 +10,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "fsutil.h"
-#include "json_kind.h"
+#include "common/fsutil.h"
+#include "common/json_kind.h"
 
 /* config.json files are a few kB; refuse anything absurd before reading it. */
 #define CONFIG_MAX_BYTES (16 * 1024 * 1024)

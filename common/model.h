@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "status.h"
+#include "common/status.h"
 
 typedef enum { ZF_FAMILY_LLAMA = 0, ZF_FAMILY_OPT } zf_family;
 

@@ -1,8 +1,8 @@
 /* safetensors I/O: mmap reader with full header validation (single file or sharded index) and an atomic writer. */
 #define _GNU_SOURCE
-#include "safetensors.h"
-#include "fsutil.h"
-#include "json_kind.h"
+#include "common/safetensors.h"
+#include "common/fsutil.h"
+#include "common/json_kind.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -5,8 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "dtype.h"
-#include "status.h"
+#include "common/dtype.h"
+#include "common/status.h"
 
 #define ZF_ST_MAX_DIMS 8
 

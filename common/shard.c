@@ -1,7 +1,7 @@
 /* HDF5 shard writer and reader: every H5 call checked, handles closed on every path, temporary file renamed when
  * complete; the reader trusts nothing in the file (sizes bounded by the file size, shapes checked against attributes). */
 #define _GNU_SOURCE
-#include "shard.h"
+#include "common/shard.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gptq_pack.h"
+#include "common/gptq_pack.h"
 
 #define ZF_H5_TRY(expr, what) \
     do { if ((expr) < 0) { s = zf_fail(ZF_ERR_IO, "%s: HDF5 failed to %s", path, what); goto done; } } while (0)

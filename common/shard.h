@@ -6,7 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "status.h"
+#include "common/status.h"
 
 #define ZF_SHARD_FORMAT "zfold-shard"
 #define ZF_SHARD_VERSION 1

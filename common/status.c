@@ -1,5 +1,5 @@
 /* Status codes, the per-thread error message and invariant panics. */
-#include "status.h"
+#include "common/status.h"
 
 #include <stdio.h>
 #include <stdlib.h>

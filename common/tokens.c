@@ -1,7 +1,7 @@
 /* llm.c token files: validated reader (u16 version 1 / u32 version 7) and atomic writer. */
 #define _GNU_SOURCE
-#include "tokens.h"
-#include "fsutil.h"
+#include "common/tokens.h"
+#include "common/fsutil.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "status.h"
+#include "common/status.h"
 
 #define ZF_TOKENS_MAGIC_U16 20240520 /* version 1: uint16 tokens */
 #define ZF_TOKENS_MAGIC_U32 20240801 /* version 7: uint32 tokens */

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "common/model.h"
+#include "common/clock.h"
 #include "coordinator/commands.h"
 #include "coordinator/config.h"
 #include "coordinator/gpucomm.h"
@@ -27,13 +28,6 @@ void zf_cmd_plan_help(void)
            "With backend: cuda it also prints the GPU memory each rank needs (one block's weights and forward, the\n"
            "Hessian accumulators, the quantization of the group needing the most; then the evaluation's head and\n"
            "logits) against --gpu-memory (default: device 0's).\n");
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* n probe values, uniform in [-scale/2, scale/2) (a 64-bit LCG seeded by seed). */
@@ -62,9 +56,9 @@ static double time_window(zf_backend *be, const zf_model_config *mc, const zf_bl
     double t = -1;
     for (int rep = 0; st == ZF_OK && rep < 2; rep++) {
         memcpy(x, x0, sizeof(float) * (size_t)(s * mc->hidden));
-        double t0 = now_seconds();
+        double t0 = zf_now();
         st = zf_backend_block_forward(be, mc, w, x, 1, s, fp64 >= 0 ? hp : NULL);
-        t = st == ZF_OK ? now_seconds() - t0 : -1;
+        t = st == ZF_OK ? zf_now() - t0 : -1;
     }
     for (int g = 0; g < ZF_NGROUP; g++) zf_bhess_free(&hs[g]);
     return t;
@@ -143,9 +137,9 @@ static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t r
             memset(&r, 0, sizeof r);
             free(Hw);
         }
-        double t0 = now_seconds();
+        double t0 = zf_now();
         if (st == ZF_OK && zf_backend_quantize(be, q, W, rows, cols, H, NULL, &r) == ZF_OK)
-            rate = quant_flops_model((double)rows, (double)cols, r.als_iters) / (now_seconds() - t0) / 1e9;
+            rate = quant_flops_model((double)rows, (double)cols, r.als_iters) / (zf_now() - t0) / 1e9;
         zf_qresult_free(&r);
     }
     free(W);

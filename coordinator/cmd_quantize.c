@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/fsutil.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/shard.h"
 #include "common/tokens.h"
@@ -34,13 +35,6 @@ void zf_cmd_quantize_help(void)
            "Running the same command again resumes: finished blocks are verified (checksums) and read back.\n"
            "SIGTERM, SIGINT or SIGUSR1 stop the run after the current block (exit code 3, resumable).\n"
            "Exit codes: 0 done, 1 bad input or failed step, 2 usage, 3 interrupted (resumable), 4 internal error.\n");
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static char *config_yaml(const zf_job_config *cfg)
@@ -234,7 +228,7 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx,
     const zf_model_config *c = &m->model;
     for (int i = 0; i < cfg->n_eval_files; i++) {
         eval_row *r = &rows[i];
-        double t0 = now_seconds();
+        double t0 = zf_now();
         zf_tokens tok = {0};
         snprintf(r->file, sizeof r->file, "%s", cfg->eval_files[i]);
         r->seq = cfg->eval_seq_len > 0 ? cfg->eval_seq_len : m->calib_seq;
@@ -263,7 +257,7 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx,
             s = eval_share(m->be, c, &m->globals, zf_qmodel_unfolded_source, m, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_unfolded);
         zf_tokens_free(&tok);
         if (s != ZF_OK) return s;
-        r->seconds = now_seconds() - t0;
+        r->seconds = zf_now() - t0;
         zf_log_info("eval %s: %lld windows of %lld, ppl %.4f (fp %.4f)", r->file, (long long)nw, (long long)r->seq,
                     r->ppl_q, r->ppl_fp);
     }
@@ -393,7 +387,7 @@ zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, 
     char *yaml = config_yaml(&cfg);
     zf_log_info("effective configuration (%s), %d rank%s:\n%s", config_path, w->size, w->size > 1 ? "s" : "",
                 yaml ? yaml : "");
-    double t0 = now_seconds();
+    double t0 = zf_now();
     zf_qmodel m;
     eval_row rows[ZF_MAX_EVAL_FILES];
     s = zf_comm_agree(zf_qmodel_open(&cfg, &m));
@@ -439,7 +433,7 @@ zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, 
         zf_rundir_close(run);
         s = zf_comm_agree(s);
         if (s == ZF_OK) s = evaluate(&cfg, &m, &rctx, rows);
-        double total = now_seconds() - t0;
+        double total = zf_now() - t0;
         if (s == ZF_OK && lead) s = write_report(&cfg, &m, rows, total);
         if (s == ZF_OK && lead) print_table(&cfg, &m, rows, total);
         s = zf_comm_agree(s);

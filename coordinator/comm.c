@@ -1,5 +1,5 @@
 /* MPI wrappers: chunked collectives, error agreement, abort; no-ops for a single process. */
-#include "comm.h"
+#include "coordinator/comm.h"
 
 #include <limits.h>
 #include <mpi.h>

@@ -1,5 +1,5 @@
 /* The table of zfold subcommands. */
-#include "commands.h"
+#include "coordinator/commands.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* The job configuration: the key table, YAML parsing (libfyaml), overrides, validation and YAML/Markdown output. */
-#include "config.h"
+#include "coordinator/config.h"
 
 #include <errno.h>
 #include <libfyaml.h>

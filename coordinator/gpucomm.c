@@ -1,5 +1,5 @@
 /* The NCCL communicator between ranks: node-local ranks, non-blocking set-up, watched collectives (Hessian sums, result broadcasts), teardown. */
-#include "gpucomm.h"
+#include "coordinator/gpucomm.h"
 
 #ifdef ZF_HAVE_CUDA
 
@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 /* Elements per NCCL reduce call: bounds each call well inside NCCL's and the network's limits (broadcasts go in
@@ -31,13 +32,6 @@ static struct {
     size_t stage_bytes;
     double bytes_moved;           /* payload of the collectives so far */
 } gc = {.device = -1};
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void poll_pause(void)
 {
@@ -101,7 +95,7 @@ zf_status zf_gpucomm_local_rank(int *local_rank, int *local_size)
 /* Polls until comm's pending operation settles into *state; false when timeout_s passed first. */
 static bool settle(ncclComm_t comm, double timeout_s, ncclResult_t *state)
 {
-    double t0 = now_seconds();
+    double t0 = zf_now();
     for (;;) {
         ncclResult_t r = ncclCommGetAsyncError(comm, state);
         if (r != ncclSuccess) {
@@ -109,7 +103,7 @@ static bool settle(ncclComm_t comm, double timeout_s, ncclResult_t *state)
             return true;
         }
         if (*state != ncclInProgress) return true;
-        if (now_seconds() - t0 > timeout_s) return false;
+        if (zf_now() - t0 > timeout_s) return false;
         poll_pause();
     }
 }
@@ -230,7 +224,7 @@ static zf_status wait_collective(const char *what, ncclResult_t r)
         snprintf(detail, sizeof detail, "%s (%s)", ncclGetErrorString(r), ncclGetLastError(gc.comm));
         return fail_collective(what, detail);
     }
-    double t0 = now_seconds();
+    double t0 = zf_now();
     for (;;) {
         ncclResult_t state = ncclSuccess;
         ncclResult_t q = ncclCommGetAsyncError(gc.comm, &state);
@@ -247,7 +241,7 @@ static zf_status wait_collective(const char *what, ncclResult_t r)
                 return fail_collective(what, detail);
             }
         }
-        if (now_seconds() - t0 > gc.timeout_s) {
+        if (zf_now() - t0 > gc.timeout_s) {
             snprintf(detail, sizeof detail, "no progress for %g s", gc.timeout_s);
             return fail_collective(what, detail);
         }

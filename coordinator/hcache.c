@@ -1,5 +1,5 @@
 /* Hessian cache files: a fixed header (magic, key, block, group, dim, seconds, XXH64 of the data) then fp32 data. */
-#include "hcache.h"
+#include "coordinator/hcache.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -1,5 +1,5 @@
 /* The sequential quantization protocol: calibration inputs, Hessians per layer group, quantize, fold, forward. */
-#include "pipeline.h"
+#include "coordinator/pipeline.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/tokens.h"
 #include "worker/fold.h"
@@ -15,13 +16,6 @@
 #include "coordinator/commands.h"
 #include "coordinator/comm.h"
 #include "coordinator/gpucomm.h"
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t splitmix64(uint64_t *s)
 {
@@ -409,10 +403,10 @@ static zf_status owner_hessian(zf_hcache *hc, bool fp_pass, bool cached, int64_t
                                zf_bhess *h, double seconds, float *H)
 {
     if (cached) return zf_hcache_load(hc, b, g, dim, H);
-    double t0 = now_seconds();
+    double t0 = zf_now();
     ZF_TRY(zf_bhess_finalize(h, H));
     if (!fp_pass) return ZF_OK;
-    zf_status s = zf_hcache_store(hc, b, g, dim, H, seconds + now_seconds() - t0);
+    zf_status s = zf_hcache_store(hc, b, g, dim, H, seconds + zf_now() - t0);
     if (s != ZF_OK) zf_log_warn("Hessian cache: %s (going on without it)", zf_last_error());
     return ZF_OK;
 }
@@ -449,18 +443,18 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
         if (fp_pass) s = cache_agree(&m->hcache, c, b, first, last, &cached);
         cap.want = 0;
         for (int g = first; g < last; g++) cap.want |= 1u << g;
-        double t_pass = now_seconds();
+        double t_pass = zf_now();
         if (s == ZF_OK && !cached) {
             memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
             if (nwin > 0) s = forward_windows(m->be, c, &qb->folded, scratch, nwin, seq, &cap);
             s = zf_comm_agree(s);
         }
-        double t_fwd = (now_seconds() - t_pass) / (last - first), t_red[ZF_NGROUP] = {0};
+        double t_fwd = (zf_now() - t_pass) / (last - first), t_red[ZF_NGROUP] = {0};
         /* every group's sums to its owner first (collectives only), so that the owners then quantize at once */
         for (int g = first; s == ZF_OK && !cached && g < last; g++) {
-            double t0 = now_seconds();
+            double t0 = zf_now();
             s = reduce_hessian(&cap.h[g], owner[g]);
-            t_red[g] = now_seconds() - t0;
+            t_red[g] = zf_now() - t0;
             if (w->rank != owner[g]) zf_bhess_free(&cap.h[g]);
         }
         for (int g = first; s == ZF_OK && g < last; g++) {
@@ -552,7 +546,7 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
         if (!cached[b]) pass_end = b + 1;
     }
     for (int64_t b = 0; s == ZF_OK && b < pass_end; b++) {
-        double tb = now_seconds();
+        double tb = zf_now();
         bool capture = b >= first && !cached[b];
         s = zf_block_load(c, m->st, b, &fp);
         if (s == ZF_OK) s = zf_block_check_finite(c, &fp, b);
@@ -568,7 +562,7 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
         if (capture)
             for (int g = 0; g < ZF_NGROUP; g++) hs[(b - first) * ZF_NGROUP + g] = cap.h[g];
         zf_block_free(&fp);
-        t_fwd[b] = (now_seconds() - tb) / ZF_NGROUP;
+        t_fwd[b] = (zf_now() - tb) / ZF_NGROUP;
         s = zf_comm_agree(s);
         if (s == ZF_OK && b + 1 < pass_end) {
             char where[96];
@@ -582,13 +576,13 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
     s = zf_comm_agree(s);
     if (s == ZF_OK)
         zf_log_info("calibration pass done, elapsed %.1fs; quantizing %lld units (block, group) on %d rank%s",
-                    now_seconds() - t0, (long long)nunits, w->size, w->size > 1 ? "s" : "");
+                    zf_now() - t0, (long long)nunits, w->size, w->size > 1 ? "s" : "");
     /* 3. every unit's sums to its owner (collectives only; the other ranks drop theirs) */
     for (int64_t u = 0; s == ZF_OK && u < nunits; u++) {
         if (cached[first + u / ZF_NGROUP]) continue;
-        double tu = now_seconds();
+        double tu = zf_now();
         s = reduce_hessian(&hs[u], owner[u]);
-        t_red[u] = now_seconds() - tu;
+        t_red[u] = zf_now() - tu;
         if (w->rank != owner[u]) zf_bhess_free(&hs[u]);
     }
     /* 4. owners quantize their units (H reduced, or read from the cache) with the full-precision weights, all
@@ -621,7 +615,7 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
         if (s == ZF_OK) s = compute_group(m->be, cfg, c, b, g, H, &fp, &gr[u]);
         if (s == ZF_OK) {
             unit_done[u] = 1;
-            zf_log_info("block %lld %s quantized, elapsed %.1fs", (long long)b + 1, zf_group_name(g), now_seconds() - t0);
+            zf_log_info("block %lld %s quantized, elapsed %.1fs", (long long)b + 1, zf_group_name(g), zf_now() - t0);
         }
     }
     zf_block_free(&fp);
@@ -652,7 +646,7 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
             zf_qresult_free(&gr[u].res);
             s = zf_comm_agree(s);
         }
-        qb->seconds = now_seconds() - t0;
+        qb->seconds = zf_now() - t0;
         if (s == ZF_OK && hooks && hooks->block_done) {
             s = zf_comm_agree(hooks->block_done(hooks->ctx, b, qb));
             if (!cfg->eval_unfolded) zf_qblock_release(qb);
@@ -664,7 +658,7 @@ static zf_status quantize_parallel(const zf_job_config *cfg, zf_qmodel *m, const
         }
         if (s == ZF_OK)
             zf_log_info("block %lld/%lld  elapsed %.1fs  ΔL after/before %.4g/%.4g = %.3f (parallel schedule)",
-                        (long long)b + 1, (long long)nb, now_seconds() - t0, after, before,
+                        (long long)b + 1, (long long)nb, zf_now() - t0, after, before,
                         before > 0 ? after / before : 0.0);
     }
     if (s == ZF_OK && install_end < nb)
@@ -704,7 +698,7 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
     int64_t *starts = NULL;
     int32_t *ids = NULL;
     float *x = NULL, *scratch = NULL;
-    double t0 = now_seconds();
+    double t0 = zf_now();
     /* a rank that fails here goes on to the agreement below like the others */
     zf_status s = zf_tokens_read(cfg->calib_file, c->vocab, &tok);
     if (s == ZF_OK) {
@@ -734,7 +728,7 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
         if (s == ZF_OK) s = quantize_parallel(cfg, m, hooks, x, nwin, t0);
     }
     for (int64_t b = 0; s == ZF_OK && cfg->schedule == ZF_SCHEDULE_SEQUENTIAL && b < c->n_layers; b++) {
-        double tb = now_seconds();
+        double tb = zf_now();
         zf_qblock *qb = &m->blocks[b];
         if (b < resume_from) {
             s = zf_comm_agree(hooks->load_block(hooks->ctx, b, qb));
@@ -747,7 +741,7 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
         double bytes0 = comm_bytes();
         s = quantize_block(cfg, m, b, x, scratch, nwin);
         qb->comm_bytes = comm_bytes() - bytes0;
-        qb->seconds = now_seconds() - tb;
+        qb->seconds = zf_now() - tb;
         if (s == ZF_OK && hooks && hooks->block_done) {
             s = zf_comm_agree(hooks->block_done(hooks->ctx, b, qb));
             if (!cfg->eval_unfolded) zf_qblock_release(qb);
@@ -760,7 +754,7 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
             after += qb->dl[l];
             retries += qb->damp_retries[l];
         }
-        double elapsed = now_seconds() - t0;
+        double elapsed = zf_now() - t0;
         double eta = elapsed / (double)(b + 1 - resume_from) * (double)(c->n_layers - b - 1);
         zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f%s%s",
                     (long long)b + 1, (long long)c->n_layers, qb->seconds, elapsed, eta, after, before,
@@ -772,7 +766,7 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
             s = agreed_stop(hooks, where);
         }
     }
-    m->quant_seconds = now_seconds() - t0;
+    m->quant_seconds = zf_now() - t0;
     if (s == ZF_OK && m->hcache.enabled) {
         double tally[3] = {m->hcache.hits, m->hcache.stores, m->hcache.seconds_saved};
         s = zf_comm_allreduce_f64(tally, 3);

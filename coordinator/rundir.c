@@ -1,7 +1,7 @@
 /* Run directory bookkeeping: manifest.json (config, model fingerprint, finished shards with sizes and XXH64), resume
  * checks (refuse a different config or model, drop shards that fail their checksum) and --restart cleanup. */
 #define _GNU_SOURCE
-#include "rundir.h"
+#include "coordinator/rundir.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>

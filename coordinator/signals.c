@@ -1,5 +1,5 @@
 /* Stop requests: the handler only records the signal; the pipeline stops at the next block boundary. */
-#include "signals.h"
+#include "coordinator/signals.h"
 
 #include <signal.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* Test harness implementation: failure counting, fixtures, temporary folders, random data, double references. */
 #define _GNU_SOURCE
-#include "testutil.h"
+#include "tests/testutil.h"
 
 #include "common/fsutil.h"
 

@@ -1,14 +1,14 @@
 /* The backend dispatch: the CPU implementation (the worker's fp32 kernels) and the CUDA one when it is built. */
-#include "backend.h"
+#include "worker/backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "forward.h"
-#include "hessian.h"
+#include "worker/forward.h"
+#include "worker/hessian.h"
 #ifdef ZF_HAVE_CUDA
-#include "cuda/cuda_backend.h"
+#include "worker/cuda/cuda_backend.h"
 #endif
 
 struct zf_backend {

@@ -7,10 +7,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../common/model.h"
-#include "../common/status.h"
-#include "block.h"
-#include "quant.h"
+#include "common/model.h"
+#include "common/status.h"
+#include "worker/block.h"
+#include "worker/quant.h"
 
 typedef enum { ZF_BACKEND_CPU = 0, ZF_BACKEND_CUDA } zf_backend_kind;
 

@@ -1,5 +1,5 @@
 /* Block and model-level weights: loading from safetensors in fp32, allocation, copies and finiteness checks. */
-#include "block.h"
+#include "worker/block.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,9 +2,9 @@
 #ifndef ZF_BLOCK_H
 #define ZF_BLOCK_H
 
-#include "../common/model.h"
-#include "../common/safetensors.h"
-#include "../common/status.h"
+#include "common/model.h"
+#include "common/safetensors.h"
+#include "common/status.h"
 
 typedef struct {
     float *lin_w[ZF_NLIN];   /* [out, in]; NULL when the family has no such layer */

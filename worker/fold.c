@@ -1,5 +1,5 @@
 /* Folding a group's ζ into the norm or linear layer that feeds it, refusing folds that would not be exact. */
-#include "fold.h"
+#include "worker/fold.h"
 
 #include <math.h>
 

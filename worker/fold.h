@@ -2,8 +2,8 @@
 #ifndef ZF_FOLD_H
 #define ZF_FOLD_H
 
-#include "../common/model.h"
-#include "block.h"
+#include "common/model.h"
+#include "worker/block.h"
 
 /* Folds group g's ζ [zf_group_in(c, g)] into its fold target in w (see zf_group_fold):
  *  ATTN_NORM/MLP_NORM: γ ⊙= ζ, β ⊙= ζ;  V_ROWS: V's row (kv·hd + i) and bias scaled by ζ of O's column i of any

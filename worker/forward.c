@@ -1,5 +1,5 @@
 /* The fp32 CPU forward: embeddings, one llama or opt block (with input capture), final norm and logits. */
-#include "forward.h"
+#include "worker/forward.h"
 
 #include <cblas.h>
 #include <limits.h>

@@ -4,8 +4,8 @@
 
 #include <stdint.h>
 
-#include "../common/model.h"
-#include "block.h"
+#include "common/model.h"
+#include "worker/block.h"
 
 /* Called with the input of every linear group while a block runs: x [ntok, dim] row-major. */
 typedef void (*zf_capture_fn)(void *ctx, zf_group g, const float *x, int64_t ntok, int64_t dim);

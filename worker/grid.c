@@ -1,22 +1,14 @@
 /* Quantization grids per output row: min-max, MMSE clip search, Hessian-scored clip × zero search; H quadratic forms. */
-#include "grid.h"
+#include "worker/grid.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* Rows per GEMM in the Hessian-scored search and the quadratic forms: keeps scratch at O(chunk·n) while the GEMM
  * is still tall enough to run near the machine's SGEMM rate. */
 #define ZF_QF_CHUNK 256
-
-double zf_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* All arithmetic in double from float inputs, so a test can reproduce the grid bit for bit. The zero point is
  * clamped to [0, maxq]: it is stored as a b-bit integer (GPTQ qzeros), and although 0 ∈ [xmin, xmax] keeps

@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-#include "quant.h"
+#include "worker/quant.h"
 
 /* Round half to even like torch.round / rintf. Adding 1.5·2^23 moves x where the float spacing is 1, so the FPU's
  * round-to-nearest-even does the rounding; unlike rintf this vectorizes without SSE4.1. Exact for |x| < 2^22;
@@ -51,7 +51,5 @@ zf_status zf_grid_fit(const zf_quant_opts *o, zf_grid_kind kind, const float *W,
 zf_status zf_quadform_rows(const float *A, const float *B, int64_t rows, int64_t n, const float *H, double *aa,
                            double *ab);
 
-/* Seconds on a monotonic clock. */
-double zf_now(void);
 
 #endif

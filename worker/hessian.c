@@ -1,5 +1,5 @@
 /* Hessian accumulation H = 2/N Σ x xᵀ: SYRK into the lower triangle (fp32 or fp64), symmetric fp32 on finalize. */
-#include "hessian.h"
+#include "worker/hessian.h"
 
 #include <cblas.h>
 #include <limits.h>

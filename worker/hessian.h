@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "../common/status.h"
+#include "common/status.h"
 
 typedef struct {
     int64_t dim;

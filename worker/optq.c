@@ -1,5 +1,5 @@
 /* OPTQ / GPTQ `fasterquant` on a transposed working copy: exact reference semantics, GEMM-bound blocking. */
-#include "optq.h"
+#include "worker/optq.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -7,8 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/log.h"
-#include "grid.h"
+#include "common/log.h"
+#include "worker/grid.h"
+#include "common/clock.h"
 
 /* Columns whose in-block updates are rank-1 axpys; the rest of a 128-column block is updated from these with one
  * small GEMM. Two-level blocking keeps the memory-bound rank-1 work at rows·cols·16/2 flops instead of ·128/2. */

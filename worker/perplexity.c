@@ -1,11 +1,11 @@
 /* GPTQ-protocol perplexity: chunks of windows through embed → blocks → logits, NLL in double; a checkpoint block source. */
-#include "perplexity.h"
+#include "worker/perplexity.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "forward.h"
+#include "worker/forward.h"
 
 int64_t zf_eval_windows(int64_t ntokens, int64_t seq)
 {

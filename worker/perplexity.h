@@ -4,9 +4,9 @@
 
 #include <stdint.h>
 
-#include "../common/model.h"
-#include "backend.h"
-#include "block.h"
+#include "common/model.h"
+#include "worker/backend.h"
+#include "worker/block.h"
 
 /* Supplies block b's weights; the pointer stays valid until the next call. */
 typedef zf_status (*zf_block_source_fn)(void *ctx, int64_t b, const zf_block_weights **out);

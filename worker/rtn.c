@@ -1,7 +1,7 @@
 /* Round-to-nearest: one grid per row (or per row and group), every weight rounded independently. */
-#include "rtn.h"
+#include "worker/rtn.h"
 
-#include "grid.h"
+#include "worker/grid.h"
 
 zf_status zf_rtn(const zf_quant_opts *o, zf_grid_kind grid, const float *W, int64_t rows, int64_t cols,
                  const float *H, zf_qresult *out)

@@ -2,7 +2,7 @@
 #ifndef ZF_RTN_H
 #define ZF_RTN_H
 
-#include "quant.h"
+#include "worker/quant.h"
 
 /* Fits grids of kind `grid` (H [cols, cols] needed only for ZF_GRID_HESSIAN; group g uses its diagonal block) per
  * output row, or per row and group of o->group_size columns, and rounds W to them: fills q, scale, zero, g_idx. */

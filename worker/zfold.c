@@ -1,13 +1,14 @@
 /* Z-FOLD: ALS factorization of the step sizes into ζ (input channels) and α (output channels), then OPTQ. */
-#include "zfold.h"
+#include "worker/zfold.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/log.h"
-#include "grid.h"
-#include "optq.h"
+#include "common/log.h"
+#include "worker/grid.h"
+#include "worker/optq.h"
+#include "common/clock.h"
 
 /* Columns per task when the ζ sums run over the rows: each task owns its columns, so no reduction is needed. */
 #define ZF_ZETA_COLS 256

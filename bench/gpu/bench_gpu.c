@@ -8,13 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../bench_util.h"
-#include "../../common/log.h"
-#include "../../common/model.h"
-#include "../../worker/backend.h"
-#include "../../worker/block.h"
-#include "../../worker/grid.h"
-#include "../../worker/quant.h"
+#include "bench/bench_util.h"
+#include "common/log.h"
+#include "common/model.h"
+#include "worker/backend.h"
+#include "worker/block.h"
+#include "worker/grid.h"
+#include "worker/quant.h"
+#include "common/clock.h"
 
 typedef struct {
     const char *name;

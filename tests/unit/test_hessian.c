@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../testutil.h"
+#include "tests/testutil.h"
 #include "worker/hessian.h"
 
 /* Max |H - ref| relative to max |ref|: fp32 SYRK sums N products in fp32 (error ~ sqrt(N)·2^-24 of the

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../testutil.h"
+#include "tests/testutil.h"
 #include "worker/optq.h"
 #include "worker/quant.h"
 

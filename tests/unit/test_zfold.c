@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../testutil.h"
+#include "tests/testutil.h"
 #include "common/safetensors.h"
 #include "worker/hessian.h"
 #include "worker/optq.h"

@@ -10,7 +10,7 @@
 extern "C" {
 #endif
 
-#include "../backend.h"
+#include "worker/backend.h"
 
 typedef struct zf_cuda zf_cuda;
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_internal.h"
+#include "worker/cuda/cuda_internal.h"
 
 static const double GIB = 1024.0 * 1024.0 * 1024.0;
 

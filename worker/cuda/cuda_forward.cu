@@ -9,14 +9,14 @@
 
 /* The project headers are C: their functions keep C linkage. */
 extern "C" {
-#include "../../common/model.h"
-#include "../../common/status.h"
-#include "../backend.h"
-#include "../block.h"
-#include "../forward.h"
+#include "common/model.h"
+#include "common/status.h"
+#include "worker/backend.h"
+#include "worker/block.h"
+#include "worker/forward.h"
 }
 
-#include "cuda_internal.h"
+#include "worker/cuda/cuda_internal.h"
 
 #define ZF_FWD_THREADS 256
 

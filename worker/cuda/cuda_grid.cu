@@ -1,7 +1,7 @@
 /* Device grids (min-max, MMSE, Hessian-scored), H quadratic forms per row and RTN codes for the quantizer. */
 #include <math.h>
 
-#include "cuda_quant.h"
+#include "worker/cuda/cuda_quant.h"
 
 #define ZF_RED_THREADS 256
 

@@ -6,7 +6,7 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "cuda_internal.h"
+#include "worker/cuda/cuda_internal.h"
 
 /* Tokens per SYRK: keeps k within cuBLAS's int and each call short enough to check for errors in between. */
 #define ZF_HESS_F32_CHUNK ((int64_t)1 << 20)

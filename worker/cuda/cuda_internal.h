@@ -6,7 +6,7 @@
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 
-#include "cuda_backend.h"
+#include "worker/cuda/cuda_backend.h"
 
 /* Live device allocations a context keeps account of (more make its byte counts unknown). */
 #define ZF_CUDA_TRACKED 1024

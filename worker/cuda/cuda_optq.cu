@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_quant.h"
+#include "worker/cuda/cuda_quant.h"
+#include "common/clock.h"
 
 /* Columns handled by one launch of the column kernel (kept in registers per row); the rest of the block is
  * updated from their errors by one GEMM, as on the host. */

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cuda_quant.h"
+#include "worker/cuda/cuda_quant.h"
+#include "common/clock.h"
 
 /* Rows per GEMM in the quadratic forms and the Hessian grid: scratch stays at about 256 MiB per buffer; the
  * Hessian grid launches one block row per row of a chunk, hence the grid-dimension cap. */

@@ -4,15 +4,15 @@
 
 /* The worker headers are C: their functions keep C linkage. */
 extern "C" {
-#include "../../common/log.h"
-#include "../../common/status.h"
-#include "../backend.h"
-#include "../grid.h"
-#include "../quant.h"
-#include "../zfold.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "worker/backend.h"
+#include "worker/grid.h"
+#include "worker/quant.h"
+#include "worker/zfold.h"
 }
 
-#include "cuda_internal.h"
+#include "worker/cuda/cuda_internal.h"
 
 /* One zf_cuda_quantize call: sizes, options and every device buffer (NULL when the method does not need it). */
 typedef struct {

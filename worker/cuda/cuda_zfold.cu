@@ -2,7 +2,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "cuda_quant.h"
+#include "worker/cuda/cuda_quant.h"
+#include "common/clock.h"
 
 /* On the grid s_rj = α_r·ζ_j with zero z_r: Wt = ζ_j·(q - z_r), dW = W - s_rj·(q - z_r), q codes (each optional). */
 __global__ void k_state(const float *W, int64_t rows, int64_t cols, float maxq, const float *alpha, const float *zero,
