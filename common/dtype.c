@@ -1,5 +1,6 @@
 /* Tensor element types: sizes, safetensors names, and exact fp16/bf16 <-> fp32 conversions (round to nearest even). */
 #include "common/dtype.h"
+#include "common/dtype_internal.h"
 
 #include <string.h>
 

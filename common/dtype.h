@@ -29,11 +29,6 @@ int zf_dtype_from_name(const char *name, zf_dtype *out);
 /* True for the types a model's weights may be stored in (F32, F16, BF16). */
 int zf_dtype_is_float_weight(zf_dtype t);
 
-float zf_f16_to_f32(uint16_t h);
-uint16_t zf_f32_to_f16(float f);   /* round to nearest even; overflow to inf; NaN stays NaN */
-float zf_bf16_to_f32(uint16_t b);
-uint16_t zf_f32_to_bf16(float f);  /* round to nearest even; NaN stays NaN */
-
 /* Converts n elements of a float weight type (F32/F16/BF16, little-endian, any alignment) to fp32. */
 void zf_convert_to_f32(zf_dtype src_type, const void *src, float *dst, size_t n);
 

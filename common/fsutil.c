@@ -1,4 +1,4 @@
-/* File-system helpers: mkdir -p and atomic whole-file writes. */
+/* File-system helpers: mkdir -p, the atomic-write path (temporary name, fsync, rename), small-file reads. */
 #define _GNU_SOURCE
 #include "common/fsutil.h"
 
@@ -29,12 +29,46 @@ zf_status zf_mkdirs(const char *path)
     return ZF_OK;
 }
 
+zf_status zf_tmp_name(const char *path, char *tmp, size_t size)
+{
+    if (snprintf(tmp, size, "%s.tmp.%d", path, (int)getpid()) >= (int)size)
+        return zf_fail(ZF_ERR_INPUT, "path too long: %s", path);
+    return ZF_OK;
+}
+
+static zf_status fsync_path(const char *path, int flags)
+{
+    int fd = open(path, flags);
+    if (fd < 0) return zf_fail(ZF_ERR_IO, "cannot open %s to sync it: %s", path, strerror(errno));
+    int rc = fsync(fd);
+    close(fd);
+    if (rc != 0) return zf_fail(ZF_ERR_IO, "fsync of %s failed: %s", path, strerror(errno));
+    return ZF_OK;
+}
+
+zf_status zf_atomic_publish(const char *tmp, const char *path, zf_status s)
+{
+    if (s == ZF_OK) s = fsync_path(tmp, O_RDONLY);
+    if (s == ZF_OK && rename(tmp, path) != 0)
+        s = zf_fail(ZF_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (s == ZF_OK) {
+        /* the rename itself is durable only once the folder is synced */
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = '\0';
+        return fsync_path(slash ? (slash == dir ? "/" : dir) : ".", O_RDONLY | O_DIRECTORY);
+    }
+    unlink(tmp);
+    return s;
+}
+
 zf_status zf_atomic_begin(zf_atomic_file *a, const char *path)
 {
     a->path = path;
-    a->status = ZF_OK;
-    if (snprintf(a->tmp, sizeof a->tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof a->tmp)
-        return a->status = zf_fail(ZF_ERR_INPUT, "path too long: %s", path);
+    a->f = NULL;
+    a->status = zf_tmp_name(path, a->tmp, sizeof a->tmp);
+    if (a->status != ZF_OK) return a->status;
     a->f = fopen(a->tmp, "wb");
     if (!a->f) return a->status = zf_fail(ZF_ERR_IO, "%s: cannot create: %s", a->tmp, strerror(errno));
     return ZF_OK;
@@ -50,15 +84,12 @@ void zf_atomic_write(zf_atomic_file *a, const void *data, size_t len)
 zf_status zf_atomic_commit(zf_atomic_file *a)
 {
     if (!a->f) return a->status;
-    if (a->status == ZF_OK && (fflush(a->f) != 0 || fsync(fileno(a->f)) != 0))
-        a->status = zf_fail(ZF_ERR_IO, "%s: cannot sync: %s", a->tmp, strerror(errno));
+    if (a->status == ZF_OK && fflush(a->f) != 0)
+        a->status = zf_fail(ZF_ERR_IO, "%s: write failed: %s", a->tmp, strerror(errno));
     if (fclose(a->f) != 0 && a->status == ZF_OK)
         a->status = zf_fail(ZF_ERR_IO, "%s: cannot close: %s", a->tmp, strerror(errno));
     a->f = NULL;
-    if (a->status == ZF_OK && rename(a->tmp, a->path) != 0)
-        a->status = zf_fail(ZF_ERR_IO, "cannot rename %s to %s: %s", a->tmp, a->path, strerror(errno));
-    if (a->status != ZF_OK) unlink(a->tmp);
-    return a->status;
+    return a->status = zf_atomic_publish(a->tmp, a->path, a->status);
 }
 
 zf_status zf_write_file_atomic(const char *path, const void *data, size_t len)

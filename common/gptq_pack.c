@@ -1,5 +1,6 @@
 /* GPTQ bit packing: little-endian bit streams of `bits`-bit values in 32-bit words. */
 #include "common/gptq_pack.h"
+#include "common/gptq_pack_internal.h"
 
 #include <string.h>
 

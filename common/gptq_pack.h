@@ -10,9 +10,5 @@ int64_t zf_gptq_words(int64_t n, int bits);
  * least significant bits first, straddling word boundaries for 3, 5, 6, 7 bits. Padding bits are zero. */
 void zf_gptq_pack_qweight(const uint8_t *q, int64_t out, int64_t in, int bits, int32_t *qweight);
 void zf_gptq_unpack_qweight(const int32_t *qweight, int64_t out, int64_t in, int bits, uint8_t *q);
-/* zeros [groups, out] (integers) → qzeros [groups, words(out)] int32, each value stored as zero - offset
- * (offset 1 for checkpoint_format "gptq" v1, 0 for "gptq_v2"). */
-void zf_gptq_pack_qzeros(const int32_t *zeros, int64_t groups, int64_t out, int bits, int offset, int32_t *qzeros);
-void zf_gptq_unpack_qzeros(const int32_t *qzeros, int64_t groups, int64_t out, int bits, int offset, int32_t *zeros);
 
 #endif

@@ -1,5 +1,6 @@
 /* Model description from config.json (llama/mistral/qwen2 and pre-LN OPT): sizes, tensor names, groups and folds. */
 #include "common/model.h"
+#include "common/model_internal.h"
 
 #include <errno.h>
 #include <math.h>

@@ -58,7 +58,6 @@ typedef struct {
 zf_status zf_model_config_read(const char *dir, zf_model_config *out);
 
 bool zf_lin_present(const zf_model_config *c, zf_lin l);
-zf_group zf_lin_group(zf_lin l);
 /* Output and input sizes of linear l. */
 int64_t zf_lin_out(const zf_model_config *c, zf_lin l);
 int64_t zf_lin_in(const zf_model_config *c, zf_lin l);

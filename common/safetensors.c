@@ -1,6 +1,7 @@
-/* safetensors I/O: mmap reader with full header validation (single file or sharded index) and an atomic writer. */
+/* safetensors reader: mmap, full header validation, single file or sharded index (writer: safetensors_write.c). */
 #define _GNU_SOURCE
 #include "common/safetensors.h"
+#include "common/safetensors_internal.h"
 #include "common/fsutil.h"
 #include "common/json_kind.h"
 
@@ -42,14 +43,6 @@ struct zf_safetensors {
 
 /* ------------------------------------------------------------------------------------------------ */
 /* helpers */
-
-static char *dup_str(const char *s, const char *what)
-{
-    size_t n = strlen(s) + 1;
-    char *p = zf_malloc(n, what);
-    if (p) memcpy(p, s, n);
-    return p;
-}
 
 static void shape_str(char *buf, size_t len, int ndim, const int64_t *shape)
 {
@@ -180,25 +173,16 @@ static zf_status parse_entry(zf_safetensors *st, const st_shard *sh, const cJSON
     }
     t.data = (const unsigned char *)sh->map + sh->data_start + b;
     t.file = sh->path;
-    t.name = dup_str(name, "tensor name");
+    t.name = zf_strdup(name, "tensor name");
     if (!t.name) return ZF_ERR_NOMEM;
     zf_status s = push_tensor(st, &t);
     if (s != ZF_OK) free((char *)t.name);
     return s;
 }
 
-/* Maps one file, validates its header and appends its tensors to st. */
-static zf_status open_file(zf_safetensors *st, const char *path)
+/* Maps path into sh (size and header length checked against the file); sh->data_start is then set. */
+static zf_status map_file(st_shard *sh, const char *path, uint64_t *hlen_out)
 {
-    st_shard *shards = realloc(st->shards, (st->nshards + 1) * sizeof *shards);
-    if (!shards) return zf_fail(ZF_ERR_NOMEM, "cannot grow the shard table");
-    st->shards = shards;
-    st_shard *sh = &st->shards[st->nshards];
-    memset(sh, 0, sizeof *sh);
-    sh->path = dup_str(path, "shard path");
-    if (!sh->path) return ZF_ERR_NOMEM;
-    st->nshards++; /* from here on zf_st_close releases it */
-
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
@@ -244,11 +228,56 @@ static zf_status open_file(zf_safetensors *st, const char *path)
     if (memchr(p + 8, 0, (size_t)hlen))
         return zf_fail(ZF_ERR_INPUT, "%s: header: expected JSON text, found a NUL byte", path);
     sh->data_start = 8 + (size_t)hlen;
+    *hlen_out = hlen;
+    return ZF_OK;
+}
+
+/* No two of the tensors [first, st->n) of sh may share bytes (empty tensors occupy none). */
+static zf_status check_overlaps(const zf_safetensors *st, const st_shard *sh, size_t first, const char *path)
+{
+    size_t cnt = st->n - first;
+    if (cnt < 2) return ZF_OK;
+    st_range *r = zf_calloc(cnt, sizeof *r, "tensor ranges");
+    if (!r) return ZF_ERR_NOMEM;
+    size_t k = 0;
+    for (size_t i = first; i < st->n; i++) {
+        const zf_st_tensor *t = &st->tensors[i];
+        if (t->nbytes == 0) continue;
+        size_t b = (size_t)((const unsigned char *)t->data - (const unsigned char *)sh->map - sh->data_start);
+        r[k++] = (st_range){b, b + t->nbytes, t->name};
+    }
+    qsort(r, k, sizeof *r, cmp_range);
+    zf_status s = ZF_OK;
+    for (size_t i = 1; i < k; i++) {
+        if (r[i].begin < r[i - 1].end) {
+            s = zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': field 'data_offsets': [%zu, %zu] overlaps tensor '%s' at "
+                        "[%zu, %zu]", path, r[i].name, r[i].begin, r[i].end, r[i - 1].name, r[i - 1].begin,
+                        r[i - 1].end);
+            break;
+        }
+    }
+    free(r);
+    return s;
+}
+
+/* Maps one file, validates its header and appends its tensors to st. */
+static zf_status open_file(zf_safetensors *st, const char *path)
+{
+    st_shard *shards = realloc(st->shards, (st->nshards + 1) * sizeof *shards);
+    if (!shards) return zf_fail(ZF_ERR_NOMEM, "cannot grow the shard table");
+    st->shards = shards;
+    st_shard *sh = &st->shards[st->nshards];
+    memset(sh, 0, sizeof *sh);
+    sh->path = zf_strdup(path, "shard path");
+    if (!sh->path) return ZF_ERR_NOMEM;
+    st->nshards++; /* from here on zf_st_close releases it */
+    uint64_t hlen = 0;
+    ZF_TRY(map_file(sh, path, &hlen));
     size_t data_size = sh->size - sh->data_start;
 
     char *text = zf_malloc((size_t)hlen + 1, "safetensors header");
     if (!text) return ZF_ERR_NOMEM;
-    memcpy(text, p + 8, (size_t)hlen);
+    memcpy(text, (const unsigned char *)sh->map + 8, (size_t)hlen);
     text[hlen] = '\0';
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &end, 1);
@@ -283,33 +312,7 @@ static zf_status open_file(zf_safetensors *st, const char *path)
         s = parse_entry(st, sh, e2, data_size);
         if (s != ZF_OK) goto done;
     }
-
-    /* No two tensors may share bytes (empty tensors occupy none). */
-    size_t cnt = st->n - first;
-    if (cnt > 1) {
-        st_range *r = zf_calloc(cnt, sizeof *r, "tensor ranges");
-        if (!r) {
-            s = ZF_ERR_NOMEM;
-            goto done;
-        }
-        size_t k = 0;
-        for (size_t i = first; i < st->n; i++) {
-            const zf_st_tensor *t = &st->tensors[i];
-            if (t->nbytes == 0) continue;
-            size_t b = (size_t)((const unsigned char *)t->data - p - sh->data_start);
-            r[k++] = (st_range){b, b + t->nbytes, t->name};
-        }
-        qsort(r, k, sizeof *r, cmp_range);
-        for (size_t i = 1; i < k; i++) {
-            if (r[i].begin < r[i - 1].end) {
-                s = zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': field 'data_offsets': [%zu, %zu] overlaps tensor '%s' at "
-                            "[%zu, %zu]", path, r[i].name, r[i].begin, r[i].end, r[i - 1].name, r[i - 1].begin,
-                            r[i - 1].end);
-                break;
-            }
-        }
-        free(r);
-    }
+    s = check_overlaps(st, sh, first, path);
 done:
     cJSON_Delete(root);
     return s;
@@ -420,7 +423,7 @@ zf_status zf_st_open(const char *path, zf_safetensors **out)
     *out = NULL;
     zf_safetensors *st = zf_calloc(1, sizeof *st, "safetensors handle");
     if (!st) return ZF_ERR_NOMEM;
-    st->path = dup_str(path, "safetensors path");
+    st->path = zf_strdup(path, "safetensors path");
     if (!st->path) {
         free(st);
         return ZF_ERR_NOMEM;
@@ -543,201 +546,4 @@ uint64_t zf_st_fingerprint(const zf_safetensors *st)
     uint64_t r = XXH64_digest(h);
     XXH64_freeState(h);
     return r;
-}
-
-/* ------------------------------------------------------------------------------------------------ */
-/* writer */
-
-typedef struct {
-    char *name;
-    zf_dtype dtype;
-    int ndim;
-    int64_t shape[ZF_ST_MAX_DIMS];
-    void *data;
-    size_t nbytes;
-} st_wentry;
-
-struct zf_st_writer {
-    st_wentry *e;
-    size_t n, cap;
-    char **meta;   /* key, value pairs */
-    size_t nmeta;
-};
-
-zf_st_writer *zf_st_writer_new(void) { return zf_calloc(1, sizeof(zf_st_writer), "safetensors writer"); }
-
-void zf_st_writer_free(zf_st_writer *w)
-{
-    if (!w) return;
-    for (size_t i = 0; i < w->n; i++) {
-        free(w->e[i].name);
-        free(w->e[i].data);
-    }
-    for (size_t i = 0; i < 2 * w->nmeta; i++) free(w->meta[i]);
-    free(w->meta);
-    free(w->e);
-    free(w);
-}
-
-zf_status zf_st_writer_add(zf_st_writer *w, const char *name, zf_dtype dtype, int ndim, const int64_t *shape,
-                           const void *data)
-{
-    if ((unsigned)dtype >= ZF_DT_COUNT) return zf_fail(ZF_ERR_INPUT, "tensor '%s': invalid dtype %d", name, (int)dtype);
-    if (ndim < 0 || ndim > ZF_ST_MAX_DIMS)
-        return zf_fail(ZF_ERR_INPUT, "tensor '%s': %d dimensions, expected 0..%d", name, ndim, ZF_ST_MAX_DIMS);
-    if (!name[0] || strcmp(name, "__metadata__") == 0)
-        return zf_fail(ZF_ERR_INPUT, "tensor name '%s' is not allowed", name);
-    for (size_t i = 0; i < w->n; i++)
-        if (strcmp(w->e[i].name, name) == 0) return zf_fail(ZF_ERR_INPUT, "tensor '%s' added twice", name);
-    size_t dsz = zf_dtype_size(dtype);
-    uint64_t numel = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0) return zf_fail(ZF_ERR_INPUT, "tensor '%s': shape[%d] = %lld is negative", name, i,
-                                         (long long)shape[i]);
-        if (shape[i] && numel > (uint64_t)INT64_MAX / (uint64_t)shape[i])
-            return zf_fail(ZF_ERR_INPUT, "tensor '%s': shape overflows", name);
-        numel *= (uint64_t)shape[i];
-    }
-    if (numel > SIZE_MAX / dsz) return zf_fail(ZF_ERR_INPUT, "tensor '%s': byte size overflows", name);
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? 2 * w->cap : 32;
-        st_wentry *p = realloc(w->e, cap * sizeof *p);
-        if (!p) return zf_fail(ZF_ERR_NOMEM, "cannot grow the writer's table");
-        w->e = p;
-        w->cap = cap;
-    }
-    st_wentry *e = &w->e[w->n];
-    memset(e, 0, sizeof *e);
-    e->nbytes = (size_t)numel * dsz;
-    e->name = dup_str(name, "tensor name");
-    e->data = zf_malloc(e->nbytes, name);
-    if (!e->name || !e->data) {
-        free(e->name);
-        free(e->data);
-        return ZF_ERR_NOMEM;
-    }
-    if (e->nbytes) memcpy(e->data, data, e->nbytes);
-    e->dtype = dtype;
-    e->ndim = ndim;
-    for (int i = 0; i < ndim; i++) e->shape[i] = shape[i];
-    w->n++;
-    return ZF_OK;
-}
-
-zf_status zf_st_writer_meta(zf_st_writer *w, const char *key, const char *value)
-{
-    char **p = realloc(w->meta, 2 * (w->nmeta + 1) * sizeof *p);
-    if (!p) return zf_fail(ZF_ERR_NOMEM, "cannot grow the metadata table");
-    w->meta = p;
-    char *k = dup_str(key, "metadata key"), *v = dup_str(value, "metadata value");
-    if (!k || !v) {
-        free(k);
-        free(v);
-        return ZF_ERR_NOMEM;
-    }
-    w->meta[2 * w->nmeta] = k;
-    w->meta[2 * w->nmeta + 1] = v;
-    w->nmeta++;
-    return ZF_OK;
-}
-
-/* Growable text buffer for the header. */
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int failed;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n)
-{
-    if (b->failed) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_json_str(sbuf *b, const char *s)
-{
-    sb_put(b, "\"", 1);
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        char esc[8];
-        if (*c == '"' || *c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)*c;
-            sb_put(b, esc, 2);
-        } else if (*c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", *c);
-            sb_put(b, esc, 6);
-        } else {
-            sb_put(b, (const char *)c, 1);
-        }
-    }
-    sb_put(b, "\"", 1);
-}
-
-static int cmp_wentry(const void *a, const void *b) { return strcmp(((const st_wentry *)a)->name, ((const st_wentry *)b)->name); }
-
-zf_status zf_st_writer_save(zf_st_writer *w, const char *path)
-{
-    qsort(w->e, w->n, sizeof *w->e, cmp_wentry);
-    sbuf b = {0};
-    char num[64];
-    sb_str(&b, "{");
-    if (w->nmeta) {
-        sb_str(&b, "\"__metadata__\":{");
-        for (size_t i = 0; i < w->nmeta; i++) {
-            if (i) sb_str(&b, ",");
-            sb_json_str(&b, w->meta[2 * i]);
-            sb_str(&b, ":");
-            sb_json_str(&b, w->meta[2 * i + 1]);
-        }
-        sb_str(&b, "}");
-    }
-    size_t off = 0;
-    for (size_t i = 0; i < w->n; i++) {
-        const st_wentry *e = &w->e[i];
-        if (i || w->nmeta) sb_str(&b, ",");
-        sb_json_str(&b, e->name);
-        sb_str(&b, ":{\"dtype\":\"");
-        sb_str(&b, zf_dtype_name(e->dtype));
-        sb_str(&b, "\",\"shape\":[");
-        for (int k = 0; k < e->ndim; k++) {
-            snprintf(num, sizeof num, "%s%lld", k ? "," : "", (long long)e->shape[k]);
-            sb_str(&b, num);
-        }
-        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", off, off + e->nbytes);
-        sb_str(&b, num);
-        off += e->nbytes;
-    }
-    sb_str(&b, "}");
-    while (b.n % 8) sb_str(&b, " "); /* pad so the data starts 8-byte aligned */
-    if (b.failed) {
-        free(b.p);
-        return zf_fail(ZF_ERR_NOMEM, "%s: cannot build the header", path);
-    }
-
-    zf_atomic_file a;
-    if (zf_atomic_begin(&a, path) == ZF_OK) {
-        unsigned char len8[8];
-        for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)b.n >> (8 * i));
-        zf_atomic_write(&a, len8, 8);
-        zf_atomic_write(&a, b.p, b.n);
-        for (size_t i = 0; i < w->n; i++) zf_atomic_write(&a, w->e[i].data, w->e[i].nbytes);
-    }
-    zf_status s = zf_atomic_commit(&a);
-    free(b.p);
-    return s;
 }

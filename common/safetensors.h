@@ -1,4 +1,4 @@
-/* safetensors reader (mmap, single file or sharded with model.safetensors.index.json) and writer. */
+/* safetensors files: mmap reader (single file or sharded with model.safetensors.index.json) and atomic writer. */
 #ifndef ZF_SAFETENSORS_H
 #define ZF_SAFETENSORS_H
 
@@ -28,13 +28,8 @@ typedef struct zf_safetensors zf_safetensors;
 zf_status zf_st_open(const char *path, zf_safetensors **out);
 void zf_st_close(zf_safetensors *st);
 
-size_t zf_st_count(const zf_safetensors *st);
-const zf_st_tensor *zf_st_at(const zf_safetensors *st, size_t i);
 /* NULL when absent (not an error by itself; callers decide). */
 const zf_st_tensor *zf_st_find(const zf_safetensors *st, const char *name);
-/* Finds name, checks its shape equals shape[0..ndim), converts to fp32 into dst (numel floats).
- * Errors name the file, the tensor and the expected and found shapes. */
-zf_status zf_st_read_f32(const zf_safetensors *st, const char *name, int ndim, const int64_t *shape, float *dst);
 /* Same, allocating the destination (free with free()). */
 zf_status zf_st_load_f32(const zf_safetensors *st, const char *name, int ndim, const int64_t *shape, float **dst);
 /* A fingerprint (xxh64) of every tensor's name, dtype, shape and size; stable across runs. */

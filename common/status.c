@@ -83,3 +83,11 @@ void *zf_calloc(size_t count, size_t size, const char *what)
     if (!p) zf_fail(ZF_ERR_NOMEM, "cannot allocate %zu x %zu bytes for %s", count, size, what);
     return p;
 }
+
+char *zf_strdup(const char *s, const char *what)
+{
+    size_t n = strlen(s) + 1;
+    char *p = zf_malloc(n, what);
+    if (p) memcpy(p, s, n);
+    return p;
+}

@@ -37,5 +37,6 @@ void zf_panic(const char *file, int line, const char *fmt, ...) __attribute__((n
 #include <stddef.h>
 void *zf_malloc(size_t bytes, const char *what);
 void *zf_calloc(size_t count, size_t size, const char *what);
+char *zf_strdup(const char *s, const char *what);
 
 #endif

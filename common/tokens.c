@@ -1,6 +1,7 @@
 /* llm.c token files: validated reader (u16 version 1 / u32 version 7) and atomic writer. */
 #define _GNU_SOURCE
 #include "common/tokens.h"
+#include "common/tokens_internal.h"
 #include "common/fsutil.h"
 
 #include <errno.h>

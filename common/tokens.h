@@ -19,7 +19,5 @@ typedef struct {
 /* Reads and validates the whole file; vocab_size > 0 also checks every id < vocab_size. */
 zf_status zf_tokens_read(const char *path, int64_t vocab_size, zf_tokens *out);
 void zf_tokens_free(zf_tokens *t);
-/* Writes a file (uint16 version 1 if every id < 65536, else uint32 version 7), atomically. */
-zf_status zf_tokens_write(const char *path, const int32_t *ids, size_t count);
 
 #endif

@@ -31,7 +31,7 @@ static int files_equal(const char *a, const char *b)
         long na = ftell(fa), nb = ftell(fb);
         rewind(fa);
         rewind(fb);
-        if (na == nb && na > 0 && (x = malloc((size_t)na)) && (y = malloc((size_t)nb)) &&
+        if (na == nb && na > 0 && (x = zf_malloc((size_t)na, a)) && (y = zf_malloc((size_t)nb, b)) &&
             fread(x, 1, (size_t)na, fa) == (size_t)na && fread(y, 1, (size_t)nb, fb) == (size_t)nb)
             eq = memcmp(x, y, (size_t)na) == 0;
     }

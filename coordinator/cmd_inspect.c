@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/shard.h"
 #include "coordinator/commands.h"
@@ -62,18 +63,13 @@ static void print_report(const char *dir)
 {
     char path[PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/report.json", dir);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
         printf("# no report.json: perplexity not measured yet\n");
         return;
     }
-    struct stat st;
     char *text = NULL;
-    if (fstat(fileno(f), &st) == 0 && st.st_size < (64 << 20) && (text = malloc((size_t)st.st_size + 1))) {
-        size_t n = fread(text, 1, (size_t)st.st_size, f);
-        text[n] = '\0';
-    }
-    fclose(f);
+    zf_read_small_file(path, 64u << 20, "a report", &text); /* unreadable: said below */
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     const cJSON *ev = root ? cJSON_GetObjectItemCaseSensitive(root, "eval") : NULL;

@@ -78,7 +78,8 @@ static double measure_forward(zf_backend *be, const zf_model_config *mc, int64_t
         if (w.lin_w[l]) fill_uniform(w.lin_w[l], zf_lin_out(mc, (zf_lin)l) * zf_lin_in(mc, (zf_lin)l), 1 + l, 0.05f);
     for (int k = 0; k < 2; k++)
         for (int64_t i = 0; i < mc->hidden; i++) w.norm_w[k][i] = 1.0f;
-    float *x0 = malloc(sizeof(float) * (size_t)(s * mc->hidden)), *x = malloc(sizeof(float) * (size_t)(s * mc->hidden));
+    float *x0 = zf_calloc((size_t)(s * mc->hidden), sizeof(float), "probe activations"),
+          *x = zf_calloc((size_t)(s * mc->hidden), sizeof(float), "probe activations");
     double rate = 0;
     if (x0 && x) {
         for (int64_t i = 0; i < s * mc->hidden; i++) x0[i] = (float)((i * 37 % 101) - 50) * 0.02f;
@@ -112,8 +113,9 @@ static double quant_flops_model(double rows, double cols, int als_iters)
 static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t rows, int64_t cols)
 {
     int64_t t = 2 * cols;
-    float *W = malloc(sizeof(float) * (size_t)(rows * cols)), *X = malloc(sizeof(float) * (size_t)(t * cols)),
-          *H = malloc(sizeof(float) * (size_t)(cols * cols));
+    float *W = zf_calloc((size_t)(rows * cols), sizeof(float), "probe weights"),
+          *X = zf_calloc((size_t)(t * cols), sizeof(float), "probe inputs"),
+          *H = zf_calloc((size_t)(cols * cols), sizeof(float), "probe Hessian");
     double rate = 0;
     if (W && X && H) {
         fill_uniform(W, rows * cols, 7, 1.0f);
@@ -130,7 +132,7 @@ static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t r
         /* A first call pays once-per-process costs (a GPU's kernel loading and library workspaces, seconds there)
          * that a run spreads over all its layers: a small layer of the same method takes them first. */
         int64_t wr = rows < 64 ? rows : 64, wc = cols < 64 ? cols : 64;
-        float *Hw = st == ZF_OK ? malloc(sizeof(float) * (size_t)(wc * wc)) : NULL;
+        float *Hw = st == ZF_OK ? zf_calloc((size_t)(wc * wc), sizeof(float), "warm-up Hessian") : NULL;
         if (Hw) {
             for (int64_t i = 0; i < wc; i++) memcpy(Hw + i * wc, H + i * cols, sizeof(float) * (size_t)wc);
             if (zf_backend_quantize(be, q, W, wr, wc, Hw, NULL, &r) == ZF_OK) zf_qresult_free(&r);
@@ -154,8 +156,8 @@ static double busiest_owner_flops(const zf_job_config *cfg, const zf_model_confi
                                   const double *in, int ranks)
 {
     int64_t nb = cfg->schedule == ZF_SCHEDULE_PARALLEL ? mc->n_layers : 1;
-    int *owner = malloc(sizeof *owner * (size_t)(nb * ZF_NGROUP));
-    double *load = calloc((size_t)ranks, sizeof *load), busiest = 0;
+    int *owner = zf_calloc((size_t)(nb * ZF_NGROUP), sizeof *owner, "unit owners");
+    double *load = zf_calloc((size_t)ranks, sizeof *load, "rank loads"), busiest = 0;
     if (owner && load && zf_assign_owners(mc, nb, ranks, owner) == ZF_OK) {
         int iters = cfg->quant.method == ZF_METHOD_ZFOLD ? cfg->quant.als_max_iter : 0;
         for (int64_t u = 0; u < nb * ZF_NGROUP; u++)
@@ -231,39 +233,99 @@ static double available_gib(void)
     return kb / (1024.0 * 1024.0);
 }
 
+/* The GPU memory table of backend cuda against gpu_info's device (NULL when none) or gpu_limit GiB: exit code. */
+static int print_gpu_memory(const zf_job_config *cfg, const zf_model_config *mc, int64_t seq, int ranks, double hess,
+                            const double *rows, const double *in, double gpu_limit, const zf_backend_info *gpu_info)
+{
+    double gib = 1024.0 * 1024.0 * 1024.0;
+    double g_fwd = (double)zf_backend_forward_bytes(mc, seq, (zf_forward_dtype)cfg->gpu_forward_dtype);
+    double g_fixed = (double)zf_backend_cuda_fixed_bytes(cfg->hessian_fp64);
+    double g_nccl = ranks > 1 ? (double)ZF_GPUCOMM_NCCL_ALLOWANCE + (double)ZF_GPUCOMM_STAGE : 0;
+    g_fixed += g_nccl;
+    double g_quant = 0; /* the group whose quantization holds the most */
+    int g_most = 0;
+    for (int g = 0; g < ZF_NGROUP; g++) {
+        double b = (double)zf_backend_quantize_bytes(&cfg->quant, (int64_t)rows[g], (int64_t)in[g], true);
+        if (b > g_quant) g_quant = b, g_most = g;
+    }
+    double g_quant_total = g_fixed + g_fwd + hess + g_quant;
+    /* evaluation runs after quantization: the forward again, then the head and one window's logits */
+    int64_t eval_seq = cfg->eval_seq_len > 0 ? cfg->eval_seq_len : seq;
+    double g_eval = g_fixed + (double)zf_backend_forward_bytes(mc, eval_seq, (zf_forward_dtype)cfg->gpu_forward_dtype) +
+                    (double)zf_backend_nll_bytes(mc, eval_seq, (zf_forward_dtype)cfg->gpu_forward_dtype);
+    double g_total = g_quant_total > g_eval ? g_quant_total : g_eval;
+    const char *source = "--gpu-memory";
+    if (gpu_limit <= 0 && gpu_info) {
+        gpu_limit = (double)gpu_info->mem_total / gib;
+        source = gpu_info->name;
+    }
+    printf("\n| GPU memory per rank (backend cuda) | GiB |\n|---|---|\n");
+    printf("| CUDA context and library workspaces (allowance)%s%s | %.3f |\n",
+           cfg->hessian_fp64 ? ", fp64 Hessian scratch" : "",
+           g_nccl > 0 ? "; NCCL buffers (allowance) and broadcast staging" : "", g_fixed / gib);
+    printf("| one block's weights (%s) and one window's forward | %.3f |\n",
+           cfg->gpu_forward_dtype == ZF_FWD_FP32 ? "fp32" : "16-bit", g_fwd / gib);
+    printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization (%s, [%lld x %lld]) | %.3f |\n",
+           cfg->hessian_fp64 ? "fp64" : "fp32", hess / gib, zf_group_name((zf_group)g_most), (long long)rows[g_most],
+           (long long)in[g_most], g_quant / gib);
+    printf("| quantization total | %.3f |\n", g_quant_total / gib);
+    printf("| evaluation total: forward, head and one window's logits (%lld tokens) | %.3f |\n", (long long)eval_seq,
+           g_eval / gib);
+    printf("| **peak** | **%.3f** |\n", g_total / gib);
+    if (gpu_limit <= 0) printf("GPU memory: no device here; pass --gpu-memory GiB to check against a GPU\n");
+    else if (g_total / gib > gpu_limit) {
+        printf("WARNING: a rank needs %.2f GiB of GPU memory but %s has %.2f GiB: use fewer calibration windows "
+               "per rank (more ranks), gpu.forward_dtype: bf16, or hessian_fp64: false\n", g_total / gib, source,
+               gpu_limit);
+        return ZF_EXIT_FAILURE;
+    } else printf("GPU memory OK: %.2f GiB needed of %.2f GiB (%s)\n", g_total / gib, gpu_limit, source);
+    return ZF_EXIT_OK;
+}
+
+/* The command line of zfold plan. */
+typedef struct {
+    const char *config_path;
+    int ranks;
+    double mem_limit, gpu_limit; /* GiB; 0 when not given */
+    bool memory_only;
+    const char *sets[ZF_MAX_SETS];
+    int nsets;
+} plan_args;
+
+static bool parse_args(int argc, char **argv, plan_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->ranks = 1;
+    for (int i = 1, took; i < argc; i++) {
+        if ((took = zf_config_take_set(argc, argv, i, a->sets, &a->nsets))) i += took - 1;
+        else if (!strcmp(argv[i], "--ranks") && i + 1 < argc) a->ranks = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--memory") && i + 1 < argc) a->mem_limit = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--memory-only")) a->memory_only = true;
+        else if (!strcmp(argv[i], "--gpu-memory") && i + 1 < argc) a->gpu_limit = atof(argv[++i]);
+        else if (argv[i][0] != '-' && !a->config_path) a->config_path = argv[i];
+        else return false;
+    }
+    return a->config_path && a->ranks >= 1;
+}
+
 int zf_cmd_plan(int argc, char **argv)
 {
-    const char *config_path = NULL;
-    int ranks = 1;
-    double mem_limit = 0, gpu_limit = 0;
-    bool memory_only = false;
-    zf_job_config cfg;
-    const char *sets[ZF_MAX_SETS];
-    int nsets = 0;
-    for (int i = 1, took; i < argc; i++) {
-        if ((took = zf_config_take_set(argc, argv, i, sets, &nsets))) i += took - 1;
-        else if (!strcmp(argv[i], "--ranks") && i + 1 < argc) ranks = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--memory") && i + 1 < argc) mem_limit = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--memory-only")) memory_only = true;
-        else if (!strcmp(argv[i], "--gpu-memory") && i + 1 < argc) gpu_limit = atof(argv[++i]);
-        else if (argv[i][0] != '-' && !config_path) config_path = argv[i];
-        else {
-            zf_cmd_plan_help();
-            return ZF_EXIT_USAGE;
-        }
-    }
-    if (!config_path || ranks < 1) {
+    plan_args a;
+    if (!parse_args(argc, argv, &a)) {
         zf_cmd_plan_help();
         return ZF_EXIT_USAGE;
     }
+    const char *config_path = a.config_path;
+    int ranks = a.ranks;
+    zf_job_config cfg;
     zf_model_config mc;
-    zf_status s = zf_config_read(config_path, sets, nsets, &cfg, NULL);
+    zf_status s = zf_config_read(config_path, a.sets, a.nsets, &cfg, NULL);
     if (s == ZF_OK) s = zf_model_config_read(cfg.model, &mc);
     if (s != ZF_OK) {
         fprintf(stderr, "zfold: %s\n", zf_last_error());
         return ZF_EXIT_FAILURE;
     }
-    if (mem_limit <= 0) mem_limit = available_gib() / ranks;
+    double mem_limit = a.mem_limit > 0 ? a.mem_limit : available_gib() / ranks;
     int64_t seq = cfg.calib_seq_len > 0 ? cfg.calib_seq_len : (mc.max_pos < 2048 ? mc.max_pos : 2048);
     int64_t wins = (cfg.calib_windows + ranks - 1) / ranks, T = wins * seq, Tall = cfg.calib_windows * seq;
     int64_t d = mc.hidden, qd = mc.n_heads * mc.head_dim, ff = mc.intermediate;
@@ -318,7 +380,7 @@ int zf_cmd_plan(int argc, char **argv)
     printf("| embeddings, head, final norm | %.3f |\n| evaluation chunk (%lld windows, logits) | %.3f |\n",
            globals / gib, (long long)cfg.eval_chunk, eval / gib);
     printf("| **total** | **%.3f** |\n\n", total / gib);
-    if (!memory_only) {
+    if (!a.memory_only) {
         zf_backend_opts co = {.kind = ZF_BACKEND_CPU, .device = -1};
         zf_backend *cpu = NULL;
         if (!gpu && zf_backend_open(&co, &cpu) != ZF_OK) {
@@ -335,50 +397,9 @@ int zf_cmd_plan(int argc, char **argv)
         print_times(&cfg, &mc, &r, fwd_flops, hess_flops, quant_flops);
     }
     printf("(calibration of %lld tokens in all)\n", (long long)Tall);
-    int rc = ZF_EXIT_OK;
-    if (cfg.backend == ZF_BACKEND_CUDA) {
-        double g_fwd = (double)zf_backend_forward_bytes(&mc, seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
-        double g_fixed = (double)zf_backend_cuda_fixed_bytes(cfg.hessian_fp64);
-        double g_nccl = ranks > 1 ? (double)ZF_GPUCOMM_NCCL_ALLOWANCE + (double)ZF_GPUCOMM_STAGE : 0;
-        g_fixed += g_nccl;
-        double g_quant = 0; /* the group whose quantization holds the most */
-        int g_most = 0;
-        for (int g = 0; g < ZF_NGROUP; g++) {
-            double b = (double)zf_backend_quantize_bytes(&cfg.quant, (int64_t)rows[g], (int64_t)in[g], true);
-            if (b > g_quant) g_quant = b, g_most = g;
-        }
-        double g_quant_total = g_fixed + g_fwd + hess + g_quant;
-        /* evaluation runs after quantization: the forward again, then the head and one window's logits */
-        int64_t eval_seq = cfg.eval_seq_len > 0 ? cfg.eval_seq_len : seq;
-        double g_eval = g_fixed + (double)zf_backend_forward_bytes(&mc, eval_seq, (zf_forward_dtype)cfg.gpu_forward_dtype) +
-                        (double)zf_backend_nll_bytes(&mc, eval_seq, (zf_forward_dtype)cfg.gpu_forward_dtype);
-        double g_total = g_quant_total > g_eval ? g_quant_total : g_eval;
-        const char *source = "--gpu-memory";
-        if (gpu_limit <= 0 && gpu) {
-            gpu_limit = (double)gpu_info.mem_total / gib;
-            source = gpu_info.name;
-        }
-        printf("\n| GPU memory per rank (backend cuda) | GiB |\n|---|---|\n");
-        printf("| CUDA context and library workspaces (allowance)%s%s | %.3f |\n",
-               cfg.hessian_fp64 ? ", fp64 Hessian scratch" : "",
-               g_nccl > 0 ? "; NCCL buffers (allowance) and broadcast staging" : "", g_fixed / gib);
-        printf("| one block's weights (%s) and one window's forward | %.3f |\n",
-               cfg.gpu_forward_dtype == ZF_FWD_FP32 ? "fp32" : "16-bit", g_fwd / gib);
-        printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization (%s, [%lld x %lld]) | %.3f |\n",
-               cfg.hessian_fp64 ? "fp64" : "fp32", hess / gib, zf_group_name((zf_group)g_most), (long long)rows[g_most],
-               (long long)in[g_most], g_quant / gib);
-        printf("| quantization total | %.3f |\n", g_quant_total / gib);
-        printf("| evaluation total: forward, head and one window's logits (%lld tokens) | %.3f |\n", (long long)eval_seq,
-               g_eval / gib);
-        printf("| **peak** | **%.3f** |\n", g_total / gib);
-        if (gpu_limit <= 0) printf("GPU memory: no device here; pass --gpu-memory GiB to check against a GPU\n");
-        else if (g_total / gib > gpu_limit) {
-            printf("WARNING: a rank needs %.2f GiB of GPU memory but %s has %.2f GiB: use fewer calibration windows "
-                   "per rank (more ranks), gpu.forward_dtype: bf16, or hessian_fp64: false\n", g_total / gib, source,
-                   gpu_limit);
-            rc = ZF_EXIT_FAILURE;
-        } else printf("GPU memory OK: %.2f GiB needed of %.2f GiB (%s)\n", g_total / gib, gpu_limit, source);
-    }
+    int rc = cfg.backend == ZF_BACKEND_CUDA
+                 ? print_gpu_memory(&cfg, &mc, seq, ranks, hess, rows, in, a.gpu_limit, gpu ? &gpu_info : NULL)
+                 : ZF_EXIT_OK;
     zf_backend_close(gpu);
     if (total / gib > mem_limit) {
         printf("WARNING: a rank needs %.2f GiB but has %.2f GiB: use more ranks (the calibration activations shrink "

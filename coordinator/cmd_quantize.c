@@ -19,6 +19,7 @@
 #include "coordinator/config.h"
 #include "coordinator/pipeline.h"
 #include "coordinator/rundir.h"
+#include "coordinator/shardmap.h"
 #include "coordinator/signals.h"
 #include "worker/perplexity.h"
 
@@ -56,62 +57,18 @@ static void block_shard_path(const zf_job_config *cfg, int64_t b, char *path, si
 static zf_status write_block_shard(const zf_job_config *cfg, const zf_qmodel *m, int64_t b, const char *prov,
                                    char *path, size_t pathlen)
 {
-    const zf_model_config *c = &m->model;
-    const zf_qblock *qb = &m->blocks[b];
-    char names[ZF_NLIN][256], norm_names[4][256];
-    zf_shard_linear lin[ZF_NLIN];
-    zf_shard_tensor ten[4];
-    int nl = 0, nt = 0;
-    for (int l = 0; l < ZF_NLIN; l++) {
-        if (!zf_lin_present(c, (zf_lin)l)) continue;
-        const zf_qresult *r = &qb->lin[l];
-        zf_lin_tensor_prefix(c, b, (zf_lin)l, names[l], sizeof names[l]);
-        lin[nl++] = (zf_shard_linear){
-            .name = names[l], .bits = r->bits, .out = r->rows, .in = r->cols, .ngroups = r->ngroups,
-            .group_size = cfg->quant.group_size > 0 ? cfg->quant.group_size : -1, .q = r->q, .scale = r->scale,
-            .zero = r->zero, .g_idx = r->g_idx, .zeta = r->zeta, .bias = qb->folded.lin_b[l],
-            .dl_before = qb->dl_rtn[l], .dl_after = qb->dl[l], .als_iters = r->als_iters,
-            .damp_used = r->damp_used, .damp_retries = r->damp_retries};
-    }
-    for (int which = 0; which < 2; which++) {
-        char prefix[200];
-        zf_norm_tensor_prefix(c, b, which, prefix, sizeof prefix);
-        snprintf(norm_names[nt], sizeof norm_names[nt], "%s.weight", prefix);
-        ten[nt] = (zf_shard_tensor){norm_names[nt], 1, {c->hidden, 0}, qb->folded.norm_w[which]};
-        nt++;
-        if (qb->folded.norm_b[which]) {
-            snprintf(norm_names[nt], sizeof norm_names[nt], "%s.bias", prefix);
-            ten[nt] = (zf_shard_tensor){norm_names[nt], 1, {c->hidden, 0}, qb->folded.norm_b[which]};
-            nt++;
-        }
-    }
     char dir[ZF_PATH_MAX + 16];
     snprintf(dir, sizeof dir, "%s/blocks", cfg->output);
     ZF_TRY(zf_mkdirs(dir));
     block_shard_path(cfg, b, path, pathlen);
-    return zf_shard_write(path, "block", b, nl, lin, nt, ten, prov);
+    return zf_shardmap_write_block(&m->model, b, &m->blocks[b], cfg->quant.group_size, path, prov);
 }
 
 static zf_status write_unquantized(const zf_job_config *cfg, const zf_qmodel *m, const char *prov, char *path,
                                    size_t pathlen)
 {
-    const zf_model_config *c = &m->model;
-    const zf_model_globals *g = &m->globals;
-    zf_shard_tensor ten[6];
-    int nt = 0;
-    char fnw[256], fnb[256];
-    ten[nt++] = (zf_shard_tensor){zf_embed_tensor_name(c), 2, {c->vocab, c->hidden}, g->embed};
-    if (g->pos)
-        ten[nt++] = (zf_shard_tensor){zf_pos_embed_tensor_name(c), 2, {c->max_pos + c->opt_pos_offset, c->hidden}, g->pos};
-    snprintf(fnw, sizeof fnw, "%s.weight", zf_final_norm_prefix(c));
-    ten[nt++] = (zf_shard_tensor){fnw, 1, {c->hidden, 0}, g->final_norm_w};
-    if (g->final_norm_b) {
-        snprintf(fnb, sizeof fnb, "%s.bias", zf_final_norm_prefix(c));
-        ten[nt++] = (zf_shard_tensor){fnb, 1, {c->hidden, 0}, g->final_norm_b};
-    }
-    if (!c->tied_embeddings) ten[nt++] = (zf_shard_tensor){zf_head_tensor_name(c), 2, {c->vocab, c->hidden}, g->head};
     snprintf(path, pathlen, "%s/unquantized.h5", cfg->output);
-    return zf_shard_write(path, "unquantized", -1, 0, NULL, nt, ten, prov);
+    return zf_shardmap_write_globals(&m->model, &m->globals, path, prov);
 }
 
 /* The run around the pipeline: shards persisted as blocks finish, finished blocks read back on resume. */
@@ -214,11 +171,11 @@ static zf_status eval_share(zf_backend *be, const zf_model_config *c, const zf_m
     zf_nll nll = {0};
     zf_status s = hi > lo ? zf_eval_nll(be, c, g, src, ctx, ids, seq, lo, hi, chunk, &nll) : ZF_OK;
     s = zf_comm_agree(s);
-    double sums[3] = {nll.nll_sum, (double)nll.predictions, (double)nll.windows};
-    if (s == ZF_OK) s = zf_comm_allreduce_f64(sums, 3);
-    nll.nll_sum = sums[0];
-    nll.predictions = (int64_t)sums[1];
-    nll.windows = (int64_t)sums[2];
+    int64_t counts[2] = {nll.predictions, nll.windows};
+    if (s == ZF_OK) s = zf_comm_allreduce_f64(&nll.nll_sum, 1);
+    if (s == ZF_OK) s = zf_comm_sum_i64(counts, 2);
+    nll.predictions = counts[0];
+    nll.windows = counts[1];
     if (s == ZF_OK) *ppl = zf_nll_ppl(&nll);
     return s;
 }
@@ -363,16 +320,6 @@ int zf_job_end_early(const zf_comm *comm)
     return ZF_EXIT_FAILURE;
 }
 
-int zf_exit_code(zf_status s)
-{
-    switch (s) {
-    case ZF_OK: return ZF_EXIT_OK;
-    case ZF_ERR_INTERRUPTED: return ZF_EXIT_INTERRUPTED;
-    case ZF_ERR_INTERNAL: return ZF_EXIT_INTERNAL;
-    default: return ZF_EXIT_FAILURE;
-    }
-}
-
 zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, bool restart, bool dry_run,
                           bool eval_only)
 {
@@ -400,7 +347,7 @@ zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, 
     } else if (s == ZF_OK) {
         zf_signals_install();
         zf_rundir *run = NULL;
-        double resume_from = 0;
+        int64_t resume_from = 0;
         if (lead) s = zf_mkdirs(cfg.output);
         if (s == ZF_OK && lead)
             s = zf_rundir_open(cfg.output, yaml, zf_st_fingerprint(m.st), m.model.n_layers, restart, &run);
@@ -408,14 +355,14 @@ zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, 
             char path[ZF_PATH_MAX + 32];
             snprintf(path, sizeof path, "%s/config.yaml", cfg.output);
             s = zf_write_file_atomic(path, yaml, strlen(yaml));
-            resume_from = (double)zf_rundir_first_unfinished(run);
+            resume_from = zf_rundir_first_unfinished(run);
             if (resume_from > 0)
                 zf_log_info("resuming %s: %lld of %lld blocks already done", cfg.output, (long long)resume_from,
                             (long long)m.model.n_layers);
         }
         s = zf_comm_agree(s);
-        if (s == ZF_OK) s = zf_comm_allreduce_f64(&resume_from, 1);
-        if (s == ZF_OK && eval_only && resume_from < (double)m.model.n_layers)
+        if (s == ZF_OK) s = zf_comm_sum_i64(&resume_from, 1);
+        if (s == ZF_OK && eval_only && resume_from < m.model.n_layers)
             s = zf_fail(ZF_ERR_INPUT, "%s: %lld of %lld blocks finished; run zfold quantize to finish the run first",
                         cfg.output, (long long)resume_from, (long long)m.model.n_layers);
         if (s == ZF_OK && resume_from > 0 && cfg.eval_unfolded) {
@@ -423,7 +370,7 @@ zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, 
             cfg.eval_unfolded = false;
         }
         run_ctx rctx = {&cfg, &m, run, yaml};
-        zf_run_hooks hooks = {(int64_t)resume_from, hook_load, hook_done, hook_stop, &rctx};
+        zf_run_hooks hooks = {resume_from, hook_load, hook_done, hook_stop, &rctx};
         if (s == ZF_OK) s = zf_qmodel_quantize(&cfg, &m, &hooks);
         if (s == ZF_OK && lead) {
             char path[ZF_PATH_MAX + 32];

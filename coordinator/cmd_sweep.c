@@ -1,4 +1,5 @@
-/* `zfold sweep CONFIG.yaml`: one run directory per point of the cartesian product of the listed values, then a summary. */
+/* `zfold sweep CONFIG.yaml`: one run directory per distinct point of the cartesian product of the listed values, then
+ * a summary. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +18,9 @@ void zf_cmd_sweep_help(void)
     printf("usage: zfold sweep CONFIG.yaml [--set key=value]... [--report] [--restart]\n"
            "A key given a list (bits: [2, 3, 4], method: [rtn, optq, zfold]) makes a sweep over the cartesian\n"
            "product of the lists. Each point is a run directory <output>/<key>-<value>_..., resumable on its own;\n"
-           "finished points (complete shards and report.json) are skipped. At the end <output>/sweep-summary.csv,\n"
+           "finished points (complete shards and report.json) are skipped. A key that does not affect a point's\n"
+           "method (alpha for rtn; see zfold help config) is left out of its name, and points that differ only in\n"
+           "such keys run once (- in the summary). At the end <output>/sweep-summary.csv,\n"
            "sweep-summary.md and sweep-ppl.svg (perplexity against bits per setting, through gnuplot) are written.\n"
            "Full-precision Hessians (block 0's; every block's with schedule: parallel) are computed once and shared\n"
            "through <output>/hessian-cache unless calibration.cache names another folder.\n"
@@ -30,26 +33,63 @@ typedef struct {
     char name[256];
     char dir[ZF_PATH_MAX + 260];
     char values[ZF_SWEEP_MAX_DIMS][128];
+    bool moot[ZF_SWEEP_MAX_DIMS];   /* the key does not apply to the point's method */
+    int64_t same_as;                /* the first point that is the same run (itself when distinct) */
 } point;
 
-static void point_at(const zf_job_config *base, const zf_sweep *sw, int64_t index, point *p)
+/* The configuration of point index: base with the point's values applied; fills values. */
+static zf_status point_config(const zf_job_config *base, const zf_sweep *sw, int64_t index, point *p,
+                              zf_job_config *cfg)
 {
-    p->name[0] = '\0';
     for (int d = sw->ndims - 1; d >= 0; d--) {
         const zf_sweep_dim *dim = &sw->dims[d];
         snprintf(p->values[d], sizeof p->values[d], "%s", dim->values[index % dim->nvalues]);
         index /= dim->nvalues;
     }
-    size_t len = 0;
+    *cfg = *base;
     for (int d = 0; d < sw->ndims; d++) {
+        char assign[256];
+        snprintf(assign, sizeof assign, "%s=%s", sw->dims[d].key, p->values[d]);
+        ZF_TRY(zf_config_set(cfg, assign));
+    }
+    return ZF_OK;
+}
+
+/* The name lists the keys that apply to the method (all of them if none does). */
+static void point_name(const zf_job_config *base, const zf_sweep *sw, point *p)
+{
+    bool any = false;
+    for (int d = 0; d < sw->ndims; d++) any |= !p->moot[d];
+    size_t len = 0;
+    p->name[0] = '\0';
+    for (int d = 0; d < sw->ndims; d++) {
+        if (any && p->moot[d]) continue;
         const char *key = strrchr(sw->dims[d].key, '.');
         key = key ? key + 1 : sw->dims[d].key;
-        len += (size_t)snprintf(p->name + len, sizeof p->name - len, "%s%s-%s", d ? "_" : "", key, p->values[d]);
+        len += (size_t)snprintf(p->name + len, sizeof p->name - len, "%s%s-%s", len ? "_" : "", key, p->values[d]);
         if (len >= sizeof p->name) len = sizeof p->name - 1;
     }
     for (char *c = p->name; *c; c++)
         if (*c == '/' || *c == ' ') *c = '_';
     snprintf(p->dir, sizeof p->dir, "%s/%s", base->output, p->name);
+}
+
+/* Point index of the sweep; its configuration in cfg when cfg is not NULL. Configurations are checked before use. */
+static void point_at(const zf_job_config *base, const zf_sweep *sw, int64_t index, point *p, zf_job_config *cfg)
+{
+    zf_job_config own, other;
+    point q;
+    if (!cfg) cfg = &own;
+    if (point_config(base, sw, index, p, cfg) != ZF_OK) ZF_PANIC("sweep point %lld: %s", (long long)index,
+                                                                  zf_last_error());
+    for (int d = 0; d < sw->ndims; d++) p->moot[d] = !zf_config_key_applies(sw->dims[d].key, cfg->quant.method);
+    point_name(base, sw, p);
+    p->same_as = index;
+    for (int64_t j = 0; j < index; j++)
+        if (point_config(base, sw, j, &q, &other) == ZF_OK && zf_config_same_run(&other, cfg)) {
+            p->same_as = j;
+            break;
+        }
 }
 
 static cJSON *read_report(const char *dir)
@@ -83,6 +123,23 @@ static const char *base_name(const char *p)
     return s ? s + 1 : p;
 }
 
+/* The index of the point with bits = bi and the other keys from series index sidx. */
+static int64_t series_point(const zf_sweep *sw, int bits_dim, int64_t sidx, int bi)
+{
+    int64_t rest = sidx, index = 0, mult = 1;
+    for (int d = sw->ndims - 1; d >= 0; d--) {
+        int v;
+        if (d == bits_dim) v = bi;
+        else {
+            v = (int)(rest % sw->dims[d].nvalues);
+            rest /= sw->dims[d].nvalues;
+        }
+        index += v * mult;
+        mult *= sw->dims[d].nvalues;
+    }
+    return index;
+}
+
 static void plot(const zf_job_config *base, const zf_sweep *sw, int64_t npoints)
 {
     int bits_dim = -1;
@@ -103,20 +160,10 @@ static void plot(const zf_job_config *base, const zf_sweep *sw, int64_t npoints)
     for (int64_t sidx = 0; sidx < series && ntitles < 64; sidx++) {
         bool any = false;
         for (int bi = 0; bi < sw->dims[bits_dim].nvalues; bi++) {
-            /* rebuild the point index with bits = bi and the other keys from sidx */
-            int64_t rest = sidx, index = 0, mult = 1;
+            int64_t index = series_point(sw, bits_dim, sidx, bi);
             point p;
-            for (int d = sw->ndims - 1; d >= 0; d--) {
-                int v;
-                if (d == bits_dim) v = bi;
-                else {
-                    v = (int)(rest % sw->dims[d].nvalues);
-                    rest /= sw->dims[d].nvalues;
-                }
-                index += v * mult;
-                mult *= sw->dims[d].nvalues;
-            }
-            point_at(base, sw, index, &p);
+            point_at(base, sw, index, &p, NULL);
+            if (p.same_as != index) break; /* bits applies to every method: the whole series repeats another */
             cJSON *rep = read_report(p.dir);
             cJSON *e0 = rep ? cJSON_GetArrayItem(cJSON_GetObjectItem(rep, "eval"), 0) : NULL;
             cJSON *ppl = e0 ? cJSON_GetObjectItem(e0, "ppl") : NULL;
@@ -128,13 +175,14 @@ static void plot(const zf_job_config *base, const zf_sweep *sw, int64_t npoints)
                 size_t len = 0;
                 titles[ntitles][0] = '\0';
                 for (int d = 0; d < sw->ndims; d++)
-                    if (d != bits_dim)
+                    if (d != bits_dim && !p.moot[d])
                         len += (size_t)snprintf(titles[ntitles] + len, sizeof titles[0] - len, "%s%s=%s",
                                                 len ? " " : "", sw->dims[d].key, p.values[d]);
             }
             cJSON_Delete(rep);
         }
-        if (any) ntitles++;
+        if (!any) continue;
+        ntitles++;
         fprintf(f, "\n\n");
     }
     fclose(f);
@@ -176,17 +224,20 @@ static zf_status write_summary(const zf_job_config *base, const zf_sweep *sw, in
     fprintf(m, "\n");
     int64_t finished = 0;
     double saved_total = 0;
+    int64_t runs = 0;
     for (int64_t i = 0; i < npoints; i++) {
         point p;
-        point_at(base, sw, i, &p);
+        point_at(base, sw, i, &p, NULL);
+        if (p.same_as != i) continue;
+        runs++;
         cJSON *rep = read_report(p.dir);
         if (!rep) continue;
         finished++;
         fprintf(c, "%s", p.name);
         fprintf(m, "| %s |", p.name);
         for (int d = 0; d < sw->ndims; d++) {
-            fprintf(c, ",%s", p.values[d]);
-            fprintf(m, " %s |", p.values[d]);
+            fprintf(c, ",%s", p.moot[d] ? "" : p.values[d]);
+            fprintf(m, " %s |", p.moot[d] ? "-" : p.values[d]);
         }
         cJSON *ev = cJSON_GetObjectItem(rep, "eval");
         for (int k = 0; k < base->n_eval_files; k++) {
@@ -215,10 +266,71 @@ static zf_status write_summary(const zf_job_config *base, const zf_sweep *sw, in
     if (s == ZF_OK) s = zf_write_file_atomic(path, md, md_len);
     if (s == ZF_OK)
         printf("\n%s\n%lld of %lld points finished; the Hessian cache saved %.1f s of compute; summary in "
-               "%s/sweep-summary.{csv,md}\n", md, (long long)finished, (long long)npoints, saved_total, base->output);
+               "%s/sweep-summary.{csv,md}\n", md, (long long)finished, (long long)runs, saved_total, base->output);
     free(csv);
     free(md);
     if (s == ZF_OK) plot(base, sw, npoints);
+    return s;
+}
+
+/* Checks every point before the first one runs; *runs: the number of distinct ones. */
+static zf_status check_points(const char *config_path, const zf_job_config *base, const zf_sweep *sw,
+                              int64_t npoints, int64_t *runs)
+{
+    *runs = 0;
+    for (int64_t i = 0; i < npoints; i++) {
+        point p;
+        zf_job_config cfg;
+        zf_status s = point_config(base, sw, i, &p, &cfg);
+        if (s == ZF_OK) s = zf_config_validate(&cfg);
+        if (s != ZF_OK) {
+            for (int d = 0; d < sw->ndims; d++) p.moot[d] = false;
+            point_name(base, sw, &p);
+            return zf_fail_context(s, "%s, sweep point %s", config_path, p.name);
+        }
+        point_at(base, sw, i, &p, NULL);
+        *runs += p.same_as == i;
+    }
+    return ZF_OK;
+}
+
+/* Runs point i unless it repeats another point or finished earlier; ZF_ERR_INTERRUPTED stops the sweep. */
+static zf_status run_point(const char *config_path, const zf_job_config *base, const zf_sweep *sw, int64_t i,
+                           int64_t *run, int64_t runs, bool restart, bool lead)
+{
+    point p, first;
+    zf_job_config cfg;
+    point_at(base, sw, i, &p, &cfg);
+    if (p.same_as != i) {
+        char combo[512] = "";
+        for (int d = 0; d < sw->ndims; d++)
+            snprintf(combo + strlen(combo), sizeof combo - strlen(combo), "%s%s=%s", d ? " " : "", sw->dims[d].key,
+                     p.values[d]);
+        point_at(base, sw, p.same_as, &first, NULL);
+        zf_log_info("sweep: %s is the same run as %s (%s)", combo, first.name, zf_method_name(cfg.quant.method));
+        return ZF_OK;
+    }
+    ++*run;
+    bool done = lead && !restart && point_finished(&p);
+    ZF_TRY(zf_comm_any(&done));
+    if (done) {
+        zf_log_info("sweep point %lld/%lld %s: finished earlier, skipped", (long long)*run, (long long)runs, p.name);
+        return ZF_OK;
+    }
+    zf_log_info("sweep point %lld/%lld %s", (long long)*run, (long long)runs, p.name);
+    if (strlen(p.dir) >= sizeof cfg.output) {
+        zf_log_error("sweep point %s: output path too long", p.name);
+        return ZF_ERR_INPUT;
+    }
+    snprintf(cfg.output, sizeof cfg.output, "%s", p.dir);
+    static const char cache_dir[] = "/hessian-cache";
+    if (!cfg.calib_cache[0] && strlen(base->output) + sizeof cache_dir <= sizeof cfg.calib_cache) {
+        strcpy(cfg.calib_cache, base->output);
+        strcat(cfg.calib_cache, cache_dir);
+    }
+    zf_status s = zf_quantize_job(&cfg, config_path, restart, false, false);
+    if (s != ZF_OK && s != ZF_ERR_INTERRUPTED && !zf_comm_reported_elsewhere())
+        zf_log_error("sweep point %s: %s", p.name, zf_last_error());
     return s;
 }
 
@@ -249,55 +361,17 @@ int zf_cmd_sweep(int argc, char **argv)
     zf_job_config base;
     zf_sweep sw;
     zf_status s = zf_config_read(config_path, sets, nsets, &base, &sw);
-    int64_t npoints = 1;
-    for (int d = 0; d < sw.ndims; d++) npoints *= sw.dims[d].nvalues;
-    /* every point must be valid before the first one runs */
-    for (int64_t i = 0; s == ZF_OK && i < npoints; i++) {
-        point p;
-        point_at(&base, &sw, i, &p);
-        zf_job_config cfg = base;
-        for (int d = 0; s == ZF_OK && d < sw.ndims; d++) {
-            char assign[256];
-            snprintf(assign, sizeof assign, "%s=%s", sw.dims[d].key, p.values[d]);
-            s = zf_config_set(&cfg, assign);
-        }
-        if (s == ZF_OK) s = zf_config_validate(&cfg);
-        if (s != ZF_OK) zf_fail_context(s, "%s, sweep point %s", config_path, p.name);
-    }
+    int64_t npoints = 1, runs = 0, run = 0;
+    for (int d = 0; s == ZF_OK && d < sw.ndims; d++) npoints *= sw.dims[d].nvalues;
+    if (s == ZF_OK) s = check_points(config_path, &base, &sw, npoints, &runs);
     if (s != ZF_OK) return zf_job_end_early(&comm);
-    zf_log_info("sweep %s: %lld point%s under %s", config_path, (long long)npoints, npoints == 1 ? "" : "s", base.output);
+    zf_log_info("sweep %s: %lld run%s of %lld combination%s under %s", config_path, (long long)runs,
+                runs == 1 ? "" : "s", (long long)npoints, npoints == 1 ? "" : "s", base.output);
     int failed = 0;
     for (int64_t i = 0; !report_only && i < npoints; i++) {
-        point p;
-        point_at(&base, &sw, i, &p);
-        double done = lead && !restart && point_finished(&p) ? 1 : 0;
-        if (zf_comm_allreduce_f64(&done, 1) != ZF_OK) break;
-        if (done > 0) {
-            zf_log_info("sweep point %lld/%lld %s: finished earlier, skipped", (long long)i + 1, (long long)npoints, p.name);
-            continue;
-        }
-        zf_log_info("sweep point %lld/%lld %s", (long long)i + 1, (long long)npoints, p.name);
-        zf_job_config cfg = base;
-        for (int d = 0; d < sw.ndims; d++) {
-            char assign[256];
-            snprintf(assign, sizeof assign, "%s=%s", sw.dims[d].key, p.values[d]);
-            zf_config_set(&cfg, assign); /* checked above */
-        }
-        if (strlen(p.dir) >= sizeof cfg.output) {
-            zf_log_error("sweep point %s: output path too long", p.name);
-            failed++;
-            continue;
-        }
-        snprintf(cfg.output, sizeof cfg.output, "%s", p.dir);
-        static const char cache_dir[] = "/hessian-cache";
-        if (!cfg.calib_cache[0] && strlen(base.output) + sizeof cache_dir <= sizeof cfg.calib_cache) {
-            strcpy(cfg.calib_cache, base.output);
-            strcat(cfg.calib_cache, cache_dir);
-        }
-        s = zf_quantize_job(&cfg, config_path, restart, false, false);
+        s = run_point(config_path, &base, &sw, i, &run, runs, restart, lead);
         if (s == ZF_ERR_INTERRUPTED) break;
         if (s != ZF_OK) {
-            if (!zf_comm_reported_elsewhere()) zf_log_error("sweep point %s: %s", p.name, zf_last_error());
             failed++;
             s = ZF_OK;
         }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/check.h"
 #include "common/log.h"
 
 static zf_comm world = {0, 1};
@@ -16,23 +17,23 @@ static double bytes_moved = 0; /* payload of collectives this rank took part in 
 
 #define CHUNK ((int64_t)1 << 28)
 
-static zf_status mpi_check(int rc, const char *what)
+zf_status zf_mpi_fail(int rc, const char *call, const char *file, int line)
 {
     if (rc == MPI_SUCCESS) return ZF_OK;
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
-    MPI_Error_string(rc, msg, &len);
-    return zf_fail(ZF_ERR_INTERNAL, "MPI %s failed on rank %d: %s", what, world.rank, msg);
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS) snprintf(msg, sizeof msg, "MPI error %d", rc);
+    return zf_check_fail(ZF_ERR_INTERNAL, call, file, line, msg);
 }
 
 zf_status zf_comm_init(int *argc, char ***argv, zf_comm *c)
 {
     int provided = 0;
-    ZF_TRY(mpi_check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "init"));
+    ZF_TRY(ZF_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided)));
     mpi_started = 1;
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    MPI_Comm_rank(MPI_COMM_WORLD, &world.rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world.size);
+    ZF_TRY(ZF_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN)));
+    ZF_TRY(ZF_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world.rank)));
+    ZF_TRY(ZF_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &world.size)));
     zf_log_init(world.rank, world.size);
     *c = world;
     return ZF_OK;
@@ -62,11 +63,10 @@ static zf_status reduce_any(void *buf, int64_t n, MPI_Datatype type, size_t elem
         int cnt = (int)(n - off < CHUNK ? n - off : CHUNK);
         void *at = p + (size_t)off * elem;
         bytes_moved += (double)cnt * (double)elem;
-        int rc;
-        if (all) rc = MPI_Allreduce(MPI_IN_PLACE, at, cnt, type, MPI_SUM, MPI_COMM_WORLD);
-        else if (world.rank == root) rc = MPI_Reduce(MPI_IN_PLACE, at, cnt, type, MPI_SUM, root, MPI_COMM_WORLD);
-        else rc = MPI_Reduce(at, NULL, cnt, type, MPI_SUM, root, MPI_COMM_WORLD);
-        ZF_TRY(mpi_check(rc, all ? "allreduce" : "reduce"));
+        if (all) ZF_TRY(ZF_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, at, cnt, type, MPI_SUM, MPI_COMM_WORLD)));
+        else if (world.rank == root)
+            ZF_TRY(ZF_MPI_CHECK(MPI_Reduce(MPI_IN_PLACE, at, cnt, type, MPI_SUM, root, MPI_COMM_WORLD)));
+        else ZF_TRY(ZF_MPI_CHECK(MPI_Reduce(at, NULL, cnt, type, MPI_SUM, root, MPI_COMM_WORLD)));
     }
     return ZF_OK;
 }
@@ -75,6 +75,35 @@ zf_status zf_comm_allreduce_f64(double *buf, int64_t n) { return reduce_any(buf,
 zf_status zf_comm_reduce_f32(float *buf, int64_t n, int root) { return reduce_any(buf, n, MPI_FLOAT, sizeof(float), root, 0); }
 zf_status zf_comm_reduce_f64(double *buf, int64_t n, int root) { return reduce_any(buf, n, MPI_DOUBLE, sizeof(double), root, 0); }
 
+zf_status zf_comm_any(bool *flag)
+{
+    if (world.size == 1) return ZF_OK;
+    int in = *flag, out = 0;
+    bytes_moved += sizeof in;
+    ZF_TRY(ZF_MPI_CHECK(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_LOR, MPI_COMM_WORLD)));
+    *flag = out != 0;
+    return ZF_OK;
+}
+
+zf_status zf_comm_sum_i64(int64_t *v, int n) { return reduce_any(v, n, MPI_INT64_T, sizeof *v, 0, 1); }
+
+zf_status zf_comm_bcast_i64(int64_t *v, int n, int root)
+{
+    if (world.size == 1 || n <= 0) return ZF_OK;
+    bytes_moved += (double)n * sizeof *v;
+    return ZF_MPI_CHECK(MPI_Bcast(v, n, MPI_INT64_T, root, MPI_COMM_WORLD));
+}
+
+zf_status zf_comm_bcast_bool(bool *flag, int root)
+{
+    if (world.size == 1) return ZF_OK;
+    int v = *flag;
+    bytes_moved += sizeof v;
+    ZF_TRY(ZF_MPI_CHECK(MPI_Bcast(&v, 1, MPI_INT, root, MPI_COMM_WORLD)));
+    *flag = v != 0;
+    return ZF_OK;
+}
+
 zf_status zf_comm_bcast(void *buf, size_t bytes, int root)
 {
     if (world.size == 1) return ZF_OK;
@@ -82,7 +111,7 @@ zf_status zf_comm_bcast(void *buf, size_t bytes, int root)
     for (size_t off = 0; off < bytes; off += (size_t)CHUNK) {
         int cnt = (int)(bytes - off < (size_t)CHUNK ? bytes - off : (size_t)CHUNK);
         bytes_moved += cnt;
-        ZF_TRY(mpi_check(MPI_Bcast(p + off, cnt, MPI_BYTE, root, MPI_COMM_WORLD), "broadcast"));
+        ZF_TRY(ZF_MPI_CHECK(MPI_Bcast(p + off, cnt, MPI_BYTE, root, MPI_COMM_WORLD)));
     }
     return ZF_OK;
 }
@@ -92,7 +121,7 @@ zf_status zf_comm_agree(zf_status local)
     reported_elsewhere = 0;
     if (world.size == 1) return local;
     int in[2] = {(int)local, -(int)local}, out[2] = {0, 0}; /* the worst status, and minus the best */
-    zf_status s = mpi_check(MPI_Allreduce(in, out, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "status agreement");
+    zf_status s = ZF_MPI_CHECK(MPI_Allreduce(in, out, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
     if (s != ZF_OK) return s;
     if (out[0] == ZF_OK) return ZF_OK;
     if (local == ZF_OK) {
@@ -104,7 +133,7 @@ zf_status zf_comm_agree(zf_status local)
          * rank 0 prints it */
         char lead[2048];
         snprintf(lead, sizeof lead, "%s", zf_last_error());
-        s = mpi_check(MPI_Bcast(lead, (int)sizeof lead, MPI_CHAR, 0, MPI_COMM_WORLD), "message agreement");
+        s = ZF_MPI_CHECK(MPI_Bcast(lead, (int)sizeof lead, MPI_CHAR, 0, MPI_COMM_WORLD));
         if (s != ZF_OK) return s;
         if (world.rank != 0 && !strcmp(lead, zf_last_error())) reported_elsewhere = 1;
     }

@@ -2,10 +2,16 @@
 #ifndef ZF_COMM_H
 #define ZF_COMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/status.h"
+
+/* An MPI call's result as a status: on failure ZF_ERR_INTERNAL naming the call, file:line, rank, host and
+ * MPI's own message. */
+zf_status zf_mpi_fail(int rc, const char *call, const char *file, int line);
+#define ZF_MPI_CHECK(call) zf_mpi_fail((call), #call, __FILE__, __LINE__)
 
 typedef struct {
     int rank;
@@ -20,6 +26,15 @@ void zf_comm_finalize(void);
 const zf_comm *zf_comm_world(void);
 /* Ends every rank of the job with code (MPI_Abort), or exits when alone. */
 _Noreturn void zf_comm_abort(int code);
+
+/* Small typed collectives for flags and counts; every rank calls them with the same n. */
+/* Whether the flag is true on any rank. */
+zf_status zf_comm_any(bool *flag);
+/* Element-wise sums of n counts, in place. */
+zf_status zf_comm_sum_i64(int64_t *v, int n);
+/* root's n values to every rank. */
+zf_status zf_comm_bcast_i64(int64_t *v, int n, int root);
+zf_status zf_comm_bcast_bool(bool *flag, int root);
 
 /* Element-wise sums, in place. Counts may exceed INT_MAX (sent in pieces). */
 zf_status zf_comm_allreduce_f64(double *buf, int64_t n);

@@ -1,4 +1,4 @@
-/* The table of zfold subcommands and the process exit codes. */
+/* The table of zfold subcommands and the job plumbing they share. */
 #ifndef ZF_COMMANDS_H
 #define ZF_COMMANDS_H
 
@@ -7,14 +7,7 @@
 #include "common/status.h"
 #include "coordinator/comm.h"
 #include "coordinator/config.h"
-
-enum {
-    ZF_EXIT_OK = 0,
-    ZF_EXIT_FAILURE = 1,      /* bad input or a failed step; the message says which */
-    ZF_EXIT_USAGE = 2,        /* wrong command line */
-    ZF_EXIT_INTERRUPTED = 3,  /* stopped on a signal; run the same command again to resume */
-    ZF_EXIT_INTERNAL = 4      /* a broken invariant or library failure */
-};
+#include "coordinator/exit_codes.h"
 
 typedef struct {
     const char *name;
@@ -39,8 +32,6 @@ int zf_job_start(int *argc, char ***argv, zf_comm *comm);
 int zf_job_end_early(const zf_comm *comm);
 int zf_cmd_eval(int argc, char **argv);
 void zf_cmd_eval_help(void);
-/* The process exit code for a status (see the enum above). */
-int zf_exit_code(zf_status s);
 int zf_cmd_plan(int argc, char **argv);
 void zf_cmd_plan_help(void);
 int zf_cmd_sweep(int argc, char **argv);

@@ -1,4 +1,5 @@
-/* The job configuration: one table of keys (type, default, allowed values, doc) drives parsing, printing and docs. */
+/* The job configuration: one table of keys (type, default, allowed values, reach, doc) drives parsing, output, docs
+ * and which keys matter to a run. */
 #ifndef ZF_CONFIG_H
 #define ZF_CONFIG_H
 
@@ -78,5 +79,13 @@ zf_status zf_config_validate(const zf_job_config *c);
 void zf_config_write_yaml(const zf_job_config *c, FILE *f);
 /* Writes the Markdown table of every key (docs/config.md is generated from it). */
 void zf_config_write_docs(FILE *f);
+
+/* The methods (ZF_AFFECTS bits) whose quantized result depends on the key: 0 for keys that change only where the run
+ * goes, how fast it runs or what is measured after it; every method for a key not in the table. */
+unsigned zf_config_key_affects(const char *key);
+/* Whether the key matters to a run of method m: false only for keys that change other methods' results alone. */
+bool zf_config_key_applies(const char *key, zf_method m);
+/* Whether a and b are the same run: the same method and equal in every key that applies to it. */
+bool zf_config_same_run(const zf_job_config *a, const zf_job_config *b);
 
 #endif

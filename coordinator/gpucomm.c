@@ -4,18 +4,17 @@
 #ifdef ZF_HAVE_CUDA
 
 #include <cuda_runtime.h>
-#include <errno.h>
 #include <mpi.h>
 #include <nccl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
-#include <xxhash.h>
 
+#include "common/check.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "coordinator/comm.h"
 
 /* Elements per NCCL reduce call: bounds each call well inside NCCL's and the network's limits (broadcasts go in
  * pieces of the staging buffer, ZF_GPUCOMM_STAGE). */
@@ -47,22 +46,23 @@ static bool mpi_running(void)
     return started && !finished;
 }
 
-static zf_status mpi_check(int rc, const char *what, int rank)
+/* An NCCL call's result as a status: the call, file:line, rank, host, NCCL's message and its last error. */
+static zf_status nccl_fail(ncclResult_t r, const char *call, const char *file, int line)
 {
-    if (rc == MPI_SUCCESS) return ZF_OK;
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(rc, msg, &len);
-    return zf_fail(ZF_ERR_INTERNAL, "MPI %s failed on rank %d: %s", what, rank, msg);
+    if (r == ncclSuccess) return ZF_OK;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s (%s)", ncclGetErrorString(r), ncclGetLastError(NULL));
+    return zf_check_fail(ZF_ERR_INTERNAL, call, file, line, msg);
 }
+#define ZF_NCCL_CHECK(call) nccl_fail((call), #call, __FILE__, __LINE__)
 
 static zf_status world_rank_size(int *rank, int *size)
 {
     *rank = 0;
     *size = 1;
     if (!mpi_running()) return ZF_OK;
-    ZF_TRY(mpi_check(MPI_Comm_rank(MPI_COMM_WORLD, rank), "rank query", -1));
-    return mpi_check(MPI_Comm_size(MPI_COMM_WORLD, size), "size query", *rank);
+    ZF_TRY(ZF_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, rank)));
+    return ZF_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, size));
 }
 
 zf_status zf_gpucomm_local_rank(int *local_rank, int *local_size)
@@ -72,22 +72,11 @@ zf_status zf_gpucomm_local_rank(int *local_rank, int *local_size)
     int rank = 0, size = 1;
     ZF_TRY(world_rank_size(&rank, &size));
     if (size == 1) return ZF_OK;
-    /* ranks split by a hash of their host name (a 31-bit colour): the ranks of one host, in rank order. A rank
-     * that cannot name its host still takes part in the split, so that no other rank waits in it. */
-    char host[256];
-    zf_status s = ZF_OK;
-    int color = MPI_UNDEFINED;
-    if (gethostname(host, sizeof host) != 0) {
-        s = zf_fail(ZF_ERR_IO, "rank %d: gethostname failed: %s", rank, strerror(errno));
-    } else {
-        host[sizeof host - 1] = '\0'; /* a name that was cut short is not terminated */
-        color = (int)(XXH64(host, strlen(host), 0) & 0x7fffffff);
-    }
+    /* the ranks that share memory with this one, in world-rank order: one node */
     MPI_Comm node = MPI_COMM_NULL;
-    zf_status split = mpi_check(MPI_Comm_split(MPI_COMM_WORLD, color, rank, &node), "split by host", rank);
-    if (s == ZF_OK) s = split;
-    if (s == ZF_OK) s = mpi_check(MPI_Comm_rank(node, local_rank), "node-local rank", rank);
-    if (s == ZF_OK) s = mpi_check(MPI_Comm_size(node, local_size), "node-local size", rank);
+    zf_status s = ZF_MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node));
+    if (s == ZF_OK) s = ZF_MPI_CHECK(MPI_Comm_rank(node, local_rank));
+    if (s == ZF_OK) s = ZF_MPI_CHECK(MPI_Comm_size(node, local_size));
     if (node != MPI_COMM_NULL) MPI_Comm_free(&node);
     return s;
 }
@@ -119,21 +108,17 @@ static zf_status prepare_rank(int device, ncclUniqueId *id)
 {
     cudaError_t e = cudaSetDevice(device);
     if (e != cudaSuccess)
-        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank %d: cudaSetDevice(%d) failed: %s", gc.rank, device,
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on %s: cudaSetDevice(%d) failed: %s", zf_log_place(), device,
                        cudaGetErrorString(e));
     /* non-blocking: communication must not serialize with work on the legacy default stream */
     e = cudaStreamCreateWithFlags(&gc.stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
         gc.stream = NULL;
-        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank %d: creating the communication stream on cuda:%d failed: %s",
-                       gc.rank, device, cudaGetErrorString(e));
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on %s: creating the communication stream on cuda:%d failed: %s",
+                       zf_log_place(), device, cudaGetErrorString(e));
     }
     if (gc.rank != 0) return ZF_OK;
-    ncclResult_t r = ncclGetUniqueId(id);
-    if (r != ncclSuccess)
-        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank 0: ncclGetUniqueId failed: %s (%s)", ncclGetErrorString(r),
-                       ncclGetLastError(NULL));
-    return ZF_OK;
+    return ZF_NCCL_CHECK(ncclGetUniqueId(id));
 }
 
 /* Rank 0's id to every rank, and whether every rank prepared; every rank takes part whatever its own outcome,
@@ -144,17 +129,15 @@ static zf_status share_id(zf_status local, ncclUniqueId *id)
     msg[0] = gc.rank == 0 && local == ZF_OK;
     memcpy(msg + 1, id, sizeof *id);
     /* a failed broadcast is kept, not returned: the other ranks are already on their way to the agreement */
-    zf_status bs = mpi_check(MPI_Bcast(msg, (int)sizeof msg, MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast of the NCCL id",
-                             gc.rank);
+    zf_status bs = ZF_MPI_CHECK(MPI_Bcast(msg, (int)sizeof msg, MPI_BYTE, 0, MPI_COMM_WORLD));
     if (bs == ZF_OK) memcpy(id, msg + 1, sizeof *id);
     int ok = local == ZF_OK && bs == ZF_OK && msg[0], all_ok = 0;
-    ZF_TRY(mpi_check(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD), "NCCL set-up agreement",
-                     gc.rank));
+    ZF_TRY(ZF_MPI_CHECK(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD)));
     if (local != ZF_OK) return local;
     if (bs != ZF_OK) return bs;
     if (!all_ok)
-        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on rank %d: another rank failed to prepare (see its error)",
-                       gc.rank);
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL init on %s: another rank failed to prepare (see its error)",
+                       zf_log_place());
     return ZF_OK;
 }
 
@@ -175,7 +158,7 @@ static zf_status create_comm(const ncclUniqueId *id)
     if (!settled) snprintf(detail, sizeof detail, "no progress for %g s", gc.timeout_s);
     else snprintf(detail, sizeof detail, "%s (%s)", ncclGetErrorString(state), ncclGetLastError(comm));
     if (comm) ncclCommAbort(comm);
-    return zf_fail(ZF_ERR_INTERNAL, "NCCL init of %d ranks on rank %d (cuda:%d): %s", gc.size, gc.rank, gc.device,
+    return zf_fail(ZF_ERR_INTERNAL, "NCCL init of %d ranks on %s (cuda:%d): %s", gc.size, zf_log_place(), gc.device,
                    detail);
 }
 
@@ -212,7 +195,8 @@ static zf_status fail_collective(const char *what, const char *detail)
     ncclCommAbort(gc.comm);
     gc.comm = NULL;
     gc.active = false;
-    return zf_fail(ZF_ERR_INTERNAL, "NCCL %s on rank %d of %d (cuda:%d): %s", what, gc.rank, gc.size, gc.device, msg);
+    return zf_fail(ZF_ERR_INTERNAL, "NCCL %s on rank %d of %d (cuda:%d, host %s): %s", what, gc.rank, gc.size, gc.device,
+                   zf_log_host(), msg);
 }
 
 /* After an NCCL call returned r: waits until the operation is enqueued and then finished on the stream, looking
@@ -257,7 +241,7 @@ static zf_status ready_for(const char *what, int root)
     /* the collectives run on gc.device whatever this thread made current since */
     cudaError_t e = cudaSetDevice(gc.device);
     if (e != cudaSuccess)
-        return zf_fail(ZF_ERR_INTERNAL, "NCCL %s on rank %d: cudaSetDevice(%d) failed: %s", what, gc.rank, gc.device,
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL %s on %s: cudaSetDevice(%d) failed: %s", what, zf_log_place(), gc.device,
                        cudaGetErrorString(e));
     return ZF_OK;
 }
@@ -291,7 +275,7 @@ static zf_status stage_reserve(size_t bytes)
         cudaGetLastError();
         gc.stage = NULL;
         return zf_fail(e == cudaErrorMemoryAllocation ? ZF_ERR_NOMEM : ZF_ERR_INTERNAL,
-                       "NCCL broadcast staging buffer on rank %d (cuda:%d): %zu bytes: %s", gc.rank, gc.device, bytes,
+                       "NCCL broadcast staging buffer on %s (cuda:%d): %zu bytes: %s", zf_log_place(), gc.device, bytes,
                        cudaGetErrorString(e));
     }
     gc.stage_bytes = bytes;
@@ -304,8 +288,8 @@ static zf_status stage_copy(void *dst, const void *src, size_t n, enum cudaMemcp
     cudaError_t e = cudaMemcpyAsync(dst, src, n, kind, gc.stream);
     if (e == cudaSuccess) e = cudaStreamSynchronize(gc.stream);
     if (e != cudaSuccess)
-        return zf_fail(ZF_ERR_INTERNAL, "NCCL broadcast staging copy (%s, %zu bytes) on rank %d (cuda:%d): %s",
-                       kind == cudaMemcpyHostToDevice ? "to the device" : "to the host", n, gc.rank, gc.device,
+        return zf_fail(ZF_ERR_INTERNAL, "NCCL broadcast staging copy (%s, %zu bytes) on %s (cuda:%d): %s",
+                       kind == cudaMemcpyHostToDevice ? "to the device" : "to the host", n, zf_log_place(), gc.device,
                        cudaGetErrorString(e));
     return ZF_OK;
 }

@@ -1,30 +1,14 @@
-/* The sequential quantization protocol on one process: calibrate, quantize and fold block by block, evaluate. */
+/* The quantization engine: open a model and this rank's backend, quantize it under a schedule, evaluate sources. */
 #ifndef ZF_PIPELINE_H
 #define ZF_PIPELINE_H
 
 #include "common/model.h"
 #include "common/safetensors.h"
-#include "common/shard.h"
 #include "coordinator/config.h"
 #include "coordinator/hcache.h"
 #include "worker/backend.h"
 #include "worker/block.h"
-#include "worker/quant.h"
-
-/* One quantized block: per-layer results (scales already carry any ζ folded into their rows) and the
- * deployable fp32 block (weights scale·(q - zero), folded norms and biases). */
-typedef struct {
-    zf_qresult lin[ZF_NLIN];
-    double dl_rtn[ZF_NLIN];      /* per layer ΔL of min-max RTN, before */
-    double dl[ZF_NLIN];          /* per layer ΔL of the result, after */
-    int als_iters[ZF_NLIN];
-    double damp_used[ZF_NLIN];
-    int damp_retries[ZF_NLIN];
-    zf_block_weights folded;
-    zf_block_weights unfolded;   /* fake-quantized weights before folding (only with eval.unfolded) */
-    double seconds;
-    double comm_bytes;           /* payload this rank moved for the block */
-} zf_qblock;
+#include "worker/qblock.h"
 
 typedef struct {
     zf_model_config model;
@@ -59,19 +43,12 @@ typedef struct {
     void *ctx;
 } zf_run_hooks;
 
-/* Runs the sequential protocol over every block; hooks may be NULL. With a block_done hook (the shard is the
+/* Runs the configured schedule (sequential or parallel) over every block; hooks may be NULL. With a block_done hook (the shard is the
  * record) and without eval.unfolded, a finished block's codes and weights are released: memory stays at one
  * block plus the calibration activations, and evaluation reads the shards back. Returns ZF_ERR_INTERRUPTED after the block
  * during which a stop was requested (its shard written), leaving the run resumable. */
 zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks);
 void zf_qmodel_free(zf_qmodel *m);
-
-/* Rebuilds a finished block from its shard (read by zf_shard_read from path): codes, grids and the deployable block. */
-zf_status zf_qblock_from_shard(const zf_model_config *c, int64_t b, const char *path, const zf_shard_data *d,
-                               zf_qblock *qb);
-
-/* Releases a block's codes and weights, keeping its statistics. */
-void zf_qblock_release(zf_qblock *q);
 
 /* Block sources for perplexity: the quantized (folded) model and the unfolded fake-quantized one. */
 zf_status zf_qmodel_folded_source(void *ctx, int64_t b, const zf_block_weights **out);

@@ -14,11 +14,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* a state on the stack: nothing to allocate */
 #include <xxhash.h>
 
 #include "common/fsutil.h"
 #include "common/log.h"
-#include "coordinator/config.h"
+#include "coordinator/rundir_config.h"
 
 #define MANIFEST "manifest.json"
 #define MANIFEST_MAX_BYTES ((int64_t)64 << 20) /* a manifest of a 1000-block model is a few hundred kB */
@@ -39,158 +40,29 @@ struct zf_rundir {
     entry unq;
 };
 
-/* ---- config text ------------------------------------------------------------------------------------------ */
-
-/* One "key: value" line of the YAML written by zf_config_write_yaml (sections one level deep, two-space indent). */
-typedef struct {
-    char key[128];
-    const char *value;
-    size_t vlen;
-} cfg_line;
-
-/* Splits config text into dotted keys and values; returns the count (at most max). */
-static int parse_config(const char *text, cfg_line *out, int max)
-{
-    char section[128] = "";
-    int n = 0;
-    for (const char *p = text; p && *p && n < max;) {
-        const char *eol = strchr(p, '\n');
-        size_t len = eol ? (size_t)(eol - p) : strlen(p);
-        const char *next = eol ? eol + 1 : NULL;
-        bool indented = len > 0 && p[0] == ' ';
-        const char *k = p;
-        while (k < p + len && *k == ' ') k++;
-        const char *colon = memchr(k, ':', (size_t)(p + len - k));
-        if (colon && colon > k && *k != '#') {
-            size_t klen = (size_t)(colon - k);
-            const char *v = colon + 1;
-            while (v < p + len && *v == ' ') v++;
-            size_t vlen = (size_t)(p + len - v);
-            while (vlen && (v[vlen - 1] == ' ' || v[vlen - 1] == '\r')) vlen--;
-            if (!indented && vlen == 0) {
-                snprintf(section, sizeof section, "%.*s", (int)klen, k);
-            } else {
-                if (!indented) section[0] = '\0';
-                if (indented && section[0])
-                    snprintf(out[n].key, sizeof out[n].key, "%s.%.*s", section, (int)klen, k);
-                else
-                    snprintf(out[n].key, sizeof out[n].key, "%.*s", (int)klen, k);
-                out[n].value = v;
-                out[n].vlen = vlen;
-                n++;
-            }
-        }
-        p = next;
-    }
-    return n;
-}
-
-/* Keys that change nothing in the shards: where they go, how fast, and what is measured afterwards. */
-static bool key_ignored(const char *key)
-{
-    return !strcmp(key, "output") || !strcmp(key, "threads") || !strcmp(key, "calibration.cache") ||
-           !strcmp(key, "gpu.comm_timeout") ||
-           !strncmp(key, "eval.", 5);
-}
-
-#define MAX_KEYS 256
-
-static uint64_t config_fingerprint(const char *text)
-{
-    cfg_line *lines = calloc(MAX_KEYS, sizeof *lines);
-    ZF_ASSERT(lines);
-    int n = parse_config(text, lines, MAX_KEYS);
-    XXH64_state_t *st = XXH64_createState();
-    ZF_ASSERT(st);
-    XXH64_reset(st, 0);
-    for (int i = 0; i < n; i++) {
-        if (key_ignored(lines[i].key)) continue;
-        XXH64_update(st, lines[i].key, strlen(lines[i].key));
-        XXH64_update(st, ": ", 2);
-        XXH64_update(st, lines[i].value, lines[i].vlen);
-        XXH64_update(st, "\n", 1);
-    }
-    uint64_t h = XXH64_digest(st);
-    XXH64_freeState(st);
-    free(lines);
-    return h;
-}
-
-static const cfg_line *find_line(const cfg_line *lines, int n, const char *key)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(lines[i].key, key)) return &lines[i];
-    return NULL;
-}
-
-/* Appends "key was OLD, now NEW" for every relevant key that differs; returns the number of differences. A key
- * one text lacks (written by an older zfold) counts as its default. */
-static int config_diff(const char *old_text, const char *new_text, char *buf, size_t cap)
-{
-    cfg_line *a = calloc(3 * MAX_KEYS, sizeof *a);
-    ZF_ASSERT(a);
-    cfg_line *b = a + MAX_KEYS, *defs = b + MAX_KEYS;
-    int na = parse_config(old_text, a, MAX_KEYS), nb = parse_config(new_text, b, MAX_KEYS), ndiff = 0;
-    zf_job_config dc;
-    zf_config_defaults(&dc);
-    char *def_text = NULL;
-    size_t def_len = 0;
-    FILE *mf = open_memstream(&def_text, &def_len);
-    ZF_ASSERT(mf);
-    zf_config_write_yaml(&dc, mf);
-    fclose(mf);
-    int ndefs = parse_config(def_text, defs, MAX_KEYS);
-    size_t used = strlen(buf);
-    for (int pass = 0; pass < 2; pass++) {
-        const cfg_line *xs = pass ? b : a, *ys = pass ? a : b;
-        int nx = pass ? nb : na, ny = pass ? na : nb;
-        for (int i = 0; i < nx; i++) {
-            if (key_ignored(xs[i].key)) continue;
-            const cfg_line *y = find_line(ys, ny, xs[i].key);
-            if (pass == 1 && y) continue; /* keys present in both were compared in the first pass */
-            const cfg_line *dflt = y ? NULL : find_line(defs, ndefs, xs[i].key);
-            if (dflt && dflt->vlen == xs[i].vlen && !memcmp(dflt->value, xs[i].value, dflt->vlen)) continue;
-            if (y && y->vlen == xs[i].vlen && !memcmp(y->value, xs[i].value, y->vlen)) continue;
-            const cfg_line *o = pass ? y : &xs[i], *nw = pass ? &xs[i] : y;
-            int w = snprintf(buf + used, used < cap ? cap - used : 0, "%s%s was %.*s, now %.*s", ndiff ? "; " : "",
-                             xs[i].key, o ? (int)o->vlen : 8, o ? o->value : "(absent)", nw ? (int)nw->vlen : 8,
-                             nw ? nw->value : "(absent)");
-            if (w > 0) used += (size_t)w;
-            if (used >= cap) used = cap - 1;
-            ndiff++;
-        }
-    }
-    free(a);
-    free(def_text);
-    return ndiff;
-}
-
 /* ---- files ----------------------------------------------------------------------------------------------- */
 
 static zf_status file_hash(const char *path, uint64_t *hash, int64_t *bytes)
 {
     FILE *f = fopen(path, "rb");
     if (!f) return zf_fail(ZF_ERR_INPUT, "%s: %s", path, strerror(errno));
-    XXH64_state_t *st = XXH64_createState();
-    char *buf = malloc(1 << 20);
-    if (!st || !buf) {
+    XXH64_state_t st;
+    char *buf = zf_malloc(1 << 20, "the shard checksum buffer");
+    if (!buf) {
         fclose(f);
-        free(buf);
-        XXH64_freeState(st);
-        return zf_fail(ZF_ERR_NOMEM, "no memory to checksum %s", path);
+        return ZF_ERR_NOMEM;
     }
-    XXH64_reset(st, 0);
+    XXH64_reset(&st, 0);
     int64_t total = 0;
     size_t n;
     while ((n = fread(buf, 1, 1 << 20, f)) > 0) {
-        XXH64_update(st, buf, n);
+        XXH64_update(&st, buf, n);
         total += (int64_t)n;
     }
     zf_status s = ferror(f) ? zf_fail(ZF_ERR_INPUT, "%s: read error", path) : ZF_OK;
     fclose(f);
-    *hash = XXH64_digest(st);
+    *hash = XXH64_digest(&st);
     *bytes = total;
-    XXH64_freeState(st);
     free(buf);
     return s;
 }
@@ -238,10 +110,10 @@ static zf_status read_text(const char *path, char **out)
         return zf_fail(ZF_ERR_INPUT, "%s: larger than %lld bytes, not a zfold manifest; pass --restart to start over",
                        path, (long long)MANIFEST_MAX_BYTES);
     }
-    char *buf = malloc((size_t)st.st_size + 1);
+    char *buf = zf_malloc((size_t)st.st_size + 1, path);
     if (!buf) {
         fclose(f);
-        return zf_fail(ZF_ERR_NOMEM, "no memory to read %s", path);
+        return ZF_ERR_NOMEM;
     }
     size_t n = fread(buf, 1, (size_t)st.st_size, f);
     fclose(f);
@@ -326,10 +198,10 @@ static zf_status load_manifest(const char *dir, zf_rundir **out)
         return zf_fail(ZF_ERR_INPUT, "%s: not valid JSON; the manifest is damaged: pass --restart to start over",
                        path);
     zf_status s = ZF_OK;
-    zf_rundir *r = calloc(1, sizeof *r);
+    zf_rundir *r = zf_calloc(1, sizeof *r, "the run directory");
     if (!r) {
         cJSON_Delete(root);
-        return zf_fail(ZF_ERR_NOMEM, "no memory for the run directory");
+        return ZF_ERR_NOMEM;
     }
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
@@ -351,10 +223,10 @@ static zf_status load_manifest(const char *dir, zf_rundir **out)
     else if (!cJSON_IsArray(blocks)) s = bad_field(path, "blocks", "an array");
     else if (unq && !cJSON_IsNull(unq) && !cJSON_IsObject(unq)) s = bad_field(path, "unquantized", "an object or null");
     if (s == ZF_OK && !(r->config = strdup(cfg->valuestring))) s = zf_fail(ZF_ERR_NOMEM, "no memory for the config");
-    if (s == ZF_OK && config_fingerprint(r->config) != cfg_fp)
+    if (s == ZF_OK && zf_cfg_fingerprint(r->config) != cfg_fp)
         s = bad_field(path, "config_fingerprint", "the fingerprint of 'config'");
-    if (s == ZF_OK && !(r->blocks = calloc((size_t)r->n_blocks + 1, sizeof *r->blocks)))
-        s = zf_fail(ZF_ERR_NOMEM, "no memory for the block list");
+    if (s == ZF_OK && !(r->blocks = zf_calloc((size_t)r->n_blocks + 1, sizeof *r->blocks, "the block list")))
+        s = ZF_ERR_NOMEM;
     const cJSON *jb;
     int idx = 0;
     if (s == ZF_OK) cJSON_ArrayForEach(jb, blocks) {
@@ -409,7 +281,7 @@ static zf_status write_manifest(const zf_rundir *r)
     cJSON_AddStringToObject(root, "format", ZF_RUN_FORMAT);
     cJSON_AddNumberToObject(root, "version", ZF_RUN_VERSION);
     cJSON_AddStringToObject(root, "zfold_version", ZF_VERSION);
-    hex64(hex, config_fingerprint(r->config));
+    hex64(hex, zf_cfg_fingerprint(r->config));
     cJSON_AddStringToObject(root, "config_fingerprint", hex);
     hex64(hex, r->model_fp);
     cJSON_AddStringToObject(root, "model_fingerprint", hex);
@@ -506,7 +378,11 @@ zf_status zf_rundir_open(const char *dir, const char *config_yaml, uint64_t mode
         ZF_TRY(load_manifest(dir, &r));
         /* refuse to mix: every relevant difference is named, so the user sees what changed in one go */
         char diff[3072] = "";
-        int ndiff = config_diff(r->config, config_yaml, diff, sizeof diff);
+        int ndiff = 0;
+        if ((s = zf_cfg_diff(r->config, config_yaml, diff, sizeof diff, &ndiff)) != ZF_OK) {
+            rundir_free(r);
+            return s;
+        }
         size_t used = strlen(diff);
         if (r->model_fp != model_fingerprint) {
             snprintf(diff + used, sizeof diff - used, "%smodel fingerprint was %016" PRIx64 ", now %016" PRIx64
@@ -539,9 +415,10 @@ zf_status zf_rundir_open(const char *dir, const char *config_yaml, uint64_t mode
         free(r->config);
         r->config = NULL;
     } else {
-        if (!(r = calloc(1, sizeof *r)) || !(r->blocks = calloc((size_t)n_blocks + 1, sizeof *r->blocks))) {
+        if (!(r = zf_calloc(1, sizeof *r, "the run directory")) ||
+            !(r->blocks = zf_calloc((size_t)n_blocks + 1, sizeof *r->blocks, "the block list"))) {
             rundir_free(r);
-            return zf_fail(ZF_ERR_NOMEM, "no memory for the run directory");
+            return ZF_ERR_NOMEM;
         }
         snprintf(r->dir, sizeof r->dir, "%s", dir);
         r->model_fp = model_fingerprint;
@@ -606,25 +483,18 @@ const char *zf_rundir_path(const zf_rundir *r) { return r->dir; }
 
 void zf_rundir_close(zf_rundir *r) { rundir_free(r); }
 
-const char *zf_rundir_config(const zf_rundir *r) { return r->config; }
-
 bool zf_rundir_config_value(const zf_rundir *r, const char *key, char *buf, size_t n)
 {
-    cfg_line *lines = calloc(MAX_KEYS, sizeof *lines);
-    ZF_ASSERT(lines);
-    int nl = parse_config(r->config, lines, MAX_KEYS);
-    const cfg_line *l = find_line(lines, nl, key);
-    if (l) {
-        const char *v = l->value;
-        size_t len = l->vlen;
-        if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
-            v++;
-            len -= 2;
-        }
-        snprintf(buf, n, "%.*s", (int)len, v);
+    zf_cfg_line l;
+    if (!zf_cfg_find(r->config, key, &l)) return false;
+    const char *v = l.value;
+    size_t len = l.vlen;
+    if (len >= 2 && v[0] == '"' && v[len - 1] == '"') {
+        v++;
+        len -= 2;
     }
-    free(lines);
-    return l != NULL;
+    snprintf(buf, n, "%.*s", (int)len, v);
+    return true;
 }
 
 uint64_t zf_rundir_model_fingerprint(const zf_rundir *r) { return r->model_fp; }

@@ -14,7 +14,8 @@
 typedef struct zf_rundir zf_rundir;
 
 /* Opens or creates <dir>/manifest.json. config_yaml is the effective config (as written by zf_config_write_yaml);
- * keys that do not change the quantized result (output, threads, eval.*) are ignored when comparing.
+ * keys that do not change the quantized result of its method (output, threads, eval.*; alpha for rtn: the key
+ * table's affects) are ignored when comparing.
  * If a manifest exists and the model fingerprint or a relevant config key differs: ZF_ERR_INPUT naming each
  * differing key with old and new values (or the model fingerprints), and saying to pass --restart to start over.
  * restart = true deletes the old shards and manifest (only files zfold wrote: blocks/block-*.h5, unquantized.h5,
@@ -37,7 +38,6 @@ void zf_rundir_close(zf_rundir *r);
 /* Read-only access for `zfold inspect`: loads <dir>/manifest.json without comparing it to a config or verifying
  * the shards (every listed block counts as done until zf_rundir_verify says otherwise). */
 zf_status zf_rundir_load(const char *dir, zf_rundir **out);
-const char *zf_rundir_config(const zf_rundir *r);            /* the effective config text stored in the manifest */
 /* The value of a config key (dotted, e.g. "quant" keys are top level: "bits", "calibration.windows") as written
  * in the YAML, surrounding quotes removed; false if absent. */
 bool zf_rundir_config_value(const zf_rundir *r, const char *key, char *buf, size_t n);

@@ -1,64 +1,70 @@
-/* The backend dispatch: the CPU implementation (the worker's fp32 kernels) and the CUDA one when it is built. */
+/* The public backend API: opening a table (the CPU's, or CUDA's where built), Hessian accumulators, dispatch, memory estimates. */
 #include "worker/backend.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "worker/forward.h"
-#include "worker/hessian.h"
+#include "worker/backend_impl.h"
+
+/* The one place the build's CUDA support shows: the CUDA table's opener and device count, or their absence. */
 #ifdef ZF_HAVE_CUDA
 #include "worker/cuda/cuda_backend.h"
+#define ZF_CUDA_OPEN zf_cuda_backend_open
+#define ZF_CUDA_COUNT zf_cuda_device_count
+#else
+#define ZF_CUDA_OPEN NULL
+#define ZF_CUDA_COUNT NULL
 #endif
 
-struct zf_backend {
-    zf_backend_opts opts;
-#ifdef ZF_HAVE_CUDA
-    zf_cuda *cu;
-#endif
-};
+typedef zf_status (*cuda_open_fn)(const zf_backend_opts *o, const zf_backend_i **i, void **ctx);
+typedef int (*cuda_count_fn)(const char **why);
+static const cuda_open_fn cuda_open = ZF_CUDA_OPEN;
+static const cuda_count_fn cuda_count = ZF_CUDA_COUNT;
 
 const char *zf_backend_kind_name(zf_backend_kind k) { return k == ZF_BACKEND_CUDA ? "cuda" : "cpu"; }
 
 int zf_backend_cuda_devices(const char **why)
 {
-#ifdef ZF_HAVE_CUDA
-    return zf_cuda_device_count(why);
-#else
+    if (cuda_count) return cuda_count(why);
     if (why) *why = "this build has no CUDA backend (no toolkit found, or -DZF_WITH_CUDA=OFF)";
     return 0;
-#endif
 }
 
 zf_status zf_backend_open(const zf_backend_opts *o, zf_backend **out)
 {
     *out = NULL;
+    if (o->kind == ZF_BACKEND_CUDA && !cuda_open)
+        return zf_fail(ZF_ERR_INPUT, "backend: cuda was asked for, but this zfold was built without CUDA (configure "
+                       "with a CUDA toolkit and -DZF_WITH_CUDA=ON)");
     zf_backend *be = zf_calloc(1, sizeof *be, "backend");
     if (!be) return ZF_ERR_NOMEM;
     be->opts = *o;
+    be->i = zf_cpu_backend_table();
     if (o->kind == ZF_BACKEND_CUDA) {
-#ifdef ZF_HAVE_CUDA
-        zf_status s = zf_cuda_open(o->device, o->tf32, o->fwd_dtype, &be->cu);
+        zf_status s = cuda_open(o, &be->i, &be->ctx);
         if (s != ZF_OK) {
             free(be);
             return s;
         }
-#else
-        free(be);
-        return zf_fail(ZF_ERR_INPUT, "backend: cuda was asked for, but this zfold was built without CUDA (configure "
-                       "with a CUDA toolkit and -DZF_WITH_CUDA=ON)");
-#endif
     }
     *out = be;
     return ZF_OK;
 }
 
+zf_backend *zf_cpu_backend(void)
+{
+    static zf_backend cpu;
+    cpu.opts = (zf_backend_opts){.kind = ZF_BACKEND_CPU, .device = -1};
+    cpu.i = zf_cpu_backend_table();
+    return &cpu;
+}
+
 void zf_backend_close(zf_backend *be)
 {
     if (!be) return;
-#ifdef ZF_HAVE_CUDA
-    zf_cuda_close(be->cu);
-#endif
+    if (be->i->close) be->i->close(be->ctx);
     free(be);
 }
 
@@ -67,126 +73,51 @@ void zf_backend_get_info(const zf_backend *be, zf_backend_info *info)
     memset(info, 0, sizeof *info);
     info->kind = be->opts.kind;
     info->device = -1;
-#ifdef ZF_HAVE_CUDA
-    if (be->cu) {
-        zf_cuda_info(be->cu, info);
-        return;
-    }
-#endif
-    snprintf(info->name, sizeof info->name, "cpu");
+    be->i->info(be->ctx, info);
 }
 
-int64_t zf_backend_peak_bytes(zf_backend *be, bool reset)
-{
-#ifdef ZF_HAVE_CUDA
-    if (be->cu) return zf_cuda_peak_bytes(be->cu, reset);
-#endif
-    (void)be, (void)reset;
-    return 0;
-}
+unsigned zf_backend_caps(const zf_backend *be) { return be->i->caps; }
 
-/* The CPU accumulator is a zf_hessian over the same memory. */
-static zf_hessian host_view(const zf_bhess *h)
-{
-    zf_hessian v = {.dim = h->dim, .ntokens = h->ntokens, .fp64 = h->fp64};
-    if (h->fp64) v.sum64 = h->sum;
-    else v.sum32 = h->sum;
-    return v;
-}
+int64_t zf_backend_peak_bytes(zf_backend *be, bool reset) { return be->i->peak_bytes(be->ctx, reset); }
 
 zf_status zf_bhess_init(zf_backend *be, zf_bhess *h, int64_t dim, bool fp64)
 {
     memset(h, 0, sizeof *h);
-#ifdef ZF_HAVE_CUDA
-    if (be->cu) {
-        size_t bytes = (size_t)dim * (size_t)dim * (fp64 ? sizeof(double) : sizeof(float));
-        char what[96];
-        snprintf(what, sizeof what, "Hessian accumulator [%lld, %lld]", (long long)dim, (long long)dim);
-        ZF_TRY(zf_cuda_alloc(be->cu, bytes, what, &h->sum));
-        zf_status s = zf_cuda_hess_zero(be->cu, h->sum, dim, fp64);
-        if (s != ZF_OK) {
-            zf_cuda_free(be->cu, h->sum);
-            h->sum = NULL;
-            return s;
-        }
-        *h = (zf_bhess){.be = be, .dim = dim, .fp64 = fp64, .on_device = true, .sum = h->sum};
-        return ZF_OK;
+    size_t bytes = (size_t)dim * (size_t)dim * (fp64 ? sizeof(double) : sizeof(float));
+    char what[96];
+    snprintf(what, sizeof what, "Hessian accumulator [%lld, %lld]", (long long)dim, (long long)dim);
+    void *sum = NULL;
+    if (dim <= 0 || dim > INT_MAX) /* BLAS takes int sizes */
+        return zf_fail(ZF_ERR_INPUT, "Hessian dimension %lld: expected 1 .. %d", (long long)dim, INT_MAX);
+    ZF_TRY(be->i->alloc(be->ctx, bytes, what, &sum));
+    zf_status s = be->i->hess_zero(be->ctx, sum, dim, fp64);
+    if (s != ZF_OK) {
+        be->i->free(be->ctx, sum);
+        return s;
     }
-#endif
-    zf_hessian v;
-    ZF_TRY(zf_hessian_init(&v, dim, fp64));
-    *h = (zf_bhess){.be = be, .dim = dim, .fp64 = fp64, .sum = fp64 ? (void *)v.sum64 : (void *)v.sum32};
+    *h = (zf_bhess){.be = be, .dim = dim, .fp64 = fp64, .sum = sum};
     return ZF_OK;
 }
 
 void zf_bhess_free(zf_bhess *h)
 {
     if (!h->sum) return;
-#ifdef ZF_HAVE_CUDA
-    if (h->on_device) zf_cuda_free(h->be->cu, h->sum);
-    else free(h->sum);
-#else
-    free(h->sum);
-#endif
+    h->be->i->free(h->be->ctx, h->sum);
     memset(h, 0, sizeof *h);
 }
 
-zf_status zf_bhess_finalize(zf_bhess *h, float *H)
-{
-#ifdef ZF_HAVE_CUDA
-    if (h->on_device) return zf_cuda_hess_finalize(h->be->cu, h->sum, h->dim, h->fp64, h->ntokens, H);
-#endif
-    zf_hessian v = host_view(h);
-    return zf_hessian_finalize(&v, H);
-}
-
-typedef struct {
-    zf_bhess *const *hess;
-    zf_status status;
-} cpu_capture;
-
-static void cpu_capture_fn(void *ctx, zf_group g, const float *x, int64_t ntok, int64_t dim)
-{
-    cpu_capture *c = ctx;
-    zf_bhess *h = c->hess[g];
-    if (!h || c->status != ZF_OK) return;
-    zf_hessian v = host_view(h);
-    c->status = zf_hessian_add(&v, x, ntok);
-    h->ntokens = v.ntokens;
-}
+zf_status zf_bhess_finalize(zf_bhess *h, float *H) { return h->be->i->hess_finalize(h->be->ctx, h, H); }
 
 zf_status zf_backend_block_forward(zf_backend *be, const zf_model_config *c, const zf_block_weights *w, float *x,
                                    int64_t nwin, int64_t seq, zf_bhess *const hess[ZF_NGROUP])
 {
-#ifdef ZF_HAVE_CUDA
-    if (be->cu) return zf_cuda_block_forward(be->cu, c, w, x, nwin, seq, hess);
-#endif
-    bool any = false;
-    for (int g = 0; hess && g < ZF_NGROUP; g++) any |= hess[g] != NULL;
-    cpu_capture cap = {hess, ZF_OK};
-    for (int64_t i = 0; i < nwin; i++) {
-        ZF_TRY(zf_block_forward(c, w, x + i * seq * c->hidden, 1, seq, any ? cpu_capture_fn : NULL, &cap));
-        ZF_TRY(cap.status);
-    }
-    return ZF_OK;
+    return be->i->block_forward(be->ctx, c, w, x, nwin, seq, hess);
 }
 
 zf_status zf_backend_token_nll(zf_backend *be, const zf_model_config *c, const zf_model_globals *g, const float *x,
                                const int32_t *tokens, int64_t nwin, int64_t seq, double *nll)
 {
-#ifdef ZF_HAVE_CUDA
-    if (be->cu) return zf_cuda_token_nll(be->cu, c, g, x, tokens, nwin, seq, nll);
-#endif
-    return zf_token_nll(c, g, x, tokens, nwin, seq, nll);
-}
-
-zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
-                              const float *H, const zf_zeta_tie *tie, zf_qresult *out)
-{
-#ifdef ZF_HAVE_CUDA
-    if (be->cu) return zf_cuda_quantize(be->cu, o, W, rows, cols, H, tie, out);
-#endif
-    return zf_quantize(o, W, rows, cols, H, tie, out);
+    return be->i->token_nll(be->ctx, c, g, x, tokens, nwin, seq, nll);
 }
 
 /* The larger of a phase's activations and the staging buffer that 16-bit weights of up to n floats go through

@@ -1,6 +1,6 @@
-/* The compute backend of a rank: Hessian accumulation, block forward with capture, and layer quantization on the
- * CPU (OpenBLAS + LAPACKE) or on one CUDA device (cuBLAS + cuSOLVER + own kernels). Host pointers in and out;
- * Hessian accumulators live where the backend computes (device memory on CUDA). */
+/* The compute backend of a rank: Hessian accumulation, block forward with capture, and layer quantization on the CPU or one CUDA device. */
+/* Host pointers in and out; Hessian accumulators live where the backend computes (device memory on CUDA). The
+ * algorithms are written once over each backend's table of primitives (worker/backend_impl.h). */
 #ifndef ZF_BACKEND_H
 #define ZF_BACKEND_H
 
@@ -27,6 +27,12 @@ typedef struct {
 
 typedef struct zf_backend zf_backend;
 
+/* What a backend can do, asked instead of its kind. */
+typedef enum {
+    ZF_CAP_DEVICE_SUMS = 1u << 0,  /* Hessian sums live in device memory (reductions go over the GPU communicator) */
+    ZF_CAP_HOST_MEMORY = 1u << 1,  /* backend memory is host memory: the host kernels may run on the data directly */
+} zf_backend_cap;
+
 typedef struct {
     zf_backend_kind kind;
     int device;
@@ -39,6 +45,8 @@ zf_status zf_backend_open(const zf_backend_opts *o, zf_backend **out);
 void zf_backend_close(zf_backend *be);
 void zf_backend_get_info(const zf_backend *be, zf_backend_info *info);
 const char *zf_backend_kind_name(zf_backend_kind k);
+/* zf_backend_cap flags. */
+unsigned zf_backend_caps(const zf_backend *be);
 /* Whether this build has the CUDA backend and how many devices it sees (0 without CUDA or without a device, and
  * then *why, if why is not NULL, says which). */
 int zf_backend_cuda_devices(const char **why);
@@ -50,7 +58,6 @@ typedef struct {
     int64_t dim;
     int64_t ntokens;
     bool fp64;
-    bool on_device;
     void *sum;                    /* float or double [dim, dim] */
 } zf_bhess;
 
@@ -75,6 +82,14 @@ zf_status zf_backend_token_nll(zf_backend *be, const zf_model_config *c, const z
  * memory fails with ZF_ERR_NOMEM naming the bytes needed and free. */
 zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
                               const float *H, const zf_zeta_tie *tie, zf_qresult *out);
+
+/* Quantizes a group: the concatenated rows W [rows, cols] of nmembers layers (member i has member_rows[i] rows,
+ * summing to rows) once, as zf_backend_quantize, and per member, on the backend: dl[i] = ΔL of its rows of out->deq
+ * against its rows of W, and dl_rtn[i] = ΔL of min-max RTN of that member alone (same bits, symmetry and groups).
+ * out->dl and out->dl_rtn are left 0. Without H every figure is 0. */
+zf_status zf_backend_quantize_group(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
+                                    const float *H, const zf_zeta_tie *tie, int nmembers, const int64_t *member_rows,
+                                    zf_qresult *out, double *dl, double *dl_rtn);
 
 /* Device bytes the backend held at most at once beyond what it held at the last reset (or when it opened), through
  * its own allocations; reset starts a new count. 0 on the CPU, -1 when the count was lost. The GPU tests check

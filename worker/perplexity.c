@@ -32,9 +32,8 @@ zf_status zf_eval_nll(zf_backend *be, const zf_model_config *c, const zf_model_g
     int64_t chunk = win_end - win_begin < chunk_windows ? win_end - win_begin : chunk_windows;
     if (chunk == 0) return ZF_OK;
 
-    zf_backend_info info = {0};
-    if (be) zf_backend_get_info(be, &info);
-    bool on_gpu = be && info.kind == ZF_BACKEND_CUDA; /* the CPU forwards a chunk's windows together */
+    /* host kernels forward a chunk's windows together; a backend with its own memory takes them one at a time */
+    bool on_backend = be && !(zf_backend_caps(be) & ZF_CAP_HOST_MEMORY);
     int64_t d = c->hidden, npred = seq - 1;
     float *x = zf_malloc(sizeof(float) * (size_t)(chunk * seq * d), "perplexity activations");
     double *nll = zf_malloc(sizeof(double) * (size_t)(chunk * npred), "per-token NLL");
@@ -51,11 +50,11 @@ zf_status zf_eval_nll(zf_backend *be, const zf_model_config *c, const zf_model_g
                 st = zf_fail_context(st, "weights of block %lld", (long long)b);
                 goto done;
             }
-            st = on_gpu ? zf_backend_block_forward(be, c, bw, x, nw, seq, NULL)
+            st = on_backend ? zf_backend_block_forward(be, c, bw, x, nw, seq, NULL)
                         : zf_block_forward(c, bw, x, nw, seq, NULL, NULL);
             if (st != ZF_OK) goto done;
         }
-        st = on_gpu ? zf_backend_token_nll(be, c, g, x, tw, nw, seq, nll) : zf_token_nll(c, g, x, tw, nw, seq, nll);
+        st = on_backend ? zf_backend_token_nll(be, c, g, x, tw, nw, seq, nll) : zf_token_nll(c, g, x, tw, nw, seq, nll);
         if (st != ZF_OK) goto done;
         /* Summed in order so the result does not depend on the thread count. */
         for (int64_t r = 0; r < nw * npred; r++) out->nll_sum += nll[r];

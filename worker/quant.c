@@ -1,12 +1,15 @@
-/* Quantization results, ΔL, and the zf_quantize entry point that validates and dispatches to RTN/OPTQ/Z-FOLD. */
+/* Quantization results, ΔL, and the quantize entry on any backend: validate, allocate, dispatch, dequantize, ΔL per member. */
 #include "worker/quant.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/backend.h"
 #include "worker/grid.h"
 #include "worker/optq.h"
+#include "worker/quant_impl.h"
 #include "worker/rtn.h"
 #include "worker/zfold.h"
 #include "common/clock.h"
@@ -47,18 +50,6 @@ void zf_qresult_free(zf_qresult *r)
 {
     free(r->q), free(r->scale), free(r->zero), free(r->g_idx), free(r->zeta), free(r->deq);
     memset(r, 0, sizeof *r);
-}
-
-/* deq = (scale·ζ)·(q - zero), the same float operations the quantizers use for their error feedback. */
-static void dequantize(zf_qresult *r)
-{
-    const int64_t cols = r->cols, ng = r->ngroups;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < r->rows; i++)
-        for (int64_t j = 0; j < cols; j++) {
-            const int64_t k = i * ng + r->g_idx[j];
-            r->deq[i * cols + j] = zf_dequant((float)r->q[i * cols + j], r->scale[k] * r->zeta[j], r->zero[k]);
-        }
 }
 
 /* ΔW in fp32 chunks (W - Wq is exact to one rounding), ΔW·H by SGEMM, the per-row dot products and the total in
@@ -106,24 +97,9 @@ static zf_status check_tie(const zf_zeta_tie *tie, int64_t cols)
     return ZF_OK;
 }
 
-/* ΔL of min-max RTN with the same bits, symmetry and groups: the "before" figure of every report. */
-static zf_status rtn_minmax_loss(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
-                                 const float *H, int64_t ngroups, double *dl)
-{
-    zf_qresult r;
-    ZF_TRY(zf_qresult_alloc(&r, rows, cols, ngroups, o->bits));
-    zf_status st = zf_rtn(o, ZF_GRID_MINMAX, W, rows, cols, NULL, &r);
-    if (st == ZF_OK) {
-        dequantize(&r);
-        *dl = zf_delta_loss(W, r.deq, rows, cols, H);
-        if (isnan(*dl)) st = ZF_ERR_NOMEM;
-    }
-    zf_qresult_free(&r);
-    return st;
-}
-
-zf_status zf_quantize_check_inputs(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
-                                   const zf_zeta_tie **tie, const zf_qresult *out)
+/* Options, shapes and tie classes, before any work; *tie becomes NULL when it does not apply. */
+static zf_status check_inputs(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
+                              const zf_zeta_tie **tie, const zf_qresult *out)
 {
     ZF_TRY(zf_quant_opts_check(o));
     if (!W || !out || rows <= 0 || cols <= 0)
@@ -132,8 +108,6 @@ zf_status zf_quantize_check_inputs(const zf_quant_opts *o, const float *W, int64
     if (!H && (o->method != ZF_METHOD_RTN || o->grid == ZF_GRID_HESSIAN))
         return zf_fail(ZF_ERR_INPUT, "quantize: method %s with grid %s needs the Hessian, none was given",
                        zf_method_name(o->method), zf_grid_name(o->grid));
-    ZF_TRY(check_finite("W", W, rows, cols));
-    if (H) ZF_TRY(check_finite("H", H, cols, cols));
     if (o->method != ZF_METHOD_ZFOLD) *tie = NULL;
     else if (*tie) {
         ZF_TRY(check_tie(*tie, cols));
@@ -145,33 +119,206 @@ zf_status zf_quantize_check_inputs(const zf_quant_opts *o, const float *W, int64
 zf_status zf_quantize(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
                       const zf_zeta_tie *tie, zf_qresult *out)
 {
-    const double t0 = zf_now();
-    ZF_TRY(zf_quantize_check_inputs(o, W, rows, cols, H, &tie, out));
-    const int64_t ngroups = o->group_size > 0 ? (cols + o->group_size - 1) / o->group_size : 1;
-    ZF_TRY(zf_qresult_alloc(out, rows, cols, ngroups, o->bits));
+    return zf_backend_quantize(zf_cpu_backend(), o, W, rows, cols, H, tie, out);
+}
 
-    zf_status st;
+/* Backend buffers of one quantization: what zf_backend_quantize_bytes counts besides the backend's own scratch. */
+static zf_status qrun_alloc(zf_qrun *r, bool host)
+{
+    const zf_quant_opts *o = r->o;
+    const int64_t rows = r->rows, cols = r->cols, gs = r->gs;
+    const bool optq = o->method == ZF_METHOD_OPTQ || (o->method == ZF_METHOD_ZFOLD && o->zfold_optq);
+    const bool need_hb = optq && gs && !o->static_groups && o->grid == ZF_GRID_HESSIAN;
+    const int64_t bk = o->block_size < cols ? o->block_size : cols, gl = gs ? (gs < cols ? gs : cols) : 0;
+    const size_t rc = (size_t)rows * (size_t)cols, nn = (size_t)cols * (size_t)cols;
+    const size_t rg = (size_t)rows * (size_t)r->ngroups, c4 = (size_t)cols * 4;
+    struct {
+        void *p;
+        size_t n;
+        const char *what;
+        bool want;
+    } b[] = {
+        {&r->W, rc * 4, "quantization: weights", !host},
+        {&r->A, rc * 4, "quantization: working weights", true},
+        {&r->B, rc * 4, "quantization: weight scratch", true},
+        {&r->q, rc, "quantization: codes", true},
+        {&r->Qt, rc, "OPTQ: codes in processing order", optq},
+        {&r->U, nn * 4, "OPTQ: inverse Hessian factor", optq},
+        {&r->Err, (size_t)bk * (size_t)rows * 4, "OPTQ: block errors", optq},
+        {&r->H, nn * 4, "quantization: Hessian", r->Hh && !host},
+        {&r->hbuf, (size_t)gl * (size_t)gl * 4, "OPTQ: group Hessian", need_hb},
+        {&r->scale, rg * 4, "quantization: scales", true},
+        {&r->zero, rg * 4, "quantization: zero points", true},
+        {&r->zeta, c4, "quantization: zeta", true},
+        {&r->zp, c4, "quantization: permuted zeta", true},
+        {&r->perm, c4, "quantization: permutation", true},
+        {&r->gidx, c4, "quantization: group index", true},
+    };
+    for (size_t k = 0; k < sizeof b / sizeof b[0]; k++)
+        if (b[k].want) ZF_TRY(r->i->alloc(r->be->ctx, b[k].n, b[k].what, (void **)b[k].p));
+    return ZF_OK;
+}
+
+zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
+                       const float *H, zf_qrun *r)
+{
+    const int64_t gs = o->group_size > 0 ? o->group_size : 0;
+    *r = (zf_qrun){.be = be, .i = be->i, .o = o, .Hh = H, .rows = rows, .cols = cols, .gs = gs,
+                   .ngroups = gs ? (cols + gs - 1) / gs : 1};
+    ZF_TRY(r->i->q_begin(be->ctx, o, rows, cols, H != NULL, &r->qs));
+    const bool host = (r->i->caps & ZF_CAP_HOST_MEMORY) != 0;
+    r->own_w = !host;
+    if (host) {
+        /* read only: the drivers never write W or H */
+        r->W = (float *)W;
+        r->H = (float *)H;
+    }
+    zf_status st = qrun_alloc(r, host);
+    const size_t rg = (size_t)rows * (size_t)r->ngroups;
+    if (st == ZF_OK && !host) st = r->i->upload(be->ctx, r->W, W, (size_t)rows * (size_t)cols * sizeof(float));
+    if (st == ZF_OK && H && !host) st = r->i->upload(be->ctx, r->H, H, (size_t)cols * (size_t)cols * sizeof(float));
+    /* a row no grid could fit keeps zero scale and zero point */
+    if (st == ZF_OK) st = r->i->fill_zero(be->ctx, r->scale, rg * sizeof(float));
+    if (st == ZF_OK) st = r->i->fill_zero(be->ctx, r->zero, rg * sizeof(float));
+    if (st != ZF_OK) zf_qrun_close(r, st);
+    return st;
+}
+
+void zf_qrun_close(zf_qrun *r, zf_status st)
+{
+    void *bufs[] = {r->A, r->B, r->U, r->Err, r->hbuf, r->scale, r->zero, r->zeta, r->zp, r->q, r->Qt, r->perm,
+                    r->gidx, r->own_w ? r->W : NULL, r->own_w ? r->H : NULL};
+    if (st != ZF_OK) r->i->sync(r->be->ctx); /* no queued work may still use the buffers freed below */
+    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
+        if (bufs[k]) r->i->free(r->be->ctx, bufs[k]);
+    if (r->qs) r->i->q_end(r->qs, st);
+    memset(r, 0, sizeof *r);
+}
+
+zf_status zf_qrun_loss(zf_qrun *r, const float *A, int64_t rows, double *rowbuf, double *dl)
+{
+    ZF_TRY(r->i->quadform(r->qs, A, NULL, rows, r->H, rowbuf, NULL));
+    double s = 0.0;
+    for (int64_t k = 0; k < rows; k++) s += rowbuf[k];
+    *dl = s;
+    return ZF_OK;
+}
+
+/* The method's codes and grids into out (host), deq on the host and ΔW = W - deq in r->B. */
+static zf_status quantize_codes(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
+{
+    const zf_quant_opts *o = r->o;
+    const int64_t rows = r->rows, cols = r->cols;
+    const size_t rc = (size_t)rows * (size_t)cols, rg = (size_t)rows * (size_t)r->ngroups;
+    void *ctx = r->be->ctx;
     switch (o->method) {
-    case ZF_METHOD_RTN: st = zf_rtn(o, o->grid, W, rows, cols, H, out); break;
-    case ZF_METHOD_OPTQ: st = zf_optq(o, W, rows, cols, H, NULL, NULL, NULL, out); break;
-    case ZF_METHOD_ZFOLD: st = zf_zfold(o, W, rows, cols, H, tie, out); break;
+    case ZF_METHOD_RTN:
+        ZF_TRY(zf_rtn_run(r, o->grid));
+        for (int64_t j = 0; j < cols; j++) out->g_idx[j] = (int32_t)(r->gs ? j / r->gs : 0);
+        break;
+    case ZF_METHOD_OPTQ: ZF_TRY(zf_optq_run(r, NULL, NULL, NULL, out)); break;
+    case ZF_METHOD_ZFOLD: ZF_TRY(zf_zfold_run(r, tie, out)); break;
     default: ZF_PANIC("unknown method %d", (int)o->method);
     }
+    /* g_idx and ζ are final on the host, codes and grids in backend memory */
+    ZF_TRY(r->i->upload(ctx, r->gidx, out->g_idx, (size_t)cols * sizeof(int32_t)));
+    ZF_TRY(r->i->upload(ctx, r->zeta, out->zeta, (size_t)cols * sizeof(float)));
+    ZF_TRY(r->i->download(ctx, out->q, r->q, rc));
+    ZF_TRY(r->i->download(ctx, out->scale, r->scale, rg * sizeof(float)));
+    ZF_TRY(r->i->download(ctx, out->zero, r->zero, rg * sizeof(float)));
+    const bool host = (r->i->caps & ZF_CAP_HOST_MEMORY) != 0;
+    float *deq = host ? out->deq : r->A;
+    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : cols, r->ngroups,
+                         rows, cols, deq, r->Hh ? r->B : NULL));
+    return r->i->download(ctx, out->deq, deq, rc * sizeof(float));
+}
+
+/* ΔL of each member's rows of ΔW in r->B. */
+static zf_status member_losses(zf_qrun *r, int nmembers, const int64_t *member_rows, double *rowbuf, double *dl)
+{
+    int64_t r0 = 0;
+    for (int m = 0; m < nmembers; m++) {
+        ZF_TRY(zf_qrun_loss(r, r->B + r0 * r->cols, member_rows[m], rowbuf, &dl[m]));
+        r0 += member_rows[m];
+    }
+    return ZF_OK;
+}
+
+/* Per member ΔL after, then min-max RTN of the whole (row by row the same as of each member alone) for ΔL before. */
+static zf_status group_losses(zf_qrun *r, int nmembers, const int64_t *member_rows, double *dl, double *dl_rtn)
+{
+    const zf_quant_opts *o = r->o;
+    double *rowbuf = zf_malloc((size_t)r->rows * sizeof(double), "quantization row sums");
+    if (!rowbuf) return ZF_ERR_NOMEM;
+    zf_status st = member_losses(r, nmembers, member_rows, rowbuf, dl);
+    if (st == ZF_OK && o->method == ZF_METHOD_RTN && o->grid == ZF_GRID_MINMAX) {
+        memcpy(dl_rtn, dl, (size_t)nmembers * sizeof(double));
+    } else if (st == ZF_OK) {
+        /* overwrites the method's codes and grids, which are on the host already */
+        st = zf_rtn_run(r, ZF_GRID_MINMAX);
+        if (st == ZF_OK)
+            st = r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, NULL, NULL, r->gs ? r->gs : r->cols, r->ngroups,
+                               r->rows, r->cols, r->A, r->B);
+        if (st == ZF_OK) st = member_losses(r, nmembers, member_rows, rowbuf, dl_rtn);
+    }
+    free(rowbuf);
+    return st;
+}
+
+static zf_status check_members(int64_t rows, int nmembers, const int64_t *member_rows)
+{
+    int64_t sum = 0;
+    for (int m = 0; m < nmembers && member_rows; m++) sum += member_rows[m] > 0 ? member_rows[m] : -rows - 1;
+    if (nmembers < 1 || !member_rows || sum != rows)
+        return zf_fail(ZF_ERR_INPUT, "quantize group: %d members: expected positive row counts summing to %lld",
+                       nmembers, (long long)rows);
+    return ZF_OK;
+}
+
+zf_status zf_backend_quantize_group(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
+                                    const float *H, const zf_zeta_tie *tie, int nmembers, const int64_t *member_rows,
+                                    zf_qresult *out, double *dl, double *dl_rtn)
+{
+    const double t0 = zf_now();
+    ZF_TRY(check_inputs(o, W, rows, cols, H, &tie, out));
+    ZF_TRY(check_members(rows, nmembers, member_rows));
+    memset(out, 0, sizeof *out); /* freed on every error below, allocated or not */
+    for (int m = 0; m < nmembers; m++) dl[m] = dl_rtn[m] = 0.0;
+    zf_qrun r;
+    /* the host result only once the backend's side is known to fit */
+    zf_status st = zf_qrun_open(be, o, W, rows, cols, H, &r);
     if (st == ZF_OK) {
-        dequantize(out);
-        if (H) {
-            out->dl = zf_delta_loss(W, out->deq, rows, cols, H);
-            if (isnan(out->dl)) st = ZF_ERR_NOMEM;
-            else if (o->method == ZF_METHOD_RTN && o->grid == ZF_GRID_MINMAX) out->dl_rtn = out->dl;
-            else st = rtn_minmax_loss(o, W, rows, cols, H, ngroups, &out->dl_rtn);
+        /* after the backend's fit check: a layer too large for the device is refused before W and H are read */
+        st = check_finite("W", W, rows, cols);
+        if (st == ZF_OK && H) st = check_finite("H", H, cols, cols);
+        if (st != ZF_OK) {
+            zf_qrun_close(&r, st);
+            return st;
         }
+        const int64_t ngroups = r.ngroups;
+        st = zf_qresult_alloc(out, rows, cols, ngroups, o->bits);
+        if (st == ZF_OK) st = quantize_codes(&r, tie, out);
+        if (st == ZF_OK && H) st = group_losses(&r, nmembers, member_rows, dl, dl_rtn);
+        zf_qrun_close(&r, st);
     }
     if (st != ZF_OK) {
-        zf_fail_context(st, "quantizing a [%lld x %lld] weight with %s", (long long)rows, (long long)cols,
-                        zf_method_name(o->method));
+        zf_backend_info info;
+        zf_backend_get_info(be, &info);
+        zf_fail_context(st, "quantizing a [%lld x %lld] weight with %s on %s", (long long)rows, (long long)cols,
+                        zf_method_name(o->method), info.name);
         zf_qresult_free(out);
         return st;
     }
     out->t_total = zf_now() - t0;
+    return ZF_OK;
+}
+
+zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
+                              const float *H, const zf_zeta_tie *tie, zf_qresult *out)
+{
+    double dl = 0.0, dl_rtn = 0.0;
+    ZF_TRY(zf_backend_quantize_group(be, o, W, rows, cols, H, tie, 1, &rows, out, &dl, &dl_rtn));
+    out->dl = dl;
+    out->dl_rtn = dl_rtn;
     return ZF_OK;
 }

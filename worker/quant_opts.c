@@ -1,51 +1,111 @@
-/* Quantization options: defaults, method/grid/alpha names and the range checks. */
+/* Quantization options: the descriptor table (the single source of defaults, ranges and names), names and checks. */
 #include "worker/quant_opts.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+static const char *const method_names[] = {"rtn", "optq", "zfold", NULL};
+static const char *const grid_names[] = {"minmax", "mmse", "hessian", NULL};
+static const char *const alpha_names[] = {"lsq", "grid", NULL};
+
+#define OPT(f) offsetof(zf_quant_opts, f)
+#define ALL ZF_AFFECTS_ALL
+#define OPTQ_ZFOLD (ZF_AFFECTS(ZF_METHOD_OPTQ) | ZF_AFFECTS(ZF_METHOD_ZFOLD))
+#define ZFOLD ZF_AFFECTS(ZF_METHOD_ZFOLD)
+
+/* Ranges beyond the physical limits are chosen so that every value in them means something distinct: damp = 0
+ * would make the ×10 retries useless, one ALS iteration is the least Z-FOLD that is not OPTQ, two clip ratios the
+ * least search, and mmse_norm >= 1 keeps the MMSE error a norm. */
+const zf_opt_desc zf_quant_opt_descs[] = {
+    {"method", ZF_OPT_ENUM, OPT(method), ZF_METHOD_ZFOLD, 0, 0, false, method_names, ALL,
+     "Quantizer: round-to-nearest, OPTQ (GPTQ), or Z-FOLD followed by OPTQ"},
+    {"bits", ZF_OPT_I32, OPT(bits), 3, 2, 8, false, NULL, ALL, "Weight bit width"},
+    {"sym", ZF_OPT_BOOL, OPT(sym), 0, 0, 0, false, NULL, ALL, "Symmetric grid (zero point in the middle)"},
+    {"group_size", ZF_OPT_I64, OPT(group_size), -1, -1, 1 << 20, false, NULL, ALL,
+     "Input columns per grid; -1 = one grid per output channel (required for zfold)"},
+    {"grid", ZF_OPT_ENUM, OPT(grid), ZF_GRID_MINMAX, 0, 0, false, grid_names, ALL,
+     "How the initial grid is chosen: min-max, MMSE clip search, or Hessian-scored clip search"},
+    {"damp", ZF_OPT_DOUBLE, OPT(damp), 0.01, 0, 10, true, NULL, OPTQ_ZFOLD, "OPTQ damping, fraction of mean(diag H)"},
+    {"damp_retries", ZF_OPT_I32, OPT(damp_retries), 4, 0, 10, false, NULL, OPTQ_ZFOLD,
+     "Times the damping is multiplied by 10 when the Cholesky factorization fails"},
+    {"block_size", ZF_OPT_I64, OPT(block_size), 128, 1, 1 << 16, false, NULL, OPTQ_ZFOLD,
+     "OPTQ lazy-update block width"},
+    {"act_order", ZF_OPT_BOOL, OPT(act_order), 0, 0, 0, false, NULL, OPTQ_ZFOLD,
+     "OPTQ: quantize columns in order of decreasing Hessian diagonal"},
+    /* groups only: Z-FOLD has none */
+    {"static_groups", ZF_OPT_BOOL, OPT(static_groups), 0, 0, 0, false, NULL, ZF_AFFECTS(ZF_METHOD_OPTQ),
+     "OPTQ with act_order and groups: fix group grids before reordering"},
+    {"alpha", ZF_OPT_ENUM, OPT(alpha), ZF_ALPHA_LSQ, 0, 0, false, alpha_names, ZFOLD,
+     "Z-FOLD α update: Hessian-weighted least squares (paper, eq. 13) or Hessian-scored grid search (official code)"},
+    {"als_max_iter", ZF_OPT_I32, OPT(als_max_iter), 30, 1, 1000, false, NULL, ZFOLD, "Z-FOLD ALS iteration limit"},
+    {"mmse_norm", ZF_OPT_DOUBLE, OPT(mmse_norm), 2.4, 1, 8, false, NULL, ALL, "Exponent of the MMSE grid error"},
+    {"grid_points", ZF_OPT_I32, OPT(grid_points), 100, 2, 10000, false, NULL, ALL,
+     "Clip ratios tried by the MMSE and Hessian grids"},
+};
+const size_t zf_quant_opt_count = sizeof zf_quant_opt_descs / sizeof zf_quant_opt_descs[0];
+
+static double get_value(const zf_quant_opts *o, const zf_opt_desc *d)
+{
+    const void *p = (const char *)o + d->offset;
+    switch (d->type) {
+    case ZF_OPT_BOOL: return *(const bool *)p;
+    case ZF_OPT_I32: return *(const int *)p;
+    case ZF_OPT_I64: return (double)*(const int64_t *)p;
+    case ZF_OPT_DOUBLE: return *(const double *)p;
+    case ZF_OPT_ENUM: return *(const int *)p;
+    }
+    ZF_PANIC("unhandled option type %d", (int)d->type);
+}
+
+static void set_value(zf_quant_opts *o, const zf_opt_desc *d, double v)
+{
+    void *p = (char *)o + d->offset;
+    switch (d->type) {
+    case ZF_OPT_BOOL: *(bool *)p = v != 0; return;
+    case ZF_OPT_I32:
+    case ZF_OPT_ENUM: *(int *)p = (int)v; return;
+    case ZF_OPT_I64: *(int64_t *)p = (int64_t)v; return;
+    case ZF_OPT_DOUBLE: *(double *)p = v; return;
+    }
+    ZF_PANIC("unhandled option type %d", (int)d->type);
+}
 
 void zf_quant_opts_default(zf_quant_opts *o)
 {
-    *o = (zf_quant_opts){
-        .method = ZF_METHOD_ZFOLD,
-        .bits = 4,
-        .sym = false,          /* Z-FOLD and the GPTQ reference quantize asymmetrically by default */
-        .group_size = -1,
-        .grid = ZF_GRID_MINMAX,
-        .mmse_norm = 2.4,
-        .grid_points = 100,
-        .max_shrink = 0.8,
-        .damp = 0.01,
-        .damp_retries = 4,
-        .block_size = 128,
-        .act_order = false,
-        .static_groups = false,
-        .alpha = ZF_ALPHA_LSQ, /* the paper's eq. 13; ZF_ALPHA_GRID is the official code's (much slower) search */
-        .als_max_iter = 30,
-        .zeta_positive = false,
-        .zfold_optq = true,
-    };
+    memset(o, 0, sizeof *o);
+    for (size_t i = 0; i < zf_quant_opt_count; i++) set_value(o, &zf_quant_opt_descs[i], zf_quant_opt_descs[i].def);
+    o->max_shrink = 0.8; /* the reference MMSE search */
+    o->zeta_positive = false;
+    o->zfold_optq = true;
 }
 
-static const char *const method_names[] = {"rtn", "optq", "zfold"};
-static const char *const grid_names[] = {"minmax", "mmse", "hessian"};
-static const char *const alpha_names[] = {"lsq", "grid"};
-
-const char *zf_method_name(zf_method m) { return (unsigned)m < 3 ? method_names[m] : "unknown"; }
-const char *zf_grid_name(zf_grid_kind g) { return (unsigned)g < 3 ? grid_names[g] : "unknown"; }
-const char *zf_alpha_name(zf_alpha_mode a) { return (unsigned)a < 2 ? alpha_names[a] : "unknown"; }
-
-static int parse_name(const char *s, const char *const *names, int n)
+static int count_names(const char *const *names)
 {
-    if (!s) return -1;
-    for (int i = 0; i < n; i++)
+    int n = 0;
+    while (names[n]) n++;
+    return n;
+}
+
+static const char *name_of(const char *const *names, int i)
+{
+    return i >= 0 && i < count_names(names) ? names[i] : "unknown";
+}
+
+const char *zf_method_name(zf_method m) { return name_of(method_names, (int)m); }
+const char *zf_grid_name(zf_grid_kind g) { return name_of(grid_names, (int)g); }
+const char *zf_alpha_name(zf_alpha_mode a) { return name_of(alpha_names, (int)a); }
+
+static int parse_name(const char *s, const char *const *names)
+{
+    for (int i = 0; s && names[i]; i++)
         if (!strcmp(s, names[i])) return i;
     return -1;
 }
 
 int zf_method_parse(const char *s, zf_method *out)
 {
-    int i = s && !strcmp(s, "gptq") ? (int)ZF_METHOD_OPTQ : parse_name(s, method_names, 3);
+    int i = s && !strcmp(s, "gptq") ? (int)ZF_METHOD_OPTQ : parse_name(s, method_names);
     if (i < 0) return -1;
     *out = (zf_method)i;
     return 0;
@@ -53,7 +113,7 @@ int zf_method_parse(const char *s, zf_method *out)
 
 int zf_grid_parse(const char *s, zf_grid_kind *out)
 {
-    int i = parse_name(s, grid_names, 3);
+    int i = parse_name(s, grid_names);
     if (i < 0) return -1;
     *out = (zf_grid_kind)i;
     return 0;
@@ -61,38 +121,34 @@ int zf_grid_parse(const char *s, zf_grid_kind *out)
 
 int zf_alpha_parse(const char *s, zf_alpha_mode *out)
 {
-    int i = parse_name(s, alpha_names, 2);
+    int i = parse_name(s, alpha_names);
     if (i < 0) return -1;
     *out = (zf_alpha_mode)i;
     return 0;
 }
 
+static zf_status check_one(const zf_quant_opts *o, const zf_opt_desc *d)
+{
+    double v = get_value(o, d);
+    if (d->type == ZF_OPT_ENUM) {
+        if (v >= 0 && v < count_names(d->names)) return ZF_OK;
+        char allowed[128] = "";
+        for (int i = 0; d->names[i]; i++)
+            snprintf(allowed + strlen(allowed), sizeof allowed - strlen(allowed), "%s%s", i ? "|" : "", d->names[i]);
+        return zf_fail(ZF_ERR_INPUT, "%s = %d: expected one of %s", d->name, (int)v, allowed);
+    }
+    if (d->type == ZF_OPT_BOOL) return ZF_OK;
+    bool low = d->min_open ? !(v > d->min) : !(v >= d->min);
+    if (isfinite(v) && !low && v <= d->max) return ZF_OK;
+    return zf_fail(ZF_ERR_INPUT, "%s = %g: expected %s%g .. %g", d->name, v, d->min_open ? "> " : "", d->min, d->max);
+}
+
 zf_status zf_quant_opts_check(const zf_quant_opts *o)
 {
-    if ((unsigned)o->method > ZF_METHOD_ZFOLD)
-        return zf_fail(ZF_ERR_INPUT, "quantization method %d: expected rtn, optq or zfold", (int)o->method);
-    if (o->bits < 2 || o->bits > 8)
-        return zf_fail(ZF_ERR_INPUT, "bits = %d: expected 2 .. 8 (codes are stored in one byte)", o->bits);
-    if ((unsigned)o->grid > ZF_GRID_HESSIAN)
-        return zf_fail(ZF_ERR_INPUT, "grid %d: expected minmax, mmse or hessian", (int)o->grid);
-    if (!(o->mmse_norm > 0.0) || !isfinite(o->mmse_norm))
-        return zf_fail(ZF_ERR_INPUT, "mmse_norm = %g: expected a finite exponent > 0 (2.4 as the reference)",
-                       o->mmse_norm);
-    if (o->grid_points < 1 || o->grid_points > 100000)
-        return zf_fail(ZF_ERR_INPUT, "grid_points = %d: expected 1 .. 100000 (100 as the reference)", o->grid_points);
+    for (size_t i = 0; i < zf_quant_opt_count; i++) ZF_TRY(check_one(o, &zf_quant_opt_descs[i]));
     if (!(o->max_shrink > 0.0 && o->max_shrink <= 1.0))
         return zf_fail(ZF_ERR_INPUT, "max_shrink = %g: expected a fraction in (0, 1] (0.8 as the reference)",
                        o->max_shrink);
-    if (!(o->damp > 0.0) || !isfinite(o->damp))
-        return zf_fail(ZF_ERR_INPUT, "damp = %g: expected a finite fraction > 0 of mean(diag H) (0.01)", o->damp);
-    if (o->damp_retries < 0 || o->damp_retries > 20)
-        return zf_fail(ZF_ERR_INPUT, "damp_retries = %d: expected 0 .. 20", o->damp_retries);
-    if (o->block_size < 1 || o->block_size > 1 << 16)
-        return zf_fail(ZF_ERR_INPUT, "block_size = %lld: expected 1 .. 65536 (128)", (long long)o->block_size);
-    if ((unsigned)o->alpha > ZF_ALPHA_GRID)
-        return zf_fail(ZF_ERR_INPUT, "alpha mode %d: expected lsq or grid", (int)o->alpha);
-    if (o->als_max_iter < 0 || o->als_max_iter > 10000)
-        return zf_fail(ZF_ERR_INPUT, "als_max_iter = %d: expected 0 .. 10000 (30 as the paper)", o->als_max_iter);
     if (o->method == ZF_METHOD_ZFOLD && o->group_size > 0)
         return zf_fail(ZF_ERR_INPUT,
                        "zfold with group_size = %lld: Z-FOLD is per output channel only (ζ folds into one step per "

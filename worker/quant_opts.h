@@ -1,8 +1,9 @@
-/* Quantization options of one layer: method, grid, Z-FOLD settings; defaults, names and checks. */
+/* Quantization options of one layer: the option descriptors (defaults, ranges, names, reach), names and checks. */
 #ifndef ZF_QUANT_OPTS_H
 #define ZF_QUANT_OPTS_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/status.h"
@@ -13,23 +14,46 @@ typedef enum { ZF_ALPHA_LSQ = 0, ZF_ALPHA_GRID } zf_alpha_mode;
 
 typedef struct {
     zf_method method;
-    int bits;                /* 2..8 */
+    int bits;
     bool sym;
     int64_t group_size;      /* <= 0: one grid per output channel */
     zf_grid_kind grid;       /* how RTN/OPTQ grids (and Z-FOLD's initial α) are chosen */
-    double mmse_norm;        /* exponent of the MMSE error, 2.4 as the reference */
-    int grid_points;         /* clip ratios tried by MMSE/Hessian grids (100) */
-    double max_shrink;       /* MMSE tries ratios 1 .. 1-max_shrink (0.8) */
-    double damp;             /* λ = damp · mean(diag H), 0.01 */
-    int damp_retries;        /* times the damp is multiplied by 10 after a failed Cholesky (4) */
-    int64_t block_size;      /* OPTQ lazy-update block (128) */
+    double mmse_norm;        /* exponent of the MMSE error */
+    int grid_points;         /* clip ratios tried by MMSE/Hessian grids */
+    double max_shrink;       /* MMSE tries ratios 1 .. 1-max_shrink (not a config key) */
+    double damp;             /* λ = damp · mean(diag H) */
+    int damp_retries;        /* times the damp is multiplied by 10 after a failed Cholesky */
+    int64_t block_size;      /* OPTQ lazy-update block */
     bool act_order;
     bool static_groups;
     zf_alpha_mode alpha;     /* Z-FOLD α update: Hessian-weighted least squares (paper) or grid search (official code) */
-    int als_max_iter;        /* 30 */
-    bool zeta_positive;      /* ζ must stay > 0 (fold through ReLU) */
-    bool zfold_optq;         /* Algorithm 2: OPTQ on the ζ·α grid after the ALS (true) */
+    int als_max_iter;
+    bool zeta_positive;      /* ζ must stay > 0 (fold through ReLU; not a config key) */
+    bool zfold_optq;         /* Algorithm 2: OPTQ on the ζ·α grid after the ALS (not a config key) */
 } zf_quant_opts;
+
+/* Value types of option descriptors; the config's key table extends this list past ZF_OPT_ENUM. */
+typedef enum { ZF_OPT_BOOL = 0, ZF_OPT_I32, ZF_OPT_I64, ZF_OPT_DOUBLE, ZF_OPT_ENUM } zf_opt_type;
+
+/* Bits of zf_opt_desc.affects: the methods whose quantized result an option's value changes. */
+#define ZF_AFFECTS(m) (1u << (m))
+#define ZF_AFFECTS_ALL (ZF_AFFECTS(ZF_METHOD_RTN) | ZF_AFFECTS(ZF_METHOD_OPTQ) | ZF_AFFECTS(ZF_METHOD_ZFOLD))
+
+/* One option that is also a config key: the only place its default, range and value names are written. */
+typedef struct {
+    const char *name;
+    zf_opt_type type;
+    size_t offset;             /* into zf_quant_opts */
+    double def;                /* bool 0/1, enum index */
+    double min, max;           /* inclusive range of numbers */
+    bool min_open;             /* min itself is excluded */
+    const char *const *names;  /* ZF_OPT_ENUM: value names in enum order, NULL-terminated */
+    unsigned affects;          /* ZF_AFFECTS bits */
+    const char *doc;
+} zf_opt_desc;
+
+extern const zf_opt_desc zf_quant_opt_descs[];
+extern const size_t zf_quant_opt_count;
 
 void zf_quant_opts_default(zf_quant_opts *o);
 const char *zf_method_name(zf_method m);
@@ -39,7 +63,7 @@ const char *zf_alpha_name(zf_alpha_mode a);
 int zf_method_parse(const char *s, zf_method *out);
 int zf_grid_parse(const char *s, zf_grid_kind *out);
 int zf_alpha_parse(const char *s, zf_alpha_mode *out);
-/* Checks ranges and combinations; the message names the option and what is allowed. */
+/* Checks every option against its descriptor, then combinations; the message names the option and what is allowed. */
 zf_status zf_quant_opts_check(const zf_quant_opts *o);
 
 #endif

@@ -2,11 +2,10 @@
 #ifndef ZF_RTN_H
 #define ZF_RTN_H
 
-#include "worker/quant.h"
+#include "worker/quant_impl.h"
 
-/* Fits grids of kind `grid` (H [cols, cols] needed only for ZF_GRID_HESSIAN; group g uses its diagonal block) per
- * output row, or per row and group of o->group_size columns, and rounds W to them: fills q, scale, zero, g_idx. */
-zf_status zf_rtn(const zf_quant_opts *o, zf_grid_kind grid, const float *W, int64_t rows, int64_t cols,
-                 const float *H, zf_qresult *out);
+/* Fits grids of kind `grid` (r->H needed only for ZF_GRID_HESSIAN; group g uses its diagonal block) per output row,
+ * or per row and group of o->group_size columns, and rounds W to them: r->q, r->scale, r->zero. */
+zf_status zf_rtn_run(zf_qrun *r, zf_grid_kind grid);
 
 #endif

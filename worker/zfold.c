@@ -1,46 +1,22 @@
-/* Z-FOLD: ALS factorization of the step sizes into ζ (input channels) and α (output channels), then OPTQ. */
+/* Z-FOLD on any backend: ALS factorization of the step sizes into ζ (input channels) and α (output channels), then OPTQ. */
 #include "worker/zfold.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "worker/grid.h"
 #include "worker/optq.h"
-#include "common/clock.h"
 
-/* Columns per task when the ζ sums run over the rows: each task owns its columns, so no reduction is needed. */
-#define ZF_ZETA_COLS 256
-
-/* Codes of W on the grid s_rj = α_r·ζ_j with zero z_r, written as w̃ = ζ_j·(q - z_r) into Wt when given and as
- * ΔW = W - α_r ζ_j (q - z_r) (the dequantized form used everywhere else) into dW when given. */
-static void quantize_state(const float *W, int64_t rows, int64_t cols, float maxq, const float *alpha,
-                           const float *zero, const float *zeta, float *Wt, float *dW, uint8_t *q)
+void zf_zfold_alpha_from_sums(int64_t rows, const double *num, const double *den, const float *alpha_prev,
+                              float *alpha)
 {
     for (int64_t r = 0; r < rows; r++) {
-        const float a = alpha[r], z = zero[r];
-        const float *w = W + r * cols;
-        for (int64_t j = 0; j < cols; j++) {
-            const float s = a * zeta[j];
-            const float c = zf_qcode(w[j], s, z, maxq);
-            if (Wt) Wt[r * cols + j] = zeta[j] * (c - z);
-            if (dW) dW[r * cols + j] = w[j] - zf_dequant(c, s, z);
-            if (q) q[r * cols + j] = (uint8_t)c;
-        }
+        const double a = num[r] / den[r];
+        alpha[r] = den[r] > 0.0 && isfinite(a) && a > 0.0 && (float)a > 0.0f ? (float)a : alpha_prev[r];
     }
-}
-
-static zf_status state_loss(const float *W, int64_t rows, int64_t cols, const float *H, float maxq,
-                            const float *alpha, const float *zero, const float *zeta, float *dW, double *rowbuf,
-                            double *dl)
-{
-    quantize_state(W, rows, cols, maxq, alpha, zero, zeta, NULL, dW, NULL);
-    ZF_TRY(zf_quadform_rows(dW, NULL, rows, cols, H, rowbuf, NULL));
-    double s = 0.0;
-    for (int64_t r = 0; r < rows; r++) s += rowbuf[r];
-    *dl = s;
-    return ZF_OK;
 }
 
 zf_status zf_zfold_alpha_lsq(const float *W, const float *Wt, int64_t rows, int64_t cols, const float *H,
@@ -50,11 +26,7 @@ zf_status zf_zfold_alpha_lsq(const float *W, const float *Wt, int64_t rows, int6
     if (!num) return ZF_ERR_NOMEM;
     double *den = num + rows;
     zf_status st = zf_quadform_rows(Wt, W, rows, cols, H, den, num);
-    if (st == ZF_OK)
-        for (int64_t r = 0; r < rows; r++) {
-            const double a = num[r] / den[r];
-            alpha[r] = den[r] > 0.0 && isfinite(a) && a > 0.0 && (float)a > 0.0f ? (float)a : alpha_prev[r];
-        }
+    if (st == ZF_OK) zf_zfold_alpha_from_sums(rows, num, den, alpha_prev, alpha);
     free(num);
     return st;
 }
@@ -85,121 +57,127 @@ void zf_zeta_from_sums(const zf_quant_opts *o, int64_t cols, const zf_zeta_tie *
     }
 }
 
-/* ζ_j = Σ_r W_rj Ŵ_rj / (Σ_r Ŵ_rj² + 1e-10), Ŵ = α_r (W_int - z_r), sums pooled over each tie class; ζ = 0 -> 1
- * (the reference's rule for a column that quantized to all zero points). */
-static void update_zeta(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, float maxq,
-                        const float *alpha, const float *zero, const zf_zeta_tie *tie, float *zeta, double *num,
-                        double *den, double *cnum, double *cden, int *kept)
+/* Host copies of the ALS state: the current one (ca, cz, czeta) and the double sums. */
+typedef struct {
+    float *ca, *cz, *czeta;
+    double *num, *den, *rowa, *rowb, *cnum, *cden;
+} als_host;
+
+/* ΔL of the state in r->scale (α), r->zero, r->zeta: ΔW in r->A. */
+static zf_status state_loss(zf_qrun *r, double *rowbuf, double *dl)
 {
-    for (int64_t j0 = 0; j0 < cols; j0 += ZF_ZETA_COLS) {
-        const int64_t j1 = j0 + ZF_ZETA_COLS < cols ? j0 + ZF_ZETA_COLS : cols;
-        for (int64_t j = j0; j < j1; j++) num[j] = den[j] = 0.0;
-        for (int64_t r = 0; r < rows; r++) {
-            const float a = alpha[r], z = zero[r];
-            const float *w = W + r * cols;
-            for (int64_t j = j0; j < j1; j++) {
-                const float c = zf_qcode(w[j], a * zeta[j], z, maxq);
-                const double wh = (double)a * (double)(c - z);
-                num[j] += (double)w[j] * wh;
-                den[j] += wh * wh;
-            }
-        }
-    }
-    zf_zeta_from_sums(o, cols, tie, num, den, cnum, cden, zeta, kept);
+    ZF_TRY(r->i->zstate(r->qs, r->W, r->rows, r->cols, r->scale, r->zero, r->zeta, NULL, r->A, NULL));
+    return zf_qrun_loss(r, r->A, r->rows, rowbuf, dl);
 }
 
-zf_status zf_zfold_als(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
-                       const zf_zeta_tie *tie, float *alpha, float *zero, float *zeta, int *iters, int *zeta_kept,
-                       double *trace, int *ntrace)
+/* Lines 4-7 of Algorithm 1: ζ by least squares over the rows (the Hessian does not change this solution, §3.1),
+ * requantize, then α; r's grids and ζ hold the current state before and after. */
+static zf_status als_step(zf_qrun *r, const zf_zeta_tie *tie, als_host *h, int *zeta_kept)
 {
-    if (tie && tie->nclasses == 0) tie = NULL;
-    const float maxq = (float)((1 << o->bits) - 1);
-    const size_t rc = (size_t)rows * (size_t)cols;
-    const int64_t ncls = tie ? tie->nclasses : 0;
-    zf_status st = ZF_OK;
-    float *Wt = zf_malloc(rc * sizeof(float), "Z-FOLD integer weights times zeta");
-    float *dW = zf_malloc(rc * sizeof(float), "Z-FOLD weight error");
-    float *x = o->alpha == ZF_ALPHA_GRID ? zf_malloc(rc * sizeof(float), "Z-FOLD W / zeta") : NULL;
-    float *cur = zf_malloc(((size_t)rows * 2 + (size_t)cols) * sizeof(float), "Z-FOLD current state");
-    double *dbuf = zf_malloc(((size_t)cols * 2 + (size_t)rows + (size_t)ncls * 2) * sizeof(double),
-                             "Z-FOLD sums");
-    if (!Wt || !dW || !cur || !dbuf || (o->alpha == ZF_ALPHA_GRID && !x)) {
-        st = ZF_ERR_NOMEM;
-        goto done;
+    const zf_quant_opts *o = r->o;
+    const int64_t rows = r->rows, cols = r->cols;
+    void *ctx = r->be->ctx;
+    ZF_TRY(r->i->zeta_sums(r->qs, r->W, rows, cols, r->scale, r->zero, r->zeta, h->num, h->den));
+    zf_zeta_from_sums(o, cols, tie, h->num, h->den, h->cnum, h->cden, h->czeta, zeta_kept);
+    ZF_TRY(r->i->upload(ctx, r->zeta, h->czeta, (size_t)cols * sizeof(float)));
+    if (o->alpha == ZF_ALPHA_LSQ) {
+        ZF_TRY(r->i->zstate(r->qs, r->W, rows, cols, r->scale, r->zero, r->zeta, r->A, NULL, NULL));
+        ZF_TRY(r->i->quadform(r->qs, r->A, r->W, rows, r->H, h->rowa, h->rowb)); /* rowa = den, rowb = num */
+        zf_zfold_alpha_from_sums(rows, h->rowb, h->rowa, h->ca, h->ca);
+        return r->i->upload(ctx, r->scale, h->ca, (size_t)rows * sizeof(float));
     }
-    float *ca = cur, *cz = cur + rows, *czeta = cur + 2 * rows;
-    double *num = dbuf, *den = dbuf + cols, *rowbuf = dbuf + 2 * cols, *cnum = rowbuf + rows, *cden = cnum + ncls;
+    ZF_TRY(r->i->div_cols(r->qs, r->W, rows, cols, r->zeta, r->B));
+    ZF_TRY(r->i->grid_fit(r->qs, ZF_GRID_HESSIAN, r->B, rows, cols, cols, r->H, cols, r->zeta, r->scale, 1, r->zero));
+    ZF_TRY(r->i->download(ctx, h->ca, r->scale, (size_t)rows * sizeof(float)));
+    return r->i->download(ctx, h->cz, r->zero, (size_t)rows * sizeof(float));
+}
 
+static zf_status als_loop(zf_qrun *r, const zf_zeta_tie *tie, als_host *h, float *alpha, float *zero, float *zeta,
+                          int *iters, int *zeta_kept, double *trace, int *ntrace)
+{
+    const zf_quant_opts *o = r->o;
+    const int64_t rows = r->rows, cols = r->cols;
+    void *ctx = r->be->ctx;
     /* Line 2: ζ = 1, α (and zero) from the configured grid. */
     for (int64_t j = 0; j < cols; j++) zeta[j] = 1.0f;
-    st = zf_grid_fit(o, o->grid, W, rows, cols, cols, H, cols, NULL, alpha, 1, zero);
-    if (st != ZF_OK) goto done;
+    ZF_TRY(r->i->upload(ctx, r->zeta, zeta, (size_t)cols * sizeof(float)));
+    ZF_TRY(r->i->grid_fit(r->qs, o->grid, r->W, rows, cols, cols, r->H, cols, NULL, r->scale, 1, r->zero));
+    ZF_TRY(r->i->download(ctx, alpha, r->scale, (size_t)rows * sizeof(float)));
+    ZF_TRY(r->i->download(ctx, zero, r->zero, (size_t)rows * sizeof(float)));
     double best;
-    st = state_loss(W, rows, cols, H, maxq, alpha, zero, zeta, dW, rowbuf, &best);
-    if (st != ZF_OK) goto done;
+    ZF_TRY(state_loss(r, h->rowa, &best));
     *iters = 0;
     *zeta_kept = 0;
     int nt = 0;
     if (trace) trace[nt++] = best;
-    memcpy(ca, alpha, (size_t)rows * sizeof(float));
-    memcpy(cz, zero, (size_t)rows * sizeof(float));
-    memcpy(czeta, zeta, (size_t)cols * sizeof(float));
-
+    memcpy(h->ca, alpha, (size_t)rows * sizeof(float));
+    memcpy(h->cz, zero, (size_t)rows * sizeof(float));
+    memcpy(h->czeta, zeta, (size_t)cols * sizeof(float));
     for (int it = 1; it <= o->als_max_iter; it++) {
-        /* Lines 4-5: ζ by least squares over the rows (the Hessian does not change this solution, §3.1). */
-        update_zeta(o, W, rows, cols, maxq, ca, cz, tie, czeta, num, den, cnum, cden, zeta_kept);
-        /* Lines 6-7: requantize, then α. */
-        if (o->alpha == ZF_ALPHA_LSQ) {
-            quantize_state(W, rows, cols, maxq, ca, cz, czeta, Wt, NULL, NULL);
-            st = zf_zfold_alpha_lsq(W, Wt, rows, cols, H, ca, ca);
-        } else {
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t j = 0; j < cols; j++) x[r * cols + j] = W[r * cols + j] / czeta[j];
-            st = zf_grid_fit(o, ZF_GRID_HESSIAN, x, rows, cols, cols, H, cols, czeta, ca, 1, cz);
-        }
-        if (st != ZF_OK) goto done;
+        ZF_TRY(als_step(r, tie, h, zeta_kept));
         double dl;
-        st = state_loss(W, rows, cols, H, maxq, ca, cz, czeta, dW, rowbuf, &dl);
-        if (st != ZF_OK) goto done;
+        ZF_TRY(state_loss(r, h->rowa, &dl));
         if (trace) trace[nt++] = dl;
         zf_log_debug("Z-FOLD ALS [%lld x %lld] iteration %d: ΔL %.6g (best %.6g)", (long long)rows, (long long)cols,
                      it, dl, best);
         if (!(dl <= best)) break;
         best = dl;
         *iters = it;
-        memcpy(alpha, ca, (size_t)rows * sizeof(float));
-        memcpy(zero, cz, (size_t)rows * sizeof(float));
-        memcpy(zeta, czeta, (size_t)cols * sizeof(float));
+        memcpy(alpha, h->ca, (size_t)rows * sizeof(float));
+        memcpy(zero, h->cz, (size_t)rows * sizeof(float));
+        memcpy(zeta, h->czeta, (size_t)cols * sizeof(float));
     }
     if (ntrace) *ntrace = nt;
     if (*zeta_kept)
         zf_log_warn("Z-FOLD [%lld x %lld]: %d zeta updates were <= 0 and kept their previous value (zeta_positive)",
                     (long long)rows, (long long)cols, *zeta_kept);
+    return ZF_OK;
+}
 
-done:
-    free(Wt), free(dW), free(x), free(cur), free(dbuf);
+zf_status zf_zfold_als_run(zf_qrun *r, const zf_zeta_tie *tie, float *alpha, float *zero, float *zeta, int *iters,
+                           int *zeta_kept, double *trace, int *ntrace)
+{
+    if (tie && tie->nclasses == 0) tie = NULL;
+    const int64_t rows = r->rows, cols = r->cols, ncls = tie ? tie->nclasses : 0;
+    float *f = zf_malloc(((size_t)rows * 2 + (size_t)cols) * sizeof(float), "Z-FOLD current state");
+    double *d = zf_malloc(((size_t)cols * 2 + (size_t)rows * 2 + (size_t)ncls * 2) * sizeof(double), "Z-FOLD sums");
+    zf_status st = ZF_ERR_NOMEM;
+    if (f && d) {
+        als_host h = {.ca = f, .cz = f + rows, .czeta = f + 2 * rows, .num = d, .den = d + cols,
+                      .rowa = d + 2 * cols, .rowb = d + 2 * cols + rows, .cnum = d + 2 * cols + 2 * rows,
+                      .cden = d + 2 * cols + 2 * rows + ncls};
+        st = als_loop(r, tie, &h, alpha, zero, zeta, iters, zeta_kept, trace, ntrace);
+    }
+    free(f), free(d);
     return st;
 }
 
-zf_status zf_zfold(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
-                   const zf_zeta_tie *tie, zf_qresult *out)
+zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
 {
-    ZF_ASSERT(out->ngroups == 1);
+    ZF_ASSERT(r->ngroups == 1 && !r->gs);
+    const int64_t rows = r->rows, cols = r->cols;
+    void *ctx = r->be->ctx;
     const double t0 = zf_now();
-    ZF_TRY(zf_zfold_als(o, W, rows, cols, H, tie, out->scale, out->zero, out->zeta, &out->als_iters,
-                        &out->zeta_kept, NULL, NULL));
+    ZF_TRY(zf_zfold_als_run(r, tie, out->scale, out->zero, out->zeta, &out->als_iters, &out->zeta_kept, NULL, NULL));
     out->t_als = zf_now() - t0;
-    if (o->zfold_optq) {
-        /* zf_optq reads the fixed grid from its arguments and writes out->scale/zero: hand it copies. */
-        float *grid = zf_malloc((size_t)rows * 2 * sizeof(float), "Z-FOLD grid");
-        if (!grid) return ZF_ERR_NOMEM;
-        memcpy(grid, out->scale, (size_t)rows * sizeof(float));
-        memcpy(grid + rows, out->zero, (size_t)rows * sizeof(float));
-        zf_status st = zf_optq(o, W, rows, cols, H, grid, grid + rows, out->zeta, out);
-        free(grid);
-        return st;
-    }
-    quantize_state(W, rows, cols, (float)((1 << o->bits) - 1), out->scale, out->zero, out->zeta, NULL, NULL, out->q);
+    /* zf_optq_run reads the fixed grid from the host arrays; the final grids come back into out afterwards */
+    if (r->o->zfold_optq) return zf_optq_run(r, out->scale, out->zero, out->zeta, out);
+    ZF_TRY(r->i->upload(ctx, r->scale, out->scale, (size_t)rows * sizeof(float)));
+    ZF_TRY(r->i->upload(ctx, r->zero, out->zero, (size_t)rows * sizeof(float)));
+    ZF_TRY(r->i->upload(ctx, r->zeta, out->zeta, (size_t)cols * sizeof(float)));
+    ZF_TRY(r->i->zstate(r->qs, r->W, rows, cols, r->scale, r->zero, r->zeta, NULL, NULL, r->q));
     for (int64_t j = 0; j < cols; j++) out->g_idx[j] = 0;
     return ZF_OK;
+}
+
+/* The host entry: Algorithm 1 alone, on the host backend. */
+zf_status zf_zfold_als(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
+                       const zf_zeta_tie *tie, float *alpha, float *zero, float *zeta, int *iters, int *zeta_kept,
+                       double *trace, int *ntrace)
+{
+    zf_qrun r;
+    ZF_TRY(zf_qrun_open(zf_cpu_backend(), o, W, rows, cols, H, &r));
+    zf_status st = zf_zfold_als_run(&r, tie, alpha, zero, zeta, iters, zeta_kept, trace, ntrace);
+    zf_qrun_close(&r, st);
+    return st;
 }

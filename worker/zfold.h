@@ -2,7 +2,7 @@
 #ifndef ZF_ZFOLD_H
 #define ZF_ZFOLD_H
 
-#include "worker/quant.h"
+#include "worker/quant_impl.h"
 
 /* ζ from its per-column sums num/den (Σ W·Ŵ, Σ Ŵ²): pooled over each tie class (cnum/cden: [nclasses] scratch),
  * ζ = num/(den + 1e-10), 0 -> 1, and a ζ <= 0 refused (counted in *kept) when o->zeta_positive. */
@@ -25,9 +25,16 @@ zf_status zf_zfold_als(const zf_quant_opts *o, const float *W, int64_t rows, int
 zf_status zf_zfold_alpha_lsq(const float *W, const float *Wt, int64_t rows, int64_t cols, const float *H,
                              const float *alpha_prev, float *alpha);
 
-/* Algorithm 1 then, when o->zfold_optq, Algorithm 2 (zf_optq with the fixed grid scale = α, zero, and ζ); otherwise
- * the ALS codes. Fills out's q, scale, zero, zeta, g_idx, als_iters, zeta_kept, t_als (and OPTQ's fields). */
-zf_status zf_zfold(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
-                   const zf_zeta_tie *tie, zf_qresult *out);
+/* Eq. 13's ratio rule: alpha[r] = num[r] / den[r] when finite and positive (also as a float), else alpha_prev[r]. */
+void zf_zfold_alpha_from_sums(int64_t rows, const double *num, const double *den, const float *alpha_prev,
+                              float *alpha);
+
+/* zf_zfold_als on r's backend; alpha, zero, zeta and trace on the host. */
+zf_status zf_zfold_als_run(zf_qrun *r, const zf_zeta_tie *tie, float *alpha, float *zero, float *zeta, int *iters,
+                           int *zeta_kept, double *trace, int *ntrace);
+/* Algorithm 1 then, when o->zfold_optq, Algorithm 2 (OPTQ with the fixed grid scale = α, zero, and ζ); otherwise
+ * the ALS codes. Codes and grids in r->q, r->scale, r->zero; fills out's zeta, g_idx, als_iters, zeta_kept, t_als
+ * (and OPTQ's fields). */
+zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out);
 
 #endif

@@ -256,7 +256,7 @@ static void test_hessian(zf_backend *cpu, zf_backend *gpu, const zf_model_config
             int64_t dim = zf_group_in(c, (zf_group)g);
             CHECK_OK(zf_bhess_init(cpu, &hc[g], dim, fp64));
             CHECK_OK(zf_bhess_init(gpu, &hg[g], dim, fp64));
-            CHECK(hg[g].on_device && hg[g].dim == dim && hg[g].fp64 == (bool)fp64 && hg[g].ntokens == 0);
+            CHECK((zf_backend_caps(hg[g].be) & ZF_CAP_DEVICE_SUMS) && hg[g].dim == dim && hg[g].fp64 == (bool)fp64 && hg[g].ntokens == 0);
             pc[g] = &hc[g], pg[g] = &hg[g];
         }
         /* Before any token: zeros. */
@@ -854,6 +854,43 @@ static void test_nomem(zf_backend *gpu)
     free(w), free(hh), free(x);
 }
 
+/* The group entry on both backends: per member ΔL after and before agree within compare_quant's tolerance, no
+ * group-level figures; and the capabilities that replace the kind. */
+static void test_group_quant(zf_backend *cpu, zf_backend *gpu)
+{
+    CHECK((zf_backend_caps(cpu) & ZF_CAP_HOST_MEMORY) && !(zf_backend_caps(cpu) & ZF_CAP_DEVICE_SUMS));
+    CHECK((zf_backend_caps(gpu) & ZF_CAP_DEVICE_SUMS) && !(zf_backend_caps(gpu) & ZF_CAP_HOST_MEMORY));
+    enum { R = 96, N = 160, T = 640 };
+    const int64_t members[2] = {32, 64};
+    zt_rng rng;
+    zt_rng_seed(&rng, 31);
+    float *w = malloc(sizeof(float) * R * N), *hh = malloc(sizeof(float) * N * N), *x = malloc(sizeof(float) * T * N);
+    zt_fill_normal(&rng, w, R * N, 0.02);
+    zt_correlated_inputs(&rng, x, T, N, 4, 20.0);
+    zt_hessian_ref(x, T, N, hh);
+    const zf_method methods[] = {ZF_METHOD_RTN, ZF_METHOD_OPTQ, ZF_METHOD_ZFOLD};
+    for (int m = 0; m < 3; m++) {
+        zf_quant_opts o;
+        zf_quant_opts_default(&o);
+        o.method = methods[m];
+        o.bits = 3;
+        zf_qresult rc = {0}, rg = {0};
+        double dc[2], dg[2], bc[2], bg[2];
+        CHECK_OK(zf_backend_quantize_group(cpu, &o, w, R, N, hh, NULL, 2, members, &rc, dc, bc));
+        CHECK_OK(zf_backend_quantize_group(gpu, &o, w, R, N, hh, NULL, 2, members, &rg, dg, bg));
+        CHECK(rg.dl == 0.0 && rg.dl_rtn == 0.0);
+        for (int i = 0; i < 2; i++) {
+            CHECK_MSG(fabs(dg[i] - dc[i]) <= 0.01 * dc[i], "%s member %d: ΔL cuda %.9g cpu %.9g",
+                      zf_method_name(o.method), i, dg[i], dc[i]);
+            CHECK_MSG(fabs(bg[i] - bc[i]) <= 0.01 * bc[i], "%s member %d: ΔL of RTN cuda %.9g cpu %.9g",
+                      zf_method_name(o.method), i, bg[i], bc[i]);
+        }
+        if (rc.q) zf_qresult_free(&rc);
+        if (rg.q) zf_qresult_free(&rg);
+    }
+    free(w), free(hh), free(x);
+}
+
 /* ---------------------------------------------------------------- main */
 
 /* The parts ZF_GPU_PARITY_PARTS names (comma-separated; all when unset), so that a slow tool such as racecheck
@@ -943,6 +980,7 @@ int main(void)
         const zf_lin st_l[] = {ZF_LIN_Q, ZF_LIN_DOWN};
         const zf_lin ll_l[] = {ZF_LIN_O, ZF_LIN_UP, ZF_LIN_DOWN};
         const zf_lin op_l[] = {ZF_LIN_UP, ZF_LIN_V, ZF_LIN_DOWN};
+        test_group_quant(cpu, g32);
         test_quant_model(cpu, g32, "stories260k", 2, st_l, 2, 21);
         test_quant_model(cpu, g32, "llama-mini", 1, ll_l, reduced ? 1 : 3, 22);
         test_quant_model(cpu, g32, "opt-mini", 2, op_l, reduced ? 1 : 3, 23);

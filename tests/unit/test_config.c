@@ -1,10 +1,12 @@
-/* The YAML config: defaults, parsing, overrides, and errors that name file, line, key and expectation. */
+/* The YAML config: defaults, parsing, overrides, errors that name file, line, key and expectation, and the key
+ * table's agreement with the quantization options (defaults, ranges, which methods a key affects). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "coordinator/config.h"
 #include "tests/testutil.h"
+#include "worker/quant_opts.h"
 
 static const char *write_yaml(const char *name, const char *text)
 {
@@ -27,6 +29,81 @@ static void expect_error(const char *name, const char *yaml, const char *needle1
     if (needle2)
         CHECK_MSG(strstr(zf_last_error(), needle2) != NULL, "%s: message '%s' lacks '%s'", name, zf_last_error(),
                   needle2);
+}
+
+/* Every quantization key: the config's default is zf_quant_opts_default's, and set and check agree on the edges. */
+static void test_quant_keys_agree(void)
+{
+    zf_job_config c;
+    zf_quant_opts o;
+    zf_config_defaults(&c);
+    zf_quant_opts_default(&o);
+    CHECK(!memcmp(&c.quant, &o, sizeof o));
+    CHECK(o.bits == 3 && o.method == ZF_METHOD_ZFOLD && o.alpha == ZF_ALPHA_LSQ && o.grid_points == 100);
+    for (size_t i = 0; i < zf_quant_opt_count; i++) {
+        const zf_opt_desc *d = &zf_quant_opt_descs[i];
+        if (d->type == ZF_OPT_BOOL || d->type == ZF_OPT_ENUM) continue;
+        const double edges[4] = {d->min, d->max, d->type == ZF_OPT_DOUBLE ? d->min - 0.5 : d->min - 1,
+                                 d->type == ZF_OPT_DOUBLE ? d->max * 1.5 : d->max + 1};
+        for (int e = 0; e < 4; e++) {
+            char assign[128];
+            snprintf(assign, sizeof assign, "%s=%.17g", d->name, edges[e]);
+            zf_config_defaults(&c);
+            bool set_ok = zf_config_set(&c, assign) == ZF_OK;
+            bool want = e < 2 && !(e == 0 && d->min_open);
+            CHECK_MSG(set_ok == want, "%s: the parser %s it", assign, set_ok ? "accepts" : "refuses");
+            /* the check sees the value the parser refused too */
+            zf_quant_opts q;
+            zf_quant_opts_default(&q);
+            q.method = ZF_METHOD_OPTQ; /* Z-FOLD refuses groups */
+            if (d->type == ZF_OPT_I32) *(int *)((char *)&q + d->offset) = (int)edges[e];
+            else if (d->type == ZF_OPT_I64) *(int64_t *)((char *)&q + d->offset) = (int64_t)edges[e];
+            else *(double *)((char *)&q + d->offset) = edges[e];
+            bool check_ok = zf_quant_opts_check(&q) == ZF_OK;
+            CHECK_MSG(check_ok == want, "%s: zf_quant_opts_check %s it", assign, check_ok ? "accepts" : "refuses");
+            if (!check_ok) CHECK_MSG(strstr(zf_last_error(), d->name), "message lacks %s: %s", d->name, zf_last_error());
+        }
+    }
+    /* enum names: the parser and the name functions read the same table */
+    CHECK(zf_config_set(&c, "grid=hessian") == ZF_OK && !strcmp(zf_grid_name(c.quant.grid), "hessian"));
+    CHECK(zf_config_set(&c, "alpha=grid") == ZF_OK && !strcmp(zf_alpha_name(c.quant.alpha), "grid"));
+    CHECK(zf_config_set(&c, "alpha=lsqq") == ZF_ERR_INPUT && strstr(zf_last_error(), "lsq|grid"));
+}
+
+/* Which keys matter to which method, and when two configurations are the same run. */
+static void test_affects(void)
+{
+    CHECK(!zf_config_key_applies("alpha", ZF_METHOD_RTN) && !zf_config_key_applies("alpha", ZF_METHOD_OPTQ));
+    CHECK(zf_config_key_applies("alpha", ZF_METHOD_ZFOLD) && zf_config_key_applies("als_max_iter", ZF_METHOD_ZFOLD));
+    CHECK(!zf_config_key_applies("damp", ZF_METHOD_RTN) && zf_config_key_applies("damp", ZF_METHOD_ZFOLD));
+    CHECK(!zf_config_key_applies("static_groups", ZF_METHOD_ZFOLD) &&
+          zf_config_key_applies("static_groups", ZF_METHOD_OPTQ));
+    CHECK(zf_config_key_applies("bits", ZF_METHOD_RTN) && zf_config_key_applies("eval.fp", ZF_METHOD_RTN));
+    CHECK(zf_config_key_affects("eval.fp") == 0 && zf_config_key_affects("output") == 0 &&
+          zf_config_key_affects("threads") == 0 && zf_config_key_affects("calibration.cache") == 0 &&
+          zf_config_key_affects("gpu.comm_timeout") == 0);
+    CHECK(zf_config_key_affects("calibration.windows") == ZF_AFFECTS_ALL && zf_config_key_affects("no.such") ==
+          ZF_AFFECTS_ALL);
+
+    zf_job_config a, b;
+    const char *rtn_lsq[] = {"method=rtn", "alpha=lsq"}, *rtn_grid[] = {"method=rtn", "alpha=grid", "damp=0.5"};
+    zf_config_defaults(&a);
+    zf_config_defaults(&b);
+    for (int i = 0; i < 2; i++) CHECK_OK(zf_config_set(&a, rtn_lsq[i]));
+    for (int i = 0; i < 3; i++) CHECK_OK(zf_config_set(&b, rtn_grid[i]));
+    CHECK(zf_config_same_run(&a, &b));
+    CHECK_OK(zf_config_set(&b, "eval.max_windows=3")); /* a different measurement is a different run */
+    CHECK(!zf_config_same_run(&a, &b));
+    zf_config_defaults(&a);
+    zf_config_defaults(&b);
+    CHECK_OK(zf_config_set(&b, "alpha=grid"));
+    CHECK(!zf_config_same_run(&a, &b));
+    CHECK_OK(zf_config_set(&a, "static_groups=true")); /* Z-FOLD has no groups */
+    CHECK_OK(zf_config_set(&b, "alpha=lsq"));
+    CHECK(zf_config_same_run(&a, &b));
+    CHECK_OK(zf_config_set(&a, "method=gptq"));
+    CHECK_OK(zf_config_set(&b, "method=optq"));
+    CHECK(!zf_config_same_run(&a, &b)); /* static_groups applies to OPTQ */
 }
 
 int main(void)
@@ -102,5 +179,8 @@ int main(void)
     CHECK_OK(zf_config_set(&c, "method=zfold"));
     CHECK_OK(zf_config_set(&c, "group_size=128"));
     CHECK(zf_config_validate(&c) == ZF_ERR_INPUT);
+
+    test_quant_keys_agree();
+    test_affects();
     return zt_finish("test_config");
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/dtype.h"
+#include "common/dtype_internal.h"
 #include "tests/testutil.h"
 
 static uint32_t fbits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }

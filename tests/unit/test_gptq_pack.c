@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/gptq_pack.h"
+#include "common/gptq_pack_internal.h"
 #include "tests/testutil.h"
 
 /* Reference: bit b of the stream for column n lives in word b/32, bit b%32, of that column. */

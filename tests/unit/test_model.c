@@ -6,6 +6,8 @@
 
 #include "common/model.h"
 #include "common/safetensors.h"
+#include "common/model_internal.h"
+#include "common/safetensors_internal.h"
 #include "tests/testutil.h"
 
 /* Every tensor the config implies exists in the checkpoint with the implied shape, and nothing else is there. */

@@ -1,10 +1,11 @@
 /* OPTQ fast path (fp32, transposed, blocked, GEMM lazy updates) against a plain column-by-column double reference:
- * per channel, act-order, static and dynamic groups, dead inputs, damping retries, bits 2..4. */
+ * per channel, act-order, static and dynamic groups, dead inputs, damping retries, bits 2..4; the group entry's ΔL. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tests/testutil.h"
+#include "worker/backend.h"
 #include "worker/optq.h"
 #include "worker/quant.h"
 
@@ -254,6 +255,53 @@ static void test_factor(zt_rng *rng)
     free(H), free(U), free(Hd), free(Ud);
 }
 
+/* zf_backend_quantize_group: per member ΔL after and before, bit for bit the figures of a host ΔL of the member's
+ * rows and of a min-max RTN quantization of the member alone; no group-level figures. */
+static void test_group(zt_rng *rng)
+{
+    enum { N = 192 };
+    const int64_t mrows[3] = {40, 24, 64}, rows = 128;
+    float *W = malloc(sizeof(float) * rows * N), *H = malloc(sizeof(float) * N * N);
+    zt_fill_normal(rng, W, rows * N, 0.02);
+    make_hessian(rng, N, 2 * N, NULL, 0, H);
+    zf_backend *cpu = NULL;
+    zf_backend_opts bo = {.kind = ZF_BACKEND_CPU, .device = -1};
+    CHECK_OK(zf_backend_open(&bo, &cpu));
+    CHECK(zf_backend_caps(cpu) & ZF_CAP_HOST_MEMORY);
+    for (int gs = 0; gs < 2; gs++) {
+        zf_quant_opts o;
+        zf_quant_opts_default(&o);
+        o.method = ZF_METHOD_OPTQ;
+        o.bits = 3;
+        o.group_size = gs ? 64 : -1;
+        zf_qresult r, whole;
+        double dl[3], dl_rtn[3];
+        CHECK_OK(zf_backend_quantize_group(cpu, &o, W, rows, N, H, NULL, 3, mrows, &r, dl, dl_rtn));
+        CHECK_OK(zf_quantize(&o, W, rows, N, H, NULL, &whole));
+        CHECK(r.dl == 0.0 && r.dl_rtn == 0.0);
+        CHECK(memcmp(r.deq, whole.deq, sizeof(float) * rows * N) == 0 && memcmp(r.q, whole.q, rows * N) == 0);
+        zf_quant_opts rtn = o;
+        rtn.method = ZF_METHOD_RTN;
+        rtn.grid = ZF_GRID_MINMAX;
+        int64_t r0 = 0;
+        for (int m = 0; m < 3; m++) {
+            zf_qresult base;
+            CHECK_OK(zf_quantize(&rtn, W + r0 * N, mrows[m], N, H, NULL, &base));
+            CHECK_MSG(dl[m] == zf_delta_loss(W + r0 * N, r.deq + r0 * N, mrows[m], N, H), "member %d ΔL after", m);
+            CHECK_MSG(dl_rtn[m] == base.dl, "member %d ΔL before: %.17g vs %.17g", m, dl_rtn[m], base.dl);
+            zf_qresult_free(&base);
+            r0 += mrows[m];
+        }
+        const int64_t bad[2] = {100, 100};
+        zf_qresult rb;
+        CHECK(zf_backend_quantize_group(cpu, &o, W, rows, N, H, NULL, 2, bad, &rb, dl, dl_rtn) == ZF_ERR_INPUT);
+        zf_qresult_free(&r);
+        zf_qresult_free(&whole);
+    }
+    zf_backend_close(cpu);
+    free(W), free(H);
+}
+
 int main(void)
 {
     zt_rng rng;
@@ -271,5 +319,6 @@ int main(void)
     run_case("3-bit block 32", &rng, 96, 256, 3, false, false, false, -1, 32, NULL, 0);
     run_case("3-bit 688 columns", &rng, 64, 688, 3, false, false, false, -1, 128, NULL, 0);
     test_damping(&rng);
+    test_group(&rng);
     return zt_finish("test_optq");
 }

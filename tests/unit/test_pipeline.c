@@ -1,4 +1,5 @@
-/* The sequential pipeline on stories260K: deterministic windows, folding exactness at model level, method ordering. */
+/* The pipeline on stories260K: deterministic windows, folding exactness at model level, method ordering, and shards
+ * that rebuild the deployed blocks bit for bit. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -6,6 +7,7 @@
 #include "common/tokens.h"
 #include "coordinator/config.h"
 #include "coordinator/pipeline.h"
+#include "coordinator/shardmap.h"
 #include "worker/perplexity.h"
 #include "tests/testutil.h"
 
@@ -50,6 +52,47 @@ static double run(zf_job_config *cfg, const zf_tokens *eval, double *ppl_unfolde
     return ppl;
 }
 
+static int same_floats(const float *a, const float *b, int64_t n)
+{
+    if (!a || !b) return a == b;
+    return memcmp(a, b, sizeof(float) * (size_t)n) == 0;
+}
+
+/* Every block written to a shard and read back gives the deployed weights the run installed (what resuming relies on). */
+static void check_shard_roundtrip(zf_job_config *cfg)
+{
+    zf_qmodel m;
+    CHECK_OK(zf_qmodel_open(cfg, &m));
+    CHECK_OK(zf_qmodel_quantize(cfg, &m, NULL));
+    const zf_model_config *c = &m.model;
+    for (int64_t b = 0; b < c->n_layers; b++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/block-%lld.h5", zt_tmpdir(), (long long)b);
+        CHECK_OK(zf_shardmap_write_block(c, b, &m.blocks[b], cfg->quant.group_size, path, "test"));
+        zf_shard_data d;
+        memset(&d, 0, sizeof d);
+        zf_qblock back = {0};
+        CHECK_OK(zf_shard_read(path, &d));
+        CHECK_OK(zf_qblock_from_shard(c, b, path, &d, &back));
+        const zf_block_weights *x = &m.blocks[b].folded, *y = &back.folded;
+        for (int l = 0; l < ZF_NLIN; l++) {
+            if (!zf_lin_present(c, (zf_lin)l)) continue;
+            int64_t out = zf_lin_out(c, (zf_lin)l), in = zf_lin_in(c, (zf_lin)l);
+            CHECK(same_floats(x->lin_w[l], y->lin_w[l], out * in));
+            CHECK(same_floats(x->lin_b[l], y->lin_b[l], out));
+            CHECK(memcmp(m.blocks[b].lin[l].q, back.lin[l].q, (size_t)(out * in)) == 0);
+            CHECK(back.dl[l] == m.blocks[b].dl[l] && back.dl_rtn[l] == m.blocks[b].dl_rtn[l]);
+        }
+        for (int k = 0; k < 2; k++) {
+            CHECK(same_floats(x->norm_w[k], y->norm_w[k], c->hidden));
+            CHECK(same_floats(x->norm_b[k], y->norm_b[k], c->hidden));
+        }
+        zf_qblock_release(&back);
+        zf_shard_data_free(&d);
+    }
+    zf_qmodel_free(&m);
+}
+
 int main(void)
 {
     int64_t a[16], b[16];
@@ -83,6 +126,10 @@ int main(void)
     printf("stories260k tinystories w3: rtn %.4f  optq %.4f  zfold %.4f\n", rtn3, optq3, zfold3);
     CHECK(zfold3 <= optq3);
     CHECK(optq3 <= rtn3);
+
+    cfg = base_config();
+    cfg.calib_windows = 8;
+    check_shard_roundtrip(&cfg);
     zf_tokens_free(&eval);
     return zt_finish("test_pipeline");
 }

@@ -1,4 +1,5 @@
-/* Run directory: manifest round trip, resume keeps verified blocks, damaged shards dropped, other configs refused, restart. */
+/* Run directory: manifest round trip, resume keeps verified blocks, damaged shards dropped, other configs refused (keys
+ * that do not affect the run's method aside), the config fingerprint of existing manifests, restart. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,8 +14,15 @@
 #include "coordinator/config.h"
 #include "coordinator/rundir.h"
 #include "tests/testutil.h"
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 enum { NB = 4 };
+
+/* The run directory the phases below share, its shards and its config text. */
+static const uint64_t FP = 0x0123456789abcdefull;
+static char dir[1024], p0[1200], p1[1200], p2[1200], p3[1200], pu[1200];
+static char *yaml;
 
 int zf_cmd_inspect(int argc, char **argv); /* also in commands.h once the command table lists it */
 
@@ -101,6 +109,82 @@ static void flip_byte(const char *path, long at)
     fclose(f);
 }
 
+/* The config fingerprint existing manifests hold: XXH64 of "key: value\n" of every key but output, threads,
+ * calibration.cache, gpu.comm_timeout and eval.* (an independent copy of the definition, so that it cannot drift). */
+static uint64_t manifest_fingerprint_v1(const char *yaml)
+{
+    XXH64_state_t st;
+    XXH64_reset(&st, 0);
+    char section[64] = "", line[2048], key[256];
+    for (const char *p = yaml; *p;) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        snprintf(line, sizeof line, "%.*s", (int)len, p);
+        p += len + (eol != NULL);
+        char *colon = strchr(line, ':');
+        if (!colon) continue;
+        if (line[0] != ' ' && colon[1] == '\0') {
+            snprintf(section, sizeof section, "%.*s", (int)(colon - line), line);
+            continue;
+        }
+        if (line[0] == ' ') snprintf(key, sizeof key, "%s.%.*s", section, (int)(colon - line - 2), line + 2);
+        else snprintf(key, sizeof key, "%.*s", (int)(colon - line), line);
+        if (!strcmp(key, "output") || !strcmp(key, "threads") || !strcmp(key, "calibration.cache") ||
+            !strcmp(key, "gpu.comm_timeout") || !strncmp(key, "eval.", 5))
+            continue;
+        XXH64_update(&st, key, strlen(key));
+        XXH64_update(&st, ": ", 2);
+        XXH64_update(&st, colon + 2, strlen(colon + 2));
+        XXH64_update(&st, "\n", 1);
+    }
+    return XXH64_digest(&st);
+}
+
+static uint64_t recorded_fingerprint(const char *dir)
+{
+    char path[1200], *text = NULL;
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    CHECK_OK(zf_read_small_file(path, 1 << 20, "a manifest", &text));
+    const char *at = text ? strstr(text, "\"config_fingerprint\":") : NULL;
+    CHECK(at != NULL);
+    uint64_t fp = at ? strtoull(strchr(at + 21, '"') + 1, NULL, 16) : 0;
+    free(text);
+    return fp;
+}
+
+/* Keys that affect only other methods do not block a resume; the fingerprint keeps its definition. */
+static void test_method_keys(void)
+{
+    char rdir[1024];
+    snprintf(rdir, sizeof rdir, "%s/rtn-run", zt_tmpdir());
+    char *rtn = yaml_with("method=rtn", NULL), *rtn_alpha = yaml_with("method=rtn", "alpha=grid");
+    char *rtn_damp = yaml_with("method=rtn", "damp=0.5"), *rtn_bits = yaml_with("method=rtn", "bits=4");
+    char *optq_alpha = yaml_with("method=optq", "alpha=grid"), *zfold_alpha = yaml_with("alpha=grid", NULL);
+    zf_rundir *r = NULL;
+    CHECK_OK(zf_rundir_open(rdir, rtn, FP, NB, false, &r));
+    zf_rundir_close(r);
+    CHECK(recorded_fingerprint(rdir) == manifest_fingerprint_v1(rtn));
+    r = NULL;
+    CHECK_OK(zf_rundir_open(rdir, rtn_alpha, FP, NB, false, &r));
+    zf_rundir_close(r);
+    CHECK(recorded_fingerprint(rdir) == manifest_fingerprint_v1(rtn_alpha));
+    r = NULL;
+    CHECK_OK(zf_rundir_open(rdir, rtn_damp, FP, NB, false, &r));
+    zf_rundir_close(r);
+    r = NULL;
+    CHECK(zf_rundir_open(rdir, rtn_bits, FP, NB, false, &r) == ZF_ERR_INPUT);
+    CHECK_MSG(strstr(zf_last_error(), "bits was 3, now 4") && !strstr(zf_last_error(), "damp") &&
+              !strstr(zf_last_error(), "alpha"), "%s", zf_last_error());
+    /* a change of method names every key that matters to either method */
+    CHECK(zf_rundir_open(rdir, zfold_alpha, FP, NB, false, &r) == ZF_ERR_INPUT);
+    CHECK_MSG(strstr(zf_last_error(), "method was rtn, now zfold") && strstr(zf_last_error(), "damp was 0.5") &&
+              strstr(zf_last_error(), "alpha was lsq, now grid"), "%s", zf_last_error());
+    CHECK(zf_rundir_open(rdir, optq_alpha, FP, NB, false, &r) == ZF_ERR_INPUT);
+    CHECK_MSG(strstr(zf_last_error(), "method was rtn, now optq") && !strstr(zf_last_error(), "alpha"), "%s",
+              zf_last_error());
+    free(rtn), free(rtn_alpha), free(rtn_damp), free(rtn_bits), free(optq_alpha), free(zfold_alpha);
+}
+
 static bool exists(const char *path) { return access(path, F_OK) == 0; }
 
 static int inspect(const char *dir)
@@ -110,14 +194,10 @@ static int inspect(const char *dir)
     return zf_cmd_inspect(2, argv);
 }
 
-int main(void)
+/* A fresh run, then a resume that keeps the done set. */
+static void test_fresh_and_resume(void)
 {
-    zf_log_init(0, 1);
-    const uint64_t FP = 0x0123456789abcdefull;
-    char dir[1024], path[1200], p0[1200], p1[1200], p2[1200], p3[1200], pu[1200], log[8192];
-    snprintf(dir, sizeof dir, "%s/run", zt_tmpdir());
-    char *yaml = yaml_with(NULL, NULL);
-
+    char path[1200], log[8192];
     /* fresh run: manifest written at once, nothing done */
     zf_rundir *r = NULL;
     CHECK_OK(zf_rundir_open(dir, yaml, FP, NB, false, &r));
@@ -159,7 +239,12 @@ int main(void)
     const char *report = "{\"eval\": [{\"file\": \"wiki.bin\", \"windows\": 4, \"ppl_fp\": 10.5, \"ppl\": 11.25}]}";
     CHECK_OK(zf_write_file_atomic(path, report, strlen(report)));
     CHECK(inspect(dir) == 0);
+}
 
+/* Keys that do not change the result are ignored; other differences are refused by name. */
+static void test_config_changes(void)
+{
+    zf_rundir *r = NULL;
     /* keys that do not change the result are ignored: eval.*, threads, output */
     char *yaml_eval = yaml_with("eval.max_windows=5", "threads=3");
     char *yaml_out = yaml_with("output=/elsewhere", "eval.files=/a.bin,/b.bin");
@@ -171,6 +256,14 @@ int main(void)
     CHECK_OK(zf_rundir_open(dir, yaml_out, FP, NB, false, &r));
     CHECK(r && zf_rundir_blocks_done(r) == NB && zf_rundir_unquantized_done(r));
     zf_rundir_close(r);
+
+    /* alpha matters to Z-FOLD */
+    char *yaml_alpha = yaml_with("alpha=grid", NULL);
+    r = NULL;
+    CHECK(zf_rundir_open(dir, yaml_alpha, FP, NB, false, &r) == ZF_ERR_INPUT);
+    CHECK_MSG(strstr(zf_last_error(), "alpha was lsq, now grid"), "%s", zf_last_error());
+    free(yaml_alpha);
+    CHECK(recorded_fingerprint(dir) == manifest_fingerprint_v1(yaml_out));
 
     /* a key one side lacks (an older zfold wrote the manifest) counts as its default value */
     char *yaml_old = yaml_with("true_sequential=false", NULL);
@@ -206,7 +299,17 @@ int main(void)
               strstr(zf_last_error(), "--restart"), "%s", zf_last_error());
     CHECK(zf_rundir_open(dir, yaml, FP, NB + 1, false, &r) == ZF_ERR_INPUT && strstr(zf_last_error(), "n_blocks"));
     CHECK(exists(p0) && exists(p3)); /* a refusal deletes nothing */
+    free(yaml_eval);
+    free(yaml_out);
+    free(yaml_bits);
+    free(yaml_two);
+}
 
+/* Truncated, corrupt and missing shards are dropped with a warning naming the file. */
+static void test_damaged_shards(void)
+{
+    char log[8192];
+    zf_rundir *r = NULL;
     /* damaged shards: block 1 truncated, block 3 with a flipped byte → dropped with a warning naming the file */
     struct stat st;
     CHECK(stat(p1, &st) == 0 && truncate(p1, st.st_size / 2) == 0);
@@ -229,7 +332,13 @@ int main(void)
     CHECK_MSG(strstr(log, "block-0002.h5"), "warning: %s", log);
     CHECK(r && zf_rundir_blocks_done(r) == 1 && zf_rundir_first_unfinished(r) == 1);
     zf_rundir_close(r);
+}
 
+/* Malformed manifests are refused naming the file and the field. */
+static void test_malformed_manifests(void)
+{
+    char path[1200];
+    zf_rundir *r = NULL;
     /* malformed manifests: refused naming the file and the field */
     snprintf(path, sizeof path, "%s/manifest.json", dir);
     size_t mlen = 0;
@@ -262,7 +371,15 @@ int main(void)
               strstr(zf_last_error(), "'blocks[0].xxh64'"), "%s", zf_last_error());
     free(m);
     CHECK(inspect(dir) == 1);
+    free(good);
+}
 
+/* --restart removes only zfold's files, then starts clean. */
+static void test_restart(void)
+{
+    char path[1200];
+    zf_rundir *r = NULL;
+    char *yaml_bits = yaml_with("bits=4", NULL);
     /* restart: only zfold's files are removed, then a clean start */
     char keep1[1200], keep2[1200], tmpshard[1200];
     snprintf(keep1, sizeof keep1, "%s/notes.txt", dir);
@@ -288,12 +405,20 @@ int main(void)
     snprintf(path, sizeof path, "%s/empty", zt_tmpdir());
     CHECK_OK(zf_mkdirs(path));
     CHECK(inspect(path) == 1);
-
-    free(good);
-    free(yaml);
-    free(yaml_eval);
-    free(yaml_out);
     free(yaml_bits);
-    free(yaml_two);
+}
+
+int main(void)
+{
+    zf_log_init(0, 1);
+    snprintf(dir, sizeof dir, "%s/run", zt_tmpdir());
+    yaml = yaml_with(NULL, NULL);
+    test_fresh_and_resume();
+    test_config_changes();
+    test_damaged_shards();
+    test_malformed_manifests();
+    test_restart();
+    test_method_keys();
+    free(yaml);
     return zt_finish("test_rundir");
 }

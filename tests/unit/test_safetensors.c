@@ -6,6 +6,8 @@
 #include <dirent.h>
 
 #include "common/safetensors.h"
+#include "common/dtype_internal.h"
+#include "common/safetensors_internal.h"
 #include "tests/testutil.h"
 
 static char *path_in(const char *dir, const char *name)

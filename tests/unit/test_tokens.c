@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/tokens.h"
+#include "common/tokens_internal.h"
 #include "tests/testutil.h"
 
 static void check_fixture(const char *rel, size_t count)

@@ -1,4 +1,4 @@
-/* The CUDA side of the backend (C linkage, implemented by the .cu files beside it): device context, Hessians, forward, quantization. */
+/* The CUDA side of the backend (C linkage, implemented by the .cu files beside it): its table, device context, Hessians, forward. */
 #ifndef ZF_CUDA_BACKEND_H
 #define ZF_CUDA_BACKEND_H
 
@@ -13,6 +13,10 @@ extern "C" {
 #include "worker/backend.h"
 
 typedef struct zf_cuda zf_cuda;
+struct zf_backend_i;
+
+/* The CUDA backend's table and a context on device o->device: the one registration point (worker/backend.c). */
+zf_status zf_cuda_backend_open(const zf_backend_opts *o, const struct zf_backend_i **i, void **ctx);
 
 /* Number of visible devices; 0 when the driver or a device is missing (never an error), with *why (if why is not
  * NULL) saying which: the CUDA runtime's message, e.g. a driver older than the runtime. */
@@ -46,10 +50,6 @@ zf_status zf_cuda_block_forward(zf_cuda *cu, const zf_model_config *c, const zf_
  * log-softmax in double. */
 zf_status zf_cuda_token_nll(zf_cuda *cu, const zf_model_config *c, const zf_model_globals *g, const float *x,
                             const int32_t *tokens, int64_t nwin, int64_t seq, double *nll);
-
-/* zf_quantize on the device: RTN, OPTQ and Z-FOLD with the same options, results and statistics. */
-zf_status zf_cuda_quantize(zf_cuda *cu, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
-                           const float *H, const zf_zeta_tie *tie, zf_qresult *out);
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-/* Device grids (min-max, MMSE, Hessian-scored), H quadratic forms per row and RTN codes for the quantizer. */
+/* Device grids (min-max, MMSE, Hessian-scored), H quadratic forms per row, RTN codes, and the session's copies. */
 #include <math.h>
 
 #include "worker/cuda/cuda_quant.h"
@@ -238,9 +238,10 @@ static zf_status fit_hessian(zf_cq *c, const float *W, int64_t rows, int64_t n, 
     return ZF_OK;
 }
 
-zf_status zf_cq_grid_fit(zf_cq *c, zf_grid_kind kind, const float *W, int64_t rows, int64_t n, int64_t ldw,
+zf_status zf_cq_grid_fit(void *qs, zf_grid_kind kind, const float *W, int64_t rows, int64_t n, int64_t ldw,
                          const float *H, int64_t ldh, const float *zeta, float *scale, int64_t lds, float *zero)
 {
+    zf_cq *c = (zf_cq *)qs;
     const zf_quant_opts *o = c->o;
     const cudaStream_t st = c->cu->stream;
     float *xmin = c->rng, *xmax = c->rng + c->rows;
@@ -288,13 +289,15 @@ __global__ void k_rowdots(const float *D, const float *A, const float *B, int64_
     }
 }
 
-zf_status zf_cq_quadform(zf_cq *c, const float *A, const float *B, int64_t rows, double *aa, double *ab)
+zf_status zf_cq_quadform(void *qs, const float *A, const float *B, int64_t rows, const float *H, double *aa,
+                         double *ab)
 {
+    zf_cq *c = (zf_cq *)qs;
     const int64_t n = c->cols;
     double *daa = c->rowd, *dab = c->rowd + c->rows;
     for (int64_t r0 = 0; r0 < rows; r0 += c->chunk) {
         const int64_t nr = rows - r0 < c->chunk ? rows - r0 : c->chunk;
-        ZF_TRY(gemm_rm(c, nr, n, n, A + r0 * n, n, c->H, n, c->D, n));
+        ZF_TRY(gemm_rm(c, nr, n, n, A + r0 * n, n, H, n, c->D, n));
         k_rowdots<<<(unsigned)nr, ZF_RED_THREADS, 0, c->cu->stream>>>(c->D, A, B && ab ? B : NULL, r0, n, daa, dab);
         ZF_TRY(zf_cq_launched(c));
     }
@@ -312,15 +315,11 @@ __global__ void k_rtn_codes(const float *W, int64_t rows, int64_t cols, int64_t 
     q[i] = (uint8_t)zf_d_qcode(W[i], scale[k], zero[k], maxq);
 }
 
-zf_status zf_cq_rtn(zf_cq *c, zf_grid_kind grid)
+zf_status zf_cq_rtn_codes(void *qs, const float *W, int64_t rows, int64_t cols, int64_t gs, int64_t ngroups,
+                          const float *scale, const float *zero, uint8_t *q)
 {
-    const int64_t rows = c->rows, cols = c->cols, gs = c->gs ? c->gs : cols;
-    for (int64_t g = 0; g < c->ngroups; g++) {
-        const int64_t c0 = g * gs, len = cols - c0 < gs ? cols - c0 : gs;
-        ZF_TRY(zf_cq_grid_fit(c, grid, c->W + c0, rows, len, cols, c->H ? c->H + c0 * cols + c0 : NULL, cols, NULL,
-                              c->scale + g, c->ngroups, c->zero + g));
-    }
-    k_rtn_codes<<<zf_cuda_blocks(rows * cols, 256), 256, 0, c->cu->stream>>>(c->W, rows, cols, gs, c->ngroups,
-                                                                              c->scale, c->zero, c->maxq, c->q);
+    zf_cq *c = (zf_cq *)qs;
+    k_rtn_codes<<<zf_cuda_blocks(rows * cols, 256), 256, 0, c->cu->stream>>>(W, rows, cols, gs, ngroups, scale, zero,
+                                                                              c->maxq, q);
     return zf_cq_launched(c);
 }

@@ -1,4 +1,4 @@
-/* Internal to the device quantizer: the per-call context, the scalar quantizer in exact fp32, and the entry points shared by cuda_*.cu. */
+/* Internal to the device quantizer: the session, the scalar quantizer in exact fp32, and the primitives shared by cuda_*.cu. */
 #ifndef ZF_CUDA_QUANT_H
 #define ZF_CUDA_QUANT_H
 
@@ -6,49 +6,34 @@
 extern "C" {
 #include "common/log.h"
 #include "common/status.h"
-#include "worker/backend.h"
+#include "worker/backend_impl.h"
 #include "worker/grid.h"
 #include "worker/quant.h"
-#include "worker/zfold.h"
 }
 
 #include "worker/cuda/cuda_internal.h"
 
-/* One zf_cuda_quantize call: sizes, options and every device buffer (NULL when the method does not need it). */
+/* One quantization session: sizes, options and the device scratch of the primitives (the layer's buffers are the
+ * caller's, from the table's alloc). */
 typedef struct {
     zf_cuda *cu;
     const zf_quant_opts *o;
-    const float *Hh;          /* host Hessian (may be NULL for RTN) */
-    int64_t rows, cols, ngroups;
-    int64_t gs;               /* group size, 0 = per channel */
+    int64_t rows, cols;
     int64_t chunk;            /* rows per GEMM in the quadratic forms and the Hessian-scored grid */
     float maxq;
+    cublasMath_t math;        /* the cuBLAS math mode to restore at the end */
+    bool math_saved;
 
-    float *W;                 /* [rows, cols] original weights */
-    float *H;                 /* [cols, cols] undamped Hessian */
-    float *A, *B;             /* [rows, cols] scratch each */
     float *D, *E;             /* [chunk, cols] GEMM output and Hessian-grid candidate errors */
-    float *U;                 /* [cols, cols] OPTQ factor */
-    float *Err;               /* [block, rows] OPTQ block errors */
-    float *hbuf;              /* [gs, gs] permuted group Hessian (dynamic groups, Hessian grid) */
-    float *scale, *zero;      /* [rows, ngroups] */
-    float *zeta, *zp;         /* [cols] ζ in original and in processing order */
     float *rng, *cand;        /* [2·rows] row ranges, current candidate grids */
     double *best;             /* [rows] best Hessian-grid score */
     double *rowd;             /* [2·rows] row sums of the quadratic forms */
     double *coln;             /* [2·cols] ζ numerators and denominators */
-    uint8_t *q, *Qt;          /* [rows, cols] codes; OPTQ codes in processing order [cols, rows] */
-    int32_t *perm, *gidx;     /* [cols] */
     int *flag;                /* [1] device status word */
     void *work;               /* cuSOLVER device workspace */
     size_t work_bytes;
-
-    /* host scratch */
-    void *hwork;
+    void *hwork;              /* cuSOLVER host workspace */
     size_t hwork_bytes;
-    double *hd;               /* 2·rows + 2·cols + 2·cols doubles */
-    float *hf;                /* 2·rows + cols floats */
-    int32_t *hperm;           /* [cols] */
 } zf_cq;
 
 /* Exact fp32 scalar quantizer: the _rn intrinsics keep nvcc from fusing into FMAs so the codes and the error
@@ -89,22 +74,33 @@ zf_status zf_cq_sync(zf_cq *c);
 zf_status zf_cq_h2d(zf_cq *c, void *dev, const void *host, size_t bytes);
 zf_status zf_cq_d2h(zf_cq *c, void *host, const void *dev, size_t bytes);
 
-/* zf_grid_fit on device data: W [rows, n] stride ldw, H [n, n] stride ldh (HESSIAN only), zeta [n] or NULL;
- * results at scale[r·lds], zero[r·lds] (device). rows <= c->rows, n <= c->cols. */
-zf_status zf_cq_grid_fit(zf_cq *c, zf_grid_kind kind, const float *W, int64_t rows, int64_t n, int64_t ldw,
+/* The table's quantization primitives (worker/backend_impl.h), qs a zf_cq. */
+zf_status zf_cq_begin(void *ctx, const zf_quant_opts *o, int64_t rows, int64_t cols, bool hessian, void **qs);
+void zf_cq_end(void *qs, zf_status st);
+zf_status zf_cq_grid_fit(void *qs, zf_grid_kind kind, const float *W, int64_t rows, int64_t n, int64_t ldw,
                          const float *H, int64_t ldh, const float *zeta, float *scale, int64_t lds, float *zero);
-
-/* zf_quadform_rows on device data A, B [rows, n] (B may be NULL) with c->H (n = c->cols): results on the host. */
-zf_status zf_cq_quadform(zf_cq *c, const float *A, const float *B, int64_t rows, double *aa, double *ab);
-
-/* RTN with `grid` into c->q, c->scale, c->zero (device). */
-zf_status zf_cq_rtn(zf_cq *c, zf_grid_kind grid);
-
-/* zf_optq on the device: codes into c->q, grids into c->scale/c->zero; fills out's g_idx, damp_used, damp_retries,
- * dead_inputs, t_factor, t_loop. fix_scale/fix_zero/zeta are host arrays (or NULL) as in zf_optq. */
-zf_status zf_cq_optq(zf_cq *c, const float *fix_scale, const float *fix_zero, const float *zeta, zf_qresult *out);
-
-/* zf_zfold on the device: ALS with host copies of the small state, then zf_cq_optq or the ALS codes. */
-zf_status zf_cq_zfold(zf_cq *c, const zf_zeta_tie *tie, zf_qresult *out);
+zf_status zf_cq_quadform(void *qs, const float *A, const float *B, int64_t rows, const float *H, double *aa,
+                         double *ab);
+zf_status zf_cq_rtn_codes(void *qs, const float *W, int64_t rows, int64_t cols, int64_t gs, int64_t ngroups,
+                          const float *scale, const float *zero, uint8_t *q);
+zf_status zf_cq_dequant(void *qs, const float *W, const uint8_t *q, const float *scale, const float *zero,
+                        const float *zeta, const int32_t *gidx, int64_t gs, int64_t ngroups, int64_t rows,
+                        int64_t cols, float *deq, float *dW);
+zf_status zf_cq_zstate(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha, const float *zero,
+                       const float *zeta, float *Wt, float *dW, uint8_t *q);
+zf_status zf_cq_zeta_sums(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha,
+                          const float *zero, const float *zeta, double *num, double *den);
+zf_status zf_cq_div_cols(void *qs, const float *W, int64_t rows, int64_t cols, const float *zeta, float *X);
+zf_status zf_cq_gather_t(void *qs, const float *W, const float *H, int64_t rows, int64_t n, const int32_t *perm,
+                         float *Wt);
+zf_status zf_cq_slice_static(void *qs, const float *W, const float *H, int64_t rows, int64_t n, int64_t c0,
+                             int64_t len, float *G);
+zf_status zf_cq_slice_t(void *qs, const float *Wt, int64_t rows, int64_t c0, int64_t len, float *G);
+zf_status zf_cq_group_hess(void *qs, const float *H, int64_t n, const int32_t *perm, int64_t c0, int64_t len,
+                           float *Hb);
+zf_status zf_cq_chol_inv(void *qs, const float *H, int64_t n, const int32_t *perm, float lambda, float *U,
+                         zf_chol_result *res);
+zf_status zf_cq_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t i2);
+zf_status zf_cq_unpermute(void *qs, const uint8_t *Qt, int64_t rows, int64_t n, const int32_t *perm, uint8_t *q);
 
 #endif

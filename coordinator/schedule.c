@@ -1,0 +1,168 @@
+/* The steps both schedules share: owners by cost, Hessians to owners, results to every rank, agreed stops. */
+#include "coordinator/schedule.h"
+
+#include <stdlib.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "coordinator/comm.h"
+#include "coordinator/exit_codes.h"
+#include "coordinator/gpucomm.h"
+
+/* A failed NCCL collective leaves the other ranks inside it until their own timeout, or past it: they cannot
+ * agree on the failure in step, so the job ends here (MPI_Abort) once the message is out. */
+static zf_status gpucomm_or_abort(zf_status s)
+{
+    if (s == ZF_OK) return ZF_OK;
+    zf_log_error("%s; ending the job", zf_last_error());
+    zf_comm_abort(ZF_EXIT_INTERNAL);
+}
+
+zf_status zf_sched_forward(zf_backend *be, const zf_model_config *c, const zf_block_weights *w, float *x, int64_t nwin,
+                           int64_t seq, zf_bhess *h, unsigned want)
+{
+    zf_bhess *hess[ZF_NGROUP] = {0};
+    for (int g = 0; h && g < ZF_NGROUP; g++)
+        if (want & (1u << g)) hess[g] = &h[g];
+    return zf_backend_block_forward(be, c, w, x, nwin, seq, hess);
+}
+
+int64_t zf_sched_hessian_dim(const zf_model_config *c)
+{
+    int64_t dmax = c->intermediate > c->n_heads * c->head_dim ? c->intermediate : c->n_heads * c->head_dim;
+    return dmax < c->hidden ? c->hidden : dmax;
+}
+
+/* Bulk data from owner to every rank: over NCCL when the ranks share a GPU communicator, else over MPI. */
+static zf_status bcast_payload(void *buf, size_t bytes, int owner)
+{
+    if (zf_gpucomm_active()) return gpucomm_or_abort(zf_gpucomm_bcast_host(buf, bytes, owner));
+    return zf_comm_bcast(buf, bytes, owner);
+}
+
+/* Sizes and statistics go over MPI, the arrays as bulk data. */
+zf_status zf_sched_bcast_group(zf_group_result *gr, int owner)
+{
+    const zf_comm *w = zf_comm_world();
+    if (w->size == 1) return ZF_OK;
+    zf_qresult *r = &gr->res;
+    int64_t hdr[4] = {r->rows, r->cols, r->ngroups, r->bits};
+    ZF_TRY(zf_comm_bcast_i64(hdr, 4, owner));
+    /* a receiver that cannot hold the result must not leave the others inside the payload broadcasts */
+    ZF_TRY(zf_comm_agree(w->rank != owner ? zf_qresult_alloc(r, hdr[0], hdr[1], hdr[2], (int)hdr[3]) : ZF_OK));
+    int64_t rc = r->rows * r->cols, rg = r->rows * r->ngroups;
+    ZF_TRY(bcast_payload(r->q, (size_t)rc, owner));
+    ZF_TRY(bcast_payload(r->scale, sizeof(float) * (size_t)rg, owner));
+    ZF_TRY(bcast_payload(r->zero, sizeof(float) * (size_t)rg, owner));
+    ZF_TRY(bcast_payload(r->g_idx, sizeof(int32_t) * (size_t)r->cols, owner));
+    ZF_TRY(bcast_payload(r->zeta, sizeof(float) * (size_t)r->cols, owner));
+    ZF_TRY(bcast_payload(r->deq, sizeof(float) * (size_t)rc, owner));
+    double meta[10] = {r->dl_rtn, r->dl, r->als_iters, r->damp_used, r->damp_retries, (double)r->dead_inputs,
+                       gr->dl[0], gr->dl[1], gr->dl[2], 0};
+    double meta2[3] = {gr->dl_rtn[0], gr->dl_rtn[1], gr->dl_rtn[2]};
+    ZF_TRY(zf_comm_bcast(meta, sizeof meta, owner));
+    ZF_TRY(zf_comm_bcast(meta2, sizeof meta2, owner));
+    r->dl_rtn = meta[0];
+    r->dl = meta[1];
+    r->als_iters = (int)meta[2];
+    r->damp_used = meta[3];
+    r->damp_retries = (int)meta[4];
+    r->dead_inputs = (int64_t)meta[5];
+    for (int i = 0; i < 3; i++) {
+        gr->dl[i] = meta[6 + i];
+        gr->dl_rtn[i] = meta2[i];
+    }
+    return ZF_OK;
+}
+
+/* Device sums go over NCCL, host sums over MPI. */
+zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner)
+{
+    if (zf_comm_world()->size == 1) return ZF_OK;
+    ZF_TRY(zf_comm_sum_i64(&h->ntokens, 1));
+    int64_t n = h->dim * h->dim;
+    if (zf_backend_caps(h->be) & ZF_CAP_DEVICE_SUMS)
+        return gpucomm_or_abort(zf_gpucomm_reduce_sum(h->sum, n, h->fp64, owner));
+    if (h->fp64) return zf_comm_reduce_f64(h->sum, n, owner);
+    return zf_comm_reduce_f32(h->sum, n, owner);
+}
+
+zf_status zf_sched_cache_agree(const zf_hcache *hc, const zf_model_config *c, int64_t b, int g0, int g1, bool *hit)
+{
+    bool all = zf_comm_world()->rank == 0 && hc->enabled;
+    for (int g = g0; all && g < g1; g++)
+        if (!zf_hcache_has(hc, b, (zf_group)g, zf_group_in(c, (zf_group)g))) all = false;
+    ZF_TRY(zf_comm_bcast_bool(&all, 0));
+    *hit = all;
+    return ZF_OK;
+}
+
+zf_status zf_sched_owner_hessian(zf_hcache *hc, bool fp_pass, bool cached, int64_t b, zf_group g, int64_t dim,
+                                 zf_bhess *h, double seconds, float *H)
+{
+    if (cached) return zf_hcache_load(hc, b, g, dim, H);
+    double t0 = zf_now();
+    ZF_TRY(zf_bhess_finalize(h, H));
+    if (!fp_pass) return ZF_OK;
+    zf_status s = zf_hcache_store(hc, b, g, dim, H, seconds + zf_now() - t0);
+    if (s != ZF_OK) zf_log_warn("Hessian cache: %s (going on without it)", zf_last_error());
+    return ZF_OK;
+}
+
+zf_status zf_sched_agreed_stop(const zf_run_hooks *hooks, const char *where)
+{
+    if (!hooks || !hooks->stop_requested) return ZF_OK;
+    bool stop = hooks->stop_requested(hooks->ctx) != 0;
+    ZF_TRY(zf_comm_any(&stop));
+    if (!stop) return ZF_OK;
+    return zf_fail(ZF_ERR_INTERRUPTED, "stopped by a signal %s; run the same command again to resume", where);
+}
+
+/* Work per group for balancing: OPTQ's d_out·d_in² plus the Cholesky's d_in³/3. */
+static double group_cost(const zf_model_config *c, zf_group g)
+{
+    zf_lin mem[3];
+    int nm = zf_group_members(c, g, mem);
+    double in = (double)zf_group_in(c, g), out = 0;
+    for (int i = 0; i < nm; i++) out += (double)zf_lin_out(c, mem[i]);
+    return 2.0 * out * in * in + in * in * in / 3.0;
+}
+
+zf_status zf_assign_owners(const zf_model_config *c, int64_t nblocks, int nranks, int *owner)
+{
+    double *load = zf_calloc((size_t)nranks, sizeof *load, "rank loads");
+    if (!load) return ZF_ERR_NOMEM;
+    int kinds[ZF_NGROUP] = {0, 1, 2, 3};
+    for (int i = 0; i < ZF_NGROUP; i++)
+        for (int j = i + 1; j < ZF_NGROUP; j++)
+            if (group_cost(c, (zf_group)kinds[j]) > group_cost(c, (zf_group)kinds[i])) {
+                int t = kinds[i];
+                kinds[i] = kinds[j];
+                kinds[j] = t;
+            }
+    for (int k = 0; k < ZF_NGROUP; k++)
+        for (int64_t b = 0; b < nblocks; b++) {
+            int r = 0;
+            for (int q = 1; q < nranks; q++)
+                if (load[q] < load[r]) r = q;
+            owner[b * ZF_NGROUP + kinds[k]] = r;
+            load[r] += group_cost(c, (zf_group)kinds[k]);
+        }
+    free(load);
+    return ZF_OK;
+}
+
+int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hessian_bytes)
+{
+    if (nranks < 2) return 0;
+    int64_t bytes = 0;
+    for (int g = 0; g < ZF_NGROUP; g++) {
+        zf_lin mem[3];
+        int nm = zf_group_members(c, (zf_group)g, mem);
+        int64_t in = zf_group_in(c, (zf_group)g), rows = 0;
+        for (int i = 0; i < nm; i++) rows += zf_lin_out(c, mem[i]);
+        /* partial Hessian and token count reduced; codes (1 B), deq (4 B), scale, zero, g_idx, ζ broadcast */
+        bytes += in * in * hessian_bytes + 8 + rows * in * 5 + rows * 8 + in * 8 + 32 + 104;
+    }
+    return bytes;
+}

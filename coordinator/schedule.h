@@ -1,0 +1,38 @@
+/* What the two schedules share: their entry points and the exchange steps of a unit (block, group) between ranks. */
+#ifndef ZF_SCHEDULE_H
+#define ZF_SCHEDULE_H
+
+#include <stdbool.h>
+
+#include "coordinator/hcache.h"
+#include "coordinator/pipeline.h"
+#include "worker/group.h"
+
+/* Sequential schedule: block by block, each block's Hessians from the quantized blocks before it; x holds this
+ * rank's nwin calibration windows (scratch is as large) and moves through each finished block. */
+zf_status zf_schedule_sequential(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
+                                 float *scratch, int64_t nwin, double t0);
+/* Parallel schedule: every Hessian from one full-precision pass, then all units quantized at once by their owners. */
+zf_status zf_schedule_parallel(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
+                               int64_t nwin, double t0);
+
+/* Forwards the windows through w, adding the inputs of each group g in `want` to h[g] (h may be NULL). */
+zf_status zf_sched_forward(zf_backend *be, const zf_model_config *c, const zf_block_weights *w, float *x, int64_t nwin,
+                           int64_t seq, zf_bhess *h, unsigned want);
+/* The largest group input dimension: the size of one Hessian buffer for every group. */
+int64_t zf_sched_hessian_dim(const zf_model_config *c);
+/* Sums every rank's partial Hessian and token count of one group onto its owner (collective). Afterwards the
+ * owner's accumulator holds the total and the other ranks' are spent. */
+zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner);
+/* Whether the cache holds every group in [g0, g1) of block b: rank 0 looks, every rank gets the answer. */
+zf_status zf_sched_cache_agree(const zf_hcache *hc, const zf_model_config *c, int64_t b, int g0, int g1, bool *hit);
+/* The owner's H = 2/N Σ xxᵀ of group g (no collective): read from the cache on a hit, else finalized from the
+ * reduced accumulator and, for a full-precision pass, stored with the seconds it cost (seconds so far + its own). */
+zf_status zf_sched_owner_hessian(zf_hcache *hc, bool fp_pass, bool cached, int64_t b, zf_group g, int64_t dim,
+                                 zf_bhess *h, double seconds, float *H);
+/* Sends the owner's group result to every rank (receivers allocate). */
+zf_status zf_sched_bcast_group(zf_group_result *gr, int owner);
+/* A stop request (a signal on any rank), agreed by every rank; ZF_ERR_INTERRUPTED naming where when there is one. */
+zf_status zf_sched_agreed_stop(const zf_run_hooks *hooks, const char *where);
+
+#endif

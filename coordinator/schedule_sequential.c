@@ -1,0 +1,157 @@
+/* The sequential schedule: block by block, each block's Hessians through the quantized blocks before it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "coordinator/comm.h"
+#include "coordinator/gpucomm.h"
+#include "coordinator/schedule.h"
+
+/* Payload bytes this rank has moved over MPI and NCCL. */
+static double comm_bytes(void) { return zf_comm_bytes() + zf_gpucomm_bytes(); }
+
+static const char *comm_note(double measured, int64_t predicted)
+{
+    static char buf[96];
+    snprintf(buf, sizeof buf, "  comm %.2f MB (model %.2f MB)", measured / 1e6, (double)predicted / 1e6);
+    return buf;
+}
+
+/* Quantizes block b into m->blocks[b] and moves x through it. */
+static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t b, float *x, float *scratch,
+                                int64_t nwin)
+{
+    const zf_model_config *c = &m->model;
+    const zf_comm *w = zf_comm_world();
+    zf_qblock *qb = &m->blocks[b];
+    int64_t seq = m->calib_seq, ntok = nwin * seq, d = c->hidden;
+    zf_bhess hs[ZF_NGROUP] = {0};
+    zf_group_result gr[ZF_NGROUP];
+    memset(gr, 0, sizeof gr);
+    int owner[ZF_NGROUP];
+    float *H = NULL;
+    zf_status s = zf_assign_owners(c, 1, w->size, owner);
+    if (s == ZF_OK) s = zf_block_load(c, m->st, b, &qb->folded);
+    if (s == ZF_OK) s = zf_block_check_finite(c, &qb->folded, b);
+    if (s == ZF_OK && cfg->eval_unfolded) s = zf_block_copy(c, &qb->folded, &qb->unfolded);
+    for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++)
+        s = zf_bhess_init(m->be, &hs[g], zf_group_in(c, g), cfg->hessian_fp64);
+    int64_t hmax = zf_sched_hessian_dim(c);
+    if (s == ZF_OK && !(H = zf_malloc(sizeof(float) * (size_t)(hmax * hmax), "Hessian"))) s = ZF_ERR_NOMEM;
+    s = zf_comm_agree(s);
+    /* Groups are processed in execution order; without true-sequential all Hessians come from one pass and
+     * every owner quantizes its groups before any result is exchanged. */
+    int first = 0;
+    while (s == ZF_OK && first < ZF_NGROUP) {
+        int last = cfg->true_sequential ? first + 1 : ZF_NGROUP;
+        /* only the first pass of block 0 sees full-precision inputs through full-precision weights */
+        bool fp_pass = b == 0 && first == 0, cached = false;
+        if (fp_pass) s = zf_sched_cache_agree(&m->hcache, c, b, first, last, &cached);
+        unsigned want = 0;
+        for (int g = first; g < last; g++) want |= 1u << g;
+        double t_pass = zf_now();
+        if (s == ZF_OK && !cached) {
+            memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
+            if (nwin > 0) s = zf_sched_forward(m->be, c, &qb->folded, scratch, nwin, seq, hs, want);
+            s = zf_comm_agree(s);
+        }
+        double t_fwd = (zf_now() - t_pass) / (last - first), t_red[ZF_NGROUP] = {0};
+        /* every group's sums to its owner first (collectives only), so that the owners then quantize at once */
+        for (int g = first; s == ZF_OK && !cached && g < last; g++) {
+            double t0 = zf_now();
+            s = zf_sched_reduce_hessian(&hs[g], owner[g]);
+            t_red[g] = zf_now() - t0;
+            if (w->rank != owner[g]) zf_bhess_free(&hs[g]);
+        }
+        for (int g = first; s == ZF_OK && g < last; g++) {
+            if (w->rank != owner[g]) continue;
+            s = zf_sched_owner_hessian(&m->hcache, fp_pass, cached, b, (zf_group)g, zf_group_in(c, (zf_group)g),
+                                       &hs[g], t_fwd + t_red[g], H);
+            zf_bhess_free(&hs[g]);
+            if (s == ZF_OK) s = zf_group_quantize(m->be, &cfg->quant, c, b, (zf_group)g, H, &qb->folded, &gr[g]);
+        }
+        s = zf_comm_agree(s);
+        /* a rank that fails to install a group must not leave the others in the next group's broadcasts */
+        for (int g = first; s == ZF_OK && g < last; g++) {
+            s = zf_sched_bcast_group(&gr[g], owner[g]);
+            if (s == ZF_OK) s = zf_group_install(c, cfg->quant.method, b, (zf_group)g, &gr[g], qb);
+            s = zf_comm_agree(s);
+        }
+        first = last;
+    }
+    /* the next block's inputs come through the quantized block */
+    if (s == ZF_OK && nwin > 0) s = zf_sched_forward(m->be, c, &qb->folded, x, nwin, seq, NULL, 0);
+    for (int g = 0; g < ZF_NGROUP; g++) {
+        zf_bhess_free(&hs[g]);
+        zf_qresult_free(&gr[g].res);
+    }
+    free(H);
+    return zf_comm_agree(s);
+}
+
+/* A finished block read back from its shard: x moves through it as through a computed one. */
+static zf_status resume_block(zf_qmodel *m, const zf_run_hooks *hooks, int64_t b, float *x, int64_t nwin)
+{
+    zf_qblock *qb = &m->blocks[b];
+    zf_status s = zf_comm_agree(hooks->load_block(hooks->ctx, b, qb));
+    if (s == ZF_OK && nwin > 0) s = zf_sched_forward(m->be, &m->model, &qb->folded, x, nwin, m->calib_seq, NULL, 0);
+    zf_qblock_release(qb);
+    s = zf_comm_agree(s);
+    if (s == ZF_OK)
+        zf_log_info("block %lld/%lld  resumed from its shard", (long long)b + 1, (long long)m->model.n_layers);
+    return s;
+}
+
+static void log_block(const zf_job_config *cfg, const zf_qmodel *m, int64_t b, int64_t resume_from, double t0)
+{
+    const zf_model_config *c = &m->model;
+    const zf_qblock *qb = &m->blocks[b];
+    const zf_comm *w = zf_comm_world();
+    double before = 0, after = 0;
+    int retries = 0;
+    for (int l = 0; l < ZF_NLIN; l++) {
+        before += qb->dl_rtn[l];
+        after += qb->dl[l];
+        retries += qb->damp_retries[l];
+    }
+    double elapsed = zf_now() - t0;
+    double eta = elapsed / (double)(b + 1 - resume_from) * (double)(c->n_layers - b - 1);
+    zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f%s%s",
+                (long long)b + 1, (long long)c->n_layers, qb->seconds, elapsed, eta, after, before,
+                before > 0 ? after / before : 0.0, retries ? "  (damping retried)" : "",
+                w->size > 1 ? comm_note(qb->comm_bytes, zf_block_comm_bytes_model(c, w->size, cfg->hessian_fp64 ? 8 : 4))
+                            : "");
+}
+
+zf_status zf_schedule_sequential(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
+                                 float *scratch, int64_t nwin, double t0)
+{
+    const zf_model_config *c = &m->model;
+    int64_t resume_from = hooks ? hooks->resume_from : 0;
+    zf_status s = ZF_OK;
+    for (int64_t b = 0; s == ZF_OK && b < c->n_layers; b++) {
+        if (b < resume_from) {
+            s = resume_block(m, hooks, b, x, nwin);
+            continue;
+        }
+        double tb = zf_now(), bytes0 = comm_bytes();
+        zf_qblock *qb = &m->blocks[b];
+        s = quantize_block(cfg, m, b, x, scratch, nwin);
+        qb->comm_bytes = comm_bytes() - bytes0;
+        qb->seconds = zf_now() - tb;
+        if (s == ZF_OK && hooks && hooks->block_done) {
+            s = zf_comm_agree(hooks->block_done(hooks->ctx, b, qb));
+            if (!cfg->eval_unfolded) zf_qblock_release(qb);
+        }
+        if (s != ZF_OK) break;
+        log_block(cfg, m, b, resume_from, t0);
+        if (b + 1 < c->n_layers) {
+            char where[64];
+            snprintf(where, sizeof where, "after block %lld of %lld", (long long)b + 1, (long long)c->n_layers);
+            s = zf_sched_agreed_stop(hooks, where);
+        }
+    }
+    return s;
+}

@@ -1,0 +1,35 @@
+/* The host backend's quantization primitives (worker/backend_cpu_quant.c), for its table in worker/backend_cpu.c. */
+#ifndef ZF_BACKEND_CPU_H
+#define ZF_BACKEND_CPU_H
+
+#include "worker/backend_impl.h"
+
+zf_status zf_cpu_q_begin(void *ctx, const zf_quant_opts *o, int64_t rows, int64_t cols, bool hessian, void **qs);
+void zf_cpu_q_end(void *qs, zf_status st);
+zf_status zf_cpu_grid_fit(void *qs, zf_grid_kind kind, const float *W, int64_t rows, int64_t n, int64_t ldw,
+                          const float *H, int64_t ldh, const float *zeta, float *scale, int64_t lds, float *zero);
+zf_status zf_cpu_quadform(void *qs, const float *A, const float *B, int64_t rows, const float *H, double *aa,
+                          double *ab);
+zf_status zf_cpu_rtn_codes(void *qs, const float *W, int64_t rows, int64_t cols, int64_t gs, int64_t ngroups,
+                           const float *scale, const float *zero, uint8_t *q);
+zf_status zf_cpu_dequant(void *qs, const float *W, const uint8_t *q, const float *scale, const float *zero,
+                         const float *zeta, const int32_t *gidx, int64_t gs, int64_t ngroups, int64_t rows,
+                         int64_t cols, float *deq, float *dW);
+zf_status zf_cpu_zstate(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha, const float *zero,
+                        const float *zeta, float *Wt, float *dW, uint8_t *q);
+zf_status zf_cpu_zeta_sums(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha,
+                           const float *zero, const float *zeta, double *num, double *den);
+zf_status zf_cpu_div_cols(void *qs, const float *W, int64_t rows, int64_t cols, const float *zeta, float *X);
+zf_status zf_cpu_gather_t(void *qs, const float *W, const float *H, int64_t rows, int64_t n, const int32_t *perm,
+                          float *Wt);
+zf_status zf_cpu_slice_static(void *qs, const float *W, const float *H, int64_t rows, int64_t n, int64_t c0,
+                              int64_t len, float *G);
+zf_status zf_cpu_slice_t(void *qs, const float *Wt, int64_t rows, int64_t c0, int64_t len, float *G);
+zf_status zf_cpu_group_hess(void *qs, const float *H, int64_t n, const int32_t *perm, int64_t c0, int64_t len,
+                            float *Hb);
+zf_status zf_cpu_chol_inv(void *qs, const float *H, int64_t n, const int32_t *perm, float lambda, float *U,
+                          zf_chol_result *res);
+zf_status zf_cpu_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t i2);
+zf_status zf_cpu_unpermute(void *qs, const uint8_t *Qt, int64_t rows, int64_t n, const int32_t *perm, uint8_t *q);
+
+#endif

@@ -1,0 +1,113 @@
+/* The backend interface: a table of primitives over backend memory that the worker's algorithms are written on. */
+#ifndef ZF_BACKEND_IMPL_H
+#define ZF_BACKEND_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "worker/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Outcome of one damped Cholesky + inverse attempt (the retry policy is the caller's). */
+typedef enum { ZF_CHOL_OK = 0, ZF_CHOL_NOT_PD, ZF_CHOL_SINGULAR, ZF_CHOL_NONFINITE } zf_chol_result;
+
+/* The OPTQ column loop's state, all in backend memory: working copy Wt [n, rows] and codes Qt [n, rows] in
+ * processing order, block errors Err [block, rows], inverse factor U [n, n], grids [rows, ngroups], perm and the
+ * permuted ζ zp [n]. */
+typedef struct {
+    int64_t rows, n, ngroups, gs;
+    bool static_groups;
+    const int32_t *perm;
+    const float *zp, *U, *scale, *zero;
+    float *Wt, *Err;
+    uint8_t *Qt;
+} zf_optq_bufs;
+
+/* Pointers named "backend memory" are what alloc returned (plus offsets); the caller never dereferences them.
+ * Outputs named "host" are host memory. Quantization primitives run inside a session (q_begin .. q_end) that holds
+ * the options and the backend's scratch. */
+typedef struct zf_backend_i {
+    unsigned caps; /* zf_backend_cap flags */
+    void (*close)(void *ctx);
+    void (*info)(void *ctx, zf_backend_info *info);
+    int64_t (*peak_bytes)(void *ctx, bool reset);
+
+    zf_status (*alloc)(void *ctx, size_t bytes, const char *what, void **buf);
+    void (*free)(void *ctx, void *buf);
+    zf_status (*upload)(void *ctx, void *dst, const void *src, size_t bytes);
+    zf_status (*download)(void *ctx, void *dst, const void *src, size_t bytes);
+    zf_status (*fill_zero)(void *ctx, void *buf, size_t bytes);
+    zf_status (*sync)(void *ctx);
+
+    zf_status (*hess_zero)(void *ctx, void *sum, int64_t dim, bool fp64);
+    zf_status (*hess_finalize)(void *ctx, const zf_bhess *h, float *H);
+    zf_status (*block_forward)(void *ctx, const zf_model_config *c, const zf_block_weights *w, float *x, int64_t nwin,
+                               int64_t seq, zf_bhess *const hess[ZF_NGROUP]);
+    zf_status (*token_nll)(void *ctx, const zf_model_config *c, const zf_model_globals *g, const float *x,
+                           const int32_t *tokens, int64_t nwin, int64_t seq, double *nll);
+
+    /* hessian: whether the session will get a Hessian. end frees the session whatever st says. */
+    zf_status (*q_begin)(void *ctx, const zf_quant_opts *o, int64_t rows, int64_t cols, bool hessian, void **qs);
+    void (*q_end)(void *qs, zf_status st);
+    /* zf_grid_fit on backend memory (rows and n at most the session's). */
+    zf_status (*grid_fit)(void *qs, zf_grid_kind kind, const float *W, int64_t rows, int64_t n, int64_t ldw,
+                          const float *H, int64_t ldh, const float *zeta, float *scale, int64_t lds, float *zero);
+    /* zf_quadform_rows with H [n, n] = the session's cols; aa, ab on the host. */
+    zf_status (*quadform)(void *qs, const float *A, const float *B, int64_t rows, const float *H, double *aa,
+                          double *ab);
+    /* q = clamp(round(W / scale) + zero) with group j / gs. */
+    zf_status (*rtn_codes)(void *qs, const float *W, int64_t rows, int64_t cols, int64_t gs, int64_t ngroups,
+                           const float *scale, const float *zero, uint8_t *q);
+    /* deq = (scale·ζ)(q - zero), g = gidx[j] (j / gs when NULL), ζ NULL = ones; dW = W - deq when dW is given. */
+    zf_status (*dequant)(void *qs, const float *W, const uint8_t *q, const float *scale, const float *zero,
+                         const float *zeta, const int32_t *gidx, int64_t gs, int64_t ngroups, int64_t rows,
+                         int64_t cols, float *deq, float *dW);
+    /* Z-FOLD state on the grid α_r·ζ_j, zero z_r: Wt = ζ(q - z), dW = W - deq, q codes (each optional). */
+    zf_status (*zstate)(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha, const float *zero,
+                        const float *zeta, float *Wt, float *dW, uint8_t *q);
+    /* ζ least-squares sums per column in double, over the rows in order; num, den on the host. */
+    zf_status (*zeta_sums)(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha,
+                           const float *zero, const float *zeta, double *num, double *den);
+    /* X = W ⊘ ζ (column-wise). */
+    zf_status (*div_cols)(void *qs, const float *W, int64_t rows, int64_t cols, const float *zeta, float *X);
+    /* Wt[p, r] = W[r, perm[p]], 0 where H[j, j] == 0 (dead input). */
+    zf_status (*gather_t)(void *qs, const float *W, const float *H, int64_t rows, int64_t n, const int32_t *perm,
+                          float *Wt);
+    /* G [rows, len] = W[:, c0:c0+len) with dead inputs zeroed. */
+    zf_status (*slice_static)(void *qs, const float *W, const float *H, int64_t rows, int64_t n, int64_t c0,
+                              int64_t len, float *G);
+    /* G [rows, len] = rows × [c0, c0+len) of the working copy Wt [n, rows]. */
+    zf_status (*slice_t)(void *qs, const float *Wt, int64_t rows, int64_t c0, int64_t len, float *G);
+    /* Hb [len, len] = H[perm[c0+a], perm[c0+b]]. */
+    zf_status (*group_hess)(void *qs, const float *H, int64_t n, const int32_t *perm, int64_t c0, int64_t len,
+                            float *Hb);
+    /* One attempt: U = upper chol((Hp + λI)⁻¹), Hp = H[perm][:, perm] (NULL = identity) with zero diagonals set to
+     * 1, strictly lower part zero; *res says whether it worked and, if not, why. */
+    zf_status (*chol_inv)(void *qs, const float *H, int64_t n, const int32_t *perm, float lambda, float *U,
+                          zf_chol_result *res);
+    /* Columns [i1, i2) of the OPTQ loop: quantize, error feedback inside the block, lazy update of later columns. */
+    zf_status (*optq_block)(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t i2);
+    /* q[r, perm[p]] = Qt[p, r]. */
+    zf_status (*unpermute)(void *qs, const uint8_t *Qt, int64_t rows, int64_t n, const int32_t *perm, uint8_t *q);
+} zf_backend_i;
+
+struct zf_backend {
+    zf_backend_opts opts;
+    const zf_backend_i *i;
+    void *ctx;
+};
+
+/* The host backend's table; its context is unused (NULL). */
+const zf_backend_i *zf_cpu_backend_table(void);
+/* A host backend for callers without one (zf_quantize): static, never closed. */
+zf_backend *zf_cpu_backend(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,34 @@
+/* The quantization drivers' shared state: one layer's buffers in backend memory, opened and closed once per call. */
+#ifndef ZF_QUANT_IMPL_H
+#define ZF_QUANT_IMPL_H
+
+#include "worker/backend_impl.h"
+#include "worker/quant.h"
+
+/* One quantization on a backend: sizes, options and buffers in backend memory (NULL when the method does not need
+ * them). W and H alias the caller's host arrays on a host-memory backend. */
+typedef struct {
+    zf_backend *be;
+    const zf_backend_i *i;
+    void *qs;                 /* the backend's session */
+    const zf_quant_opts *o;
+    const float *Hh;          /* host Hessian (NULL for RTN without one) */
+    int64_t rows, cols, ngroups, gs; /* gs: group size, 0 = per channel */
+    bool own_w;               /* W and H were allocated here */
+    float *W, *H;             /* [rows, cols], [cols, cols] */
+    float *A, *B;             /* [rows, cols] scratch each */
+    float *U, *Err, *hbuf;    /* OPTQ: [cols, cols] factor, [block, rows] errors, [gs, gs] group Hessian */
+    float *scale, *zero;      /* [rows, ngroups] */
+    float *zeta, *zp;         /* [cols] ζ in original and in processing order */
+    uint8_t *q, *Qt;          /* [rows, cols] codes; OPTQ codes in processing order [cols, rows] */
+    int32_t *perm, *gidx;     /* [cols] */
+} zf_qrun;
+
+/* Opens the session and the buffers options o need, with W and H (host) in backend memory. */
+zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
+                       const float *H, zf_qrun *r);
+void zf_qrun_close(zf_qrun *r, zf_status st);
+/* Σ_r of the row quadratic forms of A [rows, cols] (backend memory) with r->H, in row order, in double. */
+zf_status zf_qrun_loss(zf_qrun *r, const float *A, int64_t rows, double *rowbuf, double *dl);
+
+#endif
