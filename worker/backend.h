@@ -10,7 +10,8 @@
 #include "common/model.h"
 #include "common/status.h"
 #include "worker/block.h"
-#include "worker/quant.h"
+#include "worker/qresult.h"
+#include "worker/quant_opts.h"
 
 typedef enum { ZF_BACKEND_CPU = 0, ZF_BACKEND_CUDA } zf_backend_kind;
 

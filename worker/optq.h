@@ -2,7 +2,7 @@
 #ifndef ZF_OPTQ_H
 #define ZF_OPTQ_H
 
-#include "worker/quant_impl.h"
+#include "worker/qrun.h"
 
 /* Quantizes W [rows, cols] with the undamped Hessian H [cols, cols] into out (allocated with the right ngroups), on
  * the host: fills q, scale, zero, g_idx, damp_used, damp_retries, dead_inputs, t_factor and t_loop (not deq or ΔL).

@@ -1,4 +1,4 @@
-/* Quantization results, ΔL, and the quantize entry on any backend: validate, allocate, dispatch, dequantize, ΔL per member. */
+/* ΔL and the quantize entry on any backend: validate, open the run, dispatch to RTN/OPTQ/Z-FOLD, dequantize, ΔL per member. */
 #include "worker/quant.h"
 
 #include <math.h>
@@ -9,48 +9,13 @@
 #include "worker/backend.h"
 #include "worker/grid.h"
 #include "worker/optq.h"
-#include "worker/quant_impl.h"
+#include "worker/qrun.h"
 #include "worker/rtn.h"
 #include "worker/zfold.h"
 #include "common/clock.h"
 
 /* Rows of ΔW materialized at a time by zf_delta_loss. */
 #define ZF_DL_CHUNK 256
-
-zf_status zf_qresult_alloc(zf_qresult *r, int64_t rows, int64_t cols, int64_t ngroups, int bits)
-{
-    memset(r, 0, sizeof *r);
-    if (rows <= 0 || cols <= 0 || ngroups < 1 || ngroups > cols)
-        return zf_fail(ZF_ERR_INPUT, "quantized matrix [%lld x %lld] with %lld groups: expected positive sizes and "
-                       "1 .. cols groups", (long long)rows, (long long)cols, (long long)ngroups);
-    if ((uint64_t)rows >= ((uint64_t)1 << 31) || (uint64_t)cols >= ((uint64_t)1 << 31))
-        return zf_fail(ZF_ERR_INPUT, "quantized matrix [%lld x %lld]: each side must be below 2^31",
-                       (long long)rows, (long long)cols);
-    if (bits < 2 || bits > 8) return zf_fail(ZF_ERR_INPUT, "bits = %d: expected 2 .. 8", bits);
-    const size_t rc = (size_t)rows * (size_t)cols, rg = (size_t)rows * (size_t)ngroups;
-    r->rows = rows;
-    r->cols = cols;
-    r->ngroups = ngroups;
-    r->bits = bits;
-    r->q = zf_calloc(rc, 1, "quantized codes");
-    r->scale = zf_calloc(rg, sizeof(float), "quantization scales");
-    r->zero = zf_calloc(rg, sizeof(float), "quantization zero points");
-    r->g_idx = zf_calloc((size_t)cols, sizeof(int32_t), "group index");
-    r->zeta = zf_calloc((size_t)cols, sizeof(float), "zeta");
-    r->deq = zf_calloc(rc, sizeof(float), "dequantized weights");
-    if (!r->q || !r->scale || !r->zero || !r->g_idx || !r->zeta || !r->deq) {
-        zf_qresult_free(r);
-        return ZF_ERR_NOMEM;
-    }
-    for (int64_t j = 0; j < cols; j++) r->zeta[j] = 1.0f;
-    return ZF_OK;
-}
-
-void zf_qresult_free(zf_qresult *r)
-{
-    free(r->q), free(r->scale), free(r->zero), free(r->g_idx), free(r->zeta), free(r->deq);
-    memset(r, 0, sizeof *r);
-}
 
 /* ΔW in fp32 chunks (W - Wq is exact to one rounding), ΔW·H by SGEMM, the per-row dot products and the total in
  * double. Returns NaN (with the error recorded) if the chunk buffers cannot be allocated. */
@@ -120,88 +85,6 @@ zf_status zf_quantize(const zf_quant_opts *o, const float *W, int64_t rows, int6
                       const zf_zeta_tie *tie, zf_qresult *out)
 {
     return zf_backend_quantize(zf_cpu_backend(), o, W, rows, cols, H, tie, out);
-}
-
-/* Backend buffers of one quantization: what zf_backend_quantize_bytes counts besides the backend's own scratch. */
-static zf_status qrun_alloc(zf_qrun *r, bool host)
-{
-    const zf_quant_opts *o = r->o;
-    const int64_t rows = r->rows, cols = r->cols, gs = r->gs;
-    const bool optq = o->method == ZF_METHOD_OPTQ || (o->method == ZF_METHOD_ZFOLD && o->zfold_optq);
-    const bool need_hb = optq && gs && !o->static_groups && o->grid == ZF_GRID_HESSIAN;
-    const int64_t bk = o->block_size < cols ? o->block_size : cols, gl = gs ? (gs < cols ? gs : cols) : 0;
-    const size_t rc = (size_t)rows * (size_t)cols, nn = (size_t)cols * (size_t)cols;
-    const size_t rg = (size_t)rows * (size_t)r->ngroups, c4 = (size_t)cols * 4;
-    struct {
-        void *p;
-        size_t n;
-        const char *what;
-        bool want;
-    } b[] = {
-        {&r->W, rc * 4, "quantization: weights", !host},
-        {&r->A, rc * 4, "quantization: working weights", true},
-        {&r->B, rc * 4, "quantization: weight scratch", true},
-        {&r->q, rc, "quantization: codes", true},
-        {&r->Qt, rc, "OPTQ: codes in processing order", optq},
-        {&r->U, nn * 4, "OPTQ: inverse Hessian factor", optq},
-        {&r->Err, (size_t)bk * (size_t)rows * 4, "OPTQ: block errors", optq},
-        {&r->H, nn * 4, "quantization: Hessian", r->Hh && !host},
-        {&r->hbuf, (size_t)gl * (size_t)gl * 4, "OPTQ: group Hessian", need_hb},
-        {&r->scale, rg * 4, "quantization: scales", true},
-        {&r->zero, rg * 4, "quantization: zero points", true},
-        {&r->zeta, c4, "quantization: zeta", true},
-        {&r->zp, c4, "quantization: permuted zeta", true},
-        {&r->perm, c4, "quantization: permutation", true},
-        {&r->gidx, c4, "quantization: group index", true},
-    };
-    for (size_t k = 0; k < sizeof b / sizeof b[0]; k++)
-        if (b[k].want) ZF_TRY(r->i->alloc(r->be->ctx, b[k].n, b[k].what, (void **)b[k].p));
-    return ZF_OK;
-}
-
-zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
-                       const float *H, zf_qrun *r)
-{
-    const int64_t gs = o->group_size > 0 ? o->group_size : 0;
-    *r = (zf_qrun){.be = be, .i = be->i, .o = o, .Hh = H, .rows = rows, .cols = cols, .gs = gs,
-                   .ngroups = gs ? (cols + gs - 1) / gs : 1};
-    ZF_TRY(r->i->q_begin(be->ctx, o, rows, cols, H != NULL, &r->qs));
-    const bool host = (r->i->caps & ZF_CAP_HOST_MEMORY) != 0;
-    r->own_w = !host;
-    if (host) {
-        /* read only: the drivers never write W or H */
-        r->W = (float *)W;
-        r->H = (float *)H;
-    }
-    zf_status st = qrun_alloc(r, host);
-    const size_t rg = (size_t)rows * (size_t)r->ngroups;
-    if (st == ZF_OK && !host) st = r->i->upload(be->ctx, r->W, W, (size_t)rows * (size_t)cols * sizeof(float));
-    if (st == ZF_OK && H && !host) st = r->i->upload(be->ctx, r->H, H, (size_t)cols * (size_t)cols * sizeof(float));
-    /* a row no grid could fit keeps zero scale and zero point */
-    if (st == ZF_OK) st = r->i->fill_zero(be->ctx, r->scale, rg * sizeof(float));
-    if (st == ZF_OK) st = r->i->fill_zero(be->ctx, r->zero, rg * sizeof(float));
-    if (st != ZF_OK) zf_qrun_close(r, st);
-    return st;
-}
-
-void zf_qrun_close(zf_qrun *r, zf_status st)
-{
-    void *bufs[] = {r->A, r->B, r->U, r->Err, r->hbuf, r->scale, r->zero, r->zeta, r->zp, r->q, r->Qt, r->perm,
-                    r->gidx, r->own_w ? r->W : NULL, r->own_w ? r->H : NULL};
-    if (st != ZF_OK) r->i->sync(r->be->ctx); /* no queued work may still use the buffers freed below */
-    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
-        if (bufs[k]) r->i->free(r->be->ctx, bufs[k]);
-    if (r->qs) r->i->q_end(r->qs, st);
-    memset(r, 0, sizeof *r);
-}
-
-zf_status zf_qrun_loss(zf_qrun *r, const float *A, int64_t rows, double *rowbuf, double *dl)
-{
-    ZF_TRY(r->i->quadform(r->qs, A, NULL, rows, r->H, rowbuf, NULL));
-    double s = 0.0;
-    for (int64_t k = 0; k < rows; k++) s += rowbuf[k];
-    *dl = s;
-    return ZF_OK;
 }
 
 /* The method's codes and grids into out (host), deq on the host and ΔW = W - deq in r->B. */

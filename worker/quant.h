@@ -1,4 +1,4 @@
-/* Quantization of one weight matrix [rows=out, cols=in] given its Hessian: options, results, RTN/OPTQ/Z-FOLD entry point. */
+/* Quantization of one weight matrix [rows=out, cols=in] given its Hessian on the host: the entry point and ΔL. */
 #ifndef ZF_QUANT_H
 #define ZF_QUANT_H
 
@@ -6,40 +6,8 @@
 #include <stdint.h>
 
 #include "common/status.h"
+#include "worker/qresult.h"
 #include "worker/quant_opts.h"
-
-/* One quantized matrix. Dequantized weight: deq[r, j] = zeta[j] · scale[r, g] · (q[r, j] - zero[r, g]), g = g_idx[j]. */
-typedef struct {
-    int64_t rows, cols;
-    int64_t ngroups;         /* 1 when per channel */
-    int bits;
-    uint8_t *q;              /* [rows, cols] integer codes in [0, 2^bits - 1], original column order */
-    float *scale;            /* [rows, ngroups] */
-    float *zero;             /* [rows, ngroups]; integers in [0, 2^bits - 1] */
-    int32_t *g_idx;          /* [cols] group of each input column */
-    float *zeta;             /* [cols]; all ones except for Z-FOLD */
-    float *deq;              /* [rows, cols] */
-    double dl_rtn;           /* ΔL of min-max RTN on the same H (the "before" figure) */
-    double dl;               /* ΔL of this result, tr(ΔW H ΔWᵀ) with the undamped H */
-    int als_iters;           /* Z-FOLD ALS iterations kept (0 otherwise) */
-    double damp_used;        /* damp fraction that made the Cholesky succeed */
-    int damp_retries;
-    int64_t dead_inputs;     /* input channels with H_ii == 0 */
-    int zeta_kept;           /* Z-FOLD: ζ updates refused by zeta_positive (ζ <= 0 replaced by its previous value) */
-    double t_als;            /* seconds: Z-FOLD alternating least squares */
-    double t_factor;         /* seconds: OPTQ damping + chol(H⁻¹) */
-    double t_loop;           /* seconds: OPTQ column loop and lazy updates */
-    double t_total;          /* seconds: all of zf_quantize, ΔL figures included */
-} zf_qresult;
-
-zf_status zf_qresult_alloc(zf_qresult *r, int64_t rows, int64_t cols, int64_t ngroups, int bits);
-void zf_qresult_free(zf_qresult *r);
-
-/* Column classes whose ζ must be equal (grouped-query attention's O ← V fold); NULL means every column free. */
-typedef struct {
-    const int32_t *cls;      /* [cols] class of each column, 0..nclasses-1 */
-    int64_t nclasses;
-} zf_zeta_tie;
 
 /* Quantizes W [rows, cols] (row-major fp32, not modified) with Hessian H [cols, cols] (undamped, symmetric;
  * may be NULL for RTN with a min-max or MMSE grid). */

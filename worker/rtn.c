@@ -1,7 +1,7 @@
 /* Round-to-nearest: one grid per row (or per row and group), every weight rounded independently, on any backend. */
 #include "worker/rtn.h"
 
-#include "worker/quant_impl.h"
+#include "worker/qrun.h"
 
 zf_status zf_rtn_run(zf_qrun *r, zf_grid_kind grid)
 {

@@ -2,7 +2,7 @@
 #ifndef ZF_RTN_H
 #define ZF_RTN_H
 
-#include "worker/quant_impl.h"
+#include "worker/qrun.h"
 
 /* Fits grids of kind `grid` (r->H needed only for ZF_GRID_HESSIAN; group g uses its diagonal block) per output row,
  * or per row and group of o->group_size columns, and rounds W to them: r->q, r->scale, r->zero. */

@@ -2,7 +2,7 @@
 #ifndef ZF_ZFOLD_H
 #define ZF_ZFOLD_H
 
-#include "worker/quant_impl.h"
+#include "worker/qrun.h"
 
 /* ζ from its per-column sums num/den (Σ W·Ŵ, Σ Ŵ²): pooled over each tie class (cnum/cden: [nclasses] scratch),
  * ζ = num/(den + 1e-10), 0 -> 1, and a ζ <= 0 refused (counted in *kept) when o->zeta_positive. */

@@ -1,9 +1,10 @@
 /* The quantization drivers' shared state: one layer's buffers in backend memory, opened and closed once per call. */
-#ifndef ZF_QUANT_IMPL_H
-#define ZF_QUANT_IMPL_H
+#ifndef ZF_QRUN_H
+#define ZF_QRUN_H
 
 #include "worker/backend_impl.h"
-#include "worker/quant.h"
+#include "worker/qresult.h"
+#include "worker/quant_opts.h"
 
 /* One quantization on a backend: sizes, options and buffers in backend memory (NULL when the method does not need
  * them). W and H alias the caller's host arrays on a host-memory backend. */

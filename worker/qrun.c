@@ -1,0 +1,86 @@
+/* One quantization's buffers in backend memory: session, allocation, upload, release, and the row-loss sum. */
+#include "worker/qrun.h"
+
+#include <string.h>
+
+/* Backend buffers of one quantization: what zf_backend_quantize_bytes counts besides the backend's own scratch. */
+static zf_status qrun_alloc(zf_qrun *r, bool host)
+{
+    const zf_quant_opts *o = r->o;
+    const int64_t rows = r->rows, cols = r->cols, gs = r->gs;
+    const bool optq = o->method == ZF_METHOD_OPTQ || (o->method == ZF_METHOD_ZFOLD && o->zfold_optq);
+    const bool need_hb = optq && gs && !o->static_groups && o->grid == ZF_GRID_HESSIAN;
+    const int64_t bk = o->block_size < cols ? o->block_size : cols, gl = gs ? (gs < cols ? gs : cols) : 0;
+    const size_t rc = (size_t)rows * (size_t)cols, nn = (size_t)cols * (size_t)cols;
+    const size_t rg = (size_t)rows * (size_t)r->ngroups, c4 = (size_t)cols * 4;
+    struct {
+        void *p;
+        size_t n;
+        const char *what;
+        bool want;
+    } b[] = {
+        {&r->W, rc * 4, "quantization: weights", !host},
+        {&r->A, rc * 4, "quantization: working weights", true},
+        {&r->B, rc * 4, "quantization: weight scratch", true},
+        {&r->q, rc, "quantization: codes", true},
+        {&r->Qt, rc, "OPTQ: codes in processing order", optq},
+        {&r->U, nn * 4, "OPTQ: inverse Hessian factor", optq},
+        {&r->Err, (size_t)bk * (size_t)rows * 4, "OPTQ: block errors", optq},
+        {&r->H, nn * 4, "quantization: Hessian", r->Hh && !host},
+        {&r->hbuf, (size_t)gl * (size_t)gl * 4, "OPTQ: group Hessian", need_hb},
+        {&r->scale, rg * 4, "quantization: scales", true},
+        {&r->zero, rg * 4, "quantization: zero points", true},
+        {&r->zeta, c4, "quantization: zeta", true},
+        {&r->zp, c4, "quantization: permuted zeta", true},
+        {&r->perm, c4, "quantization: permutation", true},
+        {&r->gidx, c4, "quantization: group index", true},
+    };
+    for (size_t k = 0; k < sizeof b / sizeof b[0]; k++)
+        if (b[k].want) ZF_TRY(r->i->alloc(r->be->ctx, b[k].n, b[k].what, (void **)b[k].p));
+    return ZF_OK;
+}
+
+zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
+                       const float *H, zf_qrun *r)
+{
+    const int64_t gs = o->group_size > 0 ? o->group_size : 0;
+    *r = (zf_qrun){.be = be, .i = be->i, .o = o, .Hh = H, .rows = rows, .cols = cols, .gs = gs,
+                   .ngroups = gs ? (cols + gs - 1) / gs : 1};
+    ZF_TRY(r->i->q_begin(be->ctx, o, rows, cols, H != NULL, &r->qs));
+    const bool host = (r->i->caps & ZF_CAP_HOST_MEMORY) != 0;
+    r->own_w = !host;
+    if (host) {
+        /* read only: the drivers never write W or H */
+        r->W = (float *)W;
+        r->H = (float *)H;
+    }
+    zf_status st = qrun_alloc(r, host);
+    const size_t rg = (size_t)rows * (size_t)r->ngroups;
+    if (st == ZF_OK && !host) st = r->i->upload(be->ctx, r->W, W, (size_t)rows * (size_t)cols * sizeof(float));
+    if (st == ZF_OK && H && !host) st = r->i->upload(be->ctx, r->H, H, (size_t)cols * (size_t)cols * sizeof(float));
+    /* a row no grid could fit keeps zero scale and zero point */
+    if (st == ZF_OK) st = r->i->fill_zero(be->ctx, r->scale, rg * sizeof(float));
+    if (st == ZF_OK) st = r->i->fill_zero(be->ctx, r->zero, rg * sizeof(float));
+    if (st != ZF_OK) zf_qrun_close(r, st);
+    return st;
+}
+
+void zf_qrun_close(zf_qrun *r, zf_status st)
+{
+    void *bufs[] = {r->A, r->B, r->U, r->Err, r->hbuf, r->scale, r->zero, r->zeta, r->zp, r->q, r->Qt, r->perm,
+                    r->gidx, r->own_w ? r->W : NULL, r->own_w ? r->H : NULL};
+    if (st != ZF_OK) r->i->sync(r->be->ctx); /* no queued work may still use the buffers freed below */
+    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
+        if (bufs[k]) r->i->free(r->be->ctx, bufs[k]);
+    if (r->qs) r->i->q_end(r->qs, st);
+    memset(r, 0, sizeof *r);
+}
+
+zf_status zf_qrun_loss(zf_qrun *r, const float *A, int64_t rows, double *rowbuf, double *dl)
+{
+    ZF_TRY(r->i->quadform(r->qs, A, NULL, rows, r->H, rowbuf, NULL));
+    double s = 0.0;
+    for (int64_t k = 0; k < rows; k++) s += rowbuf[k];
+    *dl = s;
+    return ZF_OK;
+}
