@@ -6,7 +6,7 @@ pkgs=(cmake ninja-build pkg-config gcc g++ bc
       libhdf5-dev hdf5-tools
       libopenblas-dev libopenblas-pthread-dev liblapacke-dev
       libfyaml-dev libcjson-dev libxxhash-dev
-      gnuplot-nox python3
+      gnuplot-nox python3 time
       slurm-wlm munge)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -7,17 +7,19 @@ bash scripts/install-deps.sh
 jobs=$(nproc)
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
 [ "$(id -u)" -ne 0 ] || export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Each test stage's wall time and the largest resident set of any one process in it.
+stage() { local name=$1; shift; /usr/bin/time -f "test stage $name: %e s, peak resident %M KiB" "$@"; }
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$jobs"
-(cd build && ctest --output-on-failure -L 'unit|cli|mpi|slurm' -j 1)
+(cd build && stage default ctest --output-on-failure -L 'unit|cli|mpi|slurm' -j 1)
 
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DZF_ASAN=ON -DZF_UBSAN=ON -DZF_WITH_CUDA=OFF >/dev/null
 cmake --build build-sanitize -j "$jobs"
-(cd build-sanitize && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L unit -j 1)
+(cd build-sanitize && stage sanitize env ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -L unit -j 1)
 
 # The CUDA backend's own code (kernels, cuBLAS and cuSOLVER calls, device memory) against the CPU backend, and NCCL
 # faults in two-rank runs, on the CUDA emulator in tests/cuda_emu: no GPU needed.
 cmake -S . -B build-emu -G Ninja -DCMAKE_BUILD_TYPE=Release -DZF_CUDA_EMULATOR=ON >/dev/null
 cmake --build build-emu -j "$jobs" --target test_emulator test_gpu_parity zfold
-(cd build-emu && ctest --output-on-failure -R '^(test_emulator|test_gpu_parity|gpu_nccl_faults)$' -j 1)
+(cd build-emu && stage emulator ctest --output-on-failure -R '^(test_emulator|test_gpu_parity|gpu_nccl_faults)$' -j 1)
