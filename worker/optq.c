@@ -1,5 +1,6 @@
 /* OPTQ / GPTQ `fasterquant` on any backend: grids, act order, the damping retries and the blocked column loop. */
 #include "worker/optq.h"
+#include "worker/optq_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +18,8 @@ static const char *chol_why(zf_chol_result res)
     }
 }
 
-zf_status zf_optq_factor_run(zf_qrun *r, const int32_t *perm, float *U, double *damp_used, int *retries)
+/* The damping retries on r's backend with r->H; perm and U in backend memory (perm NULL = identity). */
+static zf_status optq_factor_run(zf_qrun *r, const int32_t *perm, float *U, double *damp_used, int *retries)
 {
     const zf_quant_opts *o = r->o;
     const int64_t n = r->cols;
@@ -156,7 +158,7 @@ zf_status zf_optq_run(zf_qrun *r, const float *fix_scale, const float *fix_zero,
     if (st == ZF_OK) st = r->i->sync(ctx);
     double t0 = zf_now();
     if (st == ZF_OK)
-        st = zf_optq_factor_run(r, o->act_order ? r->perm : NULL, r->U, &out->damp_used, &out->damp_retries);
+        st = optq_factor_run(r, o->act_order ? r->perm : NULL, r->U, &out->damp_used, &out->damp_retries);
     out->t_factor = zf_now() - t0;
     t0 = zf_now();
     if (st == ZF_OK) st = column_loop(r);
@@ -198,7 +200,7 @@ zf_status zf_optq_factor(const zf_quant_opts *o, const float *H, int64_t n, cons
     for (int64_t j = 0; perm && j < n; j++) p32[j] = (int32_t)perm[j];
     zf_status st = zf_qrun_open(zf_cpu_backend(), &oo, H, 1, n, H, &r);
     if (st == ZF_OK) {
-        st = zf_optq_factor_run(&r, p32, U, damp_used, retries);
+        st = optq_factor_run(&r, p32, U, damp_used, retries);
         zf_qrun_close(&r, st);
     }
     free(p32);

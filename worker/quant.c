@@ -1,5 +1,6 @@
 /* ΔL and the quantize entry on any backend: validate, open the run, dispatch to RTN/OPTQ/Z-FOLD, dequantize, ΔL per member. */
 #include "worker/quant.h"
+#include "worker/quant_internal.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -14,7 +14,4 @@
 zf_status zf_quantize(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
                       const zf_zeta_tie *tie, zf_qresult *out);
 
-/* ΔL = Σ_r (ΔW H ΔWᵀ)_rr in double, ΔW = W - Wq. */
-double zf_delta_loss(const float *W, const float *Wq, int64_t rows, int64_t cols, const float *H);
-
 #endif

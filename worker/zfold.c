@@ -1,5 +1,6 @@
 /* Z-FOLD on any backend: ALS factorization of the step sizes into ζ (input channels) and α (output channels), then OPTQ. */
 #include "worker/zfold.h"
+#include "worker/zfold_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -10,7 +11,8 @@
 #include "worker/grid.h"
 #include "worker/optq.h"
 
-void zf_zfold_alpha_from_sums(int64_t rows, const double *num, const double *den, const float *alpha_prev,
+/* Eq. 13's ratio rule: alpha[r] = num[r] / den[r] when finite and positive (also as a float), else alpha_prev[r]. */
+static void alpha_from_sums(int64_t rows, const double *num, const double *den, const float *alpha_prev,
                               float *alpha)
 {
     for (int64_t r = 0; r < rows; r++) {
@@ -26,12 +28,13 @@ zf_status zf_zfold_alpha_lsq(const float *W, const float *Wt, int64_t rows, int6
     if (!num) return ZF_ERR_NOMEM;
     double *den = num + rows;
     zf_status st = zf_quadform_rows(Wt, W, rows, cols, H, den, num);
-    if (st == ZF_OK) zf_zfold_alpha_from_sums(rows, num, den, alpha_prev, alpha);
+    if (st == ZF_OK) alpha_from_sums(rows, num, den, alpha_prev, alpha);
     free(num);
     return st;
 }
 
-void zf_zeta_from_sums(const zf_quant_opts *o, int64_t cols, const zf_zeta_tie *tie, double *num, double *den,
+/* ζ = num/(den + 1e-10) pooled over each tie class, 0 -> 1, and a ζ <= 0 refused (counted) under zeta_positive. */
+static void zeta_from_sums(const zf_quant_opts *o, int64_t cols, const zf_zeta_tie *tie, double *num, double *den,
                        double *cnum, double *cden, float *zeta, int *kept)
 {
     if (tie) {
@@ -78,12 +81,12 @@ static zf_status als_step(zf_qrun *r, const zf_zeta_tie *tie, als_host *h, int *
     const int64_t rows = r->rows, cols = r->cols;
     void *ctx = r->be->ctx;
     ZF_TRY(r->i->zeta_sums(r->qs, r->W, rows, cols, r->scale, r->zero, r->zeta, h->num, h->den));
-    zf_zeta_from_sums(o, cols, tie, h->num, h->den, h->cnum, h->cden, h->czeta, zeta_kept);
+    zeta_from_sums(o, cols, tie, h->num, h->den, h->cnum, h->cden, h->czeta, zeta_kept);
     ZF_TRY(r->i->upload(ctx, r->zeta, h->czeta, (size_t)cols * sizeof(float)));
     if (o->alpha == ZF_ALPHA_LSQ) {
         ZF_TRY(r->i->zstate(r->qs, r->W, rows, cols, r->scale, r->zero, r->zeta, r->A, NULL, NULL));
         ZF_TRY(r->i->quadform(r->qs, r->A, r->W, rows, r->H, h->rowa, h->rowb)); /* rowa = den, rowb = num */
-        zf_zfold_alpha_from_sums(rows, h->rowb, h->rowa, h->ca, h->ca);
+        alpha_from_sums(rows, h->rowb, h->rowa, h->ca, h->ca);
         return r->i->upload(ctx, r->scale, h->ca, (size_t)rows * sizeof(float));
     }
     ZF_TRY(r->i->div_cols(r->qs, r->W, rows, cols, r->zeta, r->B));
@@ -134,7 +137,8 @@ static zf_status als_loop(zf_qrun *r, const zf_zeta_tie *tie, als_host *h, float
     return ZF_OK;
 }
 
-zf_status zf_zfold_als_run(zf_qrun *r, const zf_zeta_tie *tie, float *alpha, float *zero, float *zeta, int *iters,
+/* Algorithm 1 (zf_zfold_als) on r's backend; alpha, zero, zeta and trace on the host. */
+static zf_status als_run(zf_qrun *r, const zf_zeta_tie *tie, float *alpha, float *zero, float *zeta, int *iters,
                            int *zeta_kept, double *trace, int *ntrace)
 {
     if (tie && tie->nclasses == 0) tie = NULL;
@@ -158,7 +162,7 @@ zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
     const int64_t rows = r->rows, cols = r->cols;
     void *ctx = r->be->ctx;
     const double t0 = zf_now();
-    ZF_TRY(zf_zfold_als_run(r, tie, out->scale, out->zero, out->zeta, &out->als_iters, &out->zeta_kept, NULL, NULL));
+    ZF_TRY(als_run(r, tie, out->scale, out->zero, out->zeta, &out->als_iters, &out->zeta_kept, NULL, NULL));
     out->t_als = zf_now() - t0;
     /* zf_optq_run reads the fixed grid from the host arrays; the final grids come back into out afterwards */
     if (r->o->zfold_optq) return zf_optq_run(r, out->scale, out->zero, out->zeta, out);
@@ -177,7 +181,7 @@ zf_status zf_zfold_als(const zf_quant_opts *o, const float *W, int64_t rows, int
 {
     zf_qrun r;
     ZF_TRY(zf_qrun_open(zf_cpu_backend(), o, W, rows, cols, H, &r));
-    zf_status st = zf_zfold_als_run(&r, tie, alpha, zero, zeta, iters, zeta_kept, trace, ntrace);
+    zf_status st = als_run(&r, tie, alpha, zero, zeta, iters, zeta_kept, trace, ntrace);
     zf_qrun_close(&r, st);
     return st;
 }

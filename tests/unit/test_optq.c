@@ -8,6 +8,8 @@
 #include "worker/backend.h"
 #include "worker/optq.h"
 #include "worker/quant.h"
+#include "worker/optq_internal.h"
+#include "worker/quant_internal.h"
 
 /* ---- double reference ---- */
 

@@ -6,6 +6,7 @@
 
 #include "tests/testutil.h"
 #include "worker/quant.h"
+#include "worker/quant_internal.h"
 
 #define ROWS 48
 #define COLS 100

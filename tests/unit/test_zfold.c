@@ -10,6 +10,8 @@
 #include "worker/optq.h"
 #include "worker/quant.h"
 #include "worker/zfold.h"
+#include "worker/optq_internal.h"
+#include "worker/zfold_internal.h"
 
 /* H = 2/N XᵀX of correlated inputs with outlier channels (zf_hessian; checked against the reference elsewhere). */
 static float *make_hessian(zt_rng *rng, int64_t n)
