@@ -59,8 +59,6 @@ typedef struct {
 void zf_config_defaults(zf_job_config *c);
 /* Parses a YAML file; errors name the file, line and column, the key and what was expected. */
 zf_status zf_config_load(const char *path, zf_job_config *c);
-/* Same, but a list given to a single-valued key makes a sweep dimension (recorded in sweep, first value applied). */
-zf_status zf_config_load_sweep(const char *path, zf_job_config *c, zf_sweep *sweep);
 /* Defaults, then the file, then the "key=value" overrides in order. Without sweep, a list value is an error
  * unless an override picks one value, and the result is validated; with sweep, lists become sweep dimensions
  * (validate each point yourself). */

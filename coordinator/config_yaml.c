@@ -150,7 +150,8 @@ static zf_status load_file(const char *path, zf_job_config *c, zf_sweep *sweep)
 
 zf_status zf_config_load(const char *path, zf_job_config *c) { return load_file(path, c, NULL); }
 
-zf_status zf_config_load_sweep(const char *path, zf_job_config *c, zf_sweep *sweep)
+/* A list given to a single-valued key makes a sweep dimension (recorded in sweep, first value applied). */
+static zf_status zf_config_load_sweep(const char *path, zf_job_config *c, zf_sweep *sweep)
 {
     memset(sweep, 0, sizeof *sweep);
     return load_file(path, c, sweep);

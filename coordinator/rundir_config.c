@@ -10,14 +10,20 @@
 
 #include "coordinator/config.h"
 
-void zf_cfg_iter_init(zf_cfg_iter *it, const char *text)
+typedef struct {
+    const char *next;
+    char section[128];
+} zf_cfg_iter;
+
+static void zf_cfg_iter_init(zf_cfg_iter *it, const char *text)
 {
     it->next = text;
     it->section[0] = '\0';
 }
 
-/* Sections are one level deep with a two-space indent, as zf_config_write_yaml writes them. */
-bool zf_cfg_iter_next(zf_cfg_iter *it, zf_cfg_line *out)
+/* The next key line (section headers and comments skipped); false at the end. Sections are one level deep with a
+ * two-space indent, as zf_config_write_yaml writes them. */
+static bool zf_cfg_iter_next(zf_cfg_iter *it, zf_cfg_line *out)
 {
     while (it->next && *it->next) {
         const char *p = it->next, *eol = strchr(p, '\n');

@@ -15,14 +15,6 @@ typedef struct {
     size_t vlen;
 } zf_cfg_line;
 
-typedef struct {
-    const char *next;
-    char section[128];
-} zf_cfg_iter;
-
-void zf_cfg_iter_init(zf_cfg_iter *it, const char *text);
-/* The next key line (section headers and comments skipped); false at the end. */
-bool zf_cfg_iter_next(zf_cfg_iter *it, zf_cfg_line *out);
 bool zf_cfg_find(const char *text, const char *key, zf_cfg_line *out);
 /* XXH64 of the lines of every key that can change a quantized result (the table's affects != 0). */
 uint64_t zf_cfg_fingerprint(const char *text);
