@@ -170,6 +170,14 @@ zf_status zf_model_config_read(const char *dir, zf_model_config *out)
     char *path = zf_malloc(plen, "config path");
     if (!path) return ZF_ERR_NOMEM;
     snprintf(path, plen, "%s/config.json", dir);
+    zf_status s = zf_model_config_read_file(path, out);
+    free(path);
+    return s;
+}
+
+zf_status zf_model_config_read_file(const char *path, zf_model_config *out)
+{
+    memset(out, 0, sizeof *out);
     char *text = NULL;
     cJSON *root = NULL;
     zf_status s = zf_read_small_file(path, CONFIG_MAX_BYTES, "a config.json", &text);
@@ -209,7 +217,6 @@ zf_status zf_model_config_read(const char *dir, zf_model_config *out)
 done:
     cJSON_Delete(root);
     free(text);
-    free(path);
     return s;
 }
 

@@ -56,6 +56,8 @@ typedef struct {
 /* Reads <dir>/config.json. Unsupported models (OPT post-LN, word_embed_proj_dim != hidden_size,
  * rope_scaling, non-silu llama activations, ...) are refused with a message naming the field. */
 zf_status zf_model_config_read(const char *dir, zf_model_config *out);
+/* The same from a config file's own path (which names it in messages). */
+zf_status zf_model_config_read_file(const char *path, zf_model_config *out);
 
 bool zf_lin_present(const zf_model_config *c, zf_lin l);
 /* Output and input sizes of linear l. */

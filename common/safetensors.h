@@ -1,4 +1,4 @@
-/* safetensors files: mmap reader (single file or sharded with model.safetensors.index.json) and atomic writer. */
+/* safetensors files: mmap reader (single file or sharded with model.safetensors.index.json) and atomic writers. */
 #ifndef ZF_SAFETENSORS_H
 #define ZF_SAFETENSORS_H
 
@@ -45,5 +45,24 @@ zf_status zf_st_writer_add(zf_st_writer *w, const char *name, zf_dtype dtype, in
 zf_status zf_st_writer_meta(zf_st_writer *w, const char *key, const char *value);
 zf_status zf_st_writer_save(zf_st_writer *w, const char *path);
 void zf_st_writer_free(zf_st_writer *w);
+
+/* Streaming writer, for files larger than memory: the header is written from the tensors' shapes first, then
+ * their bytes in the listed order, a piece at a time; atomic like the writer above. */
+typedef struct {
+    const char *name;
+    zf_dtype dtype;
+    int ndim;
+    int64_t shape[ZF_ST_MAX_DIMS];
+} zf_st_spec;
+typedef struct zf_st_stream zf_st_stream;
+/* Creates path's temporary file and writes the header of specs[0..n) (in that order) with the __metadata__
+ * pairs of meta (NULL, or key, value, ..., NULL). */
+zf_status zf_st_stream_open(const char *path, const zf_st_spec *specs, size_t n, const char *const *meta,
+                            zf_st_stream **out);
+/* The next len bytes of the tensors' data: each tensor's bytes in turn, in any number of pieces. */
+zf_status zf_st_stream_write(zf_st_stream *s, const void *data, size_t len);
+/* Publishes the file when status is ZF_OK and every byte was written; otherwise removes the temporary file and
+ * returns the failure (after a failed write, saying the partial file was removed). Frees s. */
+zf_status zf_st_stream_close(zf_st_stream *s, zf_status status);
 
 #endif

@@ -1,6 +1,7 @@
-/* safetensors writer: collects tensors and metadata, writes one file through fsutil's atomic path. */
+/* safetensors writers through fsutil's atomic path: in memory (collects tensors), and streaming (header first). */
 #include "common/safetensors.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,16 +40,14 @@ void zf_st_writer_free(zf_st_writer *w)
     free(w);
 }
 
-zf_status zf_st_writer_add(zf_st_writer *w, const char *name, zf_dtype dtype, int ndim, const int64_t *shape,
-                           const void *data)
+/* Checks one tensor's name, dtype and shape; sets its byte size. */
+static zf_status check_tensor(const char *name, zf_dtype dtype, int ndim, const int64_t *shape, size_t *nbytes)
 {
     if ((unsigned)dtype >= ZF_DT_COUNT) return zf_fail(ZF_ERR_INPUT, "tensor '%s': invalid dtype %d", name, (int)dtype);
     if (ndim < 0 || ndim > ZF_ST_MAX_DIMS)
         return zf_fail(ZF_ERR_INPUT, "tensor '%s': %d dimensions, expected 0..%d", name, ndim, ZF_ST_MAX_DIMS);
     if (!name[0] || strcmp(name, "__metadata__") == 0)
         return zf_fail(ZF_ERR_INPUT, "tensor name '%s' is not allowed", name);
-    for (size_t i = 0; i < w->n; i++)
-        if (strcmp(w->e[i].name, name) == 0) return zf_fail(ZF_ERR_INPUT, "tensor '%s' added twice", name);
     size_t dsz = zf_dtype_size(dtype);
     uint64_t numel = 1;
     for (int i = 0; i < ndim; i++) {
@@ -59,6 +58,17 @@ zf_status zf_st_writer_add(zf_st_writer *w, const char *name, zf_dtype dtype, in
         numel *= (uint64_t)shape[i];
     }
     if (numel > SIZE_MAX / dsz) return zf_fail(ZF_ERR_INPUT, "tensor '%s': byte size overflows", name);
+    *nbytes = (size_t)numel * dsz;
+    return ZF_OK;
+}
+
+zf_status zf_st_writer_add(zf_st_writer *w, const char *name, zf_dtype dtype, int ndim, const int64_t *shape,
+                           const void *data)
+{
+    size_t nbytes;
+    ZF_TRY(check_tensor(name, dtype, ndim, shape, &nbytes));
+    for (size_t i = 0; i < w->n; i++)
+        if (strcmp(w->e[i].name, name) == 0) return zf_fail(ZF_ERR_INPUT, "tensor '%s' added twice", name);
     if (w->n == w->cap) {
         size_t cap = w->cap ? 2 * w->cap : 32;
         st_wentry *p = realloc(w->e, cap * sizeof *p);
@@ -68,7 +78,7 @@ zf_status zf_st_writer_add(zf_st_writer *w, const char *name, zf_dtype dtype, in
     }
     st_wentry *e = &w->e[w->n];
     memset(e, 0, sizeof *e);
-    e->nbytes = (size_t)numel * dsz;
+    e->nbytes = nbytes;
     e->name = zf_strdup(name, "tensor name");
     e->data = zf_malloc(e->nbytes, name);
     if (!e->name || !e->data) {
@@ -148,56 +158,146 @@ static void sb_json_str(sbuf *b, const char *s)
     sb_put(b, "\"", 1);
 }
 
+/* The header's "__metadata__" object from key, value pairs (nothing when there are none). */
+static void header_meta(sbuf *b, const char *const *meta, size_t nmeta)
+{
+    if (!nmeta) return;
+    sb_str(b, "\"__metadata__\":{");
+    for (size_t i = 0; i < nmeta; i++) {
+        if (i) sb_str(b, ",");
+        sb_json_str(b, meta[2 * i]);
+        sb_str(b, ":");
+        sb_json_str(b, meta[2 * i + 1]);
+    }
+    sb_str(b, "}");
+}
+
+/* One tensor's header entry, its data at [off, off + nbytes) of the data region. */
+static void header_entry(sbuf *b, const char *name, zf_dtype dtype, int ndim, const int64_t *shape, size_t off,
+                         size_t nbytes)
+{
+    char num[64];
+    sb_json_str(b, name);
+    sb_str(b, ":{\"dtype\":\"");
+    sb_str(b, zf_dtype_name(dtype));
+    sb_str(b, "\",\"shape\":[");
+    for (int k = 0; k < ndim; k++) {
+        snprintf(num, sizeof num, "%s%lld", k ? "," : "", (long long)shape[k]);
+        sb_str(b, num);
+    }
+    snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", off, off + nbytes);
+    sb_str(b, num);
+}
+
+/* Closes the header, pads it so the data start 8-byte aligned, and starts the file with its length and text. */
+static zf_status header_begin_file(sbuf *b, const char *path, zf_atomic_file *a)
+{
+    sb_str(b, "}");
+    while (b->n % 8) sb_str(b, " ");
+    if (b->failed) {
+        a->f = NULL;
+        return a->status = zf_fail(ZF_ERR_NOMEM, "%s: cannot build the header", path);
+    }
+    if (zf_atomic_begin(a, path) != ZF_OK) return a->status;
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)b->n >> (8 * i));
+    zf_atomic_write(a, len8, 8);
+    zf_atomic_write(a, b->p, b->n);
+    return a->status;
+}
+
 static int cmp_wentry(const void *a, const void *b) { return strcmp(((const st_wentry *)a)->name, ((const st_wentry *)b)->name); }
 
 zf_status zf_st_writer_save(zf_st_writer *w, const char *path)
 {
     qsort(w->e, w->n, sizeof *w->e, cmp_wentry);
     sbuf b = {0};
-    char num[64];
     sb_str(&b, "{");
-    if (w->nmeta) {
-        sb_str(&b, "\"__metadata__\":{");
-        for (size_t i = 0; i < w->nmeta; i++) {
-            if (i) sb_str(&b, ",");
-            sb_json_str(&b, w->meta[2 * i]);
-            sb_str(&b, ":");
-            sb_json_str(&b, w->meta[2 * i + 1]);
-        }
-        sb_str(&b, "}");
-    }
+    header_meta(&b, (const char *const *)w->meta, w->nmeta);
     size_t off = 0;
     for (size_t i = 0; i < w->n; i++) {
         const st_wentry *e = &w->e[i];
         if (i || w->nmeta) sb_str(&b, ",");
-        sb_json_str(&b, e->name);
-        sb_str(&b, ":{\"dtype\":\"");
-        sb_str(&b, zf_dtype_name(e->dtype));
-        sb_str(&b, "\",\"shape\":[");
-        for (int k = 0; k < e->ndim; k++) {
-            snprintf(num, sizeof num, "%s%lld", k ? "," : "", (long long)e->shape[k]);
-            sb_str(&b, num);
-        }
-        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", off, off + e->nbytes);
-        sb_str(&b, num);
+        header_entry(&b, e->name, e->dtype, e->ndim, e->shape, off, e->nbytes);
         off += e->nbytes;
     }
-    sb_str(&b, "}");
-    while (b.n % 8) sb_str(&b, " "); /* pad so the data starts 8-byte aligned */
-    if (b.failed) {
-        free(b.p);
-        return zf_fail(ZF_ERR_NOMEM, "%s: cannot build the header", path);
-    }
-
     zf_atomic_file a;
-    if (zf_atomic_begin(&a, path) == ZF_OK) {
-        unsigned char len8[8];
-        for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)b.n >> (8 * i));
-        zf_atomic_write(&a, len8, 8);
-        zf_atomic_write(&a, b.p, b.n);
+    if (header_begin_file(&b, path, &a) == ZF_OK)
         for (size_t i = 0; i < w->n; i++) zf_atomic_write(&a, w->e[i].data, w->e[i].nbytes);
-    }
-    zf_status s = zf_atomic_commit(&a);
     free(b.p);
-    return s;
+    return zf_atomic_commit(&a);
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* streaming writer */
+
+struct zf_st_stream {
+    zf_atomic_file a;
+    char *path;
+    size_t written, total;  /* data bytes so far, and of every tensor */
+};
+
+zf_status zf_st_stream_open(const char *path, const zf_st_spec *specs, size_t n, const char *const *meta,
+                            zf_st_stream **out)
+{
+    *out = NULL;
+    size_t nmeta = 0;
+    while (meta && meta[2 * nmeta]) nmeta++;
+    sbuf b = {0};
+    sb_str(&b, "{");
+    header_meta(&b, meta, nmeta);
+    size_t off = 0, nbytes;
+    for (size_t i = 0; i < n; i++) {
+        const zf_st_spec *t = &specs[i];
+        zf_status s = check_tensor(t->name, t->dtype, t->ndim, t->shape, &nbytes);
+        for (size_t j = 0; s == ZF_OK && j < i; j++)
+            if (!strcmp(specs[j].name, t->name)) s = zf_fail(ZF_ERR_INPUT, "tensor '%s' listed twice", t->name);
+        if (s != ZF_OK) {
+            free(b.p);
+            return zf_fail_context(s, "%s", path);
+        }
+        if (i || nmeta) sb_str(&b, ",");
+        header_entry(&b, t->name, t->dtype, t->ndim, t->shape, off, nbytes);
+        off += nbytes;
+    }
+    zf_st_stream *st = zf_calloc(1, sizeof *st, "safetensors stream");
+    char *p = zf_strdup(path, "safetensors path");
+    zf_status s = st && p ? ZF_OK : ZF_ERR_NOMEM;
+    if (s == ZF_OK) {
+        st->path = p;
+        st->total = off;
+        s = header_begin_file(&b, p, &st->a);
+    }
+    free(b.p);
+    if (s != ZF_OK) {
+        if (st && st->a.f) zf_atomic_commit(&st->a); /* removes the temporary file: its status is already a failure */
+        free(st);
+        free(p);
+        return s;
+    }
+    *out = st;
+    return ZF_OK;
+}
+
+zf_status zf_st_stream_write(zf_st_stream *s, const void *data, size_t len)
+{
+    if (len > s->total - s->written)
+        ZF_PANIC("%s: %zu more bytes written than its header lists", s->path, len - (s->total - s->written));
+    zf_atomic_write(&s->a, data, len);
+    s->written += len;
+    return s->a.status;
+}
+
+zf_status zf_st_stream_close(zf_st_stream *s, zf_status status)
+{
+    bool own = status == ZF_OK || s->a.status != ZF_OK; /* a failure, if any, of this file's writes */
+    if (status == ZF_OK && s->a.status == ZF_OK && s->written != s->total)
+        status = zf_fail(ZF_ERR_INTERNAL, "%s: %zu of the %zu data bytes its header lists were written", s->path,
+                         s->written, s->total);
+    if (s->a.status == ZF_OK) s->a.status = status; /* a failure makes commit remove the file */
+    zf_status r = zf_atomic_commit(&s->a);
+    if (r != ZF_OK && own) zf_fail_context(r, "%s not written (its partial temporary file was removed)", s->path);
+    free(s->path);
+    free(s);
+    return r;
 }

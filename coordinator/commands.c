@@ -14,6 +14,8 @@ static const zf_command commands[] = {
     {"plan", "memory per rank and time per block predicted for a config, before anything runs", zf_cmd_plan,
      zf_cmd_plan_help},
     {"compare", "agreement of codes and perplexity between two runs", zf_cmd_compare, zf_cmd_compare_help},
+    {"synth", "a synthetic bf16 checkpoint of a config.json's shapes (seeded values, sharded like the Hub)",
+     zf_cmd_synth, zf_cmd_synth_help},
 };
 
 const zf_command *zf_command_find(const char *name)

@@ -41,5 +41,7 @@ int zf_cmd_inspect(int argc, char **argv);
 void zf_cmd_inspect_help(void);
 int zf_cmd_compare(int argc, char **argv);
 void zf_cmd_compare_help(void);
+int zf_cmd_synth(int argc, char **argv);
+void zf_cmd_synth_help(void);
 
 #endif
