@@ -64,11 +64,13 @@ static zf_status write_block_shard(const zf_job_config *cfg, const zf_qmodel *m,
     return zf_shardmap_write_block(&m->model, b, &m->blocks[b], cfg->quant.group_size, path, prov);
 }
 
-static zf_status write_unquantized(const zf_job_config *cfg, const zf_qmodel *m, const char *prov, char *path,
+static zf_status write_unquantized(const zf_job_config *cfg, zf_qmodel *m, const char *prov, char *path,
                                    size_t pathlen)
 {
+    const zf_model_globals *g = NULL;
+    ZF_TRY(zf_qmodel_globals(m, &g));
     snprintf(path, pathlen, "%s/unquantized.h5", cfg->output);
-    return zf_shardmap_write_globals(&m->model, &m->globals, path, prov);
+    return zf_shardmap_write_globals(&m->model, g, path, prov);
 }
 
 /* The run around the pipeline: shards persisted as blocks finish, finished blocks read back on resume. */
@@ -183,6 +185,8 @@ static zf_status eval_share(zf_backend *be, const zf_model_config *c, const zf_m
 static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx, eval_row *rows)
 {
     const zf_model_config *c = &m->model;
+    const zf_model_globals *g = NULL;
+    if (cfg->n_eval_files > 0) ZF_TRY(zf_comm_agree(zf_qmodel_globals(m, &g)));
     for (int i = 0; i < cfg->n_eval_files; i++) {
         eval_row *r = &rows[i];
         double t0 = zf_now();
@@ -202,16 +206,16 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx,
         if (s == ZF_OK && cfg->eval_fp) {
             zf_checkpoint_source src;
             zf_checkpoint_source_init(&src, c, m->st);
-            s = eval_share(m->be, c, &m->globals, zf_checkpoint_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_fp);
+            s = eval_share(m->be, c, g, zf_checkpoint_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_fp);
             zf_checkpoint_source_free(&src);
         }
         if (s == ZF_OK) {
             shard_source src = {.run = rctx, .cur = -1};
-            s = eval_share(m->be, c, &m->globals, shard_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_q);
+            s = eval_share(m->be, c, g, shard_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_q);
             zf_qblock_release(&src.slot);
         }
         if (s == ZF_OK && cfg->eval_unfolded)
-            s = eval_share(m->be, c, &m->globals, zf_qmodel_unfolded_source, m, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_unfolded);
+            s = eval_share(m->be, c, g, zf_qmodel_unfolded_source, m, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_unfolded);
         zf_tokens_free(&tok);
         if (s != ZF_OK) return s;
         r->seconds = zf_now() - t0;

@@ -15,7 +15,8 @@ static int mpi_started = 0;
 static int reported_elsewhere = 0; /* this rank's failure is printed by another */
 static double bytes_moved = 0; /* payload of collectives this rank took part in */
 
-#define CHUNK ((int64_t)1 << 28)
+/* elements per collective call: bounds the library's temporary buffers (a reduction may hold one chunk more) */
+#define CHUNK ((int64_t)1 << 24)
 
 zf_status zf_mpi_fail(int rc, const char *call, const char *file, int line)
 {

@@ -187,6 +187,7 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
     calib_inputs ci = {0};
     double t0 = zf_now();
     zf_status s = zf_comm_agree(calib_open(cfg, m, &ci));
+    zf_globals_free(&m->globals); /* the windows are embedded */
     if (s == ZF_OK && cfg->schedule == ZF_SCHEDULE_PARALLEL)
         s = zf_schedule_parallel(cfg, m, hooks, ci.x, ci.nwin, t0);
     else if (s == ZF_OK && cfg->schedule == ZF_SCHEDULE_SEQUENTIAL)
@@ -195,6 +196,13 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
     if (s == ZF_OK && m->hcache.enabled) s = hcache_tally(&m->hcache);
     calib_free(&ci);
     return s;
+}
+
+zf_status zf_qmodel_globals(zf_qmodel *m, const zf_model_globals **g)
+{
+    if (!m->globals.embed) ZF_TRY(zf_globals_load(&m->model, m->st, &m->globals));
+    *g = &m->globals;
+    return ZF_OK;
 }
 
 zf_status zf_qmodel_folded_source(void *ctx, int64_t b, const zf_block_weights **out)

@@ -13,7 +13,7 @@
 typedef struct {
     zf_model_config model;
     zf_safetensors *st;
-    zf_model_globals globals;
+    zf_model_globals globals;    /* loaded at open; released once the calibration windows are embedded */
     zf_qblock *blocks;           /* [n_layers] */
     int64_t calib_seq;
     double quant_seconds;
@@ -21,8 +21,9 @@ typedef struct {
     zf_backend *be;              /* where this rank computes (backend:) */
 } zf_qmodel;
 
-/* Bytes each rank moves per block in the sequential schedule (Hessian reductions, result broadcasts). */
-int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hessian_bytes);
+/* Bytes each rank moves per block in the sequential schedule (Hessian reductions of hessian_bytes per entry,
+ * result broadcasts with bits-wide codes). */
+int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hessian_bytes, int bits);
 /* Owners of nblocks × ZF_NGROUP units (owner[b·ZF_NGROUP + g]): largest first onto the least loaded rank, the
  * same answer on every rank. Groups cost the same in every block, so kinds by cost, then blocks in order. */
 zf_status zf_assign_owners(const zf_model_config *c, int64_t nblocks, int nranks, int *owner);
@@ -49,6 +50,9 @@ typedef struct {
  * during which a stop was requested (its shard written), leaving the run resumable. */
 zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks);
 void zf_qmodel_free(zf_qmodel *m);
+/* Embeddings, head and final norm, read again when quantization has released them (it holds them only to embed
+ * the calibration windows). */
+zf_status zf_qmodel_globals(zf_qmodel *m, const zf_model_globals **g);
 
 /* Block sources for perplexity: the quantized (folded) model and the unfolded fake-quantized one. */
 zf_status zf_qmodel_folded_source(void *ctx, int64_t b, const zf_block_weights **out);

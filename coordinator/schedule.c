@@ -40,7 +40,22 @@ static zf_status bcast_payload(void *buf, size_t bytes, int owner)
     return zf_comm_bcast(buf, bytes, owner);
 }
 
-/* Sizes and statistics go over MPI, the arrays as bulk data. */
+/* The codes as a bit stream: bits/8 bytes per weight on the wire instead of 1. */
+static zf_status bcast_codes(uint8_t *q, int64_t n, int bits, int owner)
+{
+    int64_t nb = zf_codes_packed_bytes(n, bits);
+    uint8_t *packed = zf_malloc((size_t)nb, "packed codes");
+    ZF_TRY(zf_comm_agree(packed ? ZF_OK : ZF_ERR_NOMEM));
+    bool mine = zf_comm_world()->rank == owner;
+    if (mine) zf_codes_pack(q, n, bits, packed);
+    zf_status s = bcast_payload(packed, (size_t)nb, owner);
+    if (s == ZF_OK && !mine) zf_codes_unpack(packed, n, bits, q);
+    free(packed);
+    return s;
+}
+
+/* Sizes and statistics go over MPI, the arrays as bulk data: codes, grids and ζ, from which every rank rebuilds
+ * the weights (the owner's deq stays with it). */
 zf_status zf_sched_bcast_group(zf_group_result *gr, int owner)
 {
     const zf_comm *w = zf_comm_world();
@@ -49,14 +64,13 @@ zf_status zf_sched_bcast_group(zf_group_result *gr, int owner)
     int64_t hdr[4] = {r->rows, r->cols, r->ngroups, r->bits};
     ZF_TRY(zf_comm_bcast_i64(hdr, 4, owner));
     /* a receiver that cannot hold the result must not leave the others inside the payload broadcasts */
-    ZF_TRY(zf_comm_agree(w->rank != owner ? zf_qresult_alloc(r, hdr[0], hdr[1], hdr[2], (int)hdr[3]) : ZF_OK));
-    int64_t rc = r->rows * r->cols, rg = r->rows * r->ngroups;
-    ZF_TRY(bcast_payload(r->q, (size_t)rc, owner));
+    ZF_TRY(zf_comm_agree(w->rank != owner ? zf_qresult_alloc_codes(r, hdr[0], hdr[1], hdr[2], (int)hdr[3]) : ZF_OK));
+    int64_t rg = r->rows * r->ngroups;
+    ZF_TRY(bcast_codes(r->q, r->rows * r->cols, r->bits, owner));
     ZF_TRY(bcast_payload(r->scale, sizeof(float) * (size_t)rg, owner));
     ZF_TRY(bcast_payload(r->zero, sizeof(float) * (size_t)rg, owner));
     ZF_TRY(bcast_payload(r->g_idx, sizeof(int32_t) * (size_t)r->cols, owner));
     ZF_TRY(bcast_payload(r->zeta, sizeof(float) * (size_t)r->cols, owner));
-    ZF_TRY(bcast_payload(r->deq, sizeof(float) * (size_t)rc, owner));
     double meta[10] = {r->dl_rtn, r->dl, r->als_iters, r->damp_used, r->damp_retries, (double)r->dead_inputs,
                        gr->dl[0], gr->dl[1], gr->dl[2], 0};
     double meta2[3] = {gr->dl_rtn[0], gr->dl_rtn[1], gr->dl_rtn[2]};
@@ -152,7 +166,7 @@ zf_status zf_assign_owners(const zf_model_config *c, int64_t nblocks, int nranks
     return ZF_OK;
 }
 
-int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hessian_bytes)
+int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hessian_bytes, int bits)
 {
     if (nranks < 2) return 0;
     int64_t bytes = 0;
@@ -161,8 +175,8 @@ int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hess
         int nm = zf_group_members(c, (zf_group)g, mem);
         int64_t in = zf_group_in(c, (zf_group)g), rows = 0;
         for (int i = 0; i < nm; i++) rows += zf_lin_out(c, mem[i]);
-        /* partial Hessian and token count reduced; codes (1 B), deq (4 B), scale, zero, g_idx, ζ broadcast */
-        bytes += in * in * hessian_bytes + 8 + rows * in * 5 + rows * 8 + in * 8 + 32 + 104;
+        /* partial Hessian and token count reduced; packed codes, scale, zero, g_idx, ζ broadcast */
+        bytes += in * in * hessian_bytes + 8 + zf_codes_packed_bytes(rows * in, bits) + rows * 8 + in * 8 + 32 + 104;
     }
     return bytes;
 }

@@ -16,14 +16,13 @@ typedef struct {
     zf_qmodel *m;
     const zf_run_hooks *hooks;
     int64_t nb, first, nunits;
-    zf_bhess *hs;                /* [nunits] partial, then (on the owner) reduced sums */
+    float **H;                   /* [nunits] the owner's reduced Hessian from the pass (NULL elsewhere, or cached) */
     zf_group_result *gr;         /* [nunits] */
     int *owner;                  /* [nunits] */
     bool *cached;                /* [nb] every group of the block is in the Hessian cache */
     double *t_fwd;               /* [nb] pass seconds per group */
     double *t_red;               /* [nunits] reduction seconds */
     int64_t *unit_done;           /* [nunits] 1 where the owner quantized the unit, summed over ranks */
-    float *H;
     double t0;
 } par_run;
 
@@ -34,12 +33,11 @@ static void *units_alloc(int64_t n, size_t size, const char *what)
 
 static zf_status par_alloc(par_run *p)
 {
-    p->hs = units_alloc(p->nunits, sizeof *p->hs, "Hessians of every block");
+    p->H = units_alloc(p->nunits, sizeof *p->H, "owned Hessians");
     p->gr = units_alloc(p->nunits, sizeof *p->gr, "results of every block");
     p->owner = units_alloc(p->nunits, sizeof *p->owner, "unit owners");
-    zf_status s = p->hs && p->gr && p->owner ? ZF_OK : ZF_ERR_NOMEM;
-    int64_t dmax = zf_sched_hessian_dim(&p->m->model);
-    if (s == ZF_OK && !(p->H = zf_malloc(sizeof(float) * (size_t)(dmax * dmax), "Hessian"))) s = ZF_ERR_NOMEM;
+    p->unit_done = units_alloc(p->nunits, sizeof *p->unit_done, "units done");
+    zf_status s = p->H && p->gr && p->owner && p->unit_done ? ZF_OK : ZF_ERR_NOMEM;
     p->cached = zf_calloc((size_t)p->nb + 1, sizeof *p->cached, "cache hits");
     p->t_fwd = zf_calloc((size_t)p->nb + 1, sizeof *p->t_fwd, "pass times");
     p->t_red = units_alloc(p->nunits, sizeof *p->t_red, "reduction times");
@@ -47,28 +45,53 @@ static zf_status par_alloc(par_run *p)
     return s;
 }
 
+/* The owner's H of unit u finalized from its reduced sums (and stored in the cache); the sums are freed. */
+static zf_status keep_owned(par_run *p, int64_t u, zf_bhess *h)
+{
+    const zf_model_config *c = &p->m->model;
+    int64_t b = p->first + u / ZF_NGROUP, dim = zf_group_in(c, (zf_group)(u % ZF_NGROUP));
+    p->H[u] = zf_malloc(sizeof(float) * (size_t)(dim * dim), "owned Hessian");
+    if (!p->H[u]) return ZF_ERR_NOMEM;
+    return zf_sched_owner_hessian(&p->m->hcache, true, false, b, (zf_group)(u % ZF_NGROUP), dim, h,
+                                  p->t_fwd[b] + p->t_red[u], p->H[u]);
+}
+
 /* Forwards the windows through full-precision block b, capturing its partial Hessians unless it is finished or
- * cached. */
+ * cached, and reduces each group's sums to its owner at once: a rank holds one block's partial sums and the
+ * Hessians it owns, never every block's. */
 static zf_status pass_block(par_run *p, int64_t b, float *x, int64_t nwin)
 {
     const zf_model_config *c = &p->m->model;
+    const zf_comm *w = zf_comm_world();
     zf_block_weights fp = {0};
+    zf_bhess h[ZF_NGROUP] = {0};
     double tb = zf_now();
     bool capture = b >= p->first && !p->cached[b];
-    zf_bhess *h = capture ? &p->hs[(b - p->first) * ZF_NGROUP] : NULL;
     zf_status s = zf_block_load(c, p->m->st, b, &fp);
     if (s == ZF_OK) s = zf_block_check_finite(c, &fp, b);
     for (int g = 0; capture && s == ZF_OK && g < ZF_NGROUP; g++)
         s = zf_bhess_init(p->m->be, &h[g], zf_group_in(c, (zf_group)g), p->cfg->hessian_fp64);
     if (s == ZF_OK && nwin > 0)
-        s = zf_sched_forward(p->m->be, c, &fp, x, nwin, p->m->calib_seq, h, (1u << ZF_NGROUP) - 1);
+        s = zf_sched_forward(p->m->be, c, &fp, x, nwin, p->m->calib_seq, capture ? h : NULL, (1u << ZF_NGROUP) - 1);
     zf_block_free(&fp);
     p->t_fwd[b] = (zf_now() - tb) / ZF_NGROUP;
-    return s;
+    s = zf_comm_agree(s);
+    /* an owner's failure to keep its Hessian waits for the end of the block's reductions, which every rank enters */
+    zf_status kept = ZF_OK;
+    for (int g = 0; capture && s == ZF_OK && g < ZF_NGROUP; g++) {
+        int64_t u = (b - p->first) * ZF_NGROUP + g;
+        double tu = zf_now();
+        s = zf_sched_reduce_hessian(&h[g], p->owner[u]);
+        p->t_red[u] = zf_now() - tu;
+        if (s == ZF_OK && kept == ZF_OK && w->rank == p->owner[u]) kept = keep_owned(p, u, &h[g]);
+        zf_bhess_free(&h[g]);
+    }
+    for (int g = 0; g < ZF_NGROUP; g++) zf_bhess_free(&h[g]);
+    return s == ZF_OK ? zf_comm_agree(kept) : s;
 }
 
-/* 1. One full-precision pass: partial Hessians of every unfinished block the cache lacks; the pass stops after
- *    the last such block. */
+/* 1. One full-precision pass: the Hessians of every unfinished block the cache lacks, each reduced to its owner
+ *    after its block; the pass stops after the last such block. */
 static zf_status calibration_pass(par_run *p, float *x, int64_t nwin)
 {
     zf_status s = ZF_OK;
@@ -78,7 +101,7 @@ static zf_status calibration_pass(par_run *p, float *x, int64_t nwin)
         if (!p->cached[b]) pass_end = b + 1;
     }
     for (int64_t b = 0; s == ZF_OK && b < pass_end; b++) {
-        s = zf_comm_agree(pass_block(p, b, x, nwin));
+        s = pass_block(p, b, x, nwin);
         if (s == ZF_OK && b + 1 < pass_end) {
             char where[96];
             snprintf(where, sizeof where, "in the calibration pass (block %lld of %lld; nothing quantized yet)",
@@ -89,30 +112,10 @@ static zf_status calibration_pass(par_run *p, float *x, int64_t nwin)
     return s;
 }
 
-/* 2. Owners by cost over all units. */
-static zf_status assign_owners(par_run *p, zf_status s)
+/* Owners by cost over all units, before the pass that reduces each block's sums to them. */
+static zf_status assign_owners(par_run *p)
 {
-    const zf_comm *w = zf_comm_world();
-    if (s == ZF_OK) s = zf_assign_owners(&p->m->model, p->nb - p->first, w->size, p->owner);
-    s = zf_comm_agree(s);
-    if (s == ZF_OK)
-        zf_log_info("calibration pass done, elapsed %.1fs; quantizing %lld units (block, group) on %d rank%s",
-                    zf_now() - p->t0, (long long)p->nunits, w->size, w->size > 1 ? "s" : "");
-    return s;
-}
-
-/* 3. Every unit's sums to its owner (collectives only; the other ranks drop theirs). */
-static zf_status reduce_hessians(par_run *p)
-{
-    zf_status s = ZF_OK;
-    for (int64_t u = 0; s == ZF_OK && u < p->nunits; u++) {
-        if (p->cached[p->first + u / ZF_NGROUP]) continue;
-        double tu = zf_now();
-        s = zf_sched_reduce_hessian(&p->hs[u], p->owner[u]);
-        p->t_red[u] = zf_now() - tu;
-        if (zf_comm_world()->rank != p->owner[u]) zf_bhess_free(&p->hs[u]);
-    }
-    return s;
+    return zf_comm_agree(zf_assign_owners(&p->m->model, p->nb - p->first, zf_comm_world()->size, p->owner));
 }
 
 /* Loads full-precision block b into fp unless it is there already (*loaded names the block fp holds, -1 none). */
@@ -127,9 +130,9 @@ static zf_status load_weights(const zf_qmodel *m, int64_t b, zf_block_weights *f
     return ZF_OK;
 }
 
-/* 4. Owners quantize their units (H reduced, or read from the cache) with the full-precision weights, all at the
- *    same time: no collective until every owner is done. A stop request ends a rank's units after the current
- *    one; its remaining reduced Hessians still go to the cache. */
+/* 2. Owners quantize their units (H from the pass, or read from the cache) with the full-precision weights, all
+ *    at the same time: no collective until every owner is done. A stop request ends a rank's units after the
+ *    current one (the pass has already put its Hessians in the cache when the cache is on). */
 static zf_status quantize_owned(par_run *p)
 {
     const zf_model_config *c = &p->m->model;
@@ -140,20 +143,17 @@ static zf_status quantize_owned(par_run *p)
     int64_t loaded = -1;
     for (int64_t u = 0; s == ZF_OK && u < p->nunits; u++) {
         if (zf_comm_world()->rank != p->owner[u]) continue;
-        int64_t b = p->first + u / ZF_NGROUP;
+        int64_t b = p->first + u / ZF_NGROUP, dim = zf_group_in(c, (zf_group)(u % ZF_NGROUP));
         zf_group g = (zf_group)(u % ZF_NGROUP);
-        double seconds = p->t_fwd[b] + p->t_red[u];
         if (!stopping && hooks && hooks->stop_requested) stopping = hooks->stop_requested(hooks->ctx) != 0;
-        if (stopping) {
-            if (!p->cached[b] && p->m->hcache.enabled)
-                s = zf_sched_owner_hessian(&p->m->hcache, true, false, b, g, zf_group_in(c, g), &p->hs[u], seconds, p->H);
-            zf_bhess_free(&p->hs[u]);
-            continue;
-        }
-        s = zf_sched_owner_hessian(&p->m->hcache, true, p->cached[b], b, g, zf_group_in(c, g), &p->hs[u], seconds, p->H);
-        zf_bhess_free(&p->hs[u]);
+        if (stopping) break;
+        if (p->cached[b] && !(p->H[u] = zf_malloc(sizeof(float) * (size_t)(dim * dim), "cached Hessian")))
+            s = ZF_ERR_NOMEM;
+        if (s == ZF_OK && p->cached[b]) s = zf_sched_owner_hessian(&p->m->hcache, true, true, b, g, dim, NULL, 0, p->H[u]);
         if (s == ZF_OK) s = load_weights(p->m, b, &fp, &loaded);
-        if (s == ZF_OK) s = zf_group_quantize(p->m->be, &p->cfg->quant, c, b, g, p->H, &fp, &p->gr[u]);
+        if (s == ZF_OK) s = zf_group_quantize(p->m->be, &p->cfg->quant, c, b, g, p->H[u], &fp, &p->gr[u]);
+        free(p->H[u]);
+        p->H[u] = NULL;
         if (s == ZF_OK) {
             p->unit_done[u] = 1;
             zf_log_info("block %lld %s quantized, elapsed %.1fs", (long long)b + 1, zf_group_name(g), zf_now() - p->t0);
@@ -227,29 +227,29 @@ static zf_status install_in_order(par_run *p, zf_status s)
 
 static void par_free(par_run *p)
 {
-    for (int64_t u = 0; p->hs && p->gr && u < p->nunits; u++) {
-        zf_bhess_free(&p->hs[u]);
+    for (int64_t u = 0; p->H && p->gr && u < p->nunits; u++) {
+        free(p->H[u]);
         zf_qresult_free(&p->gr[u].res);
     }
     free(p->cached);
     free(p->t_fwd);
     free(p->t_red);
     free(p->unit_done);
-    free(p->hs);
+    free(p->H);
     free(p->gr);
     free(p->owner);
-    free(p->H);
 }
 
-/* Hessians of all units, then quantization of all units, then the in-order install. */
+/* Owners, then the pass with the Hessians reduced block by block, then quantization of all units, then the
+ * in-order install. */
 static zf_status run_units(par_run *p, float *x, int64_t nwin)
 {
     zf_status s = zf_comm_agree(par_alloc(p));
+    if (s == ZF_OK) s = assign_owners(p);
     if (s == ZF_OK) s = calibration_pass(p, x, nwin);
-    s = assign_owners(p, s);
-    if (s == ZF_OK) s = reduce_hessians(p);
-    p->unit_done = units_alloc(p->nunits, sizeof *p->unit_done, "units done");
-    if (s == ZF_OK && !p->unit_done) s = ZF_ERR_NOMEM;
+    if (s == ZF_OK)
+        zf_log_info("calibration pass done, elapsed %.1fs; quantizing %lld units (block, group) on %d rank%s",
+                    zf_now() - p->t0, (long long)p->nunits, zf_comm_world()->size, zf_comm_world()->size > 1 ? "s" : "");
     if (s == ZF_OK) s = quantize_owned(p);
     s = zf_comm_agree(s);
     return install_in_order(p, s);

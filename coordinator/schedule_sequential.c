@@ -31,15 +31,12 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     zf_group_result gr[ZF_NGROUP];
     memset(gr, 0, sizeof gr);
     int owner[ZF_NGROUP];
-    float *H = NULL;
     zf_status s = zf_assign_owners(c, 1, w->size, owner);
     if (s == ZF_OK) s = zf_block_load(c, m->st, b, &qb->folded);
     if (s == ZF_OK) s = zf_block_check_finite(c, &qb->folded, b);
     if (s == ZF_OK && cfg->eval_unfolded) s = zf_block_copy(c, &qb->folded, &qb->unfolded);
     for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++)
         s = zf_bhess_init(m->be, &hs[g], zf_group_in(c, g), cfg->hessian_fp64);
-    int64_t hmax = zf_sched_hessian_dim(c);
-    if (s == ZF_OK && !(H = zf_malloc(sizeof(float) * (size_t)(hmax * hmax), "Hessian"))) s = ZF_ERR_NOMEM;
     s = zf_comm_agree(s);
     /* Groups are processed in execution order; without true-sequential all Hessians come from one pass and
      * every owner quantizes its groups before any result is exchanged. */
@@ -67,16 +64,21 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
         }
         for (int g = first; s == ZF_OK && g < last; g++) {
             if (w->rank != owner[g]) continue;
-            s = zf_sched_owner_hessian(&m->hcache, fp_pass, cached, b, (zf_group)g, zf_group_in(c, (zf_group)g),
-                                       &hs[g], t_fwd + t_red[g], H);
+            int64_t dim = zf_group_in(c, (zf_group)g);
+            float *H = zf_malloc(sizeof(float) * (size_t)(dim * dim), "Hessian");
+            s = H ? zf_sched_owner_hessian(&m->hcache, fp_pass, cached, b, (zf_group)g, dim, &hs[g],
+                                           t_fwd + t_red[g], H)
+                  : ZF_ERR_NOMEM;
             zf_bhess_free(&hs[g]);
             if (s == ZF_OK) s = zf_group_quantize(m->be, &cfg->quant, c, b, (zf_group)g, H, &qb->folded, &gr[g]);
+            free(H);
         }
         s = zf_comm_agree(s);
         /* a rank that fails to install a group must not leave the others in the next group's broadcasts */
         for (int g = first; s == ZF_OK && g < last; g++) {
             s = zf_sched_bcast_group(&gr[g], owner[g]);
             if (s == ZF_OK) s = zf_group_install(c, cfg->quant.method, b, (zf_group)g, &gr[g], qb);
+            zf_qresult_free(&gr[g].res);
             s = zf_comm_agree(s);
         }
         first = last;
@@ -87,7 +89,6 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
         zf_bhess_free(&hs[g]);
         zf_qresult_free(&gr[g].res);
     }
-    free(H);
     return zf_comm_agree(s);
 }
 
@@ -121,7 +122,8 @@ static void log_block(const zf_job_config *cfg, const zf_qmodel *m, int64_t b, i
     zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f%s%s",
                 (long long)b + 1, (long long)c->n_layers, qb->seconds, elapsed, eta, after, before,
                 before > 0 ? after / before : 0.0, retries ? "  (damping retried)" : "",
-                w->size > 1 ? comm_note(qb->comm_bytes, zf_block_comm_bytes_model(c, w->size, cfg->hessian_fp64 ? 8 : 4))
+                w->size > 1 ? comm_note(qb->comm_bytes, zf_block_comm_bytes_model(c, w->size, cfg->hessian_fp64 ? 8 : 4,
+                                                                                   cfg->quant.bits))
                             : "");
 }
 

@@ -86,7 +86,7 @@ zf_status zf_qblock_from_shard(const zf_model_config *c, int64_t b, const char *
             return zf_fail(ZF_ERR_INPUT, "%s: layer '%s' %s a bias, the model %s", path, name,
                            sl->bias ? "has" : "lacks", sl->bias ? "has none" : "has one");
         zf_qresult *r = &qb->lin[l];
-        ZF_TRY(zf_qresult_alloc(r, sl->out, sl->in, sl->ngroups, sl->bits));
+        ZF_TRY(zf_qresult_alloc_codes(r, sl->out, sl->in, sl->ngroups, sl->bits));
         memcpy(r->q, sl->q, (size_t)(sl->out * sl->in));
         memcpy(r->scale, sl->scale, sizeof(float) * (size_t)(sl->out * sl->ngroups));
         memcpy(r->zero, sl->zero, sizeof(float) * (size_t)(sl->out * sl->ngroups));
@@ -98,8 +98,6 @@ zf_status zf_qblock_from_shard(const zf_model_config *c, int64_t b, const char *
         r->dl_rtn = qb->dl_rtn[l] = sl->dl_before;
         r->dl = qb->dl[l] = sl->dl_after;
         zf_qresult_deploy(r, qb->folded.lin_w[l]);
-        /* the fold factors are inside the stored scales: the deployed weight is what deq means here */
-        memcpy(r->deq, qb->folded.lin_w[l], sizeof(float) * (size_t)(sl->out * sl->in));
         if (sl->bias) memcpy(qb->folded.lin_b[l], sl->bias, sizeof(float) * (size_t)sl->out);
     }
     for (int which = 0; which < 2; which++) {

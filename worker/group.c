@@ -57,12 +57,11 @@ zf_status zf_group_quantize(zf_backend *be, const zf_quant_opts *opts, const zf_
 /* Copies rows [r0, r0 + nr) of a group result into a member result. */
 static zf_status slice_rows(const zf_qresult *src, int64_t r0, int64_t nr, zf_qresult *dst)
 {
-    ZF_TRY(zf_qresult_alloc(dst, nr, src->cols, src->ngroups, src->bits));
+    ZF_TRY(zf_qresult_alloc_codes(dst, nr, src->cols, src->ngroups, src->bits));
     int64_t c = src->cols, g = src->ngroups;
     memcpy(dst->q, src->q + r0 * c, (size_t)(nr * c));
     memcpy(dst->scale, src->scale + r0 * g, sizeof(float) * (size_t)(nr * g));
     memcpy(dst->zero, src->zero + r0 * g, sizeof(float) * (size_t)(nr * g));
-    memcpy(dst->deq, src->deq + r0 * c, sizeof(float) * (size_t)(nr * c));
     memcpy(dst->g_idx, src->g_idx, sizeof(int32_t) * (size_t)c);
     memcpy(dst->zeta, src->zeta, sizeof(float) * (size_t)c);
     dst->als_iters = src->als_iters;
@@ -115,7 +114,7 @@ zf_status zf_group_install(const zf_model_config *c, zf_method method, int64_t b
 {
     zf_lin mem[3];
     int nm = zf_group_members(c, g, mem);
-    int64_t in = zf_group_in(c, g), r0 = 0;
+    int64_t r0 = 0;
     for (int i = 0; i < nm; i++) {
         zf_lin l = mem[i];
         int64_t nr = zf_lin_out(c, l);
@@ -125,7 +124,7 @@ zf_status zf_group_install(const zf_model_config *c, zf_method method, int64_t b
         qb->als_iters[l] = gr->res.als_iters;
         qb->damp_used[l] = gr->res.damp_used;
         qb->damp_retries[l] = gr->res.damp_retries;
-        if (qb->unfolded.lin_w[l]) memcpy(qb->unfolded.lin_w[l], qb->lin[l].deq, sizeof(float) * (size_t)(nr * in));
+        if (qb->unfolded.lin_w[l]) zf_qresult_unfolded(&qb->lin[l], qb->unfolded.lin_w[l]);
         zf_qresult_deploy(&qb->lin[l], qb->folded.lin_w[l]);
         r0 += nr;
     }

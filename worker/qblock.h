@@ -26,5 +26,7 @@ void zf_qblock_release(zf_qblock *q);
 
 /* The deployable weight of a quantized layer: scale·(q - zero) (ζ lives in the preceding layer). */
 void zf_qresult_deploy(const zf_qresult *r, float *w);
+/* The fake-quantized weight before folding, (scale·ζ)(q - zero), as the quantizers' dequantization computes it. */
+void zf_qresult_unfolded(const zf_qresult *r, float *w);
 
 #endif

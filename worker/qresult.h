@@ -17,7 +17,7 @@ typedef struct {
     float *zero;             /* [rows, ngroups]; integers in [0, 2^bits - 1] */
     int32_t *g_idx;          /* [cols] group of each input column */
     float *zeta;             /* [cols]; all ones except for Z-FOLD */
-    float *deq;              /* [rows, cols] */
+    float *deq;              /* [rows, cols]; only in a quantizer's output (NULL in stored and received results) */
     double dl_rtn;           /* ΔL of min-max RTN on the same H (the "before" figure) */
     double dl;               /* ΔL of this result, tr(ΔW H ΔWᵀ) with the undamped H */
     int als_iters;           /* Z-FOLD ALS iterations kept (0 otherwise) */
@@ -31,8 +31,16 @@ typedef struct {
     double t_total;          /* seconds: all of zf_quantize, ΔL figures included */
 } zf_qresult;
 
+/* A quantizer's output: codes, grids, ζ = 1 and deq. */
 zf_status zf_qresult_alloc(zf_qresult *r, int64_t rows, int64_t cols, int64_t ngroups, int bits);
+/* The same without deq: what a block stores and what other ranks receive (deq follows from the codes). */
+zf_status zf_qresult_alloc_codes(zf_qresult *r, int64_t rows, int64_t cols, int64_t ngroups, int bits);
 void zf_qresult_free(zf_qresult *r);
+
+/* Codes of `bits` bits as a little-endian bit stream (code i at bit i·bits): the narrowest exact form to send. */
+int64_t zf_codes_packed_bytes(int64_t n, int bits);
+void zf_codes_pack(const uint8_t *q, int64_t n, int bits, uint8_t *out);
+void zf_codes_unpack(const uint8_t *in, int64_t n, int bits, uint8_t *q);
 
 /* Column classes whose ζ must be equal (grouped-query attention's O ← V fold); NULL means every column free. */
 typedef struct {

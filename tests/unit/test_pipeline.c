@@ -33,17 +33,19 @@ static double run(zf_job_config *cfg, const zf_tokens *eval, double *ppl_unfolde
     zf_status s = zf_qmodel_quantize(cfg, &m, NULL);
     CHECK_OK(s);
     int64_t nw = zf_eval_windows((int64_t)eval->count, 512);
-    if (s == ZF_OK) {
-        CHECK_OK(zf_eval_nll(NULL, &m.model, &m.globals, zf_qmodel_folded_source, &m, eval->ids, 512, 0, nw, 8, &nll));
+    const zf_model_globals *g = NULL;
+    if (s == ZF_OK) CHECK_OK(zf_qmodel_globals(&m, &g));
+    if (g) {
+        CHECK_OK(zf_eval_nll(NULL, &m.model, g, zf_qmodel_folded_source, &m, eval->ids, 512, 0, nw, 8, &nll));
         ppl = zf_nll_ppl(&nll);
         if (ppl_unfolded) {
-            CHECK_OK(zf_eval_nll(NULL, &m.model, &m.globals, zf_qmodel_unfolded_source, &m, eval->ids, 512, 0, nw, 8, &nll));
+            CHECK_OK(zf_eval_nll(NULL, &m.model, g, zf_qmodel_unfolded_source, &m, eval->ids, 512, 0, nw, 8, &nll));
             *ppl_unfolded = zf_nll_ppl(&nll);
         }
         if (ppl_fp) {
             zf_checkpoint_source src;
             zf_checkpoint_source_init(&src, &m.model, m.st);
-            CHECK_OK(zf_eval_nll(NULL, &m.model, &m.globals, zf_checkpoint_source_get, &src, eval->ids, 512, 0, nw, 8, &nll));
+            CHECK_OK(zf_eval_nll(NULL, &m.model, g, zf_checkpoint_source_get, &src, eval->ids, 512, 0, nw, 8, &nll));
             zf_checkpoint_source_free(&src);
             *ppl_fp = zf_nll_ppl(&nll);
         }
