@@ -491,6 +491,15 @@ const zf_st_tensor *zf_st_find(const zf_safetensors *st, const char *name)
     return bsearch(&key, st->tensors, st->n, sizeof key, cmp_tensor_name);
 }
 
+/* Read pages of the mapping stay in the process's resident set until dropped: without this a rank's resident memory
+ * grows to the size of the checkpoint. Later reads fault them in again from the page cache. */
+static void drop_pages(const void *p, size_t n)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t e = ((uintptr_t)p + n) & ~(page - 1);
+    if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
 zf_status zf_st_read_f32(const zf_safetensors *st, const char *name, int ndim, const int64_t *shape, float *dst)
 {
     const zf_st_tensor *t = zf_st_find(st, name);
@@ -507,6 +516,7 @@ zf_status zf_st_read_f32(const zf_safetensors *st, const char *name, int ndim, c
         return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': dtype %s, expected F32, F16 or BF16", t->file, name,
                        zf_dtype_name(t->dtype));
     zf_convert_to_f32(t->dtype, t->data, dst, (size_t)t->numel);
+    drop_pages(t->data, (size_t)t->numel * zf_dtype_size(t->dtype));
     return ZF_OK;
 }
 

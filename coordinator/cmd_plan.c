@@ -10,6 +10,8 @@
 #include "coordinator/config.h"
 #include "coordinator/gpucomm.h"
 #include "coordinator/pipeline.h"
+#include "coordinator/plan_memory.h"
+#include "coordinator/schedule.h"
 #include "worker/backend.h"
 #include "worker/block.h"
 #include "worker/hessian.h"
@@ -24,7 +26,7 @@ void zf_cmd_plan_help(void)
            "GPU with backend: cuda when one is visible, else this CPU): one short window through a block of the\n"
            "model's shapes (random weights; skipped above 2 GiB) with and without the Hessian capture, and the\n"
            "configured method on a layer of the largest group's shape (--memory-only: no probes, no time table).\n"
-           "Reads config.json, not the weights.\n"
+           "Reads config.json, not the weights (model: may name a config.json file, for a model not downloaded).\n"
            "With backend: cuda it also prints the GPU memory each rank needs (one block's weights and forward, the\n"
            "Hessian accumulators, the quantization of the group needing the most; then the evaluation's head and\n"
            "logits) against --gpu-memory (default: device 0's).\n");
@@ -282,6 +284,35 @@ static int print_gpu_memory(const zf_job_config *cfg, const zf_model_config *mc,
     return ZF_EXIT_OK;
 }
 
+/* The host memory table of the busiest rank, by phase, and the bytes each rank moves. */
+static void print_host_memory(const zf_job_config *cfg, const zf_model_config *mc, int ranks, const zf_plan_memory *pm)
+{
+    double gib = 1024.0 * 1024.0 * 1024.0;
+    bool parallel = cfg->schedule == ZF_SCHEDULE_PARALLEL;
+    printf("| host memory per rank (busiest rank) | GiB |\n|---|---|\n");
+    printf("| libraries, MPI, thread stacks | %.3f |\n", pm->runtime / gib);
+    printf("| calibration activations of this rank (x and a copy, fp32) | %.3f |\n", pm->acts / gib);
+    printf("| forward intermediates of one window | %.3f |\n", pm->window / gib);
+    printf("| one block: fp32 weights and codes%s | %.3f |\n", cfg->eval_unfolded ? ", unfolded copy" : "",
+           pm->block / gib);
+    if (pm->unfolded_all > 0) printf("| every block's unfolded copy kept for eval.unfolded | %.3f |\n", pm->unfolded_all / gib);
+    printf("| Hessian accumulators of one %s (%s) | %.3f |\n", parallel ? "block" : "capture pass",
+           cfg->hessian_fp64 ? "fp64" : "fp32", pm->capture / gib);
+    if (parallel) printf("| Hessians this rank owns (fp32, all its units) | %.3f |\n", pm->owned_h / gib);
+    printf("| quantization on the busiest owner (H, group work, results kept) | %.3f |\n", pm->quant / gib);
+    if (pm->reduce > 0) printf("| MPI reduction staging | %.3f |\n", pm->reduce / gib);
+    printf("| embeddings, head, final norm (at embedding and evaluation only) | %.3f |\n", pm->globals / gib);
+    printf("| evaluation chunk (%lld windows: activations, logits) | %.3f |\n", (long long)pm->eval_chunk, pm->eval / gib);
+    printf("| phase totals: embedding %.2f, Hessian capture %.2f, quantization %.2f, evaluation %.2f | |\n",
+           pm->embed_phase / gib, pm->capture_phase / gib, pm->quant_phase / gib, pm->eval_phase / gib);
+    printf("| **peak (%s)** | **%.3f** |\n\n", pm->peak_phase, pm->peak / gib);
+    if (ranks > 1 && !parallel) {
+        double per_block = (double)zf_block_comm_bytes_model(mc, ranks, zf_sched_hessian_wire_bytes(cfg), cfg->quant.bits);
+        printf("traffic per rank: %.3f GB per block, %.1f GB for the model (Hessian sums to their owners, codes, "
+               "scales and ζ back)\n\n", per_block / 1e9, per_block * (double)mc->n_layers / 1e9);
+    }
+}
+
 /* The command line of zfold plan. */
 typedef struct {
     const char *config_path;
@@ -320,7 +351,10 @@ int zf_cmd_plan(int argc, char **argv)
     zf_job_config cfg;
     zf_model_config mc;
     zf_status s = zf_config_read(config_path, a.sets, a.nsets, &cfg, NULL);
-    if (s == ZF_OK) s = zf_model_config_read(cfg.model, &mc);
+    /* a plan needs shapes only: model may name a config.json of its own */
+    size_t ml = strlen(cfg.model);
+    bool json = ml > 5 && !strcmp(cfg.model + ml - 5, ".json");
+    if (s == ZF_OK) s = json ? zf_model_config_read_file(cfg.model, &mc) : zf_model_config_read(cfg.model, &mc);
     if (s != ZF_OK) {
         fprintf(stderr, "zfold: %s\n", zf_last_error());
         return ZF_EXIT_FAILURE;
@@ -328,10 +362,9 @@ int zf_cmd_plan(int argc, char **argv)
     double mem_limit = a.mem_limit > 0 ? a.mem_limit : available_gib() / ranks;
     int64_t seq = cfg.calib_seq_len > 0 ? cfg.calib_seq_len : (mc.max_pos < 2048 ? mc.max_pos : 2048);
     int64_t wins = (cfg.calib_windows + ranks - 1) / ranks, T = wins * seq, Tall = cfg.calib_windows * seq;
-    int64_t d = mc.hidden, qd = mc.n_heads * mc.head_dim, ff = mc.intermediate;
-    int hbytes = cfg.hessian_fp64 ? 8 : 4;
+    int64_t d = mc.hidden, qd = mc.n_heads * mc.head_dim;
     double rows[ZF_NGROUP], in[ZF_NGROUP]; /* each group's output rows (its members stacked) and input width */
-    double block_params = 0, hess = 0, max_group = 0, max_in = 0, hess_flops = 0;
+    double block_params = 0, max_group = 0, hess_flops = 0;
     int64_t max_rows = 0, max_cols = 0; /* the largest group */
     for (int g = 0; g < ZF_NGROUP; g++) {
         zf_lin mem[3];
@@ -340,21 +373,12 @@ int zf_cmd_plan(int argc, char **argv)
         rows[g] = 0;
         for (int i = 0; i < nm; i++) rows[g] += (double)zf_lin_out(&mc, mem[i]);
         block_params += rows[g] * in[g];
-        hess += in[g] * in[g] * hbytes;
         hess_flops += (double)T * in[g] * in[g];
         if (rows[g] * in[g] > max_group) max_group = rows[g] * in[g], max_rows = (int64_t)rows[g], max_cols = (int64_t)in[g];
-        if (in[g] > max_in) max_in = in[g];
     }
-    if (cfg.schedule == ZF_SCHEDULE_PARALLEL) hess *= (double)mc.n_layers; /* every block's, held at once */
     double gib = 1024.0 * 1024.0 * 1024.0;
-    double act = 2.0 * (double)T * d * 4;                            /* activations and their copy */
-    double fwd = (double)T * (3.0 * qd + 2.0 * ff + d) * 4;            /* q, k, v, mix, gate/up of the windows */
-    double weights = block_params * 4 * (cfg.eval_unfolded ? 2 : 1);  /* the block in fp32 */
-    double unfolded_all = cfg.eval_unfolded ? block_params * 4 * 2 * (double)mc.n_layers : 0;
-    double quant = max_group * (4 + 4 + 1 + 4) + 3.0 * max_in * max_in * 4; /* W, deq, codes, work; H, U, copy */
-    double globals = (double)mc.vocab * d * 4 * (mc.tied_embeddings ? 1 : 2) + (mc.family == ZF_FAMILY_OPT ? (double)(mc.max_pos + 2) * d * 4 : 0);
-    double eval = (double)cfg.eval_chunk * seq * ((double)mc.vocab + 3.0 * qd + 2.0 * ff + 2.0 * d) * 4;
-    double total = act + fwd + weights + unfolded_all + hess + quant + globals + eval;
+    zf_plan_memory pm;
+    zf_plan_memory_host(&cfg, &mc, ranks, wins, seq, &pm);
     double fwd_flops = 2.0 * (double)T * block_params + 4.0 * (double)T * seq * qd / 2.0;
     double quant_flops = busiest_owner_flops(&cfg, &mc, rows, in, ranks);
     /* the config's GPU when one is visible: its memory, and the rates */
@@ -370,16 +394,7 @@ int zf_cmd_plan(int argc, char **argv)
            (long long)mc.n_layers, (long long)d, (long long)zf_model_param_count(&mc), ranks, ranks > 1 ? "s" : "");
     printf("# calibration: %lld windows x %lld tokens (%lld tokens per rank); method %s, %d bits\n",
            (long long)cfg.calib_windows, (long long)seq, (long long)T, zf_method_name(cfg.quant.method), cfg.quant.bits);
-    printf("| memory per rank | GiB |\n|---|---|\n");
-    printf("| calibration activations (x and a copy) | %.3f |\n| forward intermediates | %.3f |\n", act / gib, fwd / gib);
-    printf("| one block in fp32%s | %.3f |\n", cfg.eval_unfolded ? " (folded and unfolded)" : "", weights / gib);
-    if (unfolded_all > 0) printf("| every block kept for eval.unfolded | %.3f |\n", unfolded_all / gib);
-    printf("| Hessian accumulators (%s%s) | %.3f |\n| largest group's quantization work | %.3f |\n",
-           cfg.hessian_fp64 ? "fp64" : "fp32", cfg.schedule == ZF_SCHEDULE_PARALLEL ? ", every block" : "", hess / gib,
-           quant / gib);
-    printf("| embeddings, head, final norm | %.3f |\n| evaluation chunk (%lld windows, logits) | %.3f |\n",
-           globals / gib, (long long)cfg.eval_chunk, eval / gib);
-    printf("| **total** | **%.3f** |\n\n", total / gib);
+    print_host_memory(&cfg, &mc, ranks, &pm);
     if (!a.memory_only) {
         zf_backend_opts co = {.kind = ZF_BACKEND_CPU, .device = -1};
         zf_backend *cpu = NULL;
@@ -398,14 +413,15 @@ int zf_cmd_plan(int argc, char **argv)
     }
     printf("(calibration of %lld tokens in all)\n", (long long)Tall);
     int rc = cfg.backend == ZF_BACKEND_CUDA
-                 ? print_gpu_memory(&cfg, &mc, seq, ranks, hess, rows, in, a.gpu_limit, gpu ? &gpu_info : NULL)
+                 ? print_gpu_memory(&cfg, &mc, seq, ranks, zf_plan_capture_bytes(&cfg, &mc), rows, in, a.gpu_limit, gpu ? &gpu_info : NULL)
                  : ZF_EXIT_OK;
     zf_backend_close(gpu);
-    if (total / gib > mem_limit) {
+    if (pm.peak / gib > mem_limit) {
         printf("WARNING: a rank needs %.2f GiB but has %.2f GiB: use more ranks (the calibration activations shrink "
-               "with them) or fewer calibration windows\n", total / gib, mem_limit);
+               "with them), fewer calibration windows, true_sequential (one group's Hessian at a time) or "
+               "hessian_fp64: false\n", pm.peak / gib, mem_limit);
         return ZF_EXIT_FAILURE;
     }
-    printf("memory OK: %.2f GiB needed of %.2f GiB per rank\n", total / gib, mem_limit);
+    printf("memory OK: %.2f GiB needed of %.2f GiB per rank\n", pm.peak / gib, mem_limit);
     return rc;
 }

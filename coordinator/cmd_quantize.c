@@ -193,6 +193,8 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx,
         zf_tokens tok = {0};
         snprintf(r->file, sizeof r->file, "%s", cfg->eval_files[i]);
         r->seq = cfg->eval_seq_len > 0 ? cfg->eval_seq_len : m->calib_seq;
+        int64_t chunk = cfg->eval_chunk > 0 ? cfg->eval_chunk
+                                            : zf_eval_auto_chunk(c, r->seq, cfg->eval_memory_gib * 1073741824.0);
         r->ppl_fp = r->ppl_unfolded = NAN;
         zf_status s = zf_tokens_read(cfg->eval_files[i], c->vocab, &tok);
         int64_t nw = zf_eval_windows((int64_t)tok.count, r->seq);
@@ -206,21 +208,21 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx,
         if (s == ZF_OK && cfg->eval_fp) {
             zf_checkpoint_source src;
             zf_checkpoint_source_init(&src, c, m->st);
-            s = eval_share(m->be, c, g, zf_checkpoint_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_fp);
+            s = eval_share(m->be, c, g, zf_checkpoint_source_get, &src, tok.ids, r->seq, nw, chunk, &r->ppl_fp);
             zf_checkpoint_source_free(&src);
         }
         if (s == ZF_OK) {
             shard_source src = {.run = rctx, .cur = -1};
-            s = eval_share(m->be, c, g, shard_source_get, &src, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_q);
+            s = eval_share(m->be, c, g, shard_source_get, &src, tok.ids, r->seq, nw, chunk, &r->ppl_q);
             zf_qblock_release(&src.slot);
         }
         if (s == ZF_OK && cfg->eval_unfolded)
-            s = eval_share(m->be, c, g, zf_qmodel_unfolded_source, m, tok.ids, r->seq, nw, cfg->eval_chunk, &r->ppl_unfolded);
+            s = eval_share(m->be, c, g, zf_qmodel_unfolded_source, m, tok.ids, r->seq, nw, chunk, &r->ppl_unfolded);
         zf_tokens_free(&tok);
         if (s != ZF_OK) return s;
         r->seconds = zf_now() - t0;
-        zf_log_info("eval %s: %lld windows of %lld, ppl %.4f (fp %.4f)", r->file, (long long)nw, (long long)r->seq,
-                    r->ppl_q, r->ppl_fp);
+        zf_log_info("eval %s: %lld windows of %lld (chunks of %lld), ppl %.4f (fp %.4f)", r->file, (long long)nw,
+                    (long long)r->seq, (long long)chunk, r->ppl_q, r->ppl_fp);
     }
     return ZF_OK;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "coordinator/config_keys.h"
+#include "worker/backend.h"
 
 #define OFF(f) offsetof(zf_job_config, f)
 #define ALL ZF_AFFECTS_ALL
@@ -31,6 +32,10 @@ static const zf_key_spec own_keys[] = {
      "Capture each layer group's inputs from the block with the earlier groups already quantized", false},
     {"hessian_fp64", ZF_KEY_BOOL, OFF(hessian_fp64), 1, 0, 0, false, NULL, ALL,
      "Accumulate Hessians in double (then the result does not depend on the number of ranks)", false},
+    {"hessian_reduce_fp32", ZF_KEY_BOOL, OFF(hessian_reduce_fp32), 0, 0, 0, false, NULL, ALL,
+     "With hessian_fp64: send the partial sums to their owner in fp32 (half the bytes; each rank accumulates in "
+     "double, the owner keeps its own part in double; the result then depends on the number of ranks). backend: "
+     "cpu only", false},
     {"calibration.file", ZF_KEY_PATH, OFF(calib_file), 0, 0, 0, false, NULL, ALL, "Token file of the calibration text", true},
     {"calibration.windows", ZF_KEY_INT, OFF(calib_windows), 128, 1, 1 << 24, false, NULL, ALL,
      "Number of random calibration windows", false},
@@ -45,7 +50,10 @@ static const zf_key_spec own_keys[] = {
      "Perplexity window; 0 = the calibration seq_len", false},
     {"eval.max_windows", ZF_KEY_INT, OFF(eval_max_windows), 0, 0, 1 << 30, false, NULL, 0,
      "Evaluate only the first N windows of each file; 0 = all", false},
-    {"eval.chunk", ZF_KEY_INT, OFF(eval_chunk), 16, 1, 1 << 20, false, NULL, 0, "Windows per forward chunk", false},
+    {"eval.chunk", ZF_KEY_INT, OFF(eval_chunk), 0, 0, 1 << 20, false, NULL, 0,
+     "Windows per forward chunk; 0 = as many as fit eval.memory_gib (at most 16)", false},
+    {"eval.memory_gib", ZF_KEY_DOUBLE, OFF(eval_memory_gib), 2, 0.001, 1 << 20, false, NULL, 0,
+     "Host memory for one chunk's activations and logits when eval.chunk is 0", false},
     {"eval.fp", ZF_KEY_BOOL, OFF(eval_fp), 1, 0, 0, false, NULL, 0, "Also report the full-precision perplexity", false},
     {"eval.unfolded", ZF_KEY_BOOL, OFF(eval_unfolded), 0, 0, 0, false, NULL, 0,
      "Also evaluate the fake-quantized model before folding (checks that folding is exact)", false},
@@ -265,6 +273,9 @@ zf_status zf_config_validate(const zf_job_config *c)
     if (c->schedule == ZF_SCHEDULE_PARALLEL && c->true_sequential)
         return zf_fail(ZF_ERR_INPUT, "config: schedule: parallel and true_sequential: true conflict (the parallel "
                        "schedule takes every Hessian from the full-precision model)");
+    if (c->hessian_reduce_fp32 && c->backend == ZF_BACKEND_CUDA)
+        return zf_fail(ZF_ERR_INPUT, "config: hessian_reduce_fp32: true needs backend: cpu (with cuda the sums are "
+                       "reduced between the GPUs in their accumulation type)");
     zf_status s = zf_quant_opts_check(&c->quant);
     if (s != ZF_OK) return zf_fail_context(s, "config");
     return ZF_OK;

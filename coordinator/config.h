@@ -22,6 +22,7 @@ typedef struct {
     int schedule;               /* ZF_SCHEDULE_* */
     bool true_sequential;
     bool hessian_fp64;
+    bool hessian_reduce_fp32;   /* fp64 partial sums sent in fp32 */
     char calib_file[ZF_PATH_MAX];
     int64_t calib_windows;
     int64_t calib_seq_len;
@@ -31,7 +32,8 @@ typedef struct {
     int n_eval_files;
     int64_t eval_seq_len;
     int64_t eval_max_windows;   /* 0: every window */
-    int64_t eval_chunk;         /* windows per forward chunk */
+    int64_t eval_chunk;         /* windows per forward chunk; 0 = from eval_memory_gib */
+    double eval_memory_gib;     /* host memory for one evaluation chunk */
     bool eval_fp;               /* also evaluate the full-precision model */
     bool eval_unfolded;         /* also evaluate the unfolded fake-quantized model (a check of the folding) */
     int64_t threads;            /* 0: OpenBLAS/OpenMP defaults */

@@ -114,6 +114,7 @@ void zf_qmodel_free(zf_qmodel *m)
 static uint64_t hessian_source_fingerprint(const zf_job_config *cfg, const zf_qmodel *m)
 {
     uint64_t fp = zf_st_fingerprint(m->st);
+    if (cfg->hessian_reduce_fp32) fp = XXH64(&fp, sizeof fp, 0x66703332); /* "fp32": sums rounded on the wire */
     if (cfg->backend != ZF_BACKEND_CUDA) return fp;
     uint64_t v[3] = {fp, (uint64_t)cfg->gpu_forward_dtype, (uint64_t)cfg->gpu_tf32};
     return XXH64(v, sizeof v, 0x63756461); /* "cuda" */

@@ -90,13 +90,37 @@ zf_status zf_sched_bcast_group(zf_group_result *gr, int owner)
 }
 
 /* Device sums go over NCCL, host sums over MPI. */
-zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner)
+int zf_sched_hessian_wire_bytes(const zf_job_config *cfg)
+{
+    return cfg->hessian_fp64 && !cfg->hessian_reduce_fp32 ? 8 : 4;
+}
+
+/* fp64 sums reduced in fp32 pieces: every rank rounds its partial sums once; the owner adds the others' total to
+ * its own part in double. */
+static zf_status reduce_f64_as_f32(double *sum, int64_t n, int owner)
+{
+    enum { PIECE = 1 << 22 };
+    bool root = zf_comm_world()->rank == owner;
+    float *buf = zf_malloc(sizeof(float) * (size_t)(n < PIECE ? n : PIECE), "Hessian reduction piece");
+    zf_status s = zf_comm_agree(buf ? ZF_OK : ZF_ERR_NOMEM);
+    for (int64_t off = 0; s == ZF_OK && off < n; off += PIECE) {
+        int64_t cnt = n - off < PIECE ? n - off : PIECE;
+        for (int64_t i = 0; i < cnt; i++) buf[i] = root ? 0.0f : (float)sum[off + i];
+        s = zf_comm_reduce_f32(buf, cnt, owner);
+        for (int64_t i = 0; s == ZF_OK && root && i < cnt; i++) sum[off + i] += (double)buf[i];
+    }
+    free(buf);
+    return s;
+}
+
+zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner, bool fp32_wire)
 {
     if (zf_comm_world()->size == 1) return ZF_OK;
     ZF_TRY(zf_comm_sum_i64(&h->ntokens, 1));
     int64_t n = h->dim * h->dim;
     if (zf_backend_caps(h->be) & ZF_CAP_DEVICE_SUMS)
         return gpucomm_or_abort(zf_gpucomm_reduce_sum(h->sum, n, h->fp64, owner));
+    if (h->fp64 && fp32_wire) return reduce_f64_as_f32(h->sum, n, owner);
     if (h->fp64) return zf_comm_reduce_f64(h->sum, n, owner);
     return zf_comm_reduce_f32(h->sum, n, owner);
 }

@@ -23,7 +23,9 @@ zf_status zf_sched_forward(zf_backend *be, const zf_model_config *c, const zf_bl
 int64_t zf_sched_hessian_dim(const zf_model_config *c);
 /* Sums every rank's partial Hessian and token count of one group onto its owner (collective). Afterwards the
  * owner's accumulator holds the total and the other ranks' are spent. */
-zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner);
+zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner, bool fp32_wire);
+/* Bytes per Hessian entry on the wire for cfg. */
+int zf_sched_hessian_wire_bytes(const zf_job_config *cfg);
 /* Whether the cache holds every group in [g0, g1) of block b: rank 0 looks, every rank gets the answer. */
 zf_status zf_sched_cache_agree(const zf_hcache *hc, const zf_model_config *c, int64_t b, int g0, int g1, bool *hit);
 /* The owner's H = 2/N Σ xxᵀ of group g (no collective): read from the cache on a hit, else finalized from the

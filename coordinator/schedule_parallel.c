@@ -81,7 +81,7 @@ static zf_status pass_block(par_run *p, int64_t b, float *x, int64_t nwin)
     for (int g = 0; capture && s == ZF_OK && g < ZF_NGROUP; g++) {
         int64_t u = (b - p->first) * ZF_NGROUP + g;
         double tu = zf_now();
-        s = zf_sched_reduce_hessian(&h[g], p->owner[u]);
+        s = zf_sched_reduce_hessian(&h[g], p->owner[u], p->cfg->hessian_reduce_fp32);
         p->t_red[u] = zf_now() - tu;
         if (s == ZF_OK && kept == ZF_OK && w->rank == p->owner[u]) kept = keep_owned(p, u, &h[g]);
         zf_bhess_free(&h[g]);

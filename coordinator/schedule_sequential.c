@@ -35,8 +35,6 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
     if (s == ZF_OK) s = zf_block_load(c, m->st, b, &qb->folded);
     if (s == ZF_OK) s = zf_block_check_finite(c, &qb->folded, b);
     if (s == ZF_OK && cfg->eval_unfolded) s = zf_block_copy(c, &qb->folded, &qb->unfolded);
-    for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++)
-        s = zf_bhess_init(m->be, &hs[g], zf_group_in(c, g), cfg->hessian_fp64);
     s = zf_comm_agree(s);
     /* Groups are processed in execution order; without true-sequential all Hessians come from one pass and
      * every owner quantizes its groups before any result is exchanged. */
@@ -49,6 +47,10 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
         unsigned want = 0;
         for (int g = first; g < last; g++) want |= 1u << g;
         double t_pass = zf_now();
+        /* accumulators only for this pass's groups: with true_sequential one group's at a time */
+        for (int g = first; s == ZF_OK && !cached && g < last; g++)
+            s = zf_bhess_init(m->be, &hs[g], zf_group_in(c, g), cfg->hessian_fp64);
+        s = zf_comm_agree(s);
         if (s == ZF_OK && !cached) {
             memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
             if (nwin > 0) s = zf_sched_forward(m->be, c, &qb->folded, scratch, nwin, seq, hs, want);
@@ -58,7 +60,7 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, int64_t 
         /* every group's sums to its owner first (collectives only), so that the owners then quantize at once */
         for (int g = first; s == ZF_OK && !cached && g < last; g++) {
             double t0 = zf_now();
-            s = zf_sched_reduce_hessian(&hs[g], owner[g]);
+            s = zf_sched_reduce_hessian(&hs[g], owner[g], cfg->hessian_reduce_fp32);
             t_red[g] = zf_now() - t0;
             if (w->rank != owner[g]) zf_bhess_free(&hs[g]);
         }
@@ -122,7 +124,7 @@ static void log_block(const zf_job_config *cfg, const zf_qmodel *m, int64_t b, i
     zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f%s%s",
                 (long long)b + 1, (long long)c->n_layers, qb->seconds, elapsed, eta, after, before,
                 before > 0 ? after / before : 0.0, retries ? "  (damping retried)" : "",
-                w->size > 1 ? comm_note(qb->comm_bytes, zf_block_comm_bytes_model(c, w->size, cfg->hessian_fp64 ? 8 : 4,
+                w->size > 1 ? comm_note(qb->comm_bytes, zf_block_comm_bytes_model(c, w->size, zf_sched_hessian_wire_bytes(cfg),
                                                                                    cfg->quant.bits))
                             : "");
 }

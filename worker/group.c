@@ -49,6 +49,9 @@ zf_status zf_group_quantize(zf_backend *be, const zf_quant_opts *opts, const zf_
         s = zf_backend_quantize_group(be, &o, W, rows, in, H, tie.nclasses ? &tie : NULL, nm, member_rows, &gr->res,
                                       gr->dl, gr->dl_rtn);
     if (s != ZF_OK) zf_fail_context(s, "block %lld, %s", (long long)b, zf_group_name(g));
+    /* the weights follow from the codes when installed: a kept result holds no fp32 copy */
+    free(gr->res.deq);
+    gr->res.deq = NULL;
     free(W);
     free(cls);
     return s;

@@ -22,6 +22,12 @@ typedef struct {
 zf_status zf_eval_nll(zf_backend *be, const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn source, void *source_ctx,
                       const int32_t *tokens, int64_t seq, int64_t win_begin, int64_t win_end, int64_t chunk_windows,
                       zf_nll *out);
+/* Largest host bytes of evaluating chunk windows of seq tokens on the host kernels: the chunk's activations,
+ * one block's intermediates for it, the head's logits and the per-token NLL. */
+double zf_eval_chunk_bytes(const zf_model_config *c, int64_t seq, int64_t chunk);
+/* Windows per chunk: the most, up to ZF_EVAL_CHUNK_MAX, whose zf_eval_chunk_bytes fit budget_bytes (at least 1). */
+#define ZF_EVAL_CHUNK_MAX 16
+int64_t zf_eval_auto_chunk(const zf_model_config *c, int64_t seq, double budget_bytes);
 /* Number of full windows in a stream of n tokens. */
 int64_t zf_eval_windows(int64_t ntokens, int64_t seq);
 double zf_nll_ppl(const zf_nll *n);

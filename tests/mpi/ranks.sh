@@ -24,6 +24,20 @@ if run 3 "$work/par3" --set schedule=parallel; then
     && ok "parallel schedule, np 3 vs one process: $(grep -o 'codes agreeing:.*' "$work/cmpp")" \
     || { bad "parallel schedule np 3 vs one process"; cat "$work/cmpp"; }
 else bad "parallel schedule np 3: $(tail -3 "$work/par3.log")"; fi
+# fp64 sums sent in fp32: half the Hessian bytes, codes as good as the fp64 reduction's
+if run 3 "$work/w32" --set hessian_reduce_fp32=true; then
+  "$zfold" compare "$work/single" "$work/w32" --min-agreement 0.99 --max-ppl-diff 0.005 > "$work/cmpw" \
+    && ok "fp32 wire, np 3 vs single: $(grep -o 'codes agreeing:.*' "$work/cmpw")" \
+    || { bad "fp32 wire np 3 vs single"; cat "$work/cmpw"; }
+  mb64=$(grep -o 'comm [0-9.]* MB' "$work/np3.log" | head -1 | awk '{print $2}')
+  mb32=$(grep -o 'comm [0-9.]* MB' "$work/w32.log" | head -1 | awk '{print $2}')
+  awk -v a="$mb32" -v b="$mb64" 'BEGIN { exit !(a > 0 && a < 0.6 * b) }' \
+    && ok "fp32 wire moves $mb32 MB per block against $mb64 MB" || bad "fp32 wire moves $mb32 MB, fp64 $mb64 MB"
+else bad "fp32 wire np 3: $(tail -3 "$work/w32.log")"; fi
+"$zfold" quantize "$work/run.yaml" --set hessian_reduce_fp32=true --set backend=cuda --dry-run > "$work/w32cuda.log" 2>&1 \
+  && bad "hessian_reduce_fp32 accepted with backend cuda" \
+  || { grep -q "hessian_reduce_fp32: true needs backend: cpu" "$work/w32cuda.log" && ok "fp32 wire refused with cuda" \
+       || { bad "fp32 wire with cuda: wrong message"; cat "$work/w32cuda.log"; }; }
 # a failure every rank meets alike (a calibration file too short for its header): one rank prints it, exit 1
 printf 'abc' > "$work/short.tok"
 rm -rf "$work/out"

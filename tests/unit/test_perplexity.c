@@ -166,8 +166,32 @@ static void test_mini(const char *name)
     model_close(&m);
 }
 
+/* Evaluation chunk bytes against the allocations counted by hand, and the automatic chunk against a budget. */
+static void test_auto_chunk(void)
+{
+    zf_model_config c = {0};
+    c.family = ZF_FAMILY_LLAMA;
+    c.hidden = 8192, c.n_heads = 64, c.n_kv_heads = 8, c.head_dim = 128, c.intermediate = 28672, c.vocab = 32000;
+    int64_t seq = 2048;
+    double ntok = 3.0 * (double)seq;
+    /* blocks: x, norm output, gate/up (2·28672 > q, k, v, mix); head: x, final norm output, logits, NLL */
+    double blocks = ntok * (2 * 8192.0 + 2 * 28672.0) * 4, head = ntok * (2 * 8192.0 + 32000) * 4 + ntok * 8;
+    CHECK_CLOSE(zf_eval_chunk_bytes(&c, seq, 3), fmax(blocks, head), 0, 1e-12);
+    const double gib = 1073741824.0, budgets[] = {0.1, 1, 2, 4, 1000};
+    for (size_t i = 0; i < sizeof budgets / sizeof budgets[0]; i++) {
+        int64_t k = zf_eval_auto_chunk(&c, seq, budgets[i] * gib);
+        CHECK(k >= 1 && k <= ZF_EVAL_CHUNK_MAX);
+        CHECK_MSG(k == 1 || zf_eval_chunk_bytes(&c, seq, k) <= budgets[i] * gib, "%lld windows over %g GiB",
+                  (long long)k, budgets[i]);
+        CHECK_MSG(k == ZF_EVAL_CHUNK_MAX || zf_eval_chunk_bytes(&c, seq, k + 1) > budgets[i] * gib,
+                  "%lld windows: one more would fit %g GiB", (long long)k, budgets[i]);
+    }
+    CHECK(zf_eval_auto_chunk(&c, seq, 2 * gib) == 3); /* 3 x 2048 tokens of 70B shapes: 1.69 GiB */
+}
+
 int main(void)
 {
+    test_auto_chunk();
     test_windows();
     test_stories();
     test_source_error();

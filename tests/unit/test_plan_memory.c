@@ -1,0 +1,56 @@
+/* zfold plan's memory model against sums worked out here from the shapes: capture accumulators, the parallel
+ * schedule's owned Hessians, the phases and the peak; and what changes with the rank count. */
+#include <math.h>
+#include <string.h>
+
+#include "coordinator/config.h"
+#include "coordinator/plan_memory.h"
+#include "tests/testutil.h"
+
+static double group_in_sq(const zf_model_config *c, int g) { return (double)zf_group_in(c, g) * (double)zf_group_in(c, g); }
+
+int main(void)
+{
+    zf_model_config c;
+    CHECK_OK(zf_model_config_read(zt_fixture("llama-mini"), &c));
+    zf_job_config cfg;
+    zf_config_defaults(&cfg);
+    cfg.n_eval_files = 1;
+    double all = 0, largest = 0;
+    for (int g = 0; g < ZF_NGROUP; g++) {
+        all += group_in_sq(&c, g);
+        largest = fmax(largest, group_in_sq(&c, g));
+    }
+    zf_plan_memory one, eight;
+    zf_plan_memory_host(&cfg, &c, 1, 128, 256, &one);
+    zf_plan_memory_host(&cfg, &c, 8, 16, 256, &eight);
+    CHECK_CLOSE(one.capture, all * 8, 0, 1e-12);                      /* every group's fp64 accumulator */
+    CHECK_CLOSE(one.acts, 2.0 * 128 * 256 * (double)c.hidden * 4 + 128 * 256 * 4, 0, 1e-12);
+    CHECK_CLOSE(eight.acts * 8, one.acts, 0, 1e-12);                  /* activations shrink with the ranks */
+    CHECK(eight.quant <= one.quant);                                   /* one rank owns every group */
+    double peak = fmax(fmax(one.embed_phase, one.capture_phase), fmax(one.quant_phase, one.eval_phase));
+    CHECK_CLOSE(one.peak, peak, 0, 0);
+    CHECK(one.eval_chunk == 16 && one.eval > 0); /* small shapes: the largest chunk fits the default 2 GiB */
+
+    cfg.true_sequential = true;
+    zf_plan_memory ts;
+    zf_plan_memory_host(&cfg, &c, 1, 128, 256, &ts);
+    CHECK_CLOSE(ts.capture, largest * 8, 0, 1e-12);                   /* one group per pass */
+    cfg.true_sequential = false;
+
+    /* parallel: one rank owns every unit's fp32 H; with a rank per unit, the largest group's */
+    cfg.schedule = ZF_SCHEDULE_PARALLEL;
+    zf_plan_memory p1, pu;
+    zf_plan_memory_host(&cfg, &c, 1, 128, 256, &p1);
+    zf_plan_memory_host(&cfg, &c, (int)(c.n_layers * ZF_NGROUP), 1, 256, &pu);
+    CHECK_CLOSE(p1.owned_h, (double)c.n_layers * all * 4, 0, 1e-12);
+    CHECK_CLOSE(pu.owned_h, largest * 4, 0, 1e-12);
+    CHECK(pu.capture_phase < p1.capture_phase);
+
+    /* without evaluation files there is no evaluation chunk */
+    cfg.n_eval_files = 0;
+    zf_plan_memory ne;
+    zf_plan_memory_host(&cfg, &c, 1, 128, 256, &ne);
+    CHECK(ne.eval == 0);
+    return zt_finish("test_plan_memory");
+}
