@@ -296,8 +296,9 @@ static void print_host_memory(const zf_job_config *cfg, const zf_model_config *m
     printf("| one block: fp32 weights and codes%s | %.3f |\n", cfg->eval_unfolded ? ", unfolded copy" : "",
            pm->block / gib);
     if (pm->unfolded_all > 0) printf("| every block's unfolded copy kept for eval.unfolded | %.3f |\n", pm->unfolded_all / gib);
-    printf("| Hessian accumulators of one %s (%s) | %.3f |\n", parallel ? "block" : "capture pass",
-           cfg->hessian_fp64 ? "fp64" : "fp32", pm->capture / gib);
+    printf("| Hessian accumulators of one %s (%s%s) | %.3f |\n", parallel ? "block" : "capture pass",
+           cfg->hessian_fp64 ? "fp64" : "fp32", cfg->backend == ZF_BACKEND_CUDA ? ", in GPU memory: none here" : "",
+           pm->capture / gib);
     if (parallel) printf("| Hessians this rank owns (fp32, all its units) | %.3f |\n", pm->owned_h / gib);
     printf("| quantization on the busiest owner (H, group work, results kept) | %.3f |\n", pm->quant / gib);
     if (pm->reduce > 0) printf("| MPI reduction staging | %.3f |\n", pm->reduce / gib);

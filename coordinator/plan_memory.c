@@ -22,12 +22,13 @@ static group_shape shape_of(const zf_model_config *c, zf_group g)
     return s;
 }
 
-/* One group's quantization on its owner: the stacked weights, the quantizer's working set, H, the result. */
+/* One group's quantization on its owner, in host memory: the stacked weights, H, the result (codes and the
+ * quantizer's dequantized copy), and on the CPU the quantizer's working set (a GPU holds it in device memory). */
 static double group_work(const zf_job_config *cfg, group_shape s)
 {
-    double rc = s.rows * s.in;
-    return rc * 4 + (double)zf_backend_quantize_bytes(&cfg->quant, (int64_t)s.rows, (int64_t)s.in, true) +
-           s.in * s.in * 4 + rc;
+    double rc = s.rows * s.in, host = rc * 4 + s.in * s.in * 4 + rc * 5;
+    if (cfg->backend == ZF_BACKEND_CUDA) return host;
+    return host + (double)zf_backend_quantize_bytes(&cfg->quant, (int64_t)s.rows, (int64_t)s.in, true);
 }
 
 static double max2(double a, double b) { return a > b ? a : b; }
@@ -44,7 +45,7 @@ static double sequential_quant(const zf_job_config *cfg, const zf_model_config *
         for (int first = 0; first < ZF_NGROUP;) {
             int last = cfg->true_sequential ? first + 1 : ZF_NGROUP;
             double waiting = 0, results = 0;
-            for (int g = first; g < last; g++)
+            for (int g = first; g < last && hbytes > 0; g++)
                 if (owner[g] == r) waiting += shape_of(c, (zf_group)g).in * shape_of(c, (zf_group)g).in * hbytes;
             for (int g = first; g < last; g++) {
                 if (owner[g] != r) continue;
@@ -123,10 +124,12 @@ void zf_plan_memory_host(const zf_job_config *cfg, const zf_model_config *c, int
     out->window = S * (d + big) * 4 + S * (double)c->head_dim * 4;
     out->block = block_params * (4 + 1) + (cfg->eval_unfolded ? block_params * 4 : 0);
     out->unfolded_all = cfg->eval_unfolded ? block_params * 4 * (double)(c->n_layers - 1) : 0;
-    out->capture = zf_plan_capture_bytes(cfg, c);
+    /* a GPU accumulates the Hessians in device memory; the host holds the owners' finalized H */
+    bool device_sums = cfg->backend == ZF_BACKEND_CUDA;
+    out->capture = device_sums ? 0 : zf_plan_capture_bytes(cfg, c);
     /* Open MPI's temporaries for one reduction call: the messages go in pieces of at most 2^24 entries */
     double piece = fmin(capture_bytes(c, 1, true), (double)(1 << 24));
-    out->reduce = ranks > 1 ? 2.0 * piece * hbytes : 0;
+    out->reduce = ranks > 1 && !device_sums ? 2.0 * piece * hbytes : 0;
     out->globals = (double)c->vocab * d * 4 * (c->tied_embeddings ? 1 : 2) +
                    (c->family == ZF_FAMILY_OPT ? (double)(c->max_pos + 2) * d * 4 : 0);
     int64_t eval_seq = cfg->eval_seq_len > 0 ? cfg->eval_seq_len : seq;
@@ -142,7 +145,7 @@ void zf_plan_memory_host(const zf_job_config *cfg, const zf_model_config *c, int
         out->capture_phase = base + out->block + out->window + out->capture + out->owned_h + out->reduce;
         out->quant_phase = base + out->block + out->quant;
     } else {
-        out->quant = sequential_quant(cfg, c, ranks, hbytes);
+        out->quant = sequential_quant(cfg, c, ranks, device_sums ? 0 : hbytes);
         out->capture_phase = base + out->unfolded_all + out->block + out->window + out->capture + out->reduce;
         out->quant_phase = base + out->unfolded_all + out->block + out->quant + out->reduce;
     }

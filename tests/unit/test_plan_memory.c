@@ -6,6 +6,7 @@
 #include "coordinator/config.h"
 #include "coordinator/plan_memory.h"
 #include "tests/testutil.h"
+#include "worker/backend.h"
 
 static double group_in_sq(const zf_model_config *c, int g) { return (double)zf_group_in(c, g) * (double)zf_group_in(c, g); }
 
@@ -46,6 +47,17 @@ int main(void)
     CHECK_CLOSE(p1.owned_h, (double)c.n_layers * all * 4, 0, 1e-12);
     CHECK_CLOSE(pu.owned_h, largest * 4, 0, 1e-12);
     CHECK(pu.capture_phase < p1.capture_phase);
+
+    /* with GPUs the accumulators and the quantizer's working set live in device memory */
+    cfg.schedule = ZF_SCHEDULE_SEQUENTIAL;
+    cfg.backend = ZF_BACKEND_CUDA;
+    zf_plan_memory gpu;
+    zf_plan_memory_host(&cfg, &c, 4, 32, 256, &gpu);
+    CHECK(gpu.capture == 0 && gpu.reduce == 0);
+    double in_max = sqrt(largest), rows_down = (double)c.hidden;
+    CHECK(gpu.quant >= in_max * in_max * 4 + rows_down * in_max * 9); /* H, the stacked weights, codes and deq */
+    CHECK(gpu.quant < one.quant);
+    cfg.backend = ZF_BACKEND_CPU;
 
     /* without evaluation files there is no evaluation chunk */
     cfg.n_eval_files = 0;
