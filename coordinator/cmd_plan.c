@@ -155,13 +155,12 @@ static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t r
 /* Quantization flops per block of the busiest rank: the units go to owners as the pipeline assigns them (one
  * block's four groups in the sequential schedule, every block's at once in the parallel one). */
 static double busiest_owner_flops(const zf_job_config *cfg, const zf_model_config *mc, const double *rows,
-                                  const double *in, int ranks)
+                                  const double *in, int ranks, int iters)
 {
     int64_t nb = cfg->schedule == ZF_SCHEDULE_PARALLEL ? mc->n_layers : 1;
     int *owner = zf_calloc((size_t)(nb * ZF_NGROUP), sizeof *owner, "unit owners");
     double *load = zf_calloc((size_t)ranks, sizeof *load, "rank loads"), busiest = 0;
     if (owner && load && zf_assign_owners(mc, nb, ranks, owner) == ZF_OK) {
-        int iters = cfg->quant.method == ZF_METHOD_ZFOLD ? cfg->quant.als_max_iter : 0;
         for (int64_t u = 0; u < nb * ZF_NGROUP; u++)
             load[owner[u]] += quant_flops_model(rows[u % ZF_NGROUP], in[u % ZF_NGROUP], iters);
         for (int r = 0; r < ranks; r++)
@@ -217,8 +216,10 @@ static void print_times(const zf_job_config *cfg, const zf_model_config *mc, con
            parallel ? "x1 (the full-precision pass)" : "x2 (capture, then through the quantized block)",
            passes * fwd_flops / 1e9, r->fwd, r->fwd_how, t_fwd);
     printf("| Hessians T·Σd_in² | %.2f | %.1f (%s) | %.3f |\n", hess_flops / 1e9, r->hess, r->hess_how, t_hess);
-    printf("| OPTQ%s, busiest rank%s | %.2f | %.1f (%s) | %.3f |\n",
-           cfg->quant.method == ZF_METHOD_ZFOLD ? " + Z-FOLD ALS (upper bound)" : "",
+    char als[64] = "";
+    if (cfg->quant.method == ZF_METHOD_ZFOLD)
+        snprintf(als, sizeof als, " + Z-FOLD ALS (all %d iterations: an upper bound)", cfg->quant.als_max_iter);
+    printf("| OPTQ%s, busiest rank%s | %.2f | %.1f (%s) | %.3f |\n", als,
            parallel ? " (every block's units spread over the ranks)" : "", quant_flops / 1e9, r->quant, r->quant_how,
            t_quant);
     printf("| **block** | | | **%.3f** (whole model ≈ %.1f s) |\n", t_block, t_block * (double)mc->n_layers);
@@ -381,7 +382,6 @@ int zf_cmd_plan(int argc, char **argv)
     zf_plan_memory pm;
     zf_plan_memory_host(&cfg, &mc, ranks, wins, seq, &pm);
     double fwd_flops = 2.0 * (double)T * block_params + 4.0 * (double)T * seq * qd / 2.0;
-    double quant_flops = busiest_owner_flops(&cfg, &mc, rows, in, ranks);
     /* the config's GPU when one is visible: its memory, and the rates */
     zf_backend *gpu = NULL;
     zf_backend_info gpu_info = {0};
@@ -405,12 +405,14 @@ int zf_cmd_plan(int argc, char **argv)
             return ZF_EXIT_FAILURE;
         }
         rates r = gpu ? measure_rates(gpu, &cfg, &mc, seq < 512 ? seq : 512, block_params, max_rows, max_cols, 2048)
-                      : measure_rates(cpu, &cfg, &mc, seq < 128 ? seq : 128, block_params, max_rows, max_cols, 1024);
+                      : measure_rates(cpu, &cfg, &mc, seq < 128 ? seq : 128, block_params, max_rows, max_cols, 2048);
         zf_backend_close(cpu);
         if (cfg.backend == ZF_BACKEND_CUDA && !gpu)
             printf("backend cuda, but no GPU here: the times below use this CPU's rates; run zfold plan on a GPU "
                    "node for GPU times\n");
-        print_times(&cfg, &mc, &r, fwd_flops, hess_flops, quant_flops);
+        print_times(&cfg, &mc, &r, fwd_flops, hess_flops,
+                    busiest_owner_flops(&cfg, &mc, rows, in, ranks,
+                                        cfg.quant.method == ZF_METHOD_ZFOLD ? cfg.quant.als_max_iter : 0));
     }
     printf("(calibration of %lld tokens in all)\n", (long long)Tall);
     int rc = cfg.backend == ZF_BACKEND_CUDA

@@ -26,8 +26,9 @@ static group_shape shape_of(const zf_model_config *c, zf_group g)
  * quantizer's dequantized copy), and on the CPU the quantizer's working set (a GPU holds it in device memory). */
 static double group_work(const zf_job_config *cfg, group_shape s)
 {
-    double rc = s.rows * s.in, host = rc * 4 + s.in * s.in * 4 + rc * 5;
-    if (cfg->backend == ZF_BACKEND_CUDA) return host;
+    double rc = s.rows * s.in, host = rc * 4 + s.in * s.in * 4;
+    if (cfg->backend == ZF_BACKEND_CUDA) return host + rc * 5;
+    /* the CPU quantizer writes codes and deq straight into the result: they are in its working set */
     return host + (double)zf_backend_quantize_bytes(&cfg->quant, (int64_t)s.rows, (int64_t)s.in, true);
 }
 
@@ -135,6 +136,8 @@ void zf_plan_memory_host(const zf_job_config *cfg, const zf_model_config *c, int
     int64_t eval_seq = cfg->eval_seq_len > 0 ? cfg->eval_seq_len : seq;
     out->eval_chunk = cfg->eval_chunk > 0 ? cfg->eval_chunk
                                           : zf_eval_auto_chunk(c, eval_seq, cfg->eval_memory_gib * 1073741824.0);
+    int64_t share = cfg->eval_max_windows > 0 ? (cfg->eval_max_windows + ranks - 1) / ranks : 0;
+    if (share > 0 && share < out->eval_chunk) out->eval_chunk = share; /* a rank evaluates at most its share */
     out->eval = cfg->n_eval_files > 0 ? zf_eval_chunk_bytes(c, eval_seq, out->eval_chunk) : 0;
 
     double base = out->runtime + out->acts;
@@ -147,7 +150,7 @@ void zf_plan_memory_host(const zf_job_config *cfg, const zf_model_config *c, int
     } else {
         out->quant = sequential_quant(cfg, c, ranks, device_sums ? 0 : hbytes);
         out->capture_phase = base + out->unfolded_all + out->block + out->window + out->capture + out->reduce;
-        out->quant_phase = base + out->unfolded_all + out->block + out->quant + out->reduce;
+        out->quant_phase = base + out->unfolded_all + out->block + out->quant;
     }
     out->embed_phase = base + out->globals;
     out->eval_phase = out->runtime + out->unfolded_all + out->globals + out->block + out->eval;

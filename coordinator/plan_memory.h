@@ -20,7 +20,7 @@ typedef struct {
     double capture;        /* Hessian accumulators of one capture pass (sequential) or of one block (parallel) */
     double owned_h;        /* parallel: the fp32 Hessians this rank owns, held from the pass to its quantization */
     double quant;          /* the busiest owner's quantization: waiting accumulators, H, group work, results */
-    double reduce;         /* MPI reduction staging */
+    double reduce;         /* MPI reduction staging (during the reductions, before any quantization) */
     double globals;        /* embeddings, head, final norm (OPT: positions): at embedding and evaluation only */
     double eval;           /* one evaluation chunk */
     int64_t eval_chunk;    /* its windows */

@@ -59,6 +59,13 @@ int main(void)
     CHECK(gpu.quant < one.quant);
     cfg.backend = ZF_BACKEND_CPU;
 
+    /* a rank's chunk is at most its share of eval.max_windows */
+    cfg.eval_max_windows = 8;
+    zf_plan_memory share;
+    zf_plan_memory_host(&cfg, &c, 4, 32, 256, &share);
+    CHECK(share.eval_chunk == 2);
+    cfg.eval_max_windows = 0;
+
     /* without evaluation files there is no evaluation chunk */
     cfg.n_eval_files = 0;
     zf_plan_memory ne;
