@@ -17,9 +17,9 @@ rc=$?
 [ "$rc" -eq 0 ] && ok "plan, 4 ranks, 64 GiB each: exit 0" || { bad "plan exit $rc"; cat "$work/plan.out"; }
 # per rank: 32 windows x 2048 tokens; fp64 Hessians of d_in 4096 (q/k/v, o, gate/up) and 11008 (down)
 want_hess=$(awk 'BEGIN { printf "%.3f", (3 * 4096^2 + 11008^2) * 8 / 2^30 }')
-want_act=$(awk 'BEGIN { printf "%.3f", 2 * 32 * 2048 * 4096 * 4 / 2^30 }')
-[ "$(row 'Hessian accumulators (fp64)')" = "$want_hess" ] && ok "Hessian accumulators $want_hess GiB" \
-  || bad "Hessian accumulators: $(row 'Hessian accumulators (fp64)'), expected $want_hess"
+want_act=$(awk 'BEGIN { printf "%.3f", (2 * 32 * 2048 * 4096 * 4 + 32 * 2048 * 4) / 2^30 }')
+[ "$(row 'Hessian accumulators of one capture pass (fp64)')" = "$want_hess" ] && ok "Hessian accumulators $want_hess GiB" \
+  || bad "Hessian accumulators: $(row 'Hessian accumulators of one capture pass (fp64)'), expected $want_hess"
 [ "$(row 'calibration activations')" = "$want_act" ] && ok "calibration activations $want_act GiB" \
   || bad "calibration activations: $(row 'calibration activations'), expected $want_act"
 want_hflops=$(awk 'BEGIN { printf "%.2f", 32 * 2048 * (3 * 4096^2 + 11008^2) / 1e9 }')
@@ -29,6 +29,12 @@ want_hflops=$(awk 'BEGIN { printf "%.2f", 32 * 2048 * (3 * 4096^2 + 11008^2) / 1
 want_qflops=$(awk 'BEGIN { printf "%.2f", (11008^3 * 2 / 3 + 2 * 4096 * 11008^2) / 1e9 }')
 [ "$(row 'OPTQ, busiest rank')" = "$want_qflops" ] && ok "busiest rank's OPTQ GFLOP $want_qflops" \
   || bad "busiest rank's OPTQ GFLOP: $(row 'OPTQ, busiest rank'), expected $want_qflops"
+# the peak is the largest phase total; 4 ranks move 8·Σd_in² of Hessians and 4-bit codes per block
+awk -F'|' '/phase totals/ { n = split($2, w, /[ ,]+/); for (i = 1; i <= n; i++) if (w[i] ~ /^[0-9.]+$/ && w[i] + 0 > m) m = w[i] + 0 }
+  /\*\*peak/ { gsub(/[ *]/, "", $3); p = $3 + 0 } END { exit !(m > 0 && sqrt((p - m)^2) <= 0.006) }' "$work/plan.out" \
+  && ok "the peak is the largest phase" || { bad "peak is not the largest phase"; grep -E 'phase|peak' "$work/plan.out"; }
+grep -qE '^traffic per rank: [0-9.]+ GB per block' "$work/plan.out" && ok "traffic per block printed" \
+  || bad "no traffic line at 4 ranks"
 # every time row: seconds = GFLOP / (GFLOP/s), to the printed digits
 n=$(grep -cE '^\| (forward x|Hessians|OPTQ)' "$work/plan.out")
 awk -F'|' '/^\| (forward x|Hessians|OPTQ)/ {
