@@ -355,6 +355,15 @@ int64_t zf_group_in(const zf_model_config *c, zf_group g)
     }
 }
 
+int64_t zf_group_out(const zf_model_config *c, zf_group g)
+{
+    zf_lin mem[3];
+    int nm = zf_group_members(c, g, mem);
+    int64_t rows = 0;
+    for (int i = 0; i < nm; i++) rows += zf_lin_out(c, mem[i]);
+    return rows;
+}
+
 const char *zf_group_name(zf_group g)
 {
     switch (g) {

@@ -78,6 +78,8 @@ zf_fold_target zf_group_fold(const zf_model_config *c, zf_group g);
 /* Members of group g in execution order; returns the count. */
 int zf_group_members(const zf_model_config *c, zf_group g, zf_lin out[3]);
 int64_t zf_group_in(const zf_model_config *c, zf_group g);
+/* A group's output rows: its members' stacked. */
+int64_t zf_group_out(const zf_model_config *c, zf_group g);
 const char *zf_group_name(zf_group g);
 /* Parameter count of the whole model implied by the config. */
 int64_t zf_model_param_count(const zf_model_config *c);

@@ -369,11 +369,8 @@ int zf_cmd_plan(int argc, char **argv)
     double block_params = 0, max_group = 0, hess_flops = 0;
     int64_t max_rows = 0, max_cols = 0; /* the largest group */
     for (int g = 0; g < ZF_NGROUP; g++) {
-        zf_lin mem[3];
-        int nm = zf_group_members(&mc, (zf_group)g, mem);
         in[g] = (double)zf_group_in(&mc, (zf_group)g);
-        rows[g] = 0;
-        for (int i = 0; i < nm; i++) rows[g] += (double)zf_lin_out(&mc, mem[i]);
+        rows[g] = (double)zf_group_out(&mc, (zf_group)g);
         block_params += rows[g] * in[g];
         hess_flops += (double)T * in[g] * in[g];
         if (rows[g] * in[g] > max_group) max_group = rows[g] * in[g], max_rows = (int64_t)rows[g], max_cols = (int64_t)in[g];

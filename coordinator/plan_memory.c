@@ -7,6 +7,7 @@
 
 #include "coordinator/pipeline.h"
 #include "worker/backend.h"
+#include "worker/forward.h"
 #include "worker/perplexity.h"
 
 typedef struct {
@@ -15,11 +16,7 @@ typedef struct {
 
 static group_shape shape_of(const zf_model_config *c, zf_group g)
 {
-    zf_lin mem[3];
-    int nm = zf_group_members(c, g, mem);
-    group_shape s = {0, (double)zf_group_in(c, g)};
-    for (int i = 0; i < nm; i++) s.rows += (double)zf_lin_out(c, mem[i]);
-    return s;
+    return (group_shape){(double)zf_group_out(c, g), (double)zf_group_in(c, g)};
 }
 
 /* One group's quantization on its owner, in host memory: the stacked weights, H, the result (codes and the
@@ -114,9 +111,7 @@ void zf_plan_memory_host(const zf_job_config *cfg, const zf_model_config *c, int
 {
     memset(out, 0, sizeof *out);
     double d = (double)c->hidden, T = (double)(windows_per_rank * seq), S = (double)seq;
-    double qdim = (double)(c->n_heads * c->head_dim), kvdim = (double)(c->n_kv_heads * c->head_dim);
-    double mlp = (c->family == ZF_FAMILY_OPT ? 1.0 : 2.0) * (double)c->intermediate;
-    double big = max2(2 * qdim + 2 * kvdim, mlp), block_params = 0, hbytes = cfg->hessian_fp64 ? 8 : 4;
+    double big = (double)zf_forward_big_floats(c), block_params = 0, hbytes = cfg->hessian_fp64 ? 8 : 4;
     for (int g = 0; g < ZF_NGROUP; g++) block_params += shape_of(c, (zf_group)g).rows * shape_of(c, (zf_group)g).in;
     bool parallel = cfg->schedule == ZF_SCHEDULE_PARALLEL;
 

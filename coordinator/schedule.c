@@ -89,7 +89,6 @@ zf_status zf_sched_bcast_group(zf_group_result *gr, int owner)
     return ZF_OK;
 }
 
-/* Device sums go over NCCL, host sums over MPI. */
 int zf_sched_hessian_wire_bytes(const zf_job_config *cfg)
 {
     return cfg->hessian_fp64 && !cfg->hessian_reduce_fp32 ? 8 : 4;
@@ -113,6 +112,7 @@ static zf_status reduce_f64_as_f32(double *sum, int64_t n, int owner)
     return s;
 }
 
+/* Device sums go over NCCL, host sums over MPI. */
 zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner, bool fp32_wire)
 {
     if (zf_comm_world()->size == 1) return ZF_OK;
@@ -159,10 +159,7 @@ zf_status zf_sched_agreed_stop(const zf_run_hooks *hooks, const char *where)
 /* Work per group for balancing: OPTQ's d_out·d_in² plus the Cholesky's d_in³/3. */
 static double group_cost(const zf_model_config *c, zf_group g)
 {
-    zf_lin mem[3];
-    int nm = zf_group_members(c, g, mem);
-    double in = (double)zf_group_in(c, g), out = 0;
-    for (int i = 0; i < nm; i++) out += (double)zf_lin_out(c, mem[i]);
+    double in = (double)zf_group_in(c, g), out = (double)zf_group_out(c, g);
     return 2.0 * out * in * in + in * in * in / 3.0;
 }
 

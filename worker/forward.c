@@ -266,6 +266,13 @@ zf_status zf_embed(const zf_model_config *c, const zf_model_globals *g, const in
     return ZF_OK;
 }
 
+int64_t zf_forward_big_floats(const zf_model_config *c)
+{
+    int64_t attn = 2 * c->n_heads * c->head_dim + 2 * c->n_kv_heads * c->head_dim;
+    int64_t mlp = (c->family == ZF_FAMILY_OPT ? 1 : 2) * c->intermediate;
+    return attn > mlp ? attn : mlp;
+}
+
 zf_status zf_block_forward(const zf_model_config *c, const zf_block_weights *w, float *x, int64_t nwin, int64_t seq,
                            zf_capture_fn capture, void *capture_ctx)
 {
@@ -282,8 +289,7 @@ zf_status zf_block_forward(const zf_model_config *c, const zf_block_weights *w, 
     ZF_ASSERT(w->norm_w[0] && w->norm_w[1]);
 
     /* h: a norm's output; big: q, k, v and the attention mix, later gate/up (or fc1) — never both at once. */
-    int64_t attn_floats = 2 * qdim + 2 * kvdim, mlp_floats = (opt ? 1 : 2) * ff;
-    int64_t big_floats = attn_floats > mlp_floats ? attn_floats : mlp_floats;
+    int64_t big_floats = zf_forward_big_floats(c);
     int64_t half = opt ? 0 : hd / 2;
     float *h = zf_malloc(sizeof(float) * (size_t)(ntok * d), "block norm output");
     float *big = zf_malloc(sizeof(float) * (size_t)ntok * (size_t)big_floats, "block activations");

@@ -21,6 +21,8 @@ zf_status zf_embed(const zf_model_config *c, const zf_model_globals *g, const in
                    int64_t seq, float *x);
 /* In place: x [nwin·seq, d] ← block(x); each window is an independent sequence at positions 0..seq-1.
  * capture may be NULL. */
+/* Floats per token of the block forward's largest intermediate: q, k, v and the attention mix, or gate/up (fc1). */
+int64_t zf_forward_big_floats(const zf_model_config *c);
 zf_status zf_block_forward(const zf_model_config *c, const zf_block_weights *w, float *x, int64_t nwin, int64_t seq,
                            zf_capture_fn capture, void *capture_ctx);
 /* logits [ntok, vocab] = head(final_norm(x [ntok, d])). */

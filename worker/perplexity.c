@@ -16,9 +16,7 @@ int64_t zf_eval_windows(int64_t ntokens, int64_t seq)
 double zf_eval_chunk_bytes(const zf_model_config *c, int64_t seq, int64_t chunk)
 {
     double ntok = (double)(chunk * seq), d = (double)c->hidden;
-    double qdim = (double)(c->n_heads * c->head_dim), kvdim = (double)(c->n_kv_heads * c->head_dim);
-    double mlp = (c->family == ZF_FAMILY_OPT ? 1.0 : 2.0) * (double)c->intermediate;
-    double big = 2 * qdim + 2 * kvdim > mlp ? 2 * qdim + 2 * kvdim : mlp;
+    double big = (double)zf_forward_big_floats(c);
     double blocks = ntok * (2 * d + big) * 4;                         /* x, the norm output, q/k/v/mix or gate/up */
     double head = ntok * (2 * d + (double)c->vocab) * 4 + ntok * 8;   /* x, final norm output, logits, NLL */
     return blocks > head ? blocks : head;
