@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
 #include <time.h>
 
 #include "common/model.h"
@@ -9,6 +10,7 @@
 #include "coordinator/commands.h"
 #include "coordinator/config.h"
 #include "coordinator/gpucomm.h"
+#include "coordinator/parts.h"
 #include "coordinator/pipeline.h"
 #include "coordinator/plan_memory.h"
 #include "coordinator/schedule.h"
@@ -104,12 +106,6 @@ static double measure_forward(zf_backend *be, const zf_model_config *mc, int64_t
     return rate;
 }
 
-/* Cost-model flops of quantizing [rows, cols]: OPTQ (Cholesky, inverse, column loop) and als_iters ALS rounds. */
-static double quant_flops_model(double rows, double cols, int als_iters)
-{
-    return cols * cols * cols / 3.0 * 2 + 2.0 * rows * cols * cols + als_iters * 2.0 * rows * cols * cols;
-}
-
 /* GFLOP/s of quantizing one [rows, cols] layer (random weights, H from random inputs) on be
  * with the config's method, counting the ALS rounds it ran; 0 when it fails. */
 static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t rows, int64_t cols)
@@ -143,7 +139,7 @@ static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t r
         }
         double t0 = zf_now();
         if (st == ZF_OK && zf_backend_quantize(be, q, W, rows, cols, H, NULL, &r) == ZF_OK)
-            rate = quant_flops_model((double)rows, (double)cols, r.als_iters) / (zf_now() - t0) / 1e9;
+            rate = zf_quant_flops((double)rows, (double)cols, r.als_iters) / (zf_now() - t0) / 1e9;
         zf_qresult_free(&r);
     }
     free(W);
@@ -153,19 +149,29 @@ static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t r
 }
 
 /* Quantization flops per block of the busiest rank: the units go to owners as the pipeline assigns them (one
- * block's four groups in the sequential schedule, every block's at once in the parallel one). */
+ * block's four groups in the sequential schedule, split by rows across teams when split_rows applies, every
+ * block's at once in the parallel one). */
 static double busiest_owner_flops(const zf_job_config *cfg, const zf_model_config *mc, const double *rows,
                                   const double *in, int ranks, int iters)
 {
-    int64_t nb = cfg->schedule == ZF_SCHEDULE_PARALLEL ? mc->n_layers : 1;
+    bool parallel = cfg->schedule == ZF_SCHEDULE_PARALLEL;
+    int64_t nb = parallel ? mc->n_layers : 1;
     int *owner = zf_calloc((size_t)(nb * ZF_NGROUP), sizeof *owner, "unit owners");
     double *load = zf_calloc((size_t)ranks, sizeof *load, "rank loads"), busiest = 0;
-    if (owner && load && zf_assign_owners(mc, nb, ranks, owner) == ZF_OK) {
+    zf_block_parts p;
+    if (parallel && owner && load && zf_assign_owners(mc, nb, ranks, owner) == ZF_OK) {
         for (int64_t u = 0; u < nb * ZF_NGROUP; u++)
-            load[owner[u]] += quant_flops_model(rows[u % ZF_NGROUP], in[u % ZF_NGROUP], iters);
-        for (int r = 0; r < ranks; r++)
-            if (load[r] > busiest) busiest = load[r];
+            load[owner[u]] += zf_quant_flops(rows[u % ZF_NGROUP], in[u % ZF_NGROUP], iters);
+    } else if (!parallel && load && zf_assign_parts(mc, &cfg->quant, ranks, cfg->split_rows, &p) == ZF_OK) {
+        for (int g = 0; g < ZF_NGROUP; g++)
+            for (int i = 0; i < p.n[g]; i++) {
+                int64_t lo, hi;
+                zf_part_rows(mc, &p, (zf_group)g, i, &lo, &hi);
+                load[p.first[g] + i] += zf_quant_flops((double)(hi - lo), in[g], iters);
+            }
     }
+    for (int r = 0; load && r < ranks; r++)
+        if (load[r] > busiest) busiest = load[r];
     free(owner);
     free(load);
     return busiest / (double)nb;
@@ -245,10 +251,14 @@ static int print_gpu_memory(const zf_job_config *cfg, const zf_model_config *mc,
     double g_fixed = (double)zf_backend_cuda_fixed_bytes(cfg->hessian_fp64);
     double g_nccl = ranks > 1 ? (double)ZF_GPUCOMM_NCCL_ALLOWANCE + (double)ZF_GPUCOMM_STAGE : 0;
     g_fixed += g_nccl;
-    double g_quant = 0; /* the group whose quantization holds the most */
+    double g_quant = 0, part_rows[ZF_NGROUP]; /* the group whose quantization holds the most, per rank */
     int g_most = 0;
+    zf_block_parts p;
+    bool split = cfg->schedule != ZF_SCHEDULE_PARALLEL &&
+                 zf_assign_parts(mc, &cfg->quant, ranks, cfg->split_rows, &p) == ZF_OK;
     for (int g = 0; g < ZF_NGROUP; g++) {
-        double b = (double)zf_backend_quantize_bytes(&cfg->quant, (int64_t)rows[g], (int64_t)in[g], true);
+        part_rows[g] = split ? ceil(rows[g] / p.n[g]) : rows[g];
+        double b = (double)zf_backend_quantize_bytes(&cfg->quant, (int64_t)part_rows[g], (int64_t)in[g], true);
         if (b > g_quant) g_quant = b, g_most = g;
     }
     double g_quant_total = g_fixed + g_fwd + hess + g_quant;
@@ -269,7 +279,7 @@ static int print_gpu_memory(const zf_job_config *cfg, const zf_model_config *mc,
     printf("| one block's weights (%s) and one window's forward | %.3f |\n",
            cfg->gpu_forward_dtype == ZF_FWD_FP32 ? "fp32" : "16-bit", g_fwd / gib);
     printf("| Hessian accumulators (%s) | %.3f |\n| largest group's quantization (%s, [%lld x %lld]) | %.3f |\n",
-           cfg->hessian_fp64 ? "fp64" : "fp32", hess / gib, zf_group_name((zf_group)g_most), (long long)rows[g_most],
+           cfg->hessian_fp64 ? "fp64" : "fp32", hess / gib, zf_group_name((zf_group)g_most), (long long)part_rows[g_most],
            (long long)in[g_most], g_quant / gib);
     printf("| quantization total | %.3f |\n", g_quant_total / gib);
     printf("| evaluation total: forward, head and one window's logits (%lld tokens) | %.3f |\n", (long long)eval_seq,
@@ -286,7 +296,8 @@ static int print_gpu_memory(const zf_job_config *cfg, const zf_model_config *mc,
 }
 
 /* The host memory table of the busiest rank, by phase, and the bytes each rank moves. */
-static void print_host_memory(const zf_job_config *cfg, const zf_model_config *mc, int ranks, const zf_plan_memory *pm)
+static void print_host_memory(const zf_job_config *cfg, const zf_model_config *mc, int ranks, int64_t tokens,
+                              const zf_plan_memory *pm)
 {
     double gib = 1024.0 * 1024.0 * 1024.0;
     bool parallel = cfg->schedule == ZF_SCHEDULE_PARALLEL;
@@ -309,9 +320,15 @@ static void print_host_memory(const zf_job_config *cfg, const zf_model_config *m
            pm->embed_phase / gib, pm->capture_phase / gib, pm->quant_phase / gib, pm->eval_phase / gib);
     printf("| **peak (%s)** | **%.3f** |\n\n", pm->peak_phase, pm->peak / gib);
     if (ranks > 1 && !parallel) {
-        double per_block = (double)zf_block_comm_bytes_model(mc, ranks, zf_sched_hessian_wire_bytes(cfg), cfg->quant.bits);
-        printf("traffic per rank: %.3f GB per block, %.1f GB for the model (Hessian sums to their owners, codes, "
-               "scales and ζ back)\n\n", per_block / 1e9, per_block * (double)mc->n_layers / 1e9);
+        zf_block_parts p;
+        double per_block = 0;
+        if (zf_assign_parts(mc, &cfg->quant, ranks, cfg->split_rows, &p) == ZF_OK)
+            for (int r = 0; r < ranks; r++) {
+                double b = (double)zf_block_comm_bytes_model(mc, cfg, &p, ranks, r, tokens);
+                if (b > per_block) per_block = b;
+            }
+        printf("traffic per rank (the busiest): %.3f GB per block, %.1f GB for the model (Hessian sums to their owners, codes, "
+               "scales and ζ back, a team's Hessian from its owner)\n\n", per_block / 1e9, per_block * (double)mc->n_layers / 1e9);
     }
 }
 
@@ -392,7 +409,7 @@ int zf_cmd_plan(int argc, char **argv)
            (long long)mc.n_layers, (long long)d, (long long)zf_model_param_count(&mc), ranks, ranks > 1 ? "s" : "");
     printf("# calibration: %lld windows x %lld tokens (%lld tokens per rank); method %s, %d bits\n",
            (long long)cfg.calib_windows, (long long)seq, (long long)T, zf_method_name(cfg.quant.method), cfg.quant.bits);
-    print_host_memory(&cfg, &mc, ranks, &pm);
+    print_host_memory(&cfg, &mc, ranks, T, &pm);
     if (!a.memory_only) {
         zf_backend_opts co = {.kind = ZF_BACKEND_CPU, .device = -1};
         zf_backend *cpu = NULL;

@@ -13,6 +13,7 @@
 static zf_comm world = {0, 1};
 static int mpi_started = 0;
 static int reported_elsewhere = 0; /* this rank's failure is printed by another */
+static int team_echo = 0;          /* this rank's failure came from its team's agreement: printed by the rank that failed */
 static double bytes_moved = 0; /* payload of collectives this rank took part in */
 
 /* elements per collective call: bounds the library's temporary buffers (a reduction may hold one chunk more) */
@@ -117,9 +118,23 @@ zf_status zf_comm_bcast(void *buf, size_t bytes, int root)
     return ZF_OK;
 }
 
+static zf_status agree_world(zf_status local);
+
 zf_status zf_comm_agree(zf_status local)
 {
     reported_elsewhere = 0;
+    if (team_echo && local != ZF_OK) {
+        team_echo = 0;
+        zf_status s = agree_world(local);
+        reported_elsewhere = 1;
+        return s;
+    }
+    team_echo = 0;
+    return agree_world(local);
+}
+
+static zf_status agree_world(zf_status local)
+{
     if (world.size == 1) return local;
     int in[2] = {(int)local, -(int)local}, out[2] = {0, 0}; /* the worst status, and minus the best */
     zf_status s = ZF_MPI_CHECK(MPI_Allreduce(in, out, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
@@ -151,3 +166,75 @@ void zf_comm_split(int64_t n, int rank, int size, int64_t *lo, int64_t *hi)
 int zf_comm_reported_elsewhere(void) { return reported_elsewhere; }
 
 double zf_comm_bytes(void) { return bytes_moved; }
+
+struct zf_team {
+    MPI_Comm comm;
+    int rank, size;
+};
+
+zf_status zf_team_create(int color, zf_team **out)
+{
+    *out = NULL;
+    MPI_Comm comm = MPI_COMM_NULL;
+    if (world.size > 1)
+        ZF_TRY(ZF_MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, color >= 0 ? color : MPI_UNDEFINED, world.rank, &comm)));
+    if (color < 0) return ZF_OK;
+    zf_team *t = zf_calloc(1, sizeof *t, "team");
+    if (!t) {
+        if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
+        return ZF_ERR_NOMEM;
+    }
+    *t = (zf_team){comm, 0, 1};
+    zf_status s = ZF_OK;
+    if (comm != MPI_COMM_NULL) {
+        s = ZF_MPI_CHECK(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
+        if (s == ZF_OK) s = ZF_MPI_CHECK(MPI_Comm_rank(comm, &t->rank));
+        if (s == ZF_OK) s = ZF_MPI_CHECK(MPI_Comm_size(comm, &t->size));
+    }
+    if (s != ZF_OK) zf_team_free(t);
+    else *out = t;
+    return s;
+}
+
+void zf_team_free(zf_team *t)
+{
+    if (!t) return;
+    if (t->comm != MPI_COMM_NULL && mpi_started) MPI_Comm_free(&t->comm);
+    free(t);
+}
+
+int zf_team_rank(const zf_team *t) { return t->rank; }
+int zf_team_size(const zf_team *t) { return t->size; }
+
+zf_status zf_team_sum_f64(zf_team *t, double *v, int64_t n)
+{
+    if (t->size == 1) return ZF_OK;
+    for (int64_t off = 0; off < n; off += CHUNK) {
+        int cnt = (int)(n - off < CHUNK ? n - off : CHUNK);
+        bytes_moved += (double)cnt * sizeof(double);
+        ZF_TRY(ZF_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, v + off, cnt, MPI_DOUBLE, MPI_SUM, t->comm)));
+    }
+    return ZF_OK;
+}
+
+zf_status zf_team_bcast(zf_team *t, void *buf, size_t bytes, int root)
+{
+    if (t->size == 1) return ZF_OK;
+    char *p = buf;
+    for (size_t off = 0; off < bytes; off += (size_t)CHUNK) {
+        int cnt = (int)(bytes - off < (size_t)CHUNK ? bytes - off : (size_t)CHUNK);
+        bytes_moved += cnt;
+        ZF_TRY(ZF_MPI_CHECK(MPI_Bcast(p + off, cnt, MPI_BYTE, root, t->comm)));
+    }
+    return ZF_OK;
+}
+
+zf_status zf_team_agree(zf_team *t, zf_status local)
+{
+    if (t->size == 1) return local;
+    int in = (int)local, worst = 0;
+    ZF_TRY(ZF_MPI_CHECK(MPI_Allreduce(&in, &worst, 1, MPI_INT, MPI_MAX, t->comm)));
+    if (worst == ZF_OK || local != ZF_OK) return local;
+    team_echo = 1;
+    return zf_fail((zf_status)worst, "another rank of this rank's team failed (see its error)");
+}

@@ -47,6 +47,21 @@ zf_status zf_comm_agree(zf_status local);
  * rank failed and this rank's message is rank 0's. */
 int zf_comm_reported_elsewhere(void);
 
+/* A subset of the world's ranks with its own collectives (an MPI communicator); the ranks in it are ordered as in
+ * the world. */
+typedef struct zf_team zf_team;
+/* Collective over the world: the ranks passing the same color >= 0 form a team; *out is NULL for color < 0. */
+zf_status zf_team_create(int color, zf_team **out);
+void zf_team_free(zf_team *t);
+int zf_team_rank(const zf_team *t);
+int zf_team_size(const zf_team *t);
+/* Collectives over the team, counted in zf_comm_bytes. */
+zf_status zf_team_sum_f64(zf_team *t, double *v, int64_t n);
+zf_status zf_team_bcast(zf_team *t, void *buf, size_t bytes, int root);
+/* The team's worst status: a rank whose team failed elsewhere gets "another rank of its team failed", and the next
+ * zf_comm_agree leaves the printing to the rank that failed. */
+zf_status zf_team_agree(zf_team *t, zf_status local);
+
 /* Payload bytes of the reductions and broadcasts this rank has taken part in so far. */
 double zf_comm_bytes(void);
 

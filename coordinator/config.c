@@ -16,6 +16,7 @@
 #define QUANT_KEYS {NULL, ZF_KEY_BOOL, 0, 0, 0, 0, false, NULL, 0, NULL, false}
 
 static const char *const schedule_names[] = {"sequential", "parallel", NULL};
+static const char *const capture_names[] = {"auto", "sums", "inputs", NULL};
 static const char *const backend_names[] = {"cpu", "cuda", NULL};
 static const char *const dtype_names[] = {"fp32", "bf16", "fp16", NULL};
 
@@ -36,6 +37,15 @@ static const zf_key_spec own_keys[] = {
      "With hessian_fp64: send the partial sums to their owner in fp32 (half the bytes; each rank accumulates in "
      "double, the owner keeps its own part in double; the result then depends on the number of ranks). backend: "
      "cpu only", false},
+    {"hessian_capture", ZF_KEY_ENUM, OFF(hessian_capture), ZF_CAPTURE_AUTO, 0, 0, false, capture_names, ALL,
+     "Sequential schedule: what a rank keeps of a layer group's inputs until its Hessian is reduced. sums: Σ x xᵀ "
+     "[d_in, d_in]; inputs: the inputs themselves [tokens of the rank, d_in], their Gram matrix formed and reduced "
+     "in column panels (backend: cpu); auto: inputs where they take fewer bytes than the sums (many ranks, long "
+     "layers), else sums", false},
+    {"split_rows", ZF_KEY_BOOL, OFF(split_rows), 1, 0, 0, false, NULL, ALL,
+     "Sequential schedule with more ranks than a block's four layer groups: each group is quantized by its own team "
+     "of ranks, each rank a share of the rows (the spare ranks go where the work is); false: one rank per group",
+     false},
     {"calibration.file", ZF_KEY_PATH, OFF(calib_file), 0, 0, 0, false, NULL, ALL, "Token file of the calibration text", true},
     {"calibration.windows", ZF_KEY_INT, OFF(calib_windows), 128, 1, 1 << 24, false, NULL, ALL,
      "Number of random calibration windows", false},
@@ -273,6 +283,12 @@ zf_status zf_config_validate(const zf_job_config *c)
     if (c->schedule == ZF_SCHEDULE_PARALLEL && c->true_sequential)
         return zf_fail(ZF_ERR_INPUT, "config: schedule: parallel and true_sequential: true conflict (the parallel "
                        "schedule takes every Hessian from the full-precision model)");
+    if (c->hessian_capture == ZF_CAPTURE_INPUTS && c->schedule == ZF_SCHEDULE_PARALLEL)
+        return zf_fail(ZF_ERR_INPUT, "config: hessian_capture: inputs applies to schedule: sequential (the parallel "
+                                     "schedule sums each block's inputs as it goes); use auto or sums");
+    if (c->hessian_capture == ZF_CAPTURE_INPUTS && c->backend == ZF_BACKEND_CUDA)
+        return zf_fail(ZF_ERR_INPUT, "config: hessian_capture: inputs needs backend: cpu (with cuda the inputs stay in "
+                                     "GPU memory and are summed there); use auto or sums");
     if (c->hessian_reduce_fp32 && c->backend == ZF_BACKEND_CUDA)
         return zf_fail(ZF_ERR_INPUT, "config: hessian_reduce_fp32: true needs backend: cpu (with cuda the sums are "
                        "reduced between the GPUs in their accumulation type)");

@@ -14,6 +14,8 @@
 #define ZF_MAX_EVAL_FILES 8
 
 enum { ZF_SCHEDULE_SEQUENTIAL = 0, ZF_SCHEDULE_PARALLEL };
+/* hessian_capture: where a rank keeps what it captures for a Hessian */
+enum { ZF_CAPTURE_AUTO = 0, ZF_CAPTURE_SUMS, ZF_CAPTURE_INPUTS };
 
 typedef struct {
     char model[ZF_PATH_MAX];
@@ -23,6 +25,8 @@ typedef struct {
     bool true_sequential;
     bool hessian_fp64;
     bool hessian_reduce_fp32;   /* fp64 partial sums sent in fp32 */
+    int hessian_capture;        /* zf_capture: a rank's inputs or their sums */
+    bool split_rows;            /* sequential, more ranks than groups: teams of ranks split each group's rows */
     char calib_file[ZF_PATH_MAX];
     int64_t calib_windows;
     int64_t calib_seq_len;

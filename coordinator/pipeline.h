@@ -21,9 +21,12 @@ typedef struct {
     zf_backend *be;              /* where this rank computes (backend:) */
 } zf_qmodel;
 
-/* Bytes each rank moves per block in the sequential schedule (Hessian reductions of hessian_bytes per entry,
- * result broadcasts with bits-wide codes). */
-int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hessian_bytes, int bits);
+struct zf_block_parts;
+/* Bytes rank moves per block in the sequential schedule (Hessian reductions, result broadcasts with bits-wide
+ * codes, a team's Hessian from its owner) with the groups spread as p says (NULL: one owner each) and tokens
+ * calibration tokens on each rank. */
+int64_t zf_block_comm_bytes_model(const zf_model_config *c, const zf_job_config *cfg, const struct zf_block_parts *p,
+                                  int nranks, int rank, int64_t tokens);
 /* Owners of nblocks × ZF_NGROUP units (owner[b·ZF_NGROUP + g]): largest first onto the least loaded rank, the
  * same answer on every rank. Groups cost the same in every block, so kinds by cost, then blocks in order. */
 zf_status zf_assign_owners(const zf_model_config *c, int64_t nblocks, int nranks, int *owner);

@@ -2,12 +2,15 @@
 #include "coordinator/schedule.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "coordinator/comm.h"
 #include "coordinator/exit_codes.h"
 #include "coordinator/gpucomm.h"
+#include "coordinator/parts.h"
+#include "worker/hessian.h"
 
 /* A failed NCCL collective leaves the other ranks inside it until their own timeout, or past it: they cannot
  * agree on the failure in step, so the job ends here (MPI_Abort) once the message is out. */
@@ -44,7 +47,7 @@ static zf_status bcast_payload(void *buf, size_t bytes, int owner)
 static zf_status bcast_codes(uint8_t *q, int64_t n, int bits, int owner)
 {
     int64_t nb = zf_codes_packed_bytes(n, bits);
-    uint8_t *packed = zf_malloc((size_t)nb, "packed codes");
+    uint8_t *packed = zf_malloc((size_t)(nb > 0 ? nb : 1), "packed codes");
     ZF_TRY(zf_comm_agree(packed ? ZF_OK : ZF_ERR_NOMEM));
     bool mine = zf_comm_world()->rank == owner;
     if (mine) zf_codes_pack(q, n, bits, packed);
@@ -54,28 +57,13 @@ static zf_status bcast_codes(uint8_t *q, int64_t n, int bits, int owner)
     return s;
 }
 
-/* Sizes and statistics go over MPI, the arrays as bulk data: codes, grids and ζ, from which every rank rebuilds
- * the weights (the owner's deq stays with it). */
-zf_status zf_sched_bcast_group(zf_group_result *gr, int owner)
+/* The statistics, identical on every part's rank, from the first part's. */
+static zf_status bcast_stats(zf_group_result *gr, int root)
 {
-    const zf_comm *w = zf_comm_world();
-    if (w->size == 1) return ZF_OK;
     zf_qresult *r = &gr->res;
-    int64_t hdr[4] = {r->rows, r->cols, r->ngroups, r->bits};
-    ZF_TRY(zf_comm_bcast_i64(hdr, 4, owner));
-    /* a receiver that cannot hold the result must not leave the others inside the payload broadcasts */
-    ZF_TRY(zf_comm_agree(w->rank != owner ? zf_qresult_alloc_codes(r, hdr[0], hdr[1], hdr[2], (int)hdr[3]) : ZF_OK));
-    int64_t rg = r->rows * r->ngroups;
-    ZF_TRY(bcast_codes(r->q, r->rows * r->cols, r->bits, owner));
-    ZF_TRY(bcast_payload(r->scale, sizeof(float) * (size_t)rg, owner));
-    ZF_TRY(bcast_payload(r->zero, sizeof(float) * (size_t)rg, owner));
-    ZF_TRY(bcast_payload(r->g_idx, sizeof(int32_t) * (size_t)r->cols, owner));
-    ZF_TRY(bcast_payload(r->zeta, sizeof(float) * (size_t)r->cols, owner));
-    double meta[10] = {r->dl_rtn, r->dl, r->als_iters, r->damp_used, r->damp_retries, (double)r->dead_inputs,
-                       gr->dl[0], gr->dl[1], gr->dl[2], 0};
-    double meta2[3] = {gr->dl_rtn[0], gr->dl_rtn[1], gr->dl_rtn[2]};
-    ZF_TRY(zf_comm_bcast(meta, sizeof meta, owner));
-    ZF_TRY(zf_comm_bcast(meta2, sizeof meta2, owner));
+    double meta[12] = {r->dl_rtn, r->dl, r->als_iters, r->damp_used, r->damp_retries, (double)r->dead_inputs,
+                       gr->dl[0], gr->dl[1], gr->dl[2], gr->dl_rtn[0], gr->dl_rtn[1], gr->dl_rtn[2]};
+    ZF_TRY(zf_comm_bcast(meta, sizeof meta, root));
     r->dl_rtn = meta[0];
     r->dl = meta[1];
     r->als_iters = (int)meta[2];
@@ -84,9 +72,58 @@ zf_status zf_sched_bcast_group(zf_group_result *gr, int owner)
     r->dead_inputs = (int64_t)meta[5];
     for (int i = 0; i < 3; i++) {
         gr->dl[i] = meta[6 + i];
-        gr->dl_rtn[i] = meta2[i];
+        gr->dl_rtn[i] = meta[9 + i];
     }
     return ZF_OK;
+}
+
+/* Sizes and statistics go over MPI, the arrays as bulk data: codes, grids and ζ, from which every rank rebuilds
+ * the weights (the owner's deq stays with it). */
+zf_status zf_sched_bcast_group(zf_group_result *gr, int nparts, const int *roots, const int64_t *row0)
+{
+    const zf_comm *w = zf_comm_world();
+    if (w->size == 1) return ZF_OK;
+    int mine = -1;
+    for (int i = 0; i < nparts; i++)
+        if (roots[i] == w->rank) mine = i;
+    zf_qresult *r = &gr->res, whole = {0};
+    int64_t hdr[3] = {r->cols, r->ngroups, r->bits};
+    ZF_TRY(zf_comm_bcast_i64(hdr, 3, roots[0]));
+    int64_t rows = row0[nparts], cols = hdr[0], ng = hdr[1];
+    /* a part's rank gathers into a new whole; the others receive into theirs; nobody may leave the payload
+     * broadcasts early */
+    zf_qresult *dst = nparts == 1 && mine == 0 ? r : &whole;
+    zf_status s = zf_comm_agree(dst == r ? ZF_OK : zf_qresult_alloc_codes(dst, rows, cols, ng, (int)hdr[2]));
+    if (s != ZF_OK) {
+        zf_qresult_free(&whole);
+        return s;
+    }
+    if (mine >= 0 && dst != r) {
+        int64_t r0 = row0[mine];
+        memcpy(dst->q + r0 * cols, r->q, (size_t)(r->rows * cols));
+        memcpy(dst->scale + r0 * ng, r->scale, sizeof(float) * (size_t)(r->rows * ng));
+        memcpy(dst->zero + r0 * ng, r->zero, sizeof(float) * (size_t)(r->rows * ng));
+        memcpy(dst->g_idx, r->g_idx, sizeof(int32_t) * (size_t)cols);
+        memcpy(dst->zeta, r->zeta, sizeof(float) * (size_t)cols);
+    }
+    for (int i = 0; s == ZF_OK && i < nparts; i++) {
+        int64_t r0 = row0[i], nr = row0[i + 1] - row0[i];
+        s = bcast_codes(dst->q + r0 * cols, nr * cols, dst->bits, roots[i]);
+        if (s == ZF_OK) s = bcast_payload(dst->scale + r0 * ng, sizeof(float) * (size_t)(nr * ng), roots[i]);
+        if (s == ZF_OK) s = bcast_payload(dst->zero + r0 * ng, sizeof(float) * (size_t)(nr * ng), roots[i]);
+    }
+    if (s == ZF_OK) s = bcast_payload(dst->g_idx, sizeof(int32_t) * (size_t)cols, roots[0]);
+    if (s == ZF_OK) s = bcast_payload(dst->zeta, sizeof(float) * (size_t)cols, roots[0]);
+    if (dst != r) {
+        double keep[2] = {r->dl_rtn, r->dl};
+        int keep_i[3] = {r->als_iters, r->damp_retries, (int)r->dead_inputs};
+        double damp = r->damp_used;
+        zf_qresult_free(r);
+        *r = whole;
+        r->dl_rtn = keep[0], r->dl = keep[1], r->damp_used = damp;
+        r->als_iters = keep_i[0], r->damp_retries = keep_i[1], r->dead_inputs = keep_i[2];
+    }
+    return s == ZF_OK ? bcast_stats(gr, roots[0]) : s;
 }
 
 int zf_sched_hessian_wire_bytes(const zf_job_config *cfg)
@@ -112,10 +149,33 @@ static zf_status reduce_f64_as_f32(double *sum, int64_t n, int owner)
     return s;
 }
 
+/* Stored inputs: every rank forms one column panel of its Gram matrix at a time, the panels are summed onto the
+ * owner, which writes them into H; no rank ever holds the fp64 sums of the whole matrix. */
+static zf_status reduce_panels(zf_bhess *h, int owner, bool fp32_wire, float *H)
+{
+    const int64_t d = h->dim, w = zf_hessian_panel_width(d);
+    const bool root = zf_comm_world()->rank == owner;
+    int64_t n = h->ntokens;
+    ZF_TRY(zf_comm_sum_i64(&n, 1));
+    double *P = zf_malloc(sizeof(double) * (size_t)(d * w), "Hessian panel");
+    zf_status s = zf_comm_agree(P ? ZF_OK : ZF_ERR_NOMEM);
+    const double f = n > 0 ? 2.0 / (double)n : 0.0;
+    for (int64_t c0 = 0; s == ZF_OK && c0 < d; c0 += w) {
+        int64_t c1 = c0 + w < d ? c0 + w : d, cnt = (d - c0) * (c1 - c0);
+        s = zf_comm_agree(zf_hessian_panel(h->inputs, h->ntokens, d, c0, c1, P));
+        if (s == ZF_OK) s = fp32_wire ? reduce_f64_as_f32(P, cnt, owner) : zf_comm_reduce_f64(P, cnt, owner);
+        if (s == ZF_OK && root) zf_hessian_store_panel(P, d, c0, c1, f, H);
+    }
+    free(P);
+    h->ntokens = n;
+    return s;
+}
+
 /* Device sums go over NCCL, host sums over MPI. */
-zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner, bool fp32_wire)
+zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner, bool fp32_wire, float *H)
 {
     if (zf_comm_world()->size == 1) return ZF_OK;
+    if (h->inputs) return reduce_panels(h, owner, fp32_wire, H);
     ZF_TRY(zf_comm_sum_i64(&h->ntokens, 1));
     int64_t n = h->dim * h->dim;
     if (zf_backend_caps(h->be) & ZF_CAP_DEVICE_SUMS)
@@ -136,11 +196,11 @@ zf_status zf_sched_cache_agree(const zf_hcache *hc, const zf_model_config *c, in
 }
 
 zf_status zf_sched_owner_hessian(zf_hcache *hc, bool fp_pass, bool cached, int64_t b, zf_group g, int64_t dim,
-                                 zf_bhess *h, double seconds, float *H)
+                                 zf_bhess *h, bool ready, double seconds, float *H)
 {
     if (cached) return zf_hcache_load(hc, b, g, dim, H);
     double t0 = zf_now();
-    ZF_TRY(zf_bhess_finalize(h, H));
+    if (!ready) ZF_TRY(zf_bhess_finalize(h, H));
     if (!fp_pass) return ZF_OK;
     zf_status s = zf_hcache_store(hc, b, g, dim, H, seconds + zf_now() - t0);
     if (s != ZF_OK) zf_log_warn("Hessian cache: %s (going on without it)", zf_last_error());
@@ -187,17 +247,44 @@ zf_status zf_assign_owners(const zf_model_config *c, int64_t nblocks, int nranks
     return ZF_OK;
 }
 
-int64_t zf_block_comm_bytes_model(const zf_model_config *c, int nranks, int hessian_bytes, int bits)
+/* Entries of a dim² Hessian on the wire: all of them, or from stored inputs the panels' lower parts. */
+static int64_t wire_entries(int64_t dim, bool panels)
+{
+    if (!panels) return dim * dim;
+    int64_t w = zf_hessian_panel_width(dim), n = 0;
+    for (int64_t c0 = 0; c0 < dim; c0 += w) n += (dim - c0) * ((c0 + w < dim ? c0 + w : dim) - c0);
+    return n;
+}
+
+int64_t zf_block_comm_bytes_model(const zf_model_config *c, const zf_job_config *cfg, const zf_block_parts *p,
+                                  int nranks, int rank, int64_t tokens)
 {
     if (nranks < 2) return 0;
+    const int hessian_bytes = zf_sched_hessian_wire_bytes(cfg), bits = cfg->quant.bits;
     int64_t bytes = 0;
     for (int g = 0; g < ZF_NGROUP; g++) {
-        zf_lin mem[3];
-        int nm = zf_group_members(c, (zf_group)g, mem);
-        int64_t in = zf_group_in(c, (zf_group)g), rows = 0;
-        for (int i = 0; i < nm; i++) rows += zf_lin_out(c, mem[i]);
-        /* partial Hessian and token count reduced; packed codes, scale, zero, g_idx, ζ broadcast */
-        bytes += in * in * hessian_bytes + 8 + zf_codes_packed_bytes(rows * in, bits) + rows * 8 + in * 8 + 32 + 104;
+        int64_t in = zf_group_in(c, (zf_group)g), rows = zf_group_out(c, (zf_group)g);
+        int parts = p ? p->n[g] : 1;
+        /* partial Hessian and token count reduced; per part packed codes, scale and zero; g_idx, ζ and the
+         * statistics broadcast; sizes and agreements */
+        bytes += wire_entries(in, zf_sched_capture_inputs(cfg, tokens, in)) * hessian_bytes + 8 + rows * 8 + in * 8 +
+                 24 + 96;
+        for (int i = 0; i < parts; i++) {
+            int64_t lo = 0, hi = rows;
+            if (p) zf_part_rows(c, p, (zf_group)g, i, &lo, &hi);
+            bytes += zf_codes_packed_bytes((hi - lo) * in, bits);
+        }
+        /* a team's fp32 H from its owner */
+        if (p && p->n[g] > 1 && zf_parts_member(p, (zf_group)g, rank)) bytes += in * in * 4;
     }
     return bytes;
+}
+
+bool zf_sched_capture_inputs(const zf_job_config *cfg, int64_t tokens, int64_t dim)
+{
+    if (cfg->backend == ZF_BACKEND_CUDA || cfg->schedule == ZF_SCHEDULE_PARALLEL ||
+        cfg->hessian_capture == ZF_CAPTURE_SUMS)
+        return false;
+    if (cfg->hessian_capture == ZF_CAPTURE_INPUTS) return true;
+    return (double)tokens * 4.0 < (double)dim * (cfg->hessian_fp64 ? 8.0 : 4.0);
 }

@@ -22,18 +22,23 @@ zf_status zf_sched_forward(zf_backend *be, const zf_model_config *c, const zf_bl
 /* The largest group input dimension: the size of one Hessian buffer for every group. */
 int64_t zf_sched_hessian_dim(const zf_model_config *c);
 /* Sums every rank's partial Hessian and token count of one group onto its owner (collective). Afterwards the
- * owner's accumulator holds the total and the other ranks' are spent. */
-zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner, bool fp32_wire);
+ * owner's accumulator holds the total and the other ranks' are spent; from stored inputs (more than one rank)
+ * the owner's H [dim, dim] is written instead, finalized. */
+zf_status zf_sched_reduce_hessian(zf_bhess *h, int owner, bool fp32_wire, float *H);
+/* Whether a rank capturing tokens inputs of width dim keeps the inputs rather than their sums (hessian_capture). */
+bool zf_sched_capture_inputs(const zf_job_config *cfg, int64_t tokens, int64_t dim);
 /* Bytes per Hessian entry on the wire for cfg. */
 int zf_sched_hessian_wire_bytes(const zf_job_config *cfg);
 /* Whether the cache holds every group in [g0, g1) of block b: rank 0 looks, every rank gets the answer. */
 zf_status zf_sched_cache_agree(const zf_hcache *hc, const zf_model_config *c, int64_t b, int g0, int g1, bool *hit);
 /* The owner's H = 2/N Σ xxᵀ of group g (no collective): read from the cache on a hit, else finalized from the
- * reduced accumulator and, for a full-precision pass, stored with the seconds it cost (seconds so far + its own). */
+ * reduced accumulator (unless ready: H holds it already) and, for a full-precision pass, stored with the seconds
+ * it cost (seconds so far + its own). */
 zf_status zf_sched_owner_hessian(zf_hcache *hc, bool fp_pass, bool cached, int64_t b, zf_group g, int64_t dim,
-                                 zf_bhess *h, double seconds, float *H);
-/* Sends the owner's group result to every rank (receivers allocate). */
-zf_status zf_sched_bcast_group(zf_group_result *gr, int owner);
+                                 zf_bhess *h, bool ready, double seconds, float *H);
+/* A group's result to every rank: part i (rows [row0[i], row0[i + 1]) of row0[nparts]) from rank roots[i], which
+ * holds those rows in gr; ζ, g_idx and the statistics from roots[0]. Afterwards gr holds every row on every rank. */
+zf_status zf_sched_bcast_group(zf_group_result *gr, int nparts, const int *roots, const int64_t *row0);
 /* A stop request (a signal on any rank), agreed by every rank; ZF_ERR_INTERRUPTED naming where when there is one. */
 zf_status zf_sched_agreed_stop(const zf_run_hooks *hooks, const char *where);
 

@@ -52,7 +52,7 @@ static zf_status keep_owned(par_run *p, int64_t u, zf_bhess *h)
     int64_t b = p->first + u / ZF_NGROUP, dim = zf_group_in(c, (zf_group)(u % ZF_NGROUP));
     p->H[u] = zf_malloc(sizeof(float) * (size_t)(dim * dim), "owned Hessian");
     if (!p->H[u]) return ZF_ERR_NOMEM;
-    return zf_sched_owner_hessian(&p->m->hcache, true, false, b, (zf_group)(u % ZF_NGROUP), dim, h,
+    return zf_sched_owner_hessian(&p->m->hcache, true, false, b, (zf_group)(u % ZF_NGROUP), dim, h, false,
                                   p->t_fwd[b] + p->t_red[u], p->H[u]);
 }
 
@@ -81,7 +81,7 @@ static zf_status pass_block(par_run *p, int64_t b, float *x, int64_t nwin)
     for (int g = 0; capture && s == ZF_OK && g < ZF_NGROUP; g++) {
         int64_t u = (b - p->first) * ZF_NGROUP + g;
         double tu = zf_now();
-        s = zf_sched_reduce_hessian(&h[g], p->owner[u], p->cfg->hessian_reduce_fp32);
+        s = zf_sched_reduce_hessian(&h[g], p->owner[u], p->cfg->hessian_reduce_fp32, NULL);
         p->t_red[u] = zf_now() - tu;
         if (s == ZF_OK && kept == ZF_OK && w->rank == p->owner[u]) kept = keep_owned(p, u, &h[g]);
         zf_bhess_free(&h[g]);
@@ -149,9 +149,9 @@ static zf_status quantize_owned(par_run *p)
         if (stopping) break;
         if (p->cached[b] && !(p->H[u] = zf_malloc(sizeof(float) * (size_t)(dim * dim), "cached Hessian")))
             s = ZF_ERR_NOMEM;
-        if (s == ZF_OK && p->cached[b]) s = zf_sched_owner_hessian(&p->m->hcache, true, true, b, g, dim, NULL, 0, p->H[u]);
+        if (s == ZF_OK && p->cached[b]) s = zf_sched_owner_hessian(&p->m->hcache, true, true, b, g, dim, NULL, false, 0, p->H[u]);
         if (s == ZF_OK) s = load_weights(p->m, b, &fp, &loaded);
-        if (s == ZF_OK) s = zf_group_quantize(p->m->be, &p->cfg->quant, c, b, g, p->H[u], &fp, &p->gr[u]);
+        if (s == ZF_OK) s = zf_group_quantize(p->m->be, &p->cfg->quant, c, b, g, p->H[u], &fp, NULL, &p->gr[u]);
         free(p->H[u]);
         p->H[u] = NULL;
         if (s == ZF_OK) {
@@ -199,7 +199,8 @@ static zf_status install_block(par_run *p, int64_t b)
     s = zf_comm_agree(s);
     for (int g = 0; s == ZF_OK && g < ZF_NGROUP; g++) {
         int64_t u = (b - p->first) * ZF_NGROUP + g;
-        s = zf_sched_bcast_group(&p->gr[u], p->owner[u]);
+        int64_t rows[2] = {0, zf_group_out(c, (zf_group)g)};
+        s = zf_sched_bcast_group(&p->gr[u], 1, &p->owner[u], rows);
         if (s == ZF_OK) s = zf_group_install(c, p->cfg->quant.method, b, (zf_group)g, &p->gr[u], qb);
         zf_qresult_free(&p->gr[u].res);
         s = zf_comm_agree(s);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "worker/backend_impl.h"
+#include "worker/hessian.h"
 
 /* The one place the build's CUDA support shows: the CUDA table's opener and device count, or their absence. */
 #ifdef ZF_HAVE_CUDA
@@ -99,14 +100,52 @@ zf_status zf_bhess_init(zf_backend *be, zf_bhess *h, int64_t dim, bool fp64)
     return ZF_OK;
 }
 
+zf_status zf_bhess_init_inputs(zf_backend *be, zf_bhess *h, int64_t dim, int64_t capacity, bool fp64)
+{
+    memset(h, 0, sizeof *h);
+    if (!(be->i->caps & ZF_CAP_HOST_MEMORY))
+        return zf_fail(ZF_ERR_INPUT, "Hessian from stored inputs: the backend keeps its activations in device memory; "
+                                     "use its sums");
+    if (dim <= 0 || dim > INT_MAX || capacity < 0)
+        return zf_fail(ZF_ERR_INPUT, "Hessian inputs [%lld, %lld]: expected 1 .. %d columns", (long long)capacity,
+                       (long long)dim, INT_MAX);
+    char what[96];
+    snprintf(what, sizeof what, "Hessian inputs [%lld, %lld]", (long long)capacity, (long long)dim);
+    float *x = zf_malloc(sizeof(float) * (size_t)(capacity > 0 ? capacity * dim : 1), what);
+    if (!x) return ZF_ERR_NOMEM;
+    *h = (zf_bhess){.be = be, .dim = dim, .fp64 = fp64, .inputs = x, .capacity = capacity};
+    return ZF_OK;
+}
+
 void zf_bhess_free(zf_bhess *h)
 {
-    if (!h->sum) return;
-    h->be->i->free(h->be->ctx, h->sum);
+    if (h->sum) h->be->i->free(h->be->ctx, h->sum);
+    free(h->inputs);
     memset(h, 0, sizeof *h);
 }
 
-zf_status zf_bhess_finalize(zf_bhess *h, float *H) { return h->be->i->hess_finalize(h->be->ctx, h, H); }
+/* H from stored inputs, panel by panel (the reduction does the same across ranks). */
+static zf_status finalize_inputs(const zf_bhess *h, float *H)
+{
+    const int64_t d = h->dim, w = zf_hessian_panel_width(d);
+    double *P = zf_malloc(sizeof(double) * (size_t)(d * w), "Hessian panel");
+    if (!P) return ZF_ERR_NOMEM;
+    const double f = h->ntokens > 0 ? 2.0 / (double)h->ntokens : 0.0;
+    zf_status s = ZF_OK;
+    for (int64_t c0 = 0; s == ZF_OK && c0 < d; c0 += w) {
+        int64_t c1 = c0 + w < d ? c0 + w : d;
+        s = zf_hessian_panel(h->inputs, h->ntokens, d, c0, c1, P);
+        if (s == ZF_OK) zf_hessian_store_panel(P, d, c0, c1, f, H);
+    }
+    free(P);
+    return s;
+}
+
+zf_status zf_bhess_finalize(zf_bhess *h, float *H)
+{
+    if (h->inputs) return finalize_inputs(h, H);
+    return h->be->i->hess_finalize(h->be->ctx, h, H);
+}
 
 zf_status zf_backend_block_forward(zf_backend *be, const zf_model_config *c, const zf_block_weights *w, float *x,
                                    int64_t nwin, int64_t seq, zf_bhess *const hess[ZF_NGROUP])

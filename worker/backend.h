@@ -53,16 +53,23 @@ unsigned zf_backend_caps(const zf_backend *be);
 int zf_backend_cuda_devices(const char **why);
 
 /* A Hessian accumulator Σ x xᵀ over tokens; sum is backend memory (device memory on CUDA), [dim, dim], with at
- * least the upper triangle valid until finalize. Collective reductions sum `sum` element-wise across ranks. */
+ * least the upper triangle valid until finalize. Collective reductions sum `sum` element-wise across ranks.
+ * Or, on a host-memory backend, the captured inputs themselves (zf_bhess_init_inputs): fewer bytes than the sums
+ * when a rank sees fewer tokens than dim·(sum bytes)/4; their Gram matrix is formed panel by panel at the
+ * reduction (zf_hessian_panel). */
 typedef struct {
     zf_backend *be;
     int64_t dim;
     int64_t ntokens;
     bool fp64;
-    void *sum;                    /* float or double [dim, dim] */
+    void *sum;                    /* float or double [dim, dim]; NULL with inputs */
+    float *inputs;                /* [capacity, dim] host, the first ntokens rows captured */
+    int64_t capacity;
 } zf_bhess;
 
 zf_status zf_bhess_init(zf_backend *be, zf_bhess *h, int64_t dim, bool fp64);
+/* Room for capacity tokens' inputs (host-memory backends only); fp64 says how the panels are reduced. */
+zf_status zf_bhess_init_inputs(zf_backend *be, zf_bhess *h, int64_t dim, int64_t capacity, bool fp64);
 void zf_bhess_free(zf_bhess *h);
 /* Writes H = 2/N · Σ x xᵀ as a full symmetric fp32 matrix on the host; N = h->ntokens (0 gives zeros). */
 zf_status zf_bhess_finalize(zf_bhess *h, float *H);
@@ -84,13 +91,25 @@ zf_status zf_backend_token_nll(zf_backend *be, const zf_model_config *c, const z
 zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
                               const float *H, const zf_zeta_tie *tie, zf_qresult *out);
 
+/* A layer's rows quantized by a team of processes, each its own rows with the full H: element-wise sums over the
+ * team in place, and the team's worst status; both are collective over the team. */
+typedef struct {
+    zf_status (*sum)(void *ctx, double *v, int64_t n);
+    zf_status (*agree)(void *ctx, zf_status local);
+    void *ctx;
+} zf_row_team;
+
 /* Quantizes a group: the concatenated rows W [rows, cols] of nmembers layers (member i has member_rows[i] rows,
  * summing to rows) once, as zf_backend_quantize, and per member, on the backend: dl[i] = ΔL of its rows of out->deq
  * against its rows of W, and dl_rtn[i] = ΔL of min-max RTN of that member alone (same bits, symmetry and groups).
- * out->dl and out->dl_rtn are left 0. Without H every figure is 0. */
+ * out->dl and out->dl_rtn are left 0. Without H every figure is 0.
+ * With a team (NULL: alone), W holds this process's rows of the layer (a member may have 0 of them): ζ, the ALS
+ * decisions, the damping and dl/dl_rtn are the whole layer's, the same on every member; the codes and grids are
+ * this process's rows. Once the team has agreed on its start, a failure leaves the others inside a team
+ * collective: the caller ends the job. */
 zf_status zf_backend_quantize_group(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
                                     const float *H, const zf_zeta_tie *tie, int nmembers, const int64_t *member_rows,
-                                    zf_qresult *out, double *dl, double *dl_rtn);
+                                    const zf_row_team *team, zf_qresult *out, double *dl, double *dl_rtn);
 
 /* Device bytes the backend held at most at once beyond what it held at the last reset (or when it opened), through
  * its own allocations; reset starts a new count. 0 on the CPU, -1 when the count was lost. The GPU tests check

@@ -87,6 +87,16 @@ static void cpu_capture_fn(void *ctx, zf_group g, const float *x, int64_t ntok, 
     cpu_capture *c = ctx;
     zf_bhess *h = c->hess[g];
     if (!h || c->status != ZF_OK) return;
+    if (h->inputs) {
+        c->status = zf_hessian_check_inputs(x, ntok, h->dim);
+        if (c->status == ZF_OK && h->ntokens + ntok > h->capacity)
+            c->status = zf_fail(ZF_ERR_INTERNAL, "Hessian inputs: %lld tokens captured into room for %lld",
+                                (long long)(h->ntokens + ntok), (long long)h->capacity);
+        if (c->status != ZF_OK) return;
+        memcpy(h->inputs + h->ntokens * h->dim, x, sizeof(float) * (size_t)(ntok * h->dim));
+        h->ntokens += ntok;
+        return;
+    }
     zf_hessian v = host_view(h);
     c->status = zf_hessian_add(&v, x, ntok);
     h->ntokens = v.ntokens;

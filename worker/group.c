@@ -21,16 +21,17 @@ static zf_quant_opts group_options(const zf_quant_opts *base, const zf_model_con
 }
 
 zf_status zf_group_quantize(zf_backend *be, const zf_quant_opts *opts, const zf_model_config *c, int64_t b, zf_group g,
-                            const float *H, const zf_block_weights *blk, zf_group_result *gr)
+                            const float *H, const zf_block_weights *blk, const zf_row_part *part,
+                            zf_group_result *gr)
 {
     zf_lin mem[3];
     int nm = zf_group_members(c, g, mem);
-    int64_t in = zf_group_in(c, g), rows = 0, member_rows[3];
-    for (int i = 0; i < nm; i++) rows += member_rows[i] = zf_lin_out(c, mem[i]);
+    int64_t in = zf_group_in(c, g), rows = zf_group_out(c, g);
+    int64_t p0 = part ? part->row0 : 0, pn = part ? part->rows : rows, part_rows[3];
     zf_quant_opts o = group_options(opts, c, b, g);
     int32_t *cls = NULL;
     zf_zeta_tie tie = {0};
-    float *W = zf_malloc(sizeof(float) * (size_t)(rows * in), "group weights");
+    float *W = zf_malloc(sizeof(float) * (size_t)(pn * in), "group weights");
     zf_status s = W ? ZF_OK : ZF_ERR_NOMEM;
     if (s == ZF_OK && o.method == ZF_METHOD_ZFOLD) {
         cls = zf_malloc(sizeof(int32_t) * (size_t)in, "ζ tie classes");
@@ -40,14 +41,21 @@ zf_status zf_group_quantize(zf_backend *be, const zf_quant_opts *opts, const zf_
             tie.cls = cls;
         }
     }
-    int64_t r0 = 0;
-    for (int i = 0; s == ZF_OK && i < nm; i++) {
-        memcpy(W + r0 * in, blk->lin_w[mem[i]], sizeof(float) * (size_t)(member_rows[i] * in));
-        r0 += member_rows[i];
+    /* each member's rows that fall in [p0, p0 + pn), in order */
+    int64_t m0 = 0;
+    for (int i = 0; i < nm; i++) {
+        int64_t mr = zf_lin_out(c, mem[i]), lo = p0 > m0 ? p0 : m0, hi = p0 + pn < m0 + mr ? p0 + pn : m0 + mr;
+        part_rows[i] = hi > lo ? hi - lo : 0;
+        if (s == ZF_OK && part_rows[i] > 0)
+            memcpy(W + (lo - p0) * in, blk->lin_w[mem[i]] + (lo - m0) * in, sizeof(float) * (size_t)(part_rows[i] * in));
+        m0 += mr;
     }
-    if (s == ZF_OK)
-        s = zf_backend_quantize_group(be, &o, W, rows, in, H, tie.nclasses ? &tie : NULL, nm, member_rows, &gr->res,
-                                      gr->dl, gr->dl_rtn);
+    const zf_row_team *team = part ? part->team : NULL;
+    /* a team's members agree inside, so a local failure before it must still reach the team */
+    if (s != ZF_OK && team) s = team->agree(team->ctx, s);
+    else if (s == ZF_OK)
+        s = zf_backend_quantize_group(be, &o, W, pn, in, H, tie.nclasses ? &tie : NULL, nm, part_rows, team,
+                                      &gr->res, gr->dl, gr->dl_rtn);
     if (s != ZF_OK) zf_fail_context(s, "block %lld, %s", (long long)b, zf_group_name(g));
     /* the weights follow from the codes when installed: a kept result holds no fp32 copy */
     free(gr->res.deq);

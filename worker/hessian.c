@@ -44,12 +44,7 @@ zf_status zf_hessian_add(zf_hessian *h, const float *x, int64_t ntok)
     if (ntok < 0) return zf_fail(ZF_ERR_INPUT, "Hessian add: token count %lld is negative", (long long)ntok);
     if (ntok == 0) return ZF_OK;
     const int64_t d = h->dim;
-    /* One non-finite activation would poison every entry of H; name it while we still know where it is. */
-    for (int64_t t = 0; t < ntok; t++)
-        for (int64_t j = 0; j < d; j++)
-            if (!isfinite(x[t * d + j]))
-                return zf_fail(ZF_ERR_INPUT, "Hessian add: input x[%lld, %lld] = %g is not finite", (long long)t,
-                               (long long)j, (double)x[t * d + j]);
+    ZF_TRY(zf_hessian_check_inputs(x, ntok, d));
     if (!h->fp64) {
         for (int64_t t0 = 0; t0 < ntok; t0 += ZF_HESS_F32_CHUNK) { /* keeps k within BLAS's int */
             int64_t nt = ntok - t0 < ZF_HESS_F32_CHUNK ? ntok - t0 : ZF_HESS_F32_CHUNK;
@@ -100,4 +95,50 @@ zf_status zf_hessian_finalize(const zf_hessian *h, float *H)
             H[i * d + j] = H[j * d + i] = (float)(f * s);
         }
     return ZF_OK;
+}
+
+zf_status zf_hessian_check_inputs(const float *x, int64_t ntok, int64_t dim)
+{
+    for (int64_t t = 0; t < ntok; t++)
+        for (int64_t j = 0; j < dim; j++)
+            if (!isfinite(x[t * dim + j]))
+                return zf_fail(ZF_ERR_INPUT, "Hessian add: input x[%lld, %lld] = %g is not finite", (long long)t,
+                               (long long)j, (double)x[t * dim + j]);
+    return ZF_OK;
+}
+
+zf_status zf_hessian_panel(const float *X, int64_t n, int64_t dim, int64_t c0, int64_t c1, double *P)
+{
+    if (c0 < 0 || c1 <= c0 || c1 > dim || dim > INT_MAX)
+        return zf_fail(ZF_ERR_INPUT, "Hessian panel: columns [%lld, %lld) of %lld: expected 0 <= c0 < c1 <= dim",
+                       (long long)c0, (long long)c1, (long long)dim);
+    const int64_t m = dim - c0, w = c1 - c0;
+    memset(P, 0, (size_t)m * (size_t)w * sizeof(double));
+    if (n == 0) return ZF_OK;
+    int64_t chunk = n < ZF_HESS_F64_CHUNK ? n : ZF_HESS_F64_CHUNK;
+    double *xd = zf_malloc((size_t)chunk * (size_t)m * sizeof(double), "Hessian panel conversion buffer");
+    if (!xd) return ZF_ERR_NOMEM;
+    for (int64_t t0 = 0; t0 < n; t0 += chunk) {
+        int64_t nt = n - t0 < chunk ? n - t0 : chunk;
+        for (int64_t t = 0; t < nt; t++)
+            for (int64_t j = 0; j < m; j++) xd[t * m + j] = X[(t0 + t) * dim + c0 + j];
+        /* P += X[:, c0:]ᵀ · X[:, c0:c1]: the panel's columns are the first w of the converted rows */
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)m, (int)w, (int)nt, 1.0, xd, (int)m, xd, (int)m,
+                    1.0, P, (int)w);
+    }
+    free(xd);
+    return ZF_OK;
+}
+
+int64_t zf_hessian_panel_width(int64_t dim)
+{
+    int64_t w = ((int64_t)1 << 24) / (dim > 0 ? dim : 1);
+    return w < 1 ? 1 : w > dim ? dim : w;
+}
+
+void zf_hessian_store_panel(const double *P, int64_t dim, int64_t c0, int64_t c1, double f, float *H)
+{
+    const int64_t w = c1 - c0;
+    for (int64_t i = c0; i < dim; i++)
+        for (int64_t j = c0; j < c1 && j <= i; j++) H[i * dim + j] = H[j * dim + i] = (float)(f * P[(i - c0) * w + j - c0]);
 }

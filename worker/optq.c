@@ -36,7 +36,11 @@ static zf_status optq_factor_run(zf_qrun *r, const int32_t *perm, float *U, doub
     for (int attempt = 0; attempt <= o->damp_retries; attempt++, damp *= 10.0) {
         zf_chol_result res;
         ZF_TRY(r->i->chol_inv(r->qs, r->H, n, perm, (float)(damp * mean), U, &res));
-        if (res == ZF_CHOL_OK) {
+        /* a team retries together: the same H, but its factorizations need not round alike */
+        double failed = res != ZF_CHOL_OK;
+        ZF_TRY(zf_qrun_team_sum(r, &failed, 1));
+        if (failed > 0 && res == ZF_CHOL_OK) res = ZF_CHOL_NOT_PD;
+        if (failed == 0) {
             *damp_used = damp;
             *retries = attempt;
             return ZF_OK;

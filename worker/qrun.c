@@ -84,3 +84,8 @@ zf_status zf_qrun_loss(zf_qrun *r, const float *A, int64_t rows, double *rowbuf,
     *dl = s;
     return ZF_OK;
 }
+
+zf_status zf_qrun_team_sum(zf_qrun *r, double *v, int64_t n)
+{
+    return r->team ? r->team->sum(r->team->ctx, v, n) : ZF_OK;
+}

@@ -14,6 +14,7 @@ typedef struct {
     void *qs;                 /* the backend's session */
     const zf_quant_opts *o;
     const float *Hh;          /* host Hessian (NULL for RTN without one) */
+    const zf_row_team *team;  /* the processes sharing this layer's rows (NULL: alone) */
     int64_t rows, cols, ngroups, gs; /* gs: group size, 0 = per channel */
     bool own_w;               /* W and H were allocated here */
     float *W, *H;             /* [rows, cols], [cols, cols] */
@@ -29,6 +30,8 @@ typedef struct {
 zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
                        const float *H, zf_qrun *r);
 void zf_qrun_close(zf_qrun *r, zf_status st);
+/* Element-wise sums of v [n] over r's team, in place (nothing alone). */
+zf_status zf_qrun_team_sum(zf_qrun *r, double *v, int64_t n);
 /* Σ_r of the row quadratic forms of A [rows, cols] (backend memory) with r->H, in row order, in double. */
 zf_status zf_qrun_loss(zf_qrun *r, const float *A, int64_t rows, double *rowbuf, double *dl);
 

@@ -117,15 +117,16 @@ static zf_status quantize_codes(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *
     return r->i->download(ctx, out->deq, deq, rc * sizeof(float));
 }
 
-/* ΔL of each member's rows of ΔW in r->B. */
+/* ΔL of each member's rows of ΔW in r->B, over the team's rows. */
 static zf_status member_losses(zf_qrun *r, int nmembers, const int64_t *member_rows, double *rowbuf, double *dl)
 {
     int64_t r0 = 0;
     for (int m = 0; m < nmembers; m++) {
-        ZF_TRY(zf_qrun_loss(r, r->B + r0 * r->cols, member_rows[m], rowbuf, &dl[m]));
+        dl[m] = 0.0;
+        if (member_rows[m] > 0) ZF_TRY(zf_qrun_loss(r, r->B + r0 * r->cols, member_rows[m], rowbuf, &dl[m]));
         r0 += member_rows[m];
     }
-    return ZF_OK;
+    return zf_qrun_team_sum(r, dl, nmembers);
 }
 
 /* Per member ΔL after, then min-max RTN of the whole (row by row the same as of each member alone) for ΔL before. */
@@ -152,16 +153,16 @@ static zf_status group_losses(zf_qrun *r, int nmembers, const int64_t *member_ro
 static zf_status check_members(int64_t rows, int nmembers, const int64_t *member_rows)
 {
     int64_t sum = 0;
-    for (int m = 0; m < nmembers && member_rows; m++) sum += member_rows[m] > 0 ? member_rows[m] : -rows - 1;
+    for (int m = 0; m < nmembers && member_rows; m++) sum += member_rows[m] >= 0 ? member_rows[m] : -rows - 1;
     if (nmembers < 1 || !member_rows || sum != rows)
-        return zf_fail(ZF_ERR_INPUT, "quantize group: %d members: expected positive row counts summing to %lld",
+        return zf_fail(ZF_ERR_INPUT, "quantize group: %d members: expected row counts >= 0 summing to %lld",
                        nmembers, (long long)rows);
     return ZF_OK;
 }
 
 zf_status zf_backend_quantize_group(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
                                     const float *H, const zf_zeta_tie *tie, int nmembers, const int64_t *member_rows,
-                                    zf_qresult *out, double *dl, double *dl_rtn)
+                                    const zf_row_team *team, zf_qresult *out, double *dl, double *dl_rtn)
 {
     const double t0 = zf_now();
     ZF_TRY(check_inputs(o, W, rows, cols, H, &tie, out));
@@ -171,20 +172,17 @@ zf_status zf_backend_quantize_group(zf_backend *be, const zf_quant_opts *o, cons
     zf_qrun r;
     /* the host result only once the backend's side is known to fit */
     zf_status st = zf_qrun_open(be, o, W, rows, cols, H, &r);
-    if (st == ZF_OK) {
-        /* after the backend's fit check: a layer too large for the device is refused before W and H are read */
-        st = check_finite("W", W, rows, cols);
-        if (st == ZF_OK && H) st = check_finite("H", H, cols, cols);
-        if (st != ZF_OK) {
-            zf_qrun_close(&r, st);
-            return st;
-        }
-        const int64_t ngroups = r.ngroups;
-        st = zf_qresult_alloc(out, rows, cols, ngroups, o->bits);
-        if (st == ZF_OK) st = quantize_codes(&r, tie, out);
-        if (st == ZF_OK && H) st = group_losses(&r, nmembers, member_rows, dl, dl_rtn);
-        zf_qrun_close(&r, st);
-    }
+    const bool opened = st == ZF_OK;
+    /* after the backend's fit check: a layer too large for the device is refused before W and H are read */
+    if (st == ZF_OK) st = check_finite("W", W, rows, cols);
+    if (st == ZF_OK && H) st = check_finite("H", H, cols, cols);
+    if (st == ZF_OK) st = zf_qresult_alloc(out, rows, cols, r.ngroups, o->bits);
+    /* from here on every member of the team takes part in each of its sums */
+    if (team) st = team->agree(team->ctx, st);
+    if (opened) r.team = team;
+    if (st == ZF_OK) st = quantize_codes(&r, tie, out);
+    if (st == ZF_OK && H) st = group_losses(&r, nmembers, member_rows, dl, dl_rtn);
+    if (opened) zf_qrun_close(&r, st);
     if (st != ZF_OK) {
         zf_backend_info info;
         zf_backend_get_info(be, &info);
@@ -201,7 +199,7 @@ zf_status zf_backend_quantize(zf_backend *be, const zf_quant_opts *o, const floa
                               const float *H, const zf_zeta_tie *tie, zf_qresult *out)
 {
     double dl = 0.0, dl_rtn = 0.0;
-    ZF_TRY(zf_backend_quantize_group(be, o, W, rows, cols, H, tie, 1, &rows, out, &dl, &dl_rtn));
+    ZF_TRY(zf_backend_quantize_group(be, o, W, rows, cols, H, tie, 1, &rows, NULL, out, &dl, &dl_rtn));
     out->dl = dl;
     out->dl_rtn = dl_rtn;
     return ZF_OK;

@@ -70,7 +70,8 @@ typedef struct {
 static zf_status state_loss(zf_qrun *r, double *rowbuf, double *dl)
 {
     ZF_TRY(r->i->zstate(r->qs, r->W, r->rows, r->cols, r->scale, r->zero, r->zeta, NULL, r->A, NULL));
-    return zf_qrun_loss(r, r->A, r->rows, rowbuf, dl);
+    ZF_TRY(zf_qrun_loss(r, r->A, r->rows, rowbuf, dl));
+    return zf_qrun_team_sum(r, dl, 1);
 }
 
 /* Lines 4-7 of Algorithm 1: ζ by least squares over the rows (the Hessian does not change this solution, §3.1),
@@ -81,6 +82,7 @@ static zf_status als_step(zf_qrun *r, const zf_zeta_tie *tie, als_host *h, int *
     const int64_t rows = r->rows, cols = r->cols;
     void *ctx = r->be->ctx;
     ZF_TRY(r->i->zeta_sums(r->qs, r->W, rows, cols, r->scale, r->zero, r->zeta, h->num, h->den));
+    ZF_TRY(zf_qrun_team_sum(r, h->num, 2 * cols)); /* num and den are adjacent: the whole layer's rows */
     zeta_from_sums(o, cols, tie, h->num, h->den, h->cnum, h->cden, h->czeta, zeta_kept);
     ZF_TRY(r->i->upload(ctx, r->zeta, h->czeta, (size_t)cols * sizeof(float)));
     if (o->alpha == ZF_ALPHA_LSQ) {

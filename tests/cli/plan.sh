@@ -33,7 +33,7 @@ want_qflops=$(awk 'BEGIN { printf "%.2f", (11008^3 * 2 / 3 + 2 * 4096 * 11008^2)
 awk -F'|' '/phase totals/ { n = split($2, w, /[ ,]+/); for (i = 1; i <= n; i++) if (w[i] ~ /^[0-9.]+$/ && w[i] + 0 > m) m = w[i] + 0 }
   /\*\*peak/ { gsub(/[ *]/, "", $3); p = $3 + 0 } END { exit !(m > 0 && sqrt((p - m)^2) <= 0.006) }' "$work/plan.out" \
   && ok "the peak is the largest phase" || { bad "peak is not the largest phase"; grep -E 'phase|peak' "$work/plan.out"; }
-grep -qE '^traffic per rank: [0-9.]+ GB per block' "$work/plan.out" && ok "traffic per block printed" \
+grep -qE '^traffic per rank \(the busiest\): [0-9.]+ GB per block' "$work/plan.out" && ok "traffic per block printed" \
   || bad "no traffic line at 4 ranks"
 # every time row: seconds = GFLOP / (GFLOP/s), to the printed digits
 n=$(grep -cE '^\| (forward x|Hessians|OPTQ)' "$work/plan.out")

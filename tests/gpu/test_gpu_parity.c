@@ -876,8 +876,8 @@ static void test_group_quant(zf_backend *cpu, zf_backend *gpu)
         o.bits = 3;
         zf_qresult rc = {0}, rg = {0};
         double dc[2], dg[2], bc[2], bg[2];
-        CHECK_OK(zf_backend_quantize_group(cpu, &o, w, R, N, hh, NULL, 2, members, &rc, dc, bc));
-        CHECK_OK(zf_backend_quantize_group(gpu, &o, w, R, N, hh, NULL, 2, members, &rg, dg, bg));
+        CHECK_OK(zf_backend_quantize_group(cpu, &o, w, R, N, hh, NULL, 2, members, NULL, &rc, dc, bc));
+        CHECK_OK(zf_backend_quantize_group(gpu, &o, w, R, N, hh, NULL, 2, members, NULL, &rg, dg, bg));
         CHECK(rg.dl == 0.0 && rg.dl_rtn == 0.0);
         for (int i = 0; i < 2; i++) {
             CHECK_MSG(fabs(dg[i] - dc[i]) <= 0.01 * dc[i], "%s member %d: ΔL cuda %.9g cpu %.9g",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# 1, 2, 3 and 4 ranks: repeated runs are byte-identical; other rank counts agree on >= 99.9 % of codes, ppl within 0.1 %.
+# 1, 2, 3 and 4 ranks: repeated runs are byte-identical; other rank counts agree on >= 99.9 % of codes, ppl within 0.1 %;
+# 6 ranks split the groups' rows across teams; stored inputs reduced in panels give the sums' Hessians.
 source "$(dirname "$0")/common.sh"
 set +e
 run 0 "$work/single" || bad "single process run (see $work/single.log)"
@@ -38,6 +39,21 @@ else bad "fp32 wire np 3: $(tail -3 "$work/w32.log")"; fi
   && bad "hessian_reduce_fp32 accepted with backend cuda" \
   || { grep -q "hessian_reduce_fp32: true needs backend: cpu" "$work/w32cuda.log" && ok "fp32 wire refused with cuda" \
        || { bad "fp32 wire with cuda: wrong message"; cat "$work/w32cuda.log"; }; }
+# more ranks than groups: teams split each group's rows; the wire model holds for rank 0
+if run 6 "$work/np6"; then
+  grep -q 'groups split by rows across teams of ranks' "$work/np6.log" && ok "6 ranks: teams formed" || bad "6 ranks: no teams"
+  "$zfold" compare "$work/single" "$work/np6" --min-agreement 0.999 --max-ppl-diff 0.001 > "$work/cmp6" \
+    && ok "np 6 (teams) vs single: $(grep -o 'codes agreeing:.*' "$work/cmp6")" || { bad "np 6 vs single"; cat "$work/cmp6"; }
+  grep -E 'comm ([0-9.]+) MB \(model \1 MB\)' -q "$work/np6.log" && ok "np 6: bytes as modelled" \
+    || bad "np 6 bytes: $(grep -o 'comm .*' "$work/np6.log" | head -1)"
+else bad "mpirun -np 6: $(tail -3 "$work/np6.log")"; fi
+# a rank's inputs kept and their Gram matrix reduced in column panels: the Hessians of the sums
+if run 3 "$work/in3" --set hessian_capture=inputs; then
+  "$zfold" compare "$work/single" "$work/in3" --min-agreement 0.999 --max-ppl-diff 0.001 > "$work/cmpi" \
+    && ok "stored inputs, np 3 vs single: $(grep -o 'codes agreeing:.*' "$work/cmpi")" || { bad "stored inputs np 3"; cat "$work/cmpi"; }
+  grep -E 'comm ([0-9.]+) MB \(model \1 MB\)' -q "$work/in3.log" && ok "stored inputs: bytes as modelled" \
+    || bad "stored inputs bytes: $(grep -o 'comm .*' "$work/in3.log" | head -1)"
+else bad "stored inputs np 3: $(tail -3 "$work/in3.log")"; fi
 # a failure every rank meets alike (a calibration file too short for its header): one rank prints it, exit 1
 printf 'abc' > "$work/short.tok"
 rm -rf "$work/out"

@@ -1,4 +1,5 @@
-/* Hessian accumulation (fp32 and fp64 SYRK, several adds, merge, finalize) against the double reference. */
+/* Hessian accumulation (fp32 and fp64 SYRK, several adds, merge, finalize) and the column panels of stored inputs,
+ * against the double reference. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,8 +77,53 @@ static void run(int64_t d, bool fp64)
     free(X), free(H), free(ref);
 }
 
+/* H assembled from column panels of width w of stored inputs: the double reference to the final fp32 cast (1e-7),
+ * exactly symmetric, and each panel's entries the double sums to 1e-12 relative. */
+static void run_panels(int64_t d, int64_t n, int64_t w)
+{
+    zt_rng rng;
+    zt_rng_seed(&rng, (uint64_t)(d * 31 + w));
+    float *X = malloc(sizeof(float) * n * d), *H = malloc(sizeof(float) * d * d), *ref = malloc(sizeof(float) * d * d);
+    double *P = malloc(sizeof(double) * d * w);
+    zt_correlated_inputs(&rng, X, n, d, 3, 20.0);
+    for (int64_t i = 0; i < d * d; i++) H[i] = NAN;
+    double worst = 0;
+    for (int64_t c0 = 0; c0 < d; c0 += w) {
+        int64_t c1 = c0 + w < d ? c0 + w : d;
+        CHECK_OK(zf_hessian_panel(X, n, d, c0, c1, P));
+        for (int64_t i = c0; i < d; i++)
+            for (int64_t j = c0; j < c1; j++) {
+                double s = 0, mag = 0;
+                for (int64_t t = 0; t < n; t++) {
+                    s += (double)X[t * d + i] * (double)X[t * d + j];
+                    mag += fabs((double)X[t * d + i] * (double)X[t * d + j]);
+                }
+                double e = fabs(P[(i - c0) * (c1 - c0) + j - c0] - s) / (mag > 0 ? mag : 1);
+                if (e > worst) worst = e;
+            }
+        zf_hessian_store_panel(P, d, c0, c1, 2.0 / (double)n, H);
+    }
+    CHECK_MSG(worst <= 1e-12, "dim %lld, panels of %lld: panel sums off by %g relative", (long long)d, (long long)w, worst);
+    zt_hessian_ref(X, n, d, ref);
+    char what[64];
+    snprintf(what, sizeof what, "dim %lld from panels of %lld", (long long)d, (long long)w);
+    check_close(H, ref, d, 1e-7, what);
+    free(X), free(H), free(ref), free(P);
+}
+
 int main(void)
 {
+    run_panels(37, 300, 37);
+    run_panels(130, 600, 17);
+    run_panels(130, 5, 1);
+    CHECK(zf_hessian_panel_width(28672) == 585 && zf_hessian_panel_width(64) == 64);
+    {
+        float x[4] = {0};
+        double p[4];
+        CHECK(zf_hessian_panel(x, 1, 4, 2, 5, p) == ZF_ERR_INPUT);
+        CHECK(zf_hessian_panel(x, 1, 4, 2, 2, p) == ZF_ERR_INPUT);
+    }
+
     run(37, false);
     run(37, true);
     run(130, false);

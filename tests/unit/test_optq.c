@@ -278,7 +278,7 @@ static void test_group(zt_rng *rng)
         o.group_size = gs ? 64 : -1;
         zf_qresult r, whole;
         double dl[3], dl_rtn[3];
-        CHECK_OK(zf_backend_quantize_group(cpu, &o, W, rows, N, H, NULL, 3, mrows, &r, dl, dl_rtn));
+        CHECK_OK(zf_backend_quantize_group(cpu, &o, W, rows, N, H, NULL, 3, mrows, NULL, &r, dl, dl_rtn));
         CHECK_OK(zf_quantize(&o, W, rows, N, H, NULL, &whole));
         CHECK(r.dl == 0.0 && r.dl_rtn == 0.0);
         CHECK(memcmp(r.deq, whole.deq, sizeof(float) * rows * N) == 0 && memcmp(r.q, whole.q, rows * N) == 0);
@@ -296,7 +296,7 @@ static void test_group(zt_rng *rng)
         }
         const int64_t bad[2] = {100, 100};
         zf_qresult rb;
-        CHECK(zf_backend_quantize_group(cpu, &o, W, rows, N, H, NULL, 2, bad, &rb, dl, dl_rtn) == ZF_ERR_INPUT);
+        CHECK(zf_backend_quantize_group(cpu, &o, W, rows, N, H, NULL, 2, bad, NULL, &rb, dl, dl_rtn) == ZF_ERR_INPUT);
         zf_qresult_free(&r);
         zf_qresult_free(&whole);
     }

@@ -59,6 +59,33 @@ int main(void)
     CHECK(gpu.quant < one.quant);
     cfg.backend = ZF_BACKEND_CPU;
 
+    /* stored inputs: a rank seeing fewer tokens than a layer is wide keeps them instead of the sums, and an owner
+     * then holds the fp32 H its panels were reduced into, not the fp64 sums */
+    zf_plan_memory few_sums, few_inputs;
+    cfg.hessian_capture = ZF_CAPTURE_SUMS;
+    zf_plan_memory_host(&cfg, &c, 64, 1, 64, &few_sums);
+    cfg.hessian_capture = ZF_CAPTURE_AUTO;
+    zf_plan_memory_host(&cfg, &c, 64, 1, 64, &few_inputs);
+    double stored = 0;
+    for (int g = 0; g < ZF_NGROUP; g++) stored += 64.0 * (double)zf_group_in(&c, g) * 4;
+    CHECK_CLOSE(few_sums.capture, all * 8, 0, 1e-12);
+    CHECK_CLOSE(few_inputs.capture, stored, 0, 1e-12);
+    CHECK(few_inputs.quant < few_sums.quant);
+    cfg.backend = ZF_BACKEND_CUDA; /* a GPU sums on the device whatever the token count */
+    zf_plan_memory_host(&cfg, &c, 64, 1, 64, &gpu);
+    CHECK(gpu.capture == 0);
+    cfg.backend = ZF_BACKEND_CPU;
+
+    /* teams: with more ranks than groups the busiest rank quantizes a share of a group's rows */
+    zf_plan_memory four, teams, no_teams;
+    zf_plan_memory_host(&cfg, &c, 4, 32, 256, &four);
+    zf_plan_memory_host(&cfg, &c, 16, 8, 256, &teams);
+    cfg.split_rows = false;
+    zf_plan_memory_host(&cfg, &c, 16, 8, 256, &no_teams);
+    cfg.split_rows = true;
+    CHECK(teams.quant < four.quant && teams.quant < no_teams.quant);
+    CHECK_CLOSE(no_teams.quant, four.quant, 0, 1e-12);
+
     /* a rank's chunk is at most its share of eval.max_windows */
     cfg.eval_max_windows = 8;
     zf_plan_memory share;
