@@ -1,6 +1,8 @@
 /* The steps both schedules share: owners by cost, Hessians to owners, results to every rank, agreed stops. */
 #include "coordinator/schedule.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,6 +207,19 @@ zf_status zf_sched_owner_hessian(zf_hcache *hc, bool fp_pass, bool cached, int64
     zf_status s = zf_hcache_store(hc, b, g, dim, H, seconds + zf_now() - t0);
     if (s != ZF_OK) zf_log_warn("Hessian cache: %s (going on without it)", zf_last_error());
     return ZF_OK;
+}
+
+const char *zf_sched_dl_note(const zf_qblock *qb)
+{
+    static char buf[96];
+    double before = 0, after = 0;
+    for (int l = 0; l < ZF_NLIN; l++) {
+        before += qb->dl_rtn[l];
+        after += qb->dl[l];
+    }
+    if (isnan(before)) snprintf(buf, sizeof buf, "ΔL %.4g", after);
+    else snprintf(buf, sizeof buf, "ΔL after/before %.4g/%.4g = %.3f", after, before, before > 0 ? after / before : 0.0);
+    return buf;
 }
 
 zf_status zf_sched_agreed_stop(const zf_run_hooks *hooks, const char *where)

@@ -179,13 +179,8 @@ static int64_t complete_end(const par_run *p)
 static void log_block(const par_run *p, int64_t b)
 {
     const zf_qblock *qb = &p->m->blocks[b];
-    double before = 0, after = 0;
-    for (int l = 0; l < ZF_NLIN; l++) {
-        before += qb->dl_rtn[l];
-        after += qb->dl[l];
-    }
-    zf_log_info("block %lld/%lld  elapsed %.1fs  ΔL after/before %.4g/%.4g = %.3f (parallel schedule)",
-                (long long)b + 1, (long long)p->nb, zf_now() - p->t0, after, before, before > 0 ? after / before : 0.0);
+    zf_log_info("block %lld/%lld  elapsed %.1fs  %s (parallel schedule)", (long long)b + 1, (long long)p->nb,
+                zf_now() - p->t0, zf_sched_dl_note(qb));
 }
 
 /* Every rank builds block b from the full-precision weights and its groups' results, then persists it; a rank

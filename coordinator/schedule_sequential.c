@@ -190,18 +190,12 @@ static void log_block(const zf_job_config *cfg, const zf_qmodel *m, const zf_blo
     const zf_model_config *c = &m->model;
     const zf_qblock *qb = &m->blocks[b];
     const zf_comm *w = zf_comm_world();
-    double before = 0, after = 0;
     int retries = 0;
-    for (int l = 0; l < ZF_NLIN; l++) {
-        before += qb->dl_rtn[l];
-        after += qb->dl[l];
-        retries += qb->damp_retries[l];
-    }
+    for (int l = 0; l < ZF_NLIN; l++) retries += qb->damp_retries[l];
     double elapsed = zf_now() - t0;
     double eta = elapsed / (double)(b + 1 - resume_from) * (double)(c->n_layers - b - 1);
-    zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  ΔL after/before %.4g/%.4g = %.3f%s%s",
-                (long long)b + 1, (long long)c->n_layers, qb->seconds, elapsed, eta, after, before,
-                before > 0 ? after / before : 0.0, retries ? "  (damping retried)" : "",
+    zf_log_info("block %lld/%lld  %.2fs  elapsed %.1fs  eta %.1fs  %s%s%s", (long long)b + 1, (long long)c->n_layers,
+                qb->seconds, elapsed, eta, zf_sched_dl_note(qb), retries ? "  (damping retried)" : "",
                 w->size > 1 ? comm_note(qb->comm_bytes, zf_block_comm_bytes_model(c, cfg, parts, w->size, w->rank,
                                                                                    nwin * m->calib_seq))
                             : "");

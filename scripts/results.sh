@@ -58,7 +58,7 @@ for f in fixtures:
     for _, m, b, r in sub:
         ppl = {os.path.basename(e["file"]): e["ppl"] for e in r["eval"]}
         L.append("| %s | %d | %s | %.4g / %.4g | %.1f | %.1f |" % (
-            m, b, " | ".join("%.3f" % ppl[x] for x in files), r["delta_loss_after"], r["delta_loss_before"],
+            m, b, " | ".join("%.3f" % ppl[x] for x in files), r["delta_loss_after"], r["delta_loss_before"] or float("nan"),
             r["quantize_seconds"], r["total_seconds"]))
     L.append("")
 open("docs/results.md", "w").write("\n".join(L))

@@ -101,8 +101,10 @@ typedef struct {
 
 /* Quantizes a group: the concatenated rows W [rows, cols] of nmembers layers (member i has member_rows[i] rows,
  * summing to rows) once, as zf_backend_quantize, and per member, on the backend: dl[i] = ΔL of its rows of out->deq
- * against its rows of W, and dl_rtn[i] = ΔL of min-max RTN of that member alone (same bits, symmetry and groups).
- * out->dl and out->dl_rtn are left 0. Without H every figure is 0.
+ * against its rows of W (OPTQ and Z-FOLD: from the column loop's errors; other methods: by the quadratic form,
+ * with o->delta_loss_rtn only), and with o->delta_loss_rtn dl_rtn[i] = ΔL of min-max RTN of that member alone
+ * (same bits, symmetry and groups); a figure not measured is NaN. out->dl and out->dl_rtn are left 0. Without H
+ * every figure is 0.
  * With a team (NULL: alone), W holds this process's rows of the layer (a member may have 0 of them): ζ, the ALS
  * decisions, the damping and dl/dl_rtn are the whole layer's, the same on every member; the codes and grids are
  * this process's rows. Once the team has agreed on its start, a failure leaves the others inside a team

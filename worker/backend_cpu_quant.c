@@ -270,6 +270,10 @@ zf_status zf_cpu_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t
         const int64_t s1 = s0 + ZF_OPTQ_SUB < i2 ? s0 + ZF_OPTQ_SUB : i2;
         for (int64_t ra = 0; ra < rows; ra += ZF_OPTQ_ROWS)
             column_kernel(b, s->maxq, i1, s->cur, s0, s1, ra, ra + ZF_OPTQ_ROWS < rows ? ra + ZF_OPTQ_ROWS : rows);
+        for (int64_t p = s0; b->rowloss && p < s1; p++) {
+            const float *e = b->Err + (p - i1) * rows;
+            for (int64_t r = 0; r < rows; r++) b->rowloss[r] += (double)e[r] * (double)e[r];
+        }
         if (s1 < i2)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(i2 - s1), (int)rows, (int)(s1 - s0), -1.0f,
                         b->U + s0 * n + s1, (int)n, b->Err + (s0 - i1) * rows, (int)rows, 1.0f, b->Wt + s1 * rows,

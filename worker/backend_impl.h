@@ -17,7 +17,8 @@ typedef enum { ZF_CHOL_OK = 0, ZF_CHOL_NOT_PD, ZF_CHOL_SINGULAR, ZF_CHOL_NONFINI
 
 /* The OPTQ column loop's state, all in backend memory: working copy Wt [n, rows] and codes Qt [n, rows] in
  * processing order, block errors Err [block, rows], inverse factor U [n, n], grids [rows, ngroups], perm and the
- * permuted ζ zp [n]. */
+ * permuted ζ zp [n]; rowloss [rows] (double, may be NULL) gathers each row's Σ err² over the columns, which is
+ * ΔW (H + λI) ΔWᵀ of that row (H⁻¹ = UᵀU makes the errors white). */
 typedef struct {
     int64_t rows, n, ngroups, gs;
     bool static_groups;
@@ -25,6 +26,7 @@ typedef struct {
     const float *zp, *U, *scale, *zero;
     float *Wt, *Err;
     uint8_t *Qt;
+    double *rowloss;
 } zf_optq_bufs;
 
 /* Pointers named "backend memory" are what alloc returned (plus offsets); the caller never dereferences them.

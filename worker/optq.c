@@ -41,6 +41,7 @@ static zf_status optq_factor_run(zf_qrun *r, const int32_t *perm, float *U, doub
         ZF_TRY(zf_qrun_team_sum(r, &failed, 1));
         if (failed > 0 && res == ZF_CHOL_OK) res = ZF_CHOL_NOT_PD;
         if (failed == 0) {
+            r->lambda = (float)(damp * mean);
             *damp_used = damp;
             *retries = attempt;
             return ZF_OK;
@@ -131,7 +132,8 @@ static zf_status column_loop(zf_qrun *r)
     const int64_t n = r->cols, B = o->block_size < n ? o->block_size : n;
     const zf_optq_bufs b = {.rows = r->rows, .n = n, .ngroups = r->ngroups, .gs = r->gs,
                             .static_groups = o->static_groups, .perm = r->perm, .zp = r->zp, .U = r->U,
-                            .scale = r->scale, .zero = r->zero, .Wt = r->A, .Err = r->Err, .Qt = r->Qt};
+                            .scale = r->scale, .zero = r->zero, .Wt = r->A, .Err = r->Err, .Qt = r->Qt,
+                            .rowloss = r->rowloss};
     for (int64_t i1 = 0; i1 < n; i1 += B) {
         const int64_t i2 = i1 + B < n ? i1 + B : n;
         if (r->gs && !o->static_groups) ZF_TRY(dynamic_grids(r, i1, i2));

@@ -34,6 +34,7 @@ static zf_status qrun_alloc(zf_qrun *r, bool host)
         {&r->zp, c4, "quantization: permuted zeta", true},
         {&r->perm, c4, "quantization: permutation", true},
         {&r->gidx, c4, "quantization: group index", true},
+        {&r->rowloss, (size_t)rows * sizeof(double), "OPTQ: row losses", optq && r->Hh},
     };
     for (size_t k = 0; k < sizeof b / sizeof b[0]; k++)
         if (b[k].want) ZF_TRY(r->i->alloc(r->be->ctx, b[k].n, b[k].what, (void **)b[k].p));
@@ -61,6 +62,7 @@ zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, i
     /* a row no grid could fit keeps zero scale and zero point */
     if (st == ZF_OK) st = r->i->fill_zero(be->ctx, r->scale, rg * sizeof(float));
     if (st == ZF_OK) st = r->i->fill_zero(be->ctx, r->zero, rg * sizeof(float));
+    if (st == ZF_OK && r->rowloss) st = r->i->fill_zero(be->ctx, r->rowloss, (size_t)rows * sizeof(double));
     if (st != ZF_OK) zf_qrun_close(r, st);
     return st;
 }
@@ -68,7 +70,7 @@ zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, i
 void zf_qrun_close(zf_qrun *r, zf_status st)
 {
     void *bufs[] = {r->A, r->B, r->U, r->Err, r->hbuf, r->scale, r->zero, r->zeta, r->zp, r->q, r->Qt, r->perm,
-                    r->gidx, r->own_w ? r->W : NULL, r->own_w ? r->H : NULL};
+                    r->gidx, r->rowloss, r->own_w ? r->W : NULL, r->own_w ? r->H : NULL};
     if (st != ZF_OK) r->i->sync(r->be->ctx); /* no queued work may still use the buffers freed below */
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
         if (bufs[k]) r->i->free(r->be->ctx, bufs[k]);

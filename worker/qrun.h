@@ -24,6 +24,8 @@ typedef struct {
     float *zeta, *zp;         /* [cols] ζ in original and in processing order */
     uint8_t *q, *Qt;          /* [rows, cols] codes; OPTQ codes in processing order [cols, rows] */
     int32_t *perm, *gidx;     /* [cols] */
+    double *rowloss;          /* OPTQ with H: [rows] Σ err² of each row's column loop (zf_optq_bufs) */
+    float lambda;             /* OPTQ: the damping added to the factored H's diagonal */
 } zf_qrun;
 
 /* Opens the session and the buffers options o need, with W and H (host) in backend memory. */

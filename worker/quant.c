@@ -117,36 +117,68 @@ static zf_status quantize_codes(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *
     return r->i->download(ctx, out->deq, deq, rc * sizeof(float));
 }
 
-/* ΔL of each member's rows of ΔW in r->B, over the team's rows. */
-static zf_status member_losses(zf_qrun *r, int nmembers, const int64_t *member_rows, double *rowbuf, double *dl)
+/* Sums per member of per-row figures (rows concatenated), over the team's rows. */
+static zf_status member_sums(zf_qrun *r, int nmembers, const int64_t *member_rows, const double *rowv, double *out)
 {
     int64_t r0 = 0;
     for (int m = 0; m < nmembers; m++) {
-        dl[m] = 0.0;
-        if (member_rows[m] > 0) ZF_TRY(zf_qrun_loss(r, r->B + r0 * r->cols, member_rows[m], rowbuf, &dl[m]));
+        out[m] = 0.0;
+        for (int64_t k = 0; k < member_rows[m]; k++) out[m] += rowv[r0 + k];
         r0 += member_rows[m];
     }
-    return zf_qrun_team_sum(r, dl, nmembers);
+    return zf_qrun_team_sum(r, out, nmembers);
 }
 
-/* Per member ΔL after, then min-max RTN of the whole (row by row the same as of each member alone) for ΔL before. */
-static zf_status group_losses(zf_qrun *r, int nmembers, const int64_t *member_rows, double *dl, double *dl_rtn)
+/* Each row's ΔW H ΔWᵀ (ΔW in r->B) by the row quadratic forms. */
+static zf_status quadform_rows(zf_qrun *r, double *rowv)
+{
+    return r->i->quadform(r->qs, r->B, NULL, r->rows, r->H, rowv, NULL);
+}
+
+/* Each row's ΔL from the column loop: Σ err² is ΔW (H + λI) ΔWᵀ with dead inputs' diagonal 1 (and their weights
+ * zeroed), so the damping's part comes off, from W and deq on the host. */
+static zf_status loop_rows(zf_qrun *r, const float *W, const float *deq, double *rowv)
+{
+    const int64_t rows = r->rows, n = r->cols;
+    ZF_TRY(r->i->download(r->be->ctx, rowv, r->rowloss, (size_t)rows * sizeof(double)));
+    const double lam = (double)r->lambda;
+    for (int64_t i = 0; i < rows; i++) {
+        double live = 0.0, dead = 0.0;
+        for (int64_t j = 0; j < n; j++) {
+            const double q = (double)deq[i * n + j];
+            if (r->Hh[j * n + j] == 0.0f) dead += q * q;
+            else live += ((double)W[i * n + j] - q) * ((double)W[i * n + j] - q);
+        }
+        rowv[i] -= lam * live + (1.0 + lam) * dead;
+    }
+    return ZF_OK;
+}
+
+/* Per member ΔL after (from the column loop when the method ran one, else by the quadratic form with
+ * delta_loss_rtn), then with delta_loss_rtn min-max RTN of the whole (row by row the same as of each member alone)
+ * for ΔL before. A figure not measured is NaN. */
+static zf_status group_losses(zf_qrun *r, const float *W, const zf_qresult *out, int nmembers,
+                              const int64_t *member_rows, double *dl, double *dl_rtn)
 {
     const zf_quant_opts *o = r->o;
-    double *rowbuf = zf_malloc((size_t)r->rows * sizeof(double), "quantization row sums");
-    if (!rowbuf) return ZF_ERR_NOMEM;
-    zf_status st = member_losses(r, nmembers, member_rows, rowbuf, dl);
-    if (st == ZF_OK && o->method == ZF_METHOD_RTN && o->grid == ZF_GRID_MINMAX) {
+    for (int m = 0; m < nmembers; m++) dl[m] = dl_rtn[m] = NAN;
+    if (!r->rowloss && !o->delta_loss_rtn) return ZF_OK;
+    double *rowv = zf_malloc((size_t)(r->rows > 0 ? r->rows : 1) * sizeof(double), "quantization row sums");
+    if (!rowv) return ZF_ERR_NOMEM;
+    zf_status st = r->rowloss ? loop_rows(r, W, out->deq, rowv) : quadform_rows(r, rowv);
+    if (st == ZF_OK) st = member_sums(r, nmembers, member_rows, rowv, dl);
+    if (st == ZF_OK && o->delta_loss_rtn && o->method == ZF_METHOD_RTN && o->grid == ZF_GRID_MINMAX) {
         memcpy(dl_rtn, dl, (size_t)nmembers * sizeof(double));
-    } else if (st == ZF_OK) {
+    } else if (st == ZF_OK && o->delta_loss_rtn) {
         /* overwrites the method's codes and grids, which are on the host already */
         st = zf_rtn_run(r, ZF_GRID_MINMAX);
         if (st == ZF_OK)
             st = r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, NULL, NULL, r->gs ? r->gs : r->cols, r->ngroups,
                                r->rows, r->cols, r->A, r->B);
-        if (st == ZF_OK) st = member_losses(r, nmembers, member_rows, rowbuf, dl_rtn);
+        if (st == ZF_OK) st = quadform_rows(r, rowv);
+        if (st == ZF_OK) st = member_sums(r, nmembers, member_rows, rowv, dl_rtn);
     }
-    free(rowbuf);
+    free(rowv);
     return st;
 }
 
@@ -181,7 +213,7 @@ zf_status zf_backend_quantize_group(zf_backend *be, const zf_quant_opts *o, cons
     if (team) st = team->agree(team->ctx, st);
     if (opened) r.team = team;
     if (st == ZF_OK) st = quantize_codes(&r, tie, out);
-    if (st == ZF_OK && H) st = group_losses(&r, nmembers, member_rows, dl, dl_rtn);
+    if (st == ZF_OK && H) st = group_losses(&r, W, out, nmembers, member_rows, dl, dl_rtn);
     if (opened) zf_qrun_close(&r, st);
     if (st != ZF_OK) {
         zf_backend_info info;

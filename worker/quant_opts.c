@@ -39,6 +39,10 @@ const zf_opt_desc zf_quant_opt_descs[] = {
     {"alpha", ZF_OPT_ENUM, OPT(alpha), ZF_ALPHA_LSQ, 0, 0, false, alpha_names, ZFOLD,
      "Z-FOLD α update: Hessian-weighted least squares (paper, eq. 13) or Hessian-scored grid search (official code)"},
     {"als_max_iter", ZF_OPT_I32, OPT(als_max_iter), 30, 1, 1000, false, NULL, ZFOLD, "Z-FOLD ALS iteration limit"},
+    {"delta_loss_rtn", ZF_OPT_BOOL, OPT(delta_loss_rtn), 0, 0, 0, false, NULL, 0,
+     "Also measure ΔL of min-max RTN on every layer (the 'before' of ΔL after/before) and, with method rtn, ΔL "
+     "after: by ΔW H ΔWᵀ, a GEMM as large as the layer's whole OPTQ loop each. OPTQ and Z-FOLD take ΔL after from "
+     "their column loop's errors at no cost; a figure not measured is null in report.json and NaN in the shards"},
     {"mmse_norm", ZF_OPT_DOUBLE, OPT(mmse_norm), 2.4, 1, 8, false, NULL, ALL, "Exponent of the MMSE grid error"},
     {"grid_points", ZF_OPT_I32, OPT(grid_points), 100, 2, 10000, false, NULL, ALL,
      "Clip ratios tried by the MMSE and Hessian grids"},
@@ -78,6 +82,7 @@ void zf_quant_opts_default(zf_quant_opts *o)
     o->max_shrink = 0.8; /* the reference MMSE search */
     o->zeta_positive = false;
     o->zfold_optq = true;
+    o->delta_loss_rtn = true; /* every figure for a direct caller; a run's config chooses (default off) */
 }
 
 static int count_names(const char *const *names)

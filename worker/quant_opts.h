@@ -30,6 +30,7 @@ typedef struct {
     int als_max_iter;
     bool zeta_positive;      /* ζ must stay > 0 (fold through ReLU; not a config key) */
     bool zfold_optq;         /* Algorithm 2: OPTQ on the ζ·α grid after the ALS (not a config key) */
+    bool delta_loss_rtn;     /* ΔL of min-max RTN, and of methods without a column loop, by ΔW H ΔWᵀ */
 } zf_quant_opts;
 
 /* Value types of option descriptors; the config's key table extends this list past ZF_OPT_ENUM. */

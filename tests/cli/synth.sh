@@ -202,7 +202,7 @@ YAML
   "$zfold" plan "$work/$m.yaml" --memory-only > "$work/plan-$m.log" 2>&1 && ok "plan on synthetic $m" \
     || bad "plan on synthetic $m: $(tail -2 "$work/plan-$m.log")"
   "$zfold" quantize "$work/$m.yaml" > "$work/q-$m.log" 2>&1 && "$zfold" inspect "$work/run-$m" > "$work/i-$m.log" 2>&1 \
-    && ok "quantize on synthetic $m: $(grep -o 'ΔL after/before.*' "$work/q-$m.log" | tail -1)" \
+    && ok "quantize on synthetic $m: $(grep -o 'ΔL .*' "$work/q-$m.log" | tail -1)" \
     || bad "quantize on synthetic $m: $(tail -3 "$work/q-$m.log" "$work/i-$m.log")"
 done
 

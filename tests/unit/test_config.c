@@ -31,13 +31,16 @@ static void expect_error(const char *name, const char *yaml, const char *needle1
                   needle2);
 }
 
-/* Every quantization key: the config's default is zf_quant_opts_default's, and set and check agree on the edges. */
+/* Every quantization key: the config's default is zf_quant_opts_default's (but for delta_loss_rtn: a direct caller
+ * gets every figure, a run only the free ones), and set and check agree on the edges. */
 static void test_quant_keys_agree(void)
 {
     zf_job_config c;
     zf_quant_opts o;
     zf_config_defaults(&c);
     zf_quant_opts_default(&o);
+    CHECK(o.delta_loss_rtn && !c.quant.delta_loss_rtn);
+    o.delta_loss_rtn = false;
     CHECK(!memcmp(&c.quant, &o, sizeof o));
     CHECK(o.bits == 3 && o.method == ZF_METHOD_ZFOLD && o.alpha == ZF_ALPHA_LSQ && o.grid_points == 100);
     for (size_t i = 0; i < zf_quant_opt_count; i++) {

@@ -110,7 +110,8 @@ static void flip_byte(const char *path, long at)
 }
 
 /* The config fingerprint existing manifests hold: XXH64 of "key: value\n" of every key but output, threads,
- * calibration.cache, gpu.comm_timeout and eval.* (an independent copy of the definition, so that it cannot drift). */
+ * calibration.cache, gpu.comm_timeout, eval.* and delta_loss_rtn (what is measured, not what is computed; an
+ * independent copy of the definition, so that it cannot drift). */
 static uint64_t manifest_fingerprint_v1(const char *yaml)
 {
     XXH64_state_t st;
@@ -130,7 +131,7 @@ static uint64_t manifest_fingerprint_v1(const char *yaml)
         if (line[0] == ' ') snprintf(key, sizeof key, "%s.%.*s", section, (int)(colon - line - 2), line + 2);
         else snprintf(key, sizeof key, "%.*s", (int)(colon - line), line);
         if (!strcmp(key, "output") || !strcmp(key, "threads") || !strcmp(key, "calibration.cache") ||
-            !strcmp(key, "gpu.comm_timeout") || !strncmp(key, "eval.", 5))
+            !strcmp(key, "gpu.comm_timeout") || !strncmp(key, "eval.", 5) || !strcmp(key, "delta_loss_rtn"))
             continue;
         XXH64_update(&st, key, strlen(key));
         XXH64_update(&st, ": ", 2);

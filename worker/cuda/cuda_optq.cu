@@ -178,7 +178,7 @@ __global__ void k_group_hess(const float *H, int64_t n, const int32_t *perm, int
 __global__ void __launch_bounds__(ZF_CQ_ROWS_PER_CTA)
 k_columns(float *Wt, uint8_t *Qt, float *Err, const float *U, int64_t rows, int64_t n, int64_t i1, int64_t s0,
           int len, const float *scale, const float *zero, int64_t ngroups, int64_t gs, bool static_groups,
-          const int32_t *perm, const float *zp, float maxq)
+          const int32_t *perm, const float *zp, float maxq, double *rowloss)
 {
     __shared__ float Us[ZF_CQ_SUB][ZF_CQ_SUB];
     for (int t = threadIdx.x; t < ZF_CQ_SUB * ZF_CQ_SUB; t += blockDim.x) {
@@ -189,6 +189,7 @@ k_columns(float *Wt, uint8_t *Qt, float *Err, const float *U, int64_t rows, int6
     const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= rows) return;
     float w[ZF_CQ_SUB];
+    double loss = 0.0;
 #pragma unroll
     for (int k = 0; k < ZF_CQ_SUB; k++) w[k] = k < len ? Wt[(s0 + k) * rows + r] : 0.0f;
 #pragma unroll
@@ -201,11 +202,14 @@ k_columns(float *Wt, uint8_t *Qt, float *Err, const float *U, int64_t rows, int6
             Qt[p * rows + r] = (uint8_t)code;
             const float e = __fdiv_rn(__fsub_rn(w[k], zf_d_dequant(code, s, z)), Us[k][k]);
             Err[(p - i1) * rows + r] = e;
+            loss += (double)e * (double)e;
             /* unfused like the host's wj -= u·e (ptxas would contract a plain mul and sub into an FMA) */
 #pragma unroll
             for (int j = k + 1; j < ZF_CQ_SUB; j++) w[j] = __fsub_rn(w[j], __fmul_rn(Us[k][j], e));
         }
     }
+    /* one thread per row and the launches in stream order: no other writer */
+    if (rowloss) rowloss[r] += loss;
 }
 
 /* q[r, perm[p]] = Qt[p, r]. */
@@ -236,7 +240,7 @@ zf_status zf_cq_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t 
         const int64_t s1 = s0 + ZF_CQ_SUB < i2 ? s0 + ZF_CQ_SUB : i2;
         k_columns<<<zf_cuda_blocks(rows, ZF_CQ_ROWS_PER_CTA), ZF_CQ_ROWS_PER_CTA, 0, c->cu->stream>>>(
             b->Wt, b->Qt, b->Err, b->U, rows, b->n, i1, s0, (int)(s1 - s0), b->scale, b->zero, b->ngroups, b->gs,
-            b->static_groups, b->perm, b->zp, c->maxq);
+            b->static_groups, b->perm, b->zp, c->maxq, b->rowloss);
         ZF_TRY(zf_cq_launched(c));
         if (s1 < i2) ZF_TRY(update(c, b, i1, s0, s1, i2));
     }
