@@ -94,18 +94,20 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: zfold_bench [--sizes LIST] [--methods LIST] [--threads N] [--tokens N] [--bits B] [--json FILE]\n"
+            "                   [--delta-loss-rtn 0|1]\n"
             "  --sizes    comma-separated subset of 768,2048,4096,11008x4096,4096x11008 (out x in; default all)\n"
             "  --methods  comma-separated subset of rtn,optq,zfold (default all)\n"
             "  --threads  BLAS and OpenMP threads (default: the libraries' own defaults)\n"
             "  --tokens   calibration tokens for H (default 4096)\n"
             "  --bits     bits (default 4)\n"
+            "  --delta-loss-rtn 0|1  also the min-max RTN baseline's ΔL (default 1; a run's default is 0)\n"
             "  --json     also write the results as JSON to FILE\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *sizes = NULL, *json = NULL, *methods_sel = NULL;
-    int threads = 0, bits = 4;
+    int threads = 0, bits = 4, baseline = 1;
     int64_t ntok = 4096;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sizes") && i + 1 < argc) sizes = argv[++i];
@@ -114,6 +116,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--bits") && i + 1 < argc) bits = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--methods") && i + 1 < argc) methods_sel = argv[++i];
+        else if (!strcmp(argv[i], "--delta-loss-rtn") && i + 1 < argc) baseline = atoi(argv[++i]) != 0;
         else {
             usage();
             return strcmp(argv[i], "--help") ? 2 : 0;
@@ -130,10 +133,11 @@ int main(int argc, char **argv)
            "H from %lld tokens\n",
            peak, openblas_get_num_threads(), omp_get_max_threads(), bits, (long long)ntok);
     printf("# flops: OPTQ 2*out*in^2 + in^3; Z-FOLD adds 2*out*in^2 per ALS GEMM (1 + 2 per ALS iteration run);\n"
-           "# core = ALS + factor + column loop (zf_quantize total also computes dl and dl_rtn: 2 more GEMMs);\n"
+           "# core = ALS + factor + column loop; stats = the ΔL figures (OPTQ/Z-FOLD dl from the loop's errors; dl_rtn\n"
+           "#   and RTN's dl one GEMM each, with --delta-loss-rtn 1);\n"
            "# loop GF/s = 2*out*in^2 / column-loop seconds (the OPTQ update count of the brief)\n");
-    printf("%-11s %-6s %9s %9s %9s %9s %8s %8s %7s %9s %5s\n", "layer", "method", "total_s", "core_s", "als_s",
-           "loop_s", "core_GF/s", "loop_GF/s", "ratio", "dl/dl_rtn", "iters");
+    printf("%-11s %-6s %9s %9s %9s %9s %9s %8s %8s %7s %9s %5s\n", "layer", "method", "total_s", "core_s", "als_s",
+           "loop_s", "stats_s", "core_GF/s", "loop_GF/s", "ratio", "dl/dl_rtn", "iters");
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (json && !jf) {
         fprintf(stderr, "zfold_bench: cannot write %s\n", json);
@@ -157,6 +161,7 @@ int main(int argc, char **argv)
             zf_quant_opts_default(&o);
             o.method = methods[m];
             o.bits = bits;
+            o.delta_loss_rtn = baseline;
             zf_qresult r;
             if (zf_quantize(&o, W, L->out, L->in, H, NULL, &r) != ZF_OK) {
                 fprintf(stderr, "zfold_bench: %s %s: %s\n", L->name, zf_method_name(o.method), zf_last_error());
@@ -168,18 +173,21 @@ int main(int argc, char **argv)
             const double flops = zf_bench_quant_flops(&o, &r, L->out, L->in, &core);
             const double gf = core > 0 ? flops / core / 1e9 : 0.0;
             const double lgf = r.t_loop > 0 ? oi2 / r.t_loop / 1e9 : 0.0;
-            printf("%-11s %-6s %9.3f %9.3f %9.3f %9.3f %8.1f %8.1f %7.2f %9.4f %5d\n", L->name,
-                   zf_method_name(o.method), r.t_total, core, r.t_als, r.t_loop, gf, lgf, gf / peak,
+            printf("%-11s %-6s %9.3f %9.3f %9.3f %9.3f %9.3f %8.1f %8.1f %7.2f %9.4f %5d\n", L->name,
+                   zf_method_name(o.method), r.t_total, core, r.t_als, r.t_loop, r.t_stats, gf, lgf, gf / peak,
                    r.dl / r.dl_rtn, r.als_iters);
+            char dl_s[32], dlr_s[32]; /* JSON has no NaN: a figure not measured is null */
+            snprintf(dl_s, sizeof dl_s, isnan(r.dl) ? "null" : "%.6g", r.dl);
+            snprintf(dlr_s, sizeof dlr_s, isnan(r.dl_rtn) ? "null" : "%.6g", r.dl_rtn);
             if (jf)
                 fprintf(jf,
                         "%s\n    {\"layer\": \"%s\", \"out\": %lld, \"in\": %lld, \"method\": \"%s\", "
                         "\"total_s\": %.4f, \"core_s\": %.4f, \"als_s\": %.4f, \"factor_s\": %.4f, \"loop_s\": %.4f, "
                         "\"core_flops\": %.6g, \"core_gflops\": %.3f, \"loop_gflops\": %.3f, \"ratio_to_sgemm\": %.4f, "
-                        "\"loop_ratio_to_sgemm\": %.4f, \"dl\": %.6g, \"dl_rtn\": %.6g, \"als_iters\": %d}",
+                        "\"loop_ratio_to_sgemm\": %.4f, \"stats_s\": %.4f, \"dl\": %s, \"dl_rtn\": %s, \"als_iters\": %d}",
                         first ? "" : ",", L->name, (long long)L->out, (long long)L->in, zf_method_name(o.method),
-                        r.t_total, core, r.t_als, r.t_factor, r.t_loop, flops, gf, lgf, gf / peak, lgf / peak, r.dl,
-                        r.dl_rtn, r.als_iters);
+                        r.t_total, core, r.t_als, r.t_factor, r.t_loop, flops, gf, lgf, gf / peak, lgf / peak,
+                        r.t_stats, dl_s, dlr_s, r.als_iters);
             first = 0;
             fflush(stdout);
             zf_qresult_free(&r);

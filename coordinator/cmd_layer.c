@@ -119,6 +119,7 @@ int zf_cmd_layer(int argc, char **argv)
     const char *in = NULL, *out = NULL, *wname = "weight", *hname = "hessian", *xname = "inputs";
     zf_job_config cfg;
     zf_config_defaults(&cfg);
+    cfg.quant.delta_loss_rtn = true; /* one layer: both figures are cheap enough to print */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strncmp(a, "--", 2)) {

@@ -139,7 +139,7 @@ static double measure_quantize(zf_backend *be, const zf_quant_opts *q, int64_t r
         }
         double t0 = zf_now();
         if (st == ZF_OK && zf_backend_quantize(be, q, W, rows, cols, H, NULL, &r) == ZF_OK)
-            rate = zf_quant_flops((double)rows, (double)cols, r.als_iters) / (zf_now() - t0) / 1e9;
+            rate = zf_quant_flops(q, (double)rows, (double)cols, r.als_iters) / (zf_now() - t0) / 1e9;
         zf_qresult_free(&r);
     }
     free(W);
@@ -161,13 +161,13 @@ static double busiest_owner_flops(const zf_job_config *cfg, const zf_model_confi
     zf_block_parts p;
     if (parallel && owner && load && zf_assign_owners(mc, nb, ranks, owner) == ZF_OK) {
         for (int64_t u = 0; u < nb * ZF_NGROUP; u++)
-            load[owner[u]] += zf_quant_flops(rows[u % ZF_NGROUP], in[u % ZF_NGROUP], iters);
+            load[owner[u]] += zf_quant_flops(&cfg->quant, rows[u % ZF_NGROUP], in[u % ZF_NGROUP], iters);
     } else if (!parallel && load && zf_assign_parts(mc, &cfg->quant, ranks, cfg->split_rows, &p) == ZF_OK) {
         for (int g = 0; g < ZF_NGROUP; g++)
             for (int i = 0; i < p.n[g]; i++) {
                 int64_t lo, hi;
                 zf_part_rows(mc, &p, (zf_group)g, i, &lo, &hi);
-                load[p.first[g] + i] += zf_quant_flops((double)(hi - lo), in[g], iters);
+                load[p.first[g] + i] += zf_quant_flops(&cfg->quant, (double)(hi - lo), in[g], iters);
             }
     }
     for (int r = 0; load && r < ranks; r++)

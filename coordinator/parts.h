@@ -15,12 +15,12 @@ typedef struct zf_block_parts {
     int first[ZF_NGROUP], n[ZF_NGROUP];
 } zf_block_parts;
 
-/* Flops of quantizing a [rows, cols] layer: the inverse factor, OPTQ's column loop and als_iters Z-FOLD rounds of
- * two row quadratic forms each. */
-double zf_quant_flops(double rows, double cols, int als_iters);
+/* Flops of quantizing a [rows, cols] layer with q: OPTQ's inverse factor and column loop (not for RTN), als_iters
+ * Z-FOLD rounds of two row quadratic forms each, and the ΔL quadratic forms delta_loss_rtn asks for. */
+double zf_quant_flops(const zf_quant_opts *q, double rows, double cols, int als_iters);
 
 /* The same answer on every rank. With split and more ranks than groups, every group gets its own team, and the
- * spare ranks join the team whose part costs most while that cuts its cost by at least 5 %; otherwise one owner
+ * spare ranks join the team whose part costs most while that cuts its cost by at least 1 %; otherwise one owner
  * per group (zf_assign_owners). */
 zf_status zf_assign_parts(const zf_model_config *c, const zf_quant_opts *q, int nranks, bool split, zf_block_parts *p);
 /* Rows [lo, hi) of group g's concatenated members for the team's i-th rank. */

@@ -217,7 +217,8 @@ const char *zf_sched_dl_note(const zf_qblock *qb)
         before += qb->dl_rtn[l];
         after += qb->dl[l];
     }
-    if (isnan(before)) snprintf(buf, sizeof buf, "ΔL %.4g", after);
+    if (isnan(after)) snprintf(buf, sizeof buf, "ΔL not measured (delta_loss_rtn: true)");
+    else if (isnan(before)) snprintf(buf, sizeof buf, "ΔL %.4g", after);
     else snprintf(buf, sizeof buf, "ΔL after/before %.4g/%.4g = %.3f", after, before, before > 0 ? after / before : 0.0);
     return buf;
 }

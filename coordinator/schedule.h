@@ -39,7 +39,8 @@ zf_status zf_sched_owner_hessian(zf_hcache *hc, bool fp_pass, bool cached, int64
 /* A group's result to every rank: part i (rows [row0[i], row0[i + 1]) of row0[nparts]) from rank roots[i], which
  * holds those rows in gr; ζ, g_idx and the statistics from roots[0]. Afterwards gr holds every row on every rank. */
 zf_status zf_sched_bcast_group(zf_group_result *gr, int nparts, const int *roots, const int64_t *row0);
-/* "ΔL after/before a/b = ratio" of a block's layers, or "ΔL a" when the baseline was not measured (static buffer). */
+/* "ΔL after/before a/b = ratio" of a block's layers, "ΔL a" when the baseline was not measured, or that none was
+ * (static buffer). */
 const char *zf_sched_dl_note(const zf_qblock *qb);
 /* A stop request (a signal on any rank), agreed by every rank; ZF_ERR_INTERRUPTED naming where when there is one. */
 zf_status zf_sched_agreed_stop(const zf_run_hooks *hooks, const char *where);

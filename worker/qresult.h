@@ -29,6 +29,7 @@ typedef struct {
     double t_factor;         /* seconds: OPTQ damping + chol(H⁻¹) */
     double t_loop;           /* seconds: OPTQ column loop and lazy updates */
     double t_total;          /* seconds: all of zf_quantize, ΔL figures included */
+    double t_stats;          /* seconds: the ΔL figures (after and, with delta_loss_rtn, the RTN baseline) */
 } zf_qresult;
 
 /* A quantizer's output: codes, grids, ζ = 1 and deq. */

@@ -213,7 +213,9 @@ zf_status zf_backend_quantize_group(zf_backend *be, const zf_quant_opts *o, cons
     if (team) st = team->agree(team->ctx, st);
     if (opened) r.team = team;
     if (st == ZF_OK) st = quantize_codes(&r, tie, out);
+    const double t_stats = zf_now();
     if (st == ZF_OK && H) st = group_losses(&r, W, out, nmembers, member_rows, dl, dl_rtn);
+    out->t_stats = zf_now() - t_stats;
     if (opened) zf_qrun_close(&r, st);
     if (st != ZF_OK) {
         zf_backend_info info;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Projected wall time of a whole run on H100s from rates measured on one H100 (docs/gpu.md) and the pipeline's
 schedule: per block, the capture and quantized forwards of each rank's windows, the Hessian reduction, the
-busiest owner's quantization, the packed-code broadcast. Prints a markdown table.
+busiest owner's (or team member's) quantization, the packed-code broadcast. Prints a markdown table.
 usage: bench/scale/project.py [--link-gbs 25]"""
 import json, os, sys
 
@@ -18,9 +18,22 @@ def zfold_flops(out, inp, gemms=13):
     return (gemms + 1) * 2.0 * out * inp * inp + inp ** 3
 
 
-def zfold_seconds(out, inp):
+def zfold_seconds(out, inp, k=1):
+    """One team member's seconds when the group's rows are split k ways (the factor is every member's)."""
     o, i, s = ZFOLD_REF
-    return s * zfold_flops(out, inp) / zfold_flops(o, i)
+    return s * zfold_flops(-(-out // k), inp) / zfold_flops(o, i)
+
+
+def team_sizes(groups, ranks):
+    """The pipeline's teams (coordinator/parts.c): a rank per group, then each spare rank to the team whose share
+    costs most while that cuts its cost by at least 1 %."""
+    k = [1] * len(groups)
+    for _ in range(ranks - len(groups)):
+        g = max(range(len(groups)), key=lambda j: zfold_seconds(*groups[j], k[j]))
+        if zfold_seconds(*groups[g], k[g] + 1) > 0.99 * zfold_seconds(*groups[g], k[g]):
+            break
+        k[g] += 1
+    return k
 
 
 def shapes(cfg):
@@ -50,8 +63,13 @@ def project(name, ranks, schedule, windows=128, seq=2048, link_gbs=25.0, bits=3)
     unit = [zfold_seconds(o, i) for o, i in groups]
     if schedule == "sequential":
         t_fwd = wpr * win_flops * (1 / (FWD_CAPTURE_GFLOPS * 1e9) + 1 / (FWD_GFLOPS * 1e9))
-        # four owners at most: the largest group is the critical path (all four on one rank when ranks == 1)
-        t_q = sum(unit) if ranks == 1 else max(unit) if ranks >= 4 else sum(sorted(unit)[-2:])
+        # up to four ranks: owners (all four groups on one rank when ranks == 1); more: teams split the rows,
+        # each member after its owner's fp32 H
+        t_q = sum(unit) if ranks == 1 else max(unit) if ranks == 4 else sum(sorted(unit)[-2:])
+        if ranks > 4:
+            k = team_sizes(groups, ranks)
+            t_q = max(zfold_seconds(o, i, kk) + (4.0 * i * i / (link_gbs * 1e9) if kk > 1 else 0.0)
+                      for (o, i), kk in zip(groups, k))
         per_block = t_fwd + t_red + t_q + t_bcast
         return nb, per_block, per_block * nb, t_fwd, t_q
     # parallel: one capturing pass, then every unit on the least loaded rank, largest first
@@ -71,7 +89,7 @@ def main():
     print("| model | H100s | schedule | blocks | forward s/block | busiest quantization s | s/block | total min |")
     print("|---|---|---|---|---|---|---|---|")
     for name, ranks, sched in [("llama3-8b.json", 1, "sequential"), ("llama2-70b.json", 8, "sequential"),
-                               ("llama2-70b.json", 64, "parallel"), ("opt-175b.json", 64, "sequential"),
+                               ("llama2-70b.json", 64, "parallel"), ("llama2-70b.json", 64, "sequential"), ("opt-175b.json", 64, "sequential"),
                                ("opt-175b.json", 64, "parallel")]:
         nb, pb, tot, tf, tq = project(name, ranks, sched, link_gbs=link)
         print(f"| {name[:-5]} | {ranks} | {sched} | {nb} | {tf:.2f} | {tq:.1f}{' (all units)' if sched == 'parallel' else ''} "

@@ -19,7 +19,7 @@ static double busiest(const zf_model_config *c, const zf_quant_opts *q, const zf
         for (int i = 0; i < p->n[g]; i++) {
             int64_t lo, hi;
             zf_part_rows(c, p, (zf_group)g, i, &lo, &hi);
-            load[p->first[g] + i] += zf_quant_flops((double)(hi - lo), (double)zf_group_in(c, (zf_group)g),
+            load[p->first[g] + i] += zf_quant_flops(q, (double)(hi - lo), (double)zf_group_in(c, (zf_group)g),
                                                     q->method == ZF_METHOD_ZFOLD ? q->als_max_iter : 0);
         }
     for (int r = 0; r < nranks; r++) most = fmax(most, load[r]);
