@@ -29,48 +29,8 @@ static const layer_shape shapes[] = {
 };
 #define NSHAPES (sizeof shapes / sizeof shapes[0])
 
-static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static double rnd_normal(void)
-{
-    uint64_t a = (rng_state += 0x9E3779B97F4A7C15ull), b = (rng_state += 0x9E3779B97F4A7C15ull);
-    a = (a ^ (a >> 30)) * 0xBF58476D1CE4E5B9ull, a ^= a >> 27;
-    b = (b ^ (b >> 30)) * 0xBF58476D1CE4E5B9ull, b ^= b >> 27;
-    double u1 = ((a >> 11) + 1) * 0x1.0p-53, u2 = (b >> 11) * 0x1.0p-53;
-    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
-}
-
-static void fill_normal(float *x, size_t n, double sigma)
-{
-    for (size_t i = 0; i < n; i++) x[i] = (float)(sigma * rnd_normal());
-}
-
 #define xmalloc(n) zf_bench_xmalloc((n), "zfold_bench")
-
-/* H from ntok correlated inputs: X = Z + Y·R (rank-64 shared component) with a few outlier channels ×10. */
-static void make_hessian(int64_t in, int64_t ntok, float *H)
-{
-    const int64_t k = 64;
-    float *X = xmalloc((size_t)ntok * (size_t)in * sizeof(float));
-    float *Y = xmalloc((size_t)ntok * (size_t)k * sizeof(float));
-    float *R = xmalloc((size_t)k * (size_t)in * sizeof(float));
-    fill_normal(X, (size_t)ntok * (size_t)in, 1.0);
-    fill_normal(Y, (size_t)ntok * (size_t)k, 1.0);
-    fill_normal(R, (size_t)k * (size_t)in, 1.0 / sqrt((double)k));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ntok, (int)in, (int)k, 1.0f, Y, (int)k, R, (int)in,
-                1.0f, X, (int)in);
-    for (int o = 0; o < 8; o++) {
-        int64_t c = (int64_t)((uint64_t)(rnd_normal() * 1e9) % (uint64_t)in);
-        for (int64_t t = 0; t < ntok; t++) X[t * in + c] *= 10.0f;
-    }
-    zf_hessian h;
-    if (zf_hessian_init(&h, in, false) != ZF_OK || zf_hessian_add(&h, X, ntok) != ZF_OK ||
-        zf_hessian_finalize(&h, H) != ZF_OK) {
-        fprintf(stderr, "zfold_bench: Hessian: %s\n", zf_last_error());
-        exit(2);
-    }
-    zf_hessian_free(&h);
-    free(X), free(Y), free(R);
-}
+#define fill_normal zf_bench_fill_normal
 
 static double sgemm_gflops(int64_t n)
 {
@@ -149,11 +109,11 @@ int main(int argc, char **argv)
     for (size_t s = 0; s < NSHAPES; s++) {
         const layer_shape *L = &shapes[s];
         if (!zf_bench_listed(sizes, L->name)) continue;
-        rng_state = 0x9E3779B97F4A7C15ull * (s + 1); /* each layer's data independent of --sizes */
+        zf_bench_seed(s + 1); /* each layer's data independent of --sizes */
         float *W = xmalloc((size_t)L->out * L->in * sizeof(float));
         float *H = xmalloc((size_t)L->in * L->in * sizeof(float));
         fill_normal(W, (size_t)L->out * L->in, 0.02);
-        make_hessian(L->in, ntok, H);
+        zf_bench_make_hessian(L->in, ntok, H, "zfold_bench");
         const zf_method methods[] = {ZF_METHOD_RTN, ZF_METHOD_OPTQ, ZF_METHOD_ZFOLD};
         for (int m = 0; m < 3; m++) {
             if (!zf_bench_listed(methods_sel, zf_method_name(methods[m]))) continue;

@@ -3,8 +3,10 @@
 
 #include <hdf5.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/fsutil.h"
 #include "common/log.h"
 
 zf_status zf_check_fail(zf_status s, const char *call, const char *file, int line, const char *lib_msg)
@@ -18,9 +20,27 @@ zf_status zf_check_fail(zf_status s, const char *call, const char *file, int lin
     return zf_fail(s, "%.*s failed at %s:%d on %s: %s", len, start, file, line, zf_log_place(), lib_msg);
 }
 
+/* A file id whose close failed (a full disk while HDF5 flushes) stays registered, pointing at freed state; HDF5's
+ * exit handler would close it again and crash. Every file zfold opens is closed by zfold, so the handler has
+ * nothing to do: it is never registered (this must run before the first HDF5 call). */
+__attribute__((constructor)) static void h5_no_exit_handler(void) { H5dont_atexit(); }
+
+/* The innermost HDF5 message; a system call's failure ("file write failed: time = ..., errno = 28, ...", many
+ * lines of HDF5's internals) is told as what failed and the system's reason, e.g. "write failed: No space left on
+ * device (ENOSPC)". */
 static herr_t innermost(unsigned n, const H5E_error2_t *e, void *out)
 {
-    if (n == 0) snprintf(out, 256, "%s (in %s)", e->desc ? e->desc : "no description", e->func_name);
+    if (n != 0) return 0;
+    const char *desc = e->desc ? e->desc : "no description";
+    const char *en = strstr(desc, "errno = ");
+    if (en) {
+        int code = atoi(en + 8);
+        const char *colon = strchr(desc, ':');
+        int what = colon && colon < en ? (int)(colon - desc) : (int)strcspn(desc, ",\n");
+        snprintf(out, 256, "%.*s: %s", what, desc, zf_errno_text(code));
+        return 0;
+    }
+    snprintf(out, 256, "%s (in %s)", desc, e->func_name);
     return 0;
 }
 

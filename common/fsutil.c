@@ -10,6 +10,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+const char *zf_errno_text(int e)
+{
+    static __thread char buf[160];
+    const char *name = e == ENOSPC ? "ENOSPC" : e == EDQUOT ? "EDQUOT" : e == EIO ? "EIO" : e == EROFS ? "EROFS"
+                     : e == EACCES ? "EACCES" : e == EFBIG ? "EFBIG" : NULL;
+    if (name) snprintf(buf, sizeof buf, "%s (%s)", strerror(e), name);
+    else snprintf(buf, sizeof buf, "%s", strerror(e));
+    return buf;
+}
+
 zf_status zf_mkdirs(const char *path)
 {
     char buf[4096];
@@ -19,11 +29,11 @@ zf_status zf_mkdirs(const char *path)
         if (*p != '/') continue;
         *p = '\0';
         if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return zf_fail(ZF_ERR_IO, "cannot create folder %s: %s", buf, strerror(errno));
+            return zf_fail(ZF_ERR_IO, "cannot create folder %s: %s", buf, zf_errno_text(errno));
         *p = '/';
     }
     if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return zf_fail(ZF_ERR_IO, "cannot create folder %s: %s", buf, strerror(errno));
+        return zf_fail(ZF_ERR_IO, "cannot create folder %s: %s", buf, zf_errno_text(errno));
     struct stat st;
     if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) return zf_fail(ZF_ERR_IO, "%s exists and is not a folder", buf);
     return ZF_OK;
@@ -39,10 +49,10 @@ zf_status zf_tmp_name(const char *path, char *tmp, size_t size)
 static zf_status fsync_path(const char *path, int flags)
 {
     int fd = open(path, flags);
-    if (fd < 0) return zf_fail(ZF_ERR_IO, "cannot open %s to sync it: %s", path, strerror(errno));
+    if (fd < 0) return zf_fail(ZF_ERR_IO, "cannot open %s to sync it: %s", path, zf_errno_text(errno));
     int rc = fsync(fd);
     close(fd);
-    if (rc != 0) return zf_fail(ZF_ERR_IO, "fsync of %s failed: %s", path, strerror(errno));
+    if (rc != 0) return zf_fail(ZF_ERR_IO, "fsync of %s failed: %s", path, zf_errno_text(errno));
     return ZF_OK;
 }
 
@@ -50,7 +60,7 @@ zf_status zf_atomic_publish(const char *tmp, const char *path, zf_status s)
 {
     if (s == ZF_OK) s = fsync_path(tmp, O_RDONLY);
     if (s == ZF_OK && rename(tmp, path) != 0)
-        s = zf_fail(ZF_ERR_IO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        s = zf_fail(ZF_ERR_IO, "cannot rename %s to %s: %s", tmp, path, zf_errno_text(errno));
     if (s == ZF_OK) {
         /* the rename itself is durable only once the folder is synced */
         char dir[4096];
@@ -70,7 +80,7 @@ zf_status zf_atomic_begin(zf_atomic_file *a, const char *path)
     a->status = zf_tmp_name(path, a->tmp, sizeof a->tmp);
     if (a->status != ZF_OK) return a->status;
     a->f = fopen(a->tmp, "wb");
-    if (!a->f) return a->status = zf_fail(ZF_ERR_IO, "%s: cannot create: %s", a->tmp, strerror(errno));
+    if (!a->f) return a->status = zf_fail(ZF_ERR_IO, "%s: cannot create: %s", a->tmp, zf_errno_text(errno));
     return ZF_OK;
 }
 
@@ -78,16 +88,16 @@ void zf_atomic_write(zf_atomic_file *a, const void *data, size_t len)
 {
     if (a->status != ZF_OK || len == 0) return;
     if (fwrite(data, 1, len, a->f) != len)
-        a->status = zf_fail(ZF_ERR_IO, "%s: write failed: %s", a->tmp, strerror(errno));
+        a->status = zf_fail(ZF_ERR_IO, "%s: write failed: %s", a->tmp, zf_errno_text(errno));
 }
 
 zf_status zf_atomic_commit(zf_atomic_file *a)
 {
     if (!a->f) return a->status;
     if (a->status == ZF_OK && fflush(a->f) != 0)
-        a->status = zf_fail(ZF_ERR_IO, "%s: write failed: %s", a->tmp, strerror(errno));
+        a->status = zf_fail(ZF_ERR_IO, "%s: write failed: %s", a->tmp, zf_errno_text(errno));
     if (fclose(a->f) != 0 && a->status == ZF_OK)
-        a->status = zf_fail(ZF_ERR_IO, "%s: cannot close: %s", a->tmp, strerror(errno));
+        a->status = zf_fail(ZF_ERR_IO, "%s: cannot close: %s", a->tmp, zf_errno_text(errno));
     a->f = NULL;
     return a->status = zf_atomic_publish(a->tmp, a->path, a->status);
 }

@@ -7,6 +7,10 @@
 
 #include "common/status.h"
 
+/* strerror(e), with the symbol of the errors a full, failing or read-only disk gives: "No space left on device
+ * (ENOSPC)"; a thread's own buffer. */
+const char *zf_errno_text(int e);
+
 /* Creates path and its parents (like mkdir -p). */
 zf_status zf_mkdirs(const char *path);
 

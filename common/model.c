@@ -13,6 +13,7 @@
 
 #include "common/fsutil.h"
 #include "common/json_kind.h"
+#include "common/model_gptq.h"
 
 /* config.json files are a few kB; refuse anything absurd before reading it. */
 #define CONFIG_MAX_BYTES (16 * 1024 * 1024)
@@ -184,7 +185,8 @@ zf_status zf_model_config_read_file(const char *path, zf_model_config *out)
     if (s != ZF_OK) goto done;
     root = cJSON_Parse(text);
     if (!root) {
-        s = zf_fail(ZF_ERR_INPUT, "%s: expected JSON, found a syntax error", path);
+        char why[128];
+        s = zf_fail(ZF_ERR_INPUT, "%s: expected JSON, found %s", path, zf_json_syntax_error(text, why, sizeof why));
         goto done;
     }
     if (!cJSON_IsObject(root)) {
@@ -211,6 +213,9 @@ zf_status zf_model_config_read_file(const char *path, zf_model_config *out)
         s = zf_fail(ZF_ERR_INPUT, "%s: key 'model_type': unsupported model type \"%s\" (expected llama, mistral, qwen2 "
                     "or opt)", path, mt->valuestring);
     }
+    const cJSON *qc = get_key(root, "quantization_config");
+    zf_gptq_config gptq;
+    if (s == ZF_OK && qc && (s = zf_gptq_config_parse(path, qc, &gptq)) == ZF_OK) out->gptq = true;
     if (s == ZF_OK && out->n_heads % out->n_kv_heads != 0)
         s = zf_fail(ZF_ERR_INPUT, "%s: key 'num_key_value_heads' = %lld: expected a divisor of num_attention_heads = %lld",
                     path, (long long)out->n_kv_heads, (long long)out->n_heads);

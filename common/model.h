@@ -51,6 +51,7 @@ typedef struct {
     bool mlp_bias;
     bool norm_bias;          /* LayerNorm (opt) has β */
     int opt_pos_offset;      /* 2 for OPT learned positions */
+    bool gptq;               /* a GPTQ checkpoint (quantization_config): its layers are dequantized on load */
 } zf_model_config;
 
 /* Reads <dir>/config.json. Unsupported models (OPT post-LN, word_embed_proj_dim != hidden_size,

@@ -39,6 +39,7 @@ struct zf_safetensors {
     size_t nshards;
     zf_st_tensor *tensors;    /* sorted by name */
     size_t n, cap;
+    uint64_t *content;        /* [n] XXH64 of each tensor's bytes, taken when it is read; 0 until then */
 };
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -336,11 +337,13 @@ static zf_status open_index(zf_safetensors *st, const char *dir, const char *ind
     char *text;
     ZF_TRY(zf_read_small_file(index_path, ST_MAX_INDEX, "an index", &text));
     cJSON *root = cJSON_Parse(text);
+    char why[128];
+    if (!root) zf_json_syntax_error(text, why, sizeof why);
     free(text);
     zf_status s = ZF_OK;
     char **files = NULL;
     size_t nfiles = 0;
-    if (!root) return zf_fail(ZF_ERR_INPUT, "%s: expected JSON, found a syntax error", index_path);
+    if (!root) return zf_fail(ZF_ERR_INPUT, "%s: expected JSON, found %s", index_path, why);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
         s = zf_fail(ZF_ERR_INPUT, "%s: field 'weight_map': expected an object, found %s", index_path,
@@ -444,6 +447,8 @@ zf_status zf_st_open(const char *path, zf_safetensors **out)
     } else {
         s = open_file(st, path);
     }
+    if (s == ZF_OK && !(st->content = zf_calloc(st->n + 1, sizeof *st->content, "tensor content hashes")))
+        s = ZF_ERR_NOMEM;
     if (s == ZF_OK && st->n > 1) {
         qsort(st->tensors, st->n, sizeof *st->tensors, cmp_tensor_name);
         for (size_t i = 1; i < st->n; i++) {
@@ -471,6 +476,7 @@ void zf_st_close(zf_safetensors *st)
         free(st->shards[i].path);
     }
     free(st->tensors);
+    free(st->content);
     free(st->shards);
     free(st->path);
     free(st);
@@ -486,6 +492,7 @@ const zf_st_tensor *zf_st_at(const zf_safetensors *st, size_t i)
 
 const zf_st_tensor *zf_st_find(const zf_safetensors *st, const char *name)
 {
+    if (st->n == 0) return NULL; /* an empty header or weight_map: no table to search (bsearch wants one) */
     zf_st_tensor key;
     key.name = name;
     return bsearch(&key, st->tensors, st->n, sizeof key, cmp_tensor_name);
@@ -515,10 +522,32 @@ zf_status zf_st_read_f32(const zf_safetensors *st, const char *name, int ndim, c
     if (!zf_dtype_is_float_weight(t->dtype))
         return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s': dtype %s, expected F32, F16 or BF16", t->file, name,
                        zf_dtype_name(t->dtype));
+    size_t nbytes = (size_t)t->numel * zf_dtype_size(t->dtype);
+    /* the content is hashed while its pages are in memory anyway: a run notices a checkpoint replaced in place */
+    uint64_t h = XXH64(t->data, nbytes, 0);
+    st->content[t - st->tensors] = h ? h : 1;
     zf_convert_to_f32(t->dtype, t->data, dst, (size_t)t->numel);
-    drop_pages(t->data, (size_t)t->numel * zf_dtype_size(t->dtype));
+    drop_pages(t->data, nbytes);
+    for (int64_t i = 0; i < t->numel; i++) {
+        if (isfinite(dst[i])) continue;
+        char at[64];
+        if (t->ndim == 2) snprintf(at, sizeof at, "[%lld, %lld]", (long long)(i / t->shape[1]), (long long)(i % t->shape[1]));
+        else snprintf(at, sizeof at, t->ndim == 1 ? "[%lld]" : "flat index %lld", (long long)i);
+        return zf_fail(ZF_ERR_INPUT, "%s: tensor '%s' holds %s at %s: a checkpoint must hold finite values", t->file,
+                       name, isnan(dst[i]) ? "NaN" : dst[i] > 0 ? "+Inf" : "-Inf", at);
+    }
     return ZF_OK;
 }
+
+bool zf_st_content_hash(const zf_safetensors *st, size_t i, const char **name, uint64_t *hash)
+{
+    if (i >= st->n || !st->content[i]) return false;
+    *name = st->tensors[i].name;
+    *hash = st->content[i];
+    return true;
+}
+
+size_t zf_st_tensor_count(const zf_safetensors *st) { return st->n; }
 
 zf_status zf_st_load_f32(const zf_safetensors *st, const char *name, int ndim, const int64_t *shape, float **dst)
 {

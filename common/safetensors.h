@@ -2,6 +2,7 @@
 #ifndef ZF_SAFETENSORS_H
 #define ZF_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,10 @@ const zf_st_tensor *zf_st_find(const zf_safetensors *st, const char *name);
 zf_status zf_st_load_f32(const zf_safetensors *st, const char *name, int ndim, const int64_t *shape, float **dst);
 /* A fingerprint (xxh64) of every tensor's name, dtype, shape and size; stable across runs. */
 uint64_t zf_st_fingerprint(const zf_safetensors *st);
+/* The content of tensor i (in name order, i < zf_st_tensor_count) as XXH64 of its stored bytes, taken when it was
+ * read (a read also refuses non-finite values, naming the tensor and index); false while it has not been read. */
+size_t zf_st_tensor_count(const zf_safetensors *st);
+bool zf_st_content_hash(const zf_safetensors *st, size_t i, const char **name, uint64_t *hash);
 
 /* Writer: collects tensors and writes one file atomically (temporary name, fsync, rename). */
 typedef struct zf_st_writer zf_st_writer;

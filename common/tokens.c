@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #define HEADER_INTS 256
 #define HEADER_BYTES (HEADER_INTS * 4)
@@ -22,6 +23,7 @@ static int32_t le32(const unsigned char *p)
 zf_status zf_tokens_read(const char *path, int64_t vocab_size, zf_tokens *out)
 {
     memset(out, 0, sizeof *out);
+    if (!*path) return zf_fail(ZF_ERR_INPUT, "a token file's path is empty");
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
@@ -101,6 +103,16 @@ zf_status zf_tokens_read(const char *path, int64_t vocab_size, zf_tokens *out)
         out->ids[i] = (int32_t)id;
     }
     out->count = n;
+    XXH64_state_t *h = XXH64_createState();
+    if (!h) {
+        s = zf_fail(ZF_ERR_NOMEM, "no memory to hash %s", path);
+        goto done;
+    }
+    XXH64_reset(h, 0);
+    XXH64_update(h, hdr, HEADER_BYTES);
+    XXH64_update(h, raw, n * width);
+    out->xxh64 = XXH64_digest(h);
+    XXH64_freeState(h);
 done:
     fclose(f);
     free(raw);
@@ -118,8 +130,13 @@ void zf_tokens_free(zf_tokens *t)
 
 zf_status zf_tokens_write(const char *path, const int32_t *ids, size_t count)
 {
+    return zf_tokens_write_vocab(path, ids, count, 0);
+}
+
+zf_status zf_tokens_write_vocab(const char *path, const int32_t *ids, size_t count, int64_t vocab_size)
+{
     if (count > INT32_MAX) return zf_fail(ZF_ERR_INPUT, "%s: %zu tokens, at most %d fit the header", path, count, INT32_MAX);
-    int wide = 0;
+    int wide = vocab_size > 65536;
     for (size_t i = 0; i < count; i++) {
         if (ids[i] < 0) return zf_fail(ZF_ERR_INPUT, "%s: token %zu has negative id %d", path, i, ids[i]);
         if (ids[i] > 65535) wide = 1;

@@ -14,10 +14,13 @@ typedef struct {
     char *path;
     int32_t *ids;   /* widened to int32 */
     size_t count;
+    uint64_t xxh64; /* of the file's bytes, taken as they are read: a run notices a file replaced in place */
 } zf_tokens;
 
 /* Reads and validates the whole file; vocab_size > 0 also checks every id < vocab_size. */
 zf_status zf_tokens_read(const char *path, int64_t vocab_size, zf_tokens *out);
 void zf_tokens_free(zf_tokens *t);
+/* Writes ids atomically: uint32 (version 7) when vocab_size > 65536 or an id needs it, else uint16 (version 1). */
+zf_status zf_tokens_write_vocab(const char *path, const int32_t *ids, size_t count, int64_t vocab_size);
 
 #endif

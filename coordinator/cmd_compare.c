@@ -97,8 +97,15 @@ int zf_cmd_compare(int argc, char **argv)
     printf("| block | codes agreeing | byte-identical |\n|---|---|---|\n");
     for (int64_t k = 0; rc == ZF_EXIT_OK && k < nb; k++) {
         char pa[4096], pb[4096];
-        snprintf(pa, sizeof pa, "%s/%s", a, zf_rundir_file(ra, k) ? zf_rundir_file(ra, k) : "?");
-        snprintf(pb, sizeof pb, "%s/%s", b, zf_rundir_file(rb, k) ? zf_rundir_file(rb, k) : "?");
+        if (!zf_rundir_file(ra, k) || !zf_rundir_file(rb, k)) {
+            fprintf(stderr, "zfold compare: %s: block %lld is not finished (%lld of %lld blocks done); finish the run "
+                    "with zfold quantize first\n", zf_rundir_file(ra, k) ? b : a, (long long)k,
+                    (long long)zf_rundir_blocks_done(zf_rundir_file(ra, k) ? rb : ra), (long long)nb);
+            rc = ZF_EXIT_FAILURE;
+            break;
+        }
+        snprintf(pa, sizeof pa, "%s/%s", a, zf_rundir_file(ra, k));
+        snprintf(pb, sizeof pb, "%s/%s", b, zf_rundir_file(rb, k));
         zf_shard_data da, db;
         memset(&da, 0, sizeof da);
         memset(&db, 0, sizeof db);

@@ -1,4 +1,5 @@
 /* `zfold layer`: quantize one weight matrix read from a safetensors file and write codes, grids, ζ and ΔL. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,20 @@ void zf_cmd_layer_help(void)
            "  --<key> VALUE     any quantization key of the config (docs/config.md): --method zfold --bits 3\n"
            "                    --sym true --group_size 128 --grid mmse --damp 0.01 --act_order true --alpha grid ...\n"
            "Prints ΔL = tr(ΔW H ΔWᵀ) of min-max RTN (before) and of the result (after).\n");
+}
+
+/* H = 2/N XᵀX is symmetric; another program's float H may differ from its transpose only in the last bits. */
+static zf_status check_symmetric(const char *file, const char *name, const float *H, int64_t n)
+{
+    float big = 0;
+    for (int64_t i = 0; i < n * n; i++) big = fabsf(H[i]) > big ? fabsf(H[i]) : big;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = i + 1; j < n; j++)
+            if (fabsf(H[i * n + j] - H[j * n + i]) > 1e-5f * big)
+                return zf_fail(ZF_ERR_INPUT, "%s: '%s' is not symmetric: [%lld, %lld] = %g but [%lld, %lld] = %g (a "
+                               "Hessian 2/N XᵀX is symmetric)", file, name, (long long)i, (long long)j,
+                               (double)H[i * n + j], (long long)j, (long long)i, (double)H[j * n + i]);
+    return ZF_OK;
 }
 
 static zf_status load_any(const zf_safetensors *st, const char *path, const char *name, int ndim_expected,
@@ -59,6 +74,7 @@ static zf_status run_layer(const char *in, const char *out, const char *wname, c
                         wname, (long long)rows, (long long)cols);
             goto done;
         }
+        if ((s = check_symmetric(in, hname, H, cols)) != ZF_OK) goto done;
     } else if (zf_st_find(st, xname)) {
         if ((s = load_any(st, in, xname, 2, &tx, &X)) != ZF_OK) goto done;
         if (tx->shape[1] != cols) {

@@ -17,7 +17,10 @@
 #include "coordinator/comm.h"
 #include "coordinator/commands.h"
 #include "coordinator/config.h"
+#include "coordinator/export.h"
+#include "coordinator/evalstore.h"
 #include "coordinator/pipeline.h"
+#include "coordinator/preflight.h"
 #include "coordinator/rundir.h"
 #include "coordinator/shardmap.h"
 #include "coordinator/signals.h"
@@ -47,6 +50,19 @@ static char *config_yaml(const zf_job_config *cfg)
     zf_config_write_yaml(cfg, f);
     fclose(f);
     return buf;
+}
+
+/* The shards' /provenance config: the effective config less where the run was written, so that one run's shards
+ * are byte-identical in any output folder. */
+static char *provenance_text(const char *yaml)
+{
+    char *prov = yaml ? strdup(yaml) : NULL;
+    char *line = prov && !strncmp(prov, "output:", 7) ? prov : prov ? strstr(prov, "\noutput:") : NULL;
+    if (!line) return prov;
+    if (line != prov) line++;
+    char *end = strchr(line, '\n');
+    memmove(line, end ? end + 1 : line + strlen(line), strlen(end ? end + 1 : line + strlen(line)) + 1);
+    return prov;
 }
 
 static void block_shard_path(const zf_job_config *cfg, int64_t b, char *path, size_t n)
@@ -79,7 +95,22 @@ typedef struct {
     zf_qmodel *m;
     zf_rundir *run;             /* rank 0 only */
     const char *prov;
+    uint64_t digest;            /* rank 0: the finished shards' zf_rundir_digest, for kept evaluations */
 } run_ctx;
+
+/* The content of every checkpoint tensor read so far, in the run directory: a resume refuses a replaced one. */
+static zf_status record_tensors(zf_rundir *run, const zf_safetensors *st)
+{
+    const char *name;
+    uint64_t h;
+    char key[320];
+    for (size_t i = 0; i < zf_st_tensor_count(st); i++)
+        if (zf_st_content_hash(st, i, &name, &h)) {
+            snprintf(key, sizeof key, "tensor %s", name);
+            ZF_TRY(zf_rundir_input(run, key, h));
+        }
+    return ZF_OK;
+}
 
 static zf_status hook_load(void *ctx, int64_t b, zf_qblock *qb)
 {
@@ -126,6 +157,7 @@ static zf_status hook_done(void *ctx, int64_t b, const zf_qblock *qb)
     run_ctx *r = ctx;
     if (!r->run) return ZF_OK;
     char path[ZF_PATH_MAX + 64];
+    ZF_TRY(record_tensors(r->run, r->m->st));
     ZF_TRY(write_block_shard(r->cfg, r->m, b, r->prov, path, sizeof path));
     ZF_TRY(zf_rundir_mark_done(r->run, b, path));
     append_progress(r, b, qb);
@@ -162,6 +194,21 @@ typedef struct {
     double seconds;
 } eval_row;
 
+/* A block source that gives up once a stop is requested: evaluation stops within one block's forward. */
+typedef struct {
+    zf_block_source_fn fn;
+    void *ctx;
+} stoppable_source;
+
+static zf_status stoppable_get(void *ctx, int64_t b, const zf_block_weights **out)
+{
+    stoppable_source *s = ctx;
+    if (zf_signals_pending())
+        return zf_fail(ZF_ERR_INTERRUPTED, "stopped by a signal during evaluation; run the same command again to "
+                       "resume (finished evaluation files are kept)");
+    return s->fn(s->ctx, b, out);
+}
+
 /* This rank's share of the windows, then the sums of every rank: the same perplexity for any rank count up to
  * the order of the final sum. */
 static zf_status eval_share(zf_backend *be, const zf_model_config *c, const zf_model_globals *g, zf_block_source_fn src,
@@ -171,7 +218,8 @@ static zf_status eval_share(zf_backend *be, const zf_model_config *c, const zf_m
     int64_t lo, hi;
     zf_comm_split(nw, w->rank, w->size, &lo, &hi);
     zf_nll nll = {0};
-    zf_status s = hi > lo ? zf_eval_nll(be, c, g, src, ctx, ids, seq, lo, hi, chunk, &nll) : ZF_OK;
+    stoppable_source stop = {src, ctx};
+    zf_status s = hi > lo ? zf_eval_nll(be, c, g, stoppable_get, &stop, ids, seq, lo, hi, chunk, &nll) : ZF_OK;
     s = zf_comm_agree(s);
     int64_t counts[2] = {nll.predictions, nll.windows};
     if (s == ZF_OK) s = zf_comm_allreduce_f64(&nll.nll_sum, 1);
@@ -205,13 +253,33 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx,
                         (long long)r->seq);
         /* every rank reads the file: one that cannot must not leave the others in the collectives below */
         s = zf_comm_agree(s);
-        if (s == ZF_OK && cfg->eval_fp) {
+        /* a file measured before on these shards (an evaluation stopped by a signal, or repeated) is not redone */
+        uint64_t key = zf_eval_key(rctx->digest, tok.xxh64, r->seq, nw, cfg->eval_fp, cfg->eval_unfolded);
+        zf_eval_result kept = {NAN, NAN, NAN, 0};
+        bool have = s == ZF_OK && rctx->run && zf_eval_store_find(cfg->output, key, &kept);
+        if (s == ZF_OK) s = zf_comm_bcast_bool(&have, 0);
+        if (s == ZF_OK && have) s = zf_comm_bcast(&kept, sizeof kept, 0);
+        if (s == ZF_OK && have) {
+            zf_tokens_free(&tok);
+            *r = (eval_row){.windows = nw, .seq = r->seq, .ppl_fp = kept.ppl_fp, .ppl_q = kept.ppl,
+                            .ppl_unfolded = kept.ppl_unfolded, .seconds = kept.seconds};
+            snprintf(r->file, sizeof r->file, "%s", cfg->eval_files[i]);
+            zf_log_info("eval %s: ppl %.4f (fp %.4f), kept from an earlier evaluation of these shards", r->file,
+                        r->ppl_q, r->ppl_fp);
+            continue;
+        }
+        if (s == ZF_OK && cfg->eval_fp && !c->gptq) {
             zf_checkpoint_source src;
             zf_checkpoint_source_init(&src, c, m->st);
             s = eval_share(m->be, c, g, zf_checkpoint_source_get, &src, tok.ids, r->seq, nw, chunk, &r->ppl_fp);
             zf_checkpoint_source_free(&src);
         }
-        if (s == ZF_OK) {
+        if (s == ZF_OK && c->gptq) { /* a GPTQ checkpoint, dequantized on load: the model itself is measured */
+            zf_checkpoint_source src;
+            zf_checkpoint_source_init(&src, c, m->st);
+            s = eval_share(m->be, c, g, zf_checkpoint_source_get, &src, tok.ids, r->seq, nw, chunk, &r->ppl_q);
+            zf_checkpoint_source_free(&src);
+        } else if (s == ZF_OK) {
             shard_source src = {.run = rctx, .cur = -1};
             s = eval_share(m->be, c, g, shard_source_get, &src, tok.ids, r->seq, nw, chunk, &r->ppl_q);
             zf_qblock_release(&src.slot);
@@ -221,6 +289,9 @@ static zf_status evaluate(const zf_job_config *cfg, zf_qmodel *m, run_ctx *rctx,
         zf_tokens_free(&tok);
         if (s != ZF_OK) return s;
         r->seconds = zf_now() - t0;
+        zf_eval_result done = {r->ppl_fp, r->ppl_q, r->ppl_unfolded, r->seconds};
+        if (rctx->run && zf_eval_store_put(cfg->output, key, r->file, &done) != ZF_OK)
+            zf_log_warn("the result is not kept for a later run: %s", zf_last_error());
         zf_log_info("eval %s: %lld windows of %lld (chunks of %lld), ppl %.4f (fp %.4f)", r->file, (long long)nw,
                     (long long)r->seq, (long long)chunk, r->ppl_q, r->ppl_fp);
     }
@@ -254,8 +325,9 @@ static zf_status write_report(const zf_job_config *cfg, const zf_qmodel *m, cons
     cJSON_AddNumberToObject(hc, "stores", m->hcache.stores);
     cJSON_AddNumberToObject(hc, "seconds_saved", m->hcache.seconds_saved);
     double before = 0, after = 0;
+    if (c->gptq) cJSON_AddBoolToObject(root, "gptq_checkpoint", true);
     cJSON *blocks = cJSON_AddArrayToObject(root, "blocks");
-    for (int64_t b = 0; b < c->n_layers; b++) {
+    for (int64_t b = 0; b < (c->gptq ? 0 : c->n_layers); b++) {
         const zf_qblock *qb = &m->blocks[b];
         cJSON *jb = cJSON_CreateObject();
         cJSON_AddNumberToObject(jb, "block", (double)b);
@@ -314,6 +386,7 @@ static void print_table(const zf_job_config *cfg, const zf_qmodel *m, const eval
 
 int zf_job_start(int *argc, char ***argv, zf_comm *comm)
 {
+    zf_signals_install(); /* a stop requested while starting is honoured before the first block (exit code 3) */
     if (zf_comm_init(argc, argv, comm) == ZF_OK) return ZF_EXIT_OK;
     fprintf(stderr, "zfold: %s\n", zf_last_error());
     return ZF_EXIT_INTERNAL;
@@ -344,23 +417,49 @@ zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, 
     zf_qmodel m;
     eval_row rows[ZF_MAX_EVAL_FILES];
     s = zf_comm_agree(zf_qmodel_open(&cfg, &m));
+    if (s == ZF_OK) s = zf_comm_agree(zf_job_prepare_texts(&cfg, m.calib_seq, lead));
     if (s == ZF_OK)
         zf_log_info("model %s: %s, %lld blocks, d %lld, %lld parameters; calibration %lld windows x %lld tokens",
                     cfg.model, m.model.model_type, (long long)m.model.n_layers, (long long)m.model.hidden,
                     (long long)zf_model_param_count(&m.model), (long long)cfg.calib_windows, (long long)m.calib_seq);
+    /* everything that can be found wrong without computing is found before the first block */
+    zf_preflight_result pre = {0};
+    if (s == ZF_OK) s = zf_comm_agree(zf_preflight(&cfg, &m, eval_only, dry_run, &pre));
+    bool stop = zf_signals_pending() != 0;
+    if (s == ZF_OK) s = zf_comm_any(&stop);
+    if (s == ZF_OK && stop)
+        s = zf_fail(ZF_ERR_INTERRUPTED, "stopped by a signal while starting, before anything was computed; run the "
+                    "same command again");
+    if (s == ZF_OK && m.model.gptq && !eval_only)
+        s = zf_fail(ZF_ERR_INPUT, "%s: a GPTQ checkpoint (config.json has a quantization_config): zfold quantize needs "
+                    "a full-precision model; zfold eval measures this one", cfg.model);
     if (s == ZF_OK && dry_run) {
-        zf_log_info("dry run: configuration and model checked; nothing computed");
+        zf_log_info("dry run: configuration, every tensor of the model and the token files checked; nothing computed");
+    } else if (s == ZF_OK && m.model.gptq) { /* no run directory: the checkpoint is the quantized model */
+        cfg.eval_unfolded = false;
+        if (lead) s = zf_mkdirs(cfg.output);
+        s = zf_comm_agree(s);
+        run_ctx none = {&cfg, &m, NULL, yaml, 0};
+        if (s == ZF_OK) s = evaluate(&cfg, &m, &none, rows);
+        double total = zf_now() - t0;
+        if (s == ZF_OK && lead) s = write_report(&cfg, &m, rows, total);
+        if (s == ZF_OK && lead) print_table(&cfg, &m, rows, total);
+        s = zf_comm_agree(s);
     } else if (s == ZF_OK) {
-        zf_signals_install();
         zf_rundir *run = NULL;
         int64_t resume_from = 0;
-        if (lead) s = zf_mkdirs(cfg.output);
-        if (s == ZF_OK && lead)
+        if (lead && eval_only)
+            s = zf_rundir_open_finished(cfg.output, yaml, zf_st_fingerprint(m.st), m.model.n_layers, &run);
+        else if (lead)
             s = zf_rundir_open(cfg.output, yaml, zf_st_fingerprint(m.st), m.model.n_layers, restart, &run);
-        if (s == ZF_OK && lead) {
+        if (s == ZF_OK && lead && !eval_only) {
             char path[ZF_PATH_MAX + 32];
             snprintf(path, sizeof path, "%s/config.yaml", cfg.output);
-            s = zf_write_file_atomic(path, yaml, strlen(yaml));
+            s = zf_rundir_input(run, "calibration.file", pre.calib_xxh64);
+            if (s == ZF_OK) s = record_tensors(run, m.st);
+            if (s == ZF_OK) s = zf_write_file_atomic(path, yaml, strlen(yaml));
+        }
+        if (s == ZF_OK && lead) {
             resume_from = zf_rundir_first_unfinished(run);
             if (resume_from > 0)
                 zf_log_info("resuming %s: %lld of %lld blocks already done", cfg.output, (long long)resume_from,
@@ -375,21 +474,33 @@ zf_status zf_quantize_job(const zf_job_config *cfg_in, const char *config_path, 
             zf_log_warn("eval.unfolded needs every block computed in this run; resumed, so it is skipped");
             cfg.eval_unfolded = false;
         }
-        run_ctx rctx = {&cfg, &m, run, yaml};
+        if (s == ZF_OK && eval_only && lead && !zf_rundir_unquantized_done(run))
+            s = zf_fail(ZF_ERR_INPUT, "%s: unquantized.h5 is not finished; run zfold quantize to finish the run first",
+                        cfg.output);
+        char *prov = provenance_text(yaml);
+        run_ctx rctx = {&cfg, &m, run, prov, 0};
         zf_run_hooks hooks = {resume_from, hook_load, hook_done, hook_stop, &rctx};
         if (s == ZF_OK) s = zf_qmodel_quantize(&cfg, &m, &hooks);
-        if (s == ZF_OK && lead) {
+        if (s == ZF_OK && lead && !eval_only) {
             char path[ZF_PATH_MAX + 32];
-            s = write_unquantized(&cfg, &m, yaml, path, sizeof path);
+            s = write_unquantized(&cfg, &m, prov, path, sizeof path);
             if (s == ZF_OK) s = zf_rundir_mark_unquantized(run, path);
         }
-        zf_rundir_close(run);
+        if (s == ZF_OK && lead) rctx.digest = zf_rundir_digest(run);
         s = zf_comm_agree(s);
         if (s == ZF_OK) s = evaluate(&cfg, &m, &rctx, rows);
+        zf_rundir_close(run);
+        rctx.run = NULL;
         double total = zf_now() - t0;
         if (s == ZF_OK && lead) s = write_report(&cfg, &m, rows, total);
+        if (s != ZF_OK && eval_only && lead && s == ZF_ERR_IO) {
+            zf_log_warn("report.json not written (%s); the table below is the result", zf_last_error());
+            s = ZF_OK;
+        }
         if (s == ZF_OK && lead) print_table(&cfg, &m, rows, total);
+        if (s == ZF_OK && lead && !eval_only) s = zf_export_configured(&cfg);
         s = zf_comm_agree(s);
+        free(prov);
     }
     zf_qmodel_free(&m);
     free(yaml);

@@ -145,7 +145,7 @@ static void plot(const zf_job_config *base, const zf_sweep *sw, int64_t npoints)
     int bits_dim = -1;
     for (int d = 0; d < sw->ndims; d++)
         if (!strcmp(sw->dims[d].key, "bits")) bits_dim = d;
-    if (bits_dim < 0 || base->n_eval_files == 0) {
+    if (bits_dim < 0 || base->n_eval_files + base->n_eval_texts == 0) {
         zf_log_info("sweep: no plot (it needs bits among the swept keys and an eval file)");
         return;
     }
@@ -194,7 +194,7 @@ static void plot(const zf_job_config *base, const zf_sweep *sw, int64_t npoints)
     }
     fprintf(g, "set terminal svg size 720,480\nset output '%s'\nset logscale y\nset xlabel 'bits'\n"
                "set ylabel 'perplexity (%s)'\nset key top right\nset grid\nplot ",
-            path, base_name(base->eval_files[0]));
+            path, base_name(base->n_eval_files ? base->eval_files[0] : base->eval_texts[0]));
     for (int i = 0; i < ntitles; i++)
         fprintf(g, "%s'%s' index %d with linespoints title '%s'", i ? ", " : "", data, i, titles[i][0] ? titles[i] : "run");
     fprintf(g, "\n");
@@ -214,13 +214,15 @@ static zf_status write_summary(const zf_job_config *base, const zf_sweep *sw, in
         fprintf(c, ",%s", sw->dims[d].key);
         fprintf(m, " %s |", sw->dims[d].key);
     }
-    for (int i = 0; i < base->n_eval_files; i++) {
-        fprintf(c, ",ppl %s", base_name(base->eval_files[i]));
-        fprintf(m, " ppl %s |", base_name(base->eval_files[i]));
+    int n_eval = base->n_eval_files + base->n_eval_texts; /* a run evaluates eval.files, then eval.texts */
+    for (int i = 0; i < n_eval; i++) {
+        const char *f = i < base->n_eval_files ? base->eval_files[i] : base->eval_texts[i - base->n_eval_files];
+        fprintf(c, ",ppl %s", base_name(f));
+        fprintf(m, " ppl %s |", base_name(f));
     }
     fprintf(c, ",delta_loss_before,delta_loss_after,seconds,cache_seconds_saved\n");
     fprintf(m, " ΔL before | ΔL after | time (s) | cache saved (s) |\n|---|");
-    for (int d = 0; d < sw->ndims + base->n_eval_files + 4; d++) fprintf(m, "---|");
+    for (int d = 0; d < sw->ndims + n_eval + 4; d++) fprintf(m, "---|");
     fprintf(m, "\n");
     int64_t finished = 0;
     double saved_total = 0;
@@ -240,7 +242,7 @@ static zf_status write_summary(const zf_job_config *base, const zf_sweep *sw, in
             fprintf(m, " %s |", p.moot[d] ? "-" : p.values[d]);
         }
         cJSON *ev = cJSON_GetObjectItem(rep, "eval");
-        for (int k = 0; k < base->n_eval_files; k++) {
+        for (int k = 0; k < n_eval; k++) {
             cJSON *e = cJSON_GetArrayItem(ev, k), *ppl = e ? cJSON_GetObjectItem(e, "ppl") : NULL;
             double v = cJSON_IsNumber(ppl) ? ppl->valuedouble : NAN;
             fprintf(c, ",%.6g", v);

@@ -14,8 +14,12 @@ static const zf_command commands[] = {
     {"plan", "memory per rank and time per block predicted for a config, before anything runs", zf_cmd_plan,
      zf_cmd_plan_help},
     {"compare", "agreement of codes and perplexity between two runs", zf_cmd_compare, zf_cmd_compare_help},
+    {"export", "a finished run as a Hugging Face GPTQ model folder (transformers, vLLM, GPTQModel)", zf_cmd_export,
+     zf_cmd_export_help},
     {"synth", "a synthetic bf16 checkpoint of a config.json's shapes (seeded values, sharded like the Hub)",
      zf_cmd_synth, zf_cmd_synth_help},
+    {"tokenize", "text (files, JSON Lines) to a token file with the model's own tokenizer, or back", zf_cmd_tokenize,
+     zf_cmd_tokenize_help},
 };
 
 const zf_command *zf_command_find(const char *name)

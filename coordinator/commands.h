@@ -41,7 +41,14 @@ int zf_cmd_inspect(int argc, char **argv);
 void zf_cmd_inspect_help(void);
 int zf_cmd_compare(int argc, char **argv);
 void zf_cmd_compare_help(void);
+int zf_cmd_export(int argc, char **argv);
+void zf_cmd_export_help(void);
 int zf_cmd_synth(int argc, char **argv);
 void zf_cmd_synth_help(void);
+int zf_cmd_tokenize(int argc, char **argv);
+void zf_cmd_tokenize_help(void);
+/* calibration.text and eval.texts tokenized with the model's tokenizer into <output>/tokens/ (rank 0 writes them;
+ * every rank gets their paths in calibration.file and eval.files). */
+zf_status zf_job_prepare_texts(zf_job_config *cfg, int64_t calib_seq, bool lead);
 
 #endif

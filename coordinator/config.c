@@ -19,6 +19,8 @@ static const char *const schedule_names[] = {"sequential", "parallel", NULL};
 static const char *const capture_names[] = {"auto", "sums", "inputs", NULL};
 static const char *const backend_names[] = {"cpu", "cuda", NULL};
 static const char *const dtype_names[] = {"fp32", "bf16", "fp16", NULL};
+static const char *const export_format_names[] = {"gptq", "gptq_v2", NULL};
+static const char *const export_dtype_names[] = {"float16", "bfloat16", "float32", NULL};
 
 /* affects = 0: the key changes where the run goes, how fast it runs or what is measured after, not the shards */
 static const zf_key_spec own_keys[] = {
@@ -46,7 +48,12 @@ static const zf_key_spec own_keys[] = {
      "Sequential schedule with more ranks than a block's four layer groups: each group is quantized by its own team "
      "of ranks, each rank a share of the rows (the spare ranks go where the work is); false: one rank per group",
      false},
-    {"calibration.file", ZF_KEY_PATH, OFF(calib_file), 0, 0, 0, false, NULL, ALL, "Token file of the calibration text", true},
+    {"calibration.file", ZF_KEY_PATH, OFF(calib_file), 0, 0, 0, false, NULL, ALL,
+     "Token file of the calibration text (this or calibration.text is required, except for rtn)", false},
+    {"calibration.text", ZF_KEY_PATH, OFF(calib_text), 0, 0, 0, false, NULL, ALL,
+     "Calibration text instead of a token file: \"[preset:]file\", a UTF-8 text file or JSON Lines (.jsonl, "
+     ".jsonl.gz), tokenized with the model's tokenizer when the job starts; presets wikitext2, ptb, c4 "
+     "(docs/text.md)", false},
     {"calibration.windows", ZF_KEY_INT, OFF(calib_windows), 128, 1, 1 << 24, false, NULL, ALL,
      "Number of random calibration windows", false},
     {"calibration.seq_len", ZF_KEY_INT, OFF(calib_seq_len), 0, 0, 1 << 20, false, NULL, ALL,
@@ -56,6 +63,9 @@ static const zf_key_spec own_keys[] = {
      "Folder of full-precision Hessians shared between runs (a sweep sets <output>/hessian-cache); \"\" = off. "
      "Hits need the same model, calibration tokens, seq_len and hessian_fp64", false},
     {"eval.files", ZF_KEY_PATH_LIST, OFF(eval_files), 0, 0, 0, false, NULL, 0, "Token files to measure perplexity on", false},
+    {"eval.texts", ZF_KEY_PATH_LIST, OFF(eval_texts), 0, 0, 0, false, NULL, 0,
+     "Texts to measure perplexity on, as calibration.text: \"[preset:]file\" each (wikitext2, ptb, c4: the GPTQ "
+     "protocols, docs/text.md)", false},
     {"eval.seq_len", ZF_KEY_INT, OFF(eval_seq_len), 0, 0, 1 << 20, false, NULL, 0,
      "Perplexity window; 0 = the calibration seq_len", false},
     {"eval.max_windows", ZF_KEY_INT, OFF(eval_max_windows), 0, 0, 1 << 30, false, NULL, 0,
@@ -78,6 +88,14 @@ static const zf_key_spec own_keys[] = {
      "cuda: precision of the weights in the block forward (GEMMs accumulate in fp32)", false},
     {"gpu.comm_timeout", ZF_KEY_DOUBLE, OFF(gpu_comm_timeout), 600, 1, 86400, false, NULL, 0,
      "cuda: seconds a NCCL collective may make no progress before the job is aborted", false},
+    {"export.folder", ZF_KEY_PATH, OFF(export_folder), 0, 0, 0, false, NULL, 0,
+     "After the run, write it here as a Hugging Face GPTQ model folder (zfold export; docs/export.md); \"\" = none", false},
+    {"export.format", ZF_KEY_ENUM, OFF(export_format), ZF_EXPORT_FORMAT_GPTQ, 0, 0, false, export_format_names, 0,
+     "checkpoint_format: gptq (qzeros hold zero - 1; what vLLM reads) or gptq_v2 (qzeros hold zero)", false},
+    {"export.dtype", ZF_KEY_ENUM, OFF(export_dtype), ZF_EXPORT_DTYPE_FLOAT16, 0, 0, false, export_dtype_names, 0,
+     "Scales, biases, norms, embeddings and head of the export (float32 keeps the run's weights exactly)", false},
+    {"export.max_shard_gb", ZF_KEY_DOUBLE, OFF(export_max_shard_gb), 5, 0, 1e6, true, NULL, 0,
+     "Largest safetensors file of the export, in GB (10^9 bytes), before the next one starts", false},
 };
 #define NOWN (sizeof own_keys / sizeof own_keys[0])
 
@@ -219,13 +237,17 @@ zf_status zf_config_set_value(zf_job_config *c, const zf_key_spec *k, const char
         join_names(k, '|', allowed, sizeof allowed);
         return zf_fail(ZF_ERR_INPUT, "%s: key '%s': expected one of %s, found '%s'", where, k->name, allowed, v);
     }
-    case ZF_KEY_PATH_LIST:
-        if (c->n_eval_files >= ZF_MAX_EVAL_FILES)
+    case ZF_KEY_PATH_LIST: {
+        char(*items)[ZF_PATH_MAX];
+        int *n;
+        zf_config_path_list(c, k->offset, &items, &n);
+        if (*n >= ZF_MAX_EVAL_FILES)
             return zf_fail(ZF_ERR_INPUT, "%s: key '%s': at most %d files", where, k->name, ZF_MAX_EVAL_FILES);
         if (strlen(v) >= ZF_PATH_MAX)
             return zf_fail(ZF_ERR_INPUT, "%s: key '%s': path longer than %d bytes", where, k->name, ZF_PATH_MAX - 1);
-        strcpy(c->eval_files[c->n_eval_files++], v);
+        strcpy(items[(*n)++], v);
         return ZF_OK;
+    }
     }
     ZF_PANIC("unhandled key type %d", (int)k->type);
 }
@@ -252,6 +274,13 @@ void zf_config_defaults(zf_job_config *c)
     for (size_t i = 0; i < nkeys; i++) store(c, &keys[i], keys[i].def);
 }
 
+void zf_config_path_list(zf_job_config *c, size_t offset, char (**items)[ZF_PATH_MAX], int **count)
+{
+    bool texts = offset == OFF(eval_texts);
+    *items = texts ? c->eval_texts : c->eval_files;
+    *count = texts ? &c->n_eval_texts : &c->n_eval_files;
+}
+
 zf_status zf_config_set(zf_job_config *c, const char *assignment)
 {
     const char *eq = strchr(assignment, '=');
@@ -265,7 +294,10 @@ zf_status zf_config_set(zf_job_config *c, const char *assignment)
                        near ? near : "", near ? "'?)" : "");
     }
     if (k->type == ZF_KEY_PATH_LIST) {
-        c->n_eval_files = 0;
+        char(*items)[ZF_PATH_MAX];
+        int *n;
+        zf_config_path_list(c, k->offset, &items, &n);
+        *n = 0;
         char buf[ZF_PATH_MAX * 2];
         snprintf(buf, sizeof buf, "%s", eq + 1);
         for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) ZF_TRY(zf_config_set_value(c, k, tok, "--set"));
@@ -278,8 +310,13 @@ zf_status zf_config_validate(const zf_job_config *c)
 {
     if (!c->model[0]) return zf_fail(ZF_ERR_INPUT, "config: missing required key 'model'");
     if (!c->output[0]) return zf_fail(ZF_ERR_INPUT, "config: missing required key 'output'");
-    if (!c->calib_file[0] && c->quant.method != ZF_METHOD_RTN)
-        return zf_fail(ZF_ERR_INPUT, "config: missing required key 'calibration.file'");
+    if (!c->calib_file[0] && !c->calib_text[0] && c->quant.method != ZF_METHOD_RTN)
+        return zf_fail(ZF_ERR_INPUT, "config: missing required key 'calibration.file' (or 'calibration.text')");
+    if (c->calib_file[0] && c->calib_text[0])
+        return zf_fail(ZF_ERR_INPUT, "config: calibration.file and calibration.text are both set; give one");
+    if (c->n_eval_files + c->n_eval_texts > ZF_MAX_EVAL_FILES)
+        return zf_fail(ZF_ERR_INPUT, "config: eval.files and eval.texts name %d files, at most %d in all",
+                       c->n_eval_files + c->n_eval_texts, ZF_MAX_EVAL_FILES);
     if (c->schedule == ZF_SCHEDULE_PARALLEL && c->true_sequential)
         return zf_fail(ZF_ERR_INPUT, "config: schedule: parallel and true_sequential: true conflict (the parallel "
                        "schedule takes every Hessian from the full-precision model)");
@@ -304,11 +341,25 @@ static int count_names(const zf_key_spec *k)
     return n;
 }
 
+/* A YAML double-quoted scalar: a path with quotes, backslashes or line breaks reads back as itself. */
+static void write_quoted(const char *s, FILE *f)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p == '\n') fputs("\\n", f);
+        else if (*p == '\t') fputs("\\t", f);
+        else if (*p < 0x20 || *p == 0x7f) fprintf(f, "\\x%02x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
 static void write_value(const zf_job_config *c, const zf_key_spec *k, FILE *f)
 {
     const void *src = (const char *)c + k->offset;
     switch (k->type) {
-    case ZF_KEY_PATH: fprintf(f, "\"%s\"", (const char *)src); break;
+    case ZF_KEY_PATH: write_quoted((const char *)src, f); break;
     case ZF_KEY_INT: fprintf(f, "%lld", (long long)*(const int64_t *)src); break;
     case ZF_KEY_I32: fprintf(f, "%d", *(const int *)src); break;
     case ZF_KEY_DOUBLE: fprintf(f, "%.17g", *(const double *)src); break;
@@ -318,11 +369,18 @@ static void write_value(const zf_job_config *c, const zf_key_spec *k, FILE *f)
         fputs(idx >= 0 && idx < count_names(k) ? k->names[idx] : "", f);
         break;
     }
-    case ZF_KEY_PATH_LIST:
+    case ZF_KEY_PATH_LIST: {
+        char(*items)[ZF_PATH_MAX];
+        int *n;
+        zf_config_path_list((zf_job_config *)c, k->offset, &items, &n);
         fputc('[', f);
-        for (int i = 0; i < c->n_eval_files; i++) fprintf(f, "%s\"%s\"", i ? ", " : "", c->eval_files[i]);
+        for (int i = 0; i < *n; i++) {
+            if (i) fputs(", ", f);
+            write_quoted(items[i], f);
+        }
         fputc(']', f);
         break;
+    }
     }
 }
 
@@ -398,15 +456,17 @@ void zf_config_write_docs(FILE *f)
 int zf_config_take_set(int argc, char **argv, int i, const char **sets, int *nsets)
 {
     if (*nsets >= ZF_MAX_SETS) return 0;
-    if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-        sets[(*nsets)++] = argv[i + 1];
-        return 2;
+    bool two = !strcmp(argv[i], "--set") && i + 1 < argc;
+    if (!two && strncmp(argv[i], "--set=", 6)) return 0;
+    const char *v = two ? argv[i + 1] : argv[i] + 6;
+    /* a malformed override is a command-line error (exit code 2), told here */
+    const char *eq = strchr(v, '=');
+    if (!eq || eq == v) {
+        fprintf(stderr, "zfold: --set %s: expected key=value (e.g. --set bits=4)\n", v);
+        return 0;
     }
-    if (!strncmp(argv[i], "--set=", 6)) {
-        sets[(*nsets)++] = argv[i] + 6;
-        return 1;
-    }
-    return 0;
+    sets[(*nsets)++] = v;
+    return two ? 2 : 1;
 }
 
 unsigned zf_config_key_affects(const char *key)
@@ -431,11 +491,16 @@ static bool same_value(const zf_job_config *a, const zf_job_config *b, const zf_
     case ZF_KEY_INT: return *(const int64_t *)pa == *(const int64_t *)pb;
     case ZF_KEY_DOUBLE: return *(const double *)pa == *(const double *)pb;
     case ZF_KEY_PATH: return !strcmp(pa, pb);
-    case ZF_KEY_PATH_LIST:
-        if (a->n_eval_files != b->n_eval_files) return false;
-        for (int i = 0; i < a->n_eval_files; i++)
-            if (strcmp(a->eval_files[i], b->eval_files[i])) return false;
+    case ZF_KEY_PATH_LIST: {
+        char(*ia)[ZF_PATH_MAX], (*ib)[ZF_PATH_MAX];
+        int *na, *nb;
+        zf_config_path_list((zf_job_config *)a, k->offset, &ia, &na);
+        zf_config_path_list((zf_job_config *)b, k->offset, &ib, &nb);
+        if (*na != *nb) return false;
+        for (int i = 0; i < *na; i++)
+            if (strcmp(ia[i], ib[i])) return false;
         return true;
+    }
     }
     ZF_PANIC("unhandled key type %d", (int)k->type);
 }

@@ -4,6 +4,7 @@
 #include <libfyaml.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "coordinator/config.h"
 #include "coordinator/config_keys.h"
@@ -81,7 +82,10 @@ static zf_status load_mapping(const char *path, struct fy_node *map, const char 
         }
         seen[k - keys] = true;
         if (k->type == ZF_KEY_PATH_LIST) {
-            c->n_eval_files = 0;
+            char(*items)[ZF_PATH_MAX];
+            int *n;
+            zf_config_path_list(c, k->offset, &items, &n);
+            *n = 0;
             if (fy_node_is_scalar(vn)) {
                 size_t vl;
                 const char *v = fy_node_get_scalar(vn, &vl);
@@ -123,17 +127,44 @@ static zf_status load_mapping(const char *path, struct fy_node *map, const char 
     return ZF_OK;
 }
 
-static zf_status load_file(const char *path, zf_job_config *c, zf_sweep *sweep)
+/* The file's one YAML document; a folder, an empty file or a second document is refused by name. */
+static zf_status parse_document(const char *path, struct fy_parser **parser, struct fy_document **doc)
 {
+    *parser = NULL;
+    *doc = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return zf_fail(ZF_ERR_INPUT, "cannot open config file %s: %s", path, strerror(errno));
+    struct stat sb;
+    int st = fstat(fileno(f), &sb);
     fclose(f);
+    if (st == 0 && S_ISDIR(sb.st_mode)) return zf_fail(ZF_ERR_INPUT, "%s: is a folder, expected a YAML config file", path);
+    if (st == 0 && sb.st_size == 0)
+        return zf_fail(ZF_ERR_INPUT, "%s: the file is empty; expected a mapping of keys (model:, output:, "
+                       "calibration: ...)", path);
     struct fy_parse_cfg cfg = {0};
-    struct fy_document *doc = fy_document_build_from_file(&cfg, path);
-    if (!doc) return zf_fail(ZF_ERR_INPUT, "%s: not valid YAML (the parser's message is above)", path);
-    struct fy_node *root = fy_document_root(doc);
-    zf_status s = ZF_OK;
-    if (!root || !fy_node_is_mapping(root)) {
+    if (!(*parser = fy_parser_create(&cfg)) || fy_parser_set_input_file(*parser, path) != 0)
+        return zf_fail(ZF_ERR_IO, "%s: cannot read it as YAML", path);
+    if (!(*doc = fy_parse_load_document(*parser)))
+        return zf_fail(ZF_ERR_INPUT, "%s: not valid YAML (the parser's message is above), or no document in it", path);
+    struct fy_document *second = fy_parse_load_document(*parser);
+    if (second) {
+        struct fy_node *r2 = fy_document_root(second);
+        int line = r2 && fy_node_get_scalar_token(r2) ? fy_token_start_mark(fy_node_get_scalar_token(r2))->line + 1 : 0;
+        fy_parse_document_destroy(*parser, second);
+        if (line) return zf_fail(ZF_ERR_INPUT, "%s:%d: a second YAML document (after '---'); expected one", path, line);
+        return zf_fail(ZF_ERR_INPUT, "%s: a second YAML document (after '---'); expected one", path);
+    }
+    return ZF_OK;
+}
+
+static zf_status load_file(const char *path, zf_job_config *c, zf_sweep *sweep)
+{
+    struct fy_parser *parser;
+    struct fy_document *doc;
+    zf_status s = parse_document(path, &parser, &doc);
+    struct fy_node *root = s == ZF_OK ? fy_document_root(doc) : NULL;
+    if (s != ZF_OK) {
+    } else if (!root || !fy_node_is_mapping(root)) {
         s = zf_fail(ZF_ERR_INPUT, "%s: expected a mapping of keys at the top level", path);
     } else {
         bool seen[ZF_KEYS_MAX] = {0};
@@ -144,7 +175,8 @@ static zf_status load_file(const char *path, zf_job_config *c, zf_sweep *sweep)
             if (keys[i].required && !seen[i])
                 s = zf_fail(ZF_ERR_INPUT, "%s: missing required key '%s' (%s)", path, keys[i].name, keys[i].doc);
     }
-    fy_document_destroy(doc);
+    if (doc) fy_parse_document_destroy(parser, doc);
+    if (parser) fy_parser_destroy(parser);
     return s;
 }
 

@@ -18,6 +18,7 @@ static void usage(FILE *f)
             "  sweep CONFIG.yaml      one run per point of the listed values (bits: [2, 3, 4]), then a summary\n"
             "  plan CONFIG.yaml       memory per rank and time per block predicted before anything runs\n"
             "  synth CONFIG.json OUT  a synthetic bf16 checkpoint of a config's shapes, for runs at scale\n"
+            "  tokenize TEXT... -o F  text (files, JSON Lines) to a token file with the model's tokenizer (--decode)\n"
             "  layer [options]        quantize one weight matrix from a safetensors file\n"
             "  inspect RUN_DIR        show the state of a run (blocks done, checksums, ΔL, perplexity)\n"
             "  compare RUN_A RUN_B    agreement of integer codes and perplexity between two runs\n"

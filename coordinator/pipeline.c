@@ -8,6 +8,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/model_gptq.h"
 #include "common/tokens.h"
 #include "coordinator/comm.h"
 #include "coordinator/gpucomm.h"
@@ -77,7 +78,7 @@ static zf_status open_backend(const zf_job_config *cfg, zf_qmodel *m)
 static zf_status open_model(const zf_job_config *cfg, zf_qmodel *m)
 {
     ZF_TRY(zf_model_config_read(cfg->model, &m->model));
-    ZF_TRY(zf_st_open(cfg->model, &m->st));
+    ZF_TRY(m->model.gptq ? zf_gptq_open_dequantized(cfg->model, &m->st) : zf_st_open(cfg->model, &m->st));
     ZF_TRY(zf_globals_load(&m->model, m->st, &m->globals));
     m->blocks = zf_calloc((size_t)m->model.n_layers, sizeof *m->blocks, "quantized blocks");
     if (!m->blocks) return ZF_ERR_NOMEM;
@@ -148,7 +149,10 @@ static zf_status calib_open(const zf_job_config *cfg, zf_qmodel *m, calib_inputs
         ci->x = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations");
         ci->scratch = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations (copy)");
         if (!ci->starts || !ci->ids || !ci->x || !ci->scratch) s = ZF_ERR_NOMEM;
-        if (s == ZF_OK) s = zf_calibration_windows((int64_t)ci->tok.count, seq, ci->nall, (uint64_t)cfg->seed, ci->starts);
+        if (s == ZF_OK && cfg->calib_in_order) /* the windows were drawn as the text was tokenized (C4 preset) */
+            for (int64_t i = 0; i < ci->nall; i++) ci->starts[i] = i * seq;
+        else if (s == ZF_OK)
+            s = zf_calibration_windows((int64_t)ci->tok.count, seq, ci->nall, (uint64_t)cfg->seed, ci->starts);
         if (s != ZF_OK) zf_fail_context(s, "%s", cfg->calib_file);
     }
     for (int64_t i = 0; s == ZF_OK && i < nwin; i++)

@@ -168,7 +168,7 @@ void zf_plan_memory_host(const zf_job_config *cfg, const zf_model_config *c, int
                                           : zf_eval_auto_chunk(c, eval_seq, cfg->eval_memory_gib * 1073741824.0);
     int64_t share = cfg->eval_max_windows > 0 ? (cfg->eval_max_windows + ranks - 1) / ranks : 0;
     if (share > 0 && share < out->eval_chunk) out->eval_chunk = share; /* a rank evaluates at most its share */
-    out->eval = cfg->n_eval_files > 0 ? zf_eval_chunk_bytes(c, eval_seq, out->eval_chunk) : 0;
+    out->eval = cfg->n_eval_files + cfg->n_eval_texts > 0 ? zf_eval_chunk_bytes(c, eval_seq, out->eval_chunk) : 0;
 
     double base = out->runtime + out->acts;
     if (parallel) {

@@ -38,6 +38,7 @@ struct zf_rundir {
     int64_t n_blocks;
     entry *blocks;    /* [n_blocks] */
     entry unq;
+    cJSON *inputs;    /* what the run read, by name: content XXH64 as hex (token files, checkpoint tensors) */
 };
 
 /* ---- files ----------------------------------------------------------------------------------------------- */
@@ -179,6 +180,7 @@ static zf_status parse_entry(const char *path, const cJSON *j, const char *field
 static void rundir_free(zf_rundir *r)
 {
     if (!r) return;
+    cJSON_Delete(r->inputs);
     free(r->config);
     free(r->blocks);
     free(r);
@@ -249,6 +251,17 @@ static zf_status load_manifest(const char *dir, zf_rundir **out)
         r->blocks[b] = e;
     }
     if (s == ZF_OK && cJSON_IsObject(unq)) s = parse_entry(path, unq, "unquantized", &r->unq);
+    const cJSON *inputs = cJSON_GetObjectItemCaseSensitive(root, "inputs"), *in;
+    if (s == ZF_OK && inputs && !cJSON_IsObject(inputs)) s = bad_field(path, "inputs", "an object");
+    if (s == ZF_OK) cJSON_ArrayForEach(in, inputs) {
+        uint64_t h;
+        if (!in->string || !get_hex(inputs, in->string, &h)) {
+            s = bad_field(path, "inputs", "an object of hex XXH64 strings");
+            break;
+        }
+    }
+    if (s == ZF_OK && !(r->inputs = inputs ? cJSON_Duplicate(inputs, 1) : cJSON_CreateObject()))
+        s = zf_fail(ZF_ERR_NOMEM, "no memory for the manifest's inputs");
     cJSON_Delete(root);
     if (s != ZF_OK) {
         rundir_free(r);
@@ -292,6 +305,7 @@ static zf_status write_manifest(const zf_rundir *r)
         if (r->blocks[b].done) cJSON_AddItemToArray(blocks, entry_json(&r->blocks[b], b));
     if (r->unq.done) cJSON_AddItemToObject(root, "unquantized", entry_json(&r->unq, -1));
     else cJSON_AddNullToObject(root, "unquantized");
+    if (r->inputs) cJSON_AddItemReferenceToObject(root, "inputs", r->inputs);
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) return zf_fail(ZF_ERR_NOMEM, "no memory to format the manifest");
@@ -342,6 +356,19 @@ static zf_status restart_clean(const char *dir)
     } else if (errno != ENOENT) {
         return zf_fail(ZF_ERR_IO, "cannot list %s: %s", path, strerror(errno));
     }
+    /* kept evaluations: eval/<16 hex digits>.json */
+    snprintf(path, sizeof path, "%s/eval", dir);
+    if ((d = opendir(path))) {
+        struct dirent *de;
+        zf_status s = ZF_OK;
+        while (s == ZF_OK && (de = readdir(d))) {
+            if (strspn(de->d_name, "0123456789abcdef") != 16 || strcmp(de->d_name + 16, ".json")) continue;
+            snprintf(path, sizeof path, "%s/eval/%s", dir, de->d_name);
+            s = remove_if_present(path);
+        }
+        closedir(d);
+        ZF_TRY(s);
+    }
     static const char *files[] = {"unquantized.h5", "report.json", MANIFEST};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -362,19 +389,15 @@ zf_status zf_rundir_load(const char *dir, zf_rundir **out)
     return load_manifest(dir, out);
 }
 
-zf_status zf_rundir_open(const char *dir, const char *config_yaml, uint64_t model_fingerprint, int64_t n_blocks,
-                         bool restart, zf_rundir **out)
+/* Loads an existing manifest and refuses a different run (every relevant difference named); drops the shards that
+ * fail verification from the done set. */
+static zf_status open_existing(const char *dir, const char *path, const char *config_yaml, uint64_t model_fingerprint,
+                               int64_t n_blocks, zf_rundir **out)
 {
-    ZF_ASSERT(dir && config_yaml && out && n_blocks >= 0);
-    *out = NULL;
-    if (strlen(dir) >= PATH_MAX - 64) return zf_fail(ZF_ERR_INPUT, "run directory path too long: %s", dir);
-    ZF_TRY(zf_mkdirs(dir));
-    if (restart) ZF_TRY(restart_clean(dir));
-    char path[PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/" MANIFEST, dir);
     zf_rundir *r = NULL;
     zf_status s = ZF_OK;
-    if (access(path, F_OK) == 0) {
+    *out = NULL;
+    {
         ZF_TRY(load_manifest(dir, &r));
         /* refuse to mix: every relevant difference is named, so the user sees what changed in one go */
         char diff[3072] = "";
@@ -411,6 +434,99 @@ zf_status zf_rundir_open(const char *dir, const char *config_yaml, uint64_t mode
             zf_log_warn("%s/%s: will be written again: %s", dir, r->unq.file, why);
             r->unq.done = false;
         }
+    }
+    *out = r;
+    return ZF_OK;
+}
+
+static const char *const top_files[] = {"unquantized.h5", "report.json", MANIFEST, "config.yaml"};
+
+/* name is "<one of zfold's top-level files>.tmp.<pid>": a write of zfold's that was interrupted. */
+static bool is_top_tmp(const char *name)
+{
+    for (size_t i = 0; i < sizeof top_files / sizeof top_files[0]; i++) {
+        size_t n = strlen(top_files[i]);
+        if (strncmp(name, top_files[i], n) || strncmp(name + n, ".tmp.", 5)) continue;
+        const char *pid = name + n + 5;
+        if (*pid && strspn(pid, "0123456789") == strlen(pid)) return true;
+    }
+    return false;
+}
+
+/* A kill between a file's write and its rename leaves <name>.tmp.<pid>: no writer is left to finish it. */
+static void remove_stale_tmp(const char *dir)
+{
+    char path[PATH_MAX + 300];
+    snprintf(path, sizeof path, "%s/blocks", dir);
+    DIR *d = opendir(path);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (!is_block_file(de->d_name) || !strstr(de->d_name, ".tmp.")) continue;
+        snprintf(path, sizeof path, "%s/blocks/%s", dir, de->d_name);
+        if (unlink(path) == 0) zf_log_info("removed %s, left by an interrupted write", path);
+    }
+    if (d) closedir(d);
+    d = opendir(dir);
+    while (d && (de = readdir(d))) {
+        if (!is_top_tmp(de->d_name)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        if (unlink(path) == 0) zf_log_info("removed %s, left by an interrupted write", path);
+    }
+    if (d) closedir(d);
+}
+
+/* A folder that holds files but no manifest is someone else's: zfold neither writes into it nor cleans it. */
+static zf_status refuse_foreign(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return ZF_OK; /* created next */
+    struct dirent *de;
+    const char *other = NULL;
+    char first[256] = "";
+    while ((de = readdir(d)))
+        /* tokens/: the run's texts, tokenized when the job started (calibration.text, eval.texts) */
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "tokens") &&
+            !is_top_tmp(de->d_name)) {
+            snprintf(first, sizeof first, "%s", de->d_name);
+            other = first;
+            break;
+        }
+    closedir(d);
+    if (!other) return ZF_OK;
+    return zf_fail(ZF_ERR_INPUT, "%s: the output folder is not empty (it holds '%s') and is not a zfold run directory "
+                   "(no " MANIFEST "); choose an empty or new folder", dir, other);
+}
+
+zf_status zf_rundir_open_finished(const char *dir, const char *config_yaml, uint64_t model_fingerprint,
+                                  int64_t n_blocks, zf_rundir **out)
+{
+    *out = NULL;
+    zf_rundir *r = NULL;
+    ZF_TRY(zf_rundir_load(dir, &r));
+    rundir_free(r);
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+    return open_existing(dir, path, config_yaml, model_fingerprint, n_blocks, out);
+}
+
+zf_status zf_rundir_open(const char *dir, const char *config_yaml, uint64_t model_fingerprint, int64_t n_blocks,
+                         bool restart, zf_rundir **out)
+{
+    ZF_ASSERT(dir && config_yaml && out && n_blocks >= 0);
+    *out = NULL;
+    if (strlen(dir) >= PATH_MAX - 64) return zf_fail(ZF_ERR_INPUT, "run directory path too long: %s", dir);
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+    bool existing = access(path, F_OK) == 0;
+    if (!existing) ZF_TRY(refuse_foreign(dir));
+    ZF_TRY(zf_mkdirs(dir));
+    if (restart) ZF_TRY(restart_clean(dir));
+    remove_stale_tmp(dir);
+    existing = existing && !restart;
+    zf_rundir *r = NULL;
+    zf_status s = ZF_OK;
+    if (existing) {
+        ZF_TRY(open_existing(dir, path, config_yaml, model_fingerprint, n_blocks, &r));
         /* the new config text differs at most in ignored keys (eval.*, ...): record the one in use */
         free(r->config);
         r->config = NULL;
@@ -423,6 +539,10 @@ zf_status zf_rundir_open(const char *dir, const char *config_yaml, uint64_t mode
         snprintf(r->dir, sizeof r->dir, "%s", dir);
         r->model_fp = model_fingerprint;
         r->n_blocks = n_blocks;
+        if (!(r->inputs = cJSON_CreateObject())) {
+            rundir_free(r);
+            return ZF_ERR_NOMEM;
+        }
     }
     if (!(r->config = strdup(config_yaml))) s = zf_fail(ZF_ERR_NOMEM, "no memory for the config");
     if (s == ZF_OK) s = write_manifest(r);
@@ -432,6 +552,31 @@ zf_status zf_rundir_open(const char *dir, const char *config_yaml, uint64_t mode
     }
     *out = r;
     return ZF_OK;
+}
+
+zf_status zf_rundir_input(zf_rundir *r, const char *name, uint64_t hash)
+{
+    uint64_t was;
+    char hex[17];
+    if (get_hex(r->inputs, name, &was)) {
+        if (was == hash) return ZF_OK;
+        return zf_fail(ZF_ERR_INPUT, "%s/" MANIFEST ": %s has changed since the run began (content XXH64 %016" PRIx64
+                       ", recorded %016" PRIx64 "): the finished blocks were computed from the earlier one. Restore it, "
+                       "or pass --restart to start over", r->dir, name, hash, was);
+    }
+    hex64(hex, hash);
+    if (!cJSON_AddStringToObject(r->inputs, name, hex)) return zf_fail(ZF_ERR_NOMEM, "no memory for the manifest");
+    return ZF_OK;
+}
+
+uint64_t zf_rundir_digest(const zf_rundir *r)
+{
+    XXH64_state_t st;
+    XXH64_reset(&st, 0);
+    for (int64_t b = 0; b < r->n_blocks; b++)
+        if (r->blocks[b].done) XXH64_update(&st, &r->blocks[b].hash, sizeof r->blocks[b].hash);
+    if (r->unq.done) XXH64_update(&st, &r->unq.hash, sizeof r->unq.hash);
+    return XXH64_digest(&st);
 }
 
 bool zf_rundir_block_done(const zf_rundir *r, int64_t block)

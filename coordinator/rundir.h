@@ -19,11 +19,22 @@ typedef struct zf_rundir zf_rundir;
  * If a manifest exists and the model fingerprint or a relevant config key differs: ZF_ERR_INPUT naming each
  * differing key with old and new values (or the model fingerprints), and saying to pass --restart to start over.
  * restart = true deletes the old shards and manifest (only files zfold wrote: blocks/block-*.h5, unquantized.h5,
- * manifest.json, report.json) first.
+ * manifest.json, report.json) first. A folder with files but no manifest is refused (not a run directory), and a
+ * resume removes the temporary files an interrupted write left.
  * On open, every listed block's shard is verified (exists, size and XXH64 checksum match the manifest); a block whose
  * shard is missing, truncated or corrupt is logged with zf_log_warn (file and reason) and dropped from the done set. */
 zf_status zf_rundir_open(const char *dir, const char *config_yaml, uint64_t model_fingerprint, int64_t n_blocks,
                          bool restart, zf_rundir **out);
+/* The content (XXH64) of an input the run read (a token file, a checkpoint tensor) under name: recorded the first
+ * time (in the manifest at its next write), and on later reads, resumes included, compared: a different content is
+ * ZF_ERR_INPUT naming the input. */
+zf_status zf_rundir_input(zf_rundir *r, const char *name, uint64_t hash);
+/* For evaluation: the same checks as zf_rundir_open on an existing run directory (its manifest must exist), but
+ * nothing is written, so a finished run on read-only storage can be evaluated. */
+zf_status zf_rundir_open_finished(const char *dir, const char *config_yaml, uint64_t model_fingerprint,
+                                  int64_t n_blocks, zf_rundir **out);
+/* XXH64 of every finished shard's checksum: changes whenever a shard is written again. */
+uint64_t zf_rundir_digest(const zf_rundir *r);
 bool zf_rundir_block_done(const zf_rundir *r, int64_t block);
 int64_t zf_rundir_blocks_done(const zf_rundir *r);          /* count */
 int64_t zf_rundir_first_unfinished(const zf_rundir *r);     /* n_blocks if all done */

@@ -16,9 +16,10 @@ zf_status zf_schedule_sequential(const zf_job_config *cfg, zf_qmodel *m, const z
 zf_status zf_schedule_parallel(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
                                int64_t nwin, double t0);
 
-/* Forwards the windows through w, adding the inputs of each group g in `want` to h[g] (h may be NULL). */
-zf_status zf_sched_forward(zf_backend *be, const zf_model_config *c, const zf_block_weights *w, float *x, int64_t nwin,
-                           int64_t seq, zf_bhess *h, unsigned want);
+/* Forwards the windows through w (block b), adding the inputs of each group g in `want` to h[g] (h may be NULL);
+ * a failure names the block. */
+zf_status zf_sched_forward(zf_backend *be, const zf_model_config *c, int64_t b, const zf_block_weights *w, float *x,
+                           int64_t nwin, int64_t seq, zf_bhess *h, unsigned want);
 /* The largest group input dimension: the size of one Hessian buffer for every group. */
 int64_t zf_sched_hessian_dim(const zf_model_config *c);
 /* Sums every rank's partial Hessian and token count of one group onto its owner (collective). Afterwards the

@@ -72,7 +72,7 @@ static zf_status pass_block(par_run *p, int64_t b, float *x, int64_t nwin)
     for (int g = 0; capture && s == ZF_OK && g < ZF_NGROUP; g++)
         s = zf_bhess_init(p->m->be, &h[g], zf_group_in(c, (zf_group)g), p->cfg->hessian_fp64);
     if (s == ZF_OK && nwin > 0)
-        s = zf_sched_forward(p->m->be, c, &fp, x, nwin, p->m->calib_seq, capture ? h : NULL, (1u << ZF_NGROUP) - 1);
+        s = zf_sched_forward(p->m->be, c, b, &fp, x, nwin, p->m->calib_seq, capture ? h : NULL, (1u << ZF_NGROUP) - 1);
     zf_block_free(&fp);
     p->t_fwd[b] = (zf_now() - tb) / ZF_NGROUP;
     s = zf_comm_agree(s);

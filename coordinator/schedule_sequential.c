@@ -108,7 +108,7 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, const zf
         s = zf_comm_agree(s);
         if (s == ZF_OK && !cached) {
             memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
-            if (nwin > 0) s = zf_sched_forward(m->be, c, &qb->folded, scratch, nwin, seq, hs, want);
+            if (nwin > 0) s = zf_sched_forward(m->be, c, b, &qb->folded, scratch, nwin, seq, hs, want);
             s = zf_comm_agree(s);
         }
         double t_fwd = (zf_now() - t_pass) / (last - first), t_red[ZF_NGROUP] = {0};
@@ -151,7 +151,7 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, const zf
         first = last;
     }
     /* the next block's inputs come through the quantized block */
-    if (s == ZF_OK && nwin > 0) s = zf_sched_forward(m->be, c, &qb->folded, x, nwin, seq, NULL, 0);
+    if (s == ZF_OK && nwin > 0) s = zf_sched_forward(m->be, c, b, &qb->folded, x, nwin, seq, NULL, 0);
     for (int g = 0; g < ZF_NGROUP; g++) {
         zf_bhess_free(&hs[g]);
         zf_qresult_free(&gr[g].res);
@@ -176,7 +176,7 @@ static zf_status resume_block(zf_qmodel *m, const zf_run_hooks *hooks, int64_t b
 {
     zf_qblock *qb = &m->blocks[b];
     zf_status s = zf_comm_agree(hooks->load_block(hooks->ctx, b, qb));
-    if (s == ZF_OK && nwin > 0) s = zf_sched_forward(m->be, &m->model, &qb->folded, x, nwin, m->calib_seq, NULL, 0);
+    if (s == ZF_OK && nwin > 0) s = zf_sched_forward(m->be, &m->model, b, &qb->folded, x, nwin, m->calib_seq, NULL, 0);
     zf_qblock_release(qb);
     s = zf_comm_agree(s);
     if (s == ZF_OK)

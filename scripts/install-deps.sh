@@ -5,8 +5,8 @@ pkgs=(cmake ninja-build pkg-config gcc g++ bc
       openmpi-bin libopenmpi-dev
       libhdf5-dev hdf5-tools
       libopenblas-dev libopenblas-pthread-dev liblapacke-dev
-      libfyaml-dev libcjson-dev libxxhash-dev
-      gnuplot-nox python3 time
+      libfyaml-dev libcjson-dev libxxhash-dev libpcre2-dev libunistring-dev zlib1g-dev
+      gnuplot-nox python3 python3-numpy time
       slurm-wlm munge)
 missing=()
 for p in "${pkgs[@]}"; do

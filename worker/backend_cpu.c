@@ -102,6 +102,15 @@ static void cpu_capture_fn(void *ctx, zf_group g, const float *x, int64_t ntok, 
     h->ntokens = v.ntokens;
 }
 
+/* The capture's failure (a non-finite input) names the layers that read the input. */
+static void cpu_capture_named(void *ctx, zf_group g, const float *x, int64_t ntok, int64_t dim)
+{
+    cpu_capture *c = ctx;
+    zf_status before = c->status;
+    cpu_capture_fn(ctx, g, x, ntok, dim);
+    if (before == ZF_OK && c->status != ZF_OK) zf_fail_context(c->status, "inputs of layer group %s", zf_group_name(g));
+}
+
 static zf_status cpu_block_forward(void *ctx, const zf_model_config *c, const zf_block_weights *w, float *x,
                                    int64_t nwin, int64_t seq, zf_bhess *const hess[ZF_NGROUP])
 {
@@ -110,7 +119,7 @@ static zf_status cpu_block_forward(void *ctx, const zf_model_config *c, const zf
     for (int g = 0; hess && g < ZF_NGROUP; g++) any |= hess[g] != NULL;
     cpu_capture cap = {hess, ZF_OK};
     for (int64_t i = 0; i < nwin; i++) {
-        ZF_TRY(zf_block_forward(c, w, x + i * seq * c->hidden, 1, seq, any ? cpu_capture_fn : NULL, &cap));
+        ZF_TRY(zf_block_forward(c, w, x + i * seq * c->hidden, 1, seq, any ? cpu_capture_named : NULL, &cap));
         ZF_TRY(cap.status);
     }
     return ZF_OK;

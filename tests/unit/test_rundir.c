@@ -131,7 +131,8 @@ static uint64_t manifest_fingerprint_v1(const char *yaml)
         if (line[0] == ' ') snprintf(key, sizeof key, "%s.%.*s", section, (int)(colon - line - 2), line + 2);
         else snprintf(key, sizeof key, "%.*s", (int)(colon - line), line);
         if (!strcmp(key, "output") || !strcmp(key, "threads") || !strcmp(key, "calibration.cache") ||
-            !strcmp(key, "gpu.comm_timeout") || !strncmp(key, "eval.", 5) || !strcmp(key, "delta_loss_rtn"))
+            !strcmp(key, "gpu.comm_timeout") || !strncmp(key, "eval.", 5) || !strcmp(key, "delta_loss_rtn") ||
+            !strncmp(key, "export.", 7))
             continue;
         XXH64_update(&st, key, strlen(key));
         XXH64_update(&st, ": ", 2);

@@ -224,8 +224,20 @@ static void test_round_trip(void)
     }
     /* Conversions through read_f32. */
     float out[15];
-    CHECK_OK(zf_st_read_f32(st, "z.f32", 2, s_f32, out));
+    /* converted, then refused: a checkpoint must hold finite values (f32[4] is +Inf), named by tensor and index */
+    zf_status inf = zf_st_read_f32(st, "z.f32", 2, s_f32, out);
+    CHECK_MSG(inf == ZF_ERR_INPUT && strstr(zf_last_error(), "tensor 'z.f32' holds +Inf at [0, 4]"), "%s", zf_last_error());
     CHECK(memcmp(out, f32, sizeof f32) == 0);
+    /* its content was hashed as it was read; an unread tensor has no hash yet */
+    const char *hn = NULL;
+    uint64_t hh = 0;
+    bool hashed_z = false, hashed_c = false;
+    for (size_t i = 0; i < zf_st_tensor_count(st); i++)
+        if (zf_st_content_hash(st, i, &hn, &hh)) {
+            hashed_z |= !strcmp(hn, "z.f32");
+            hashed_c |= !strcmp(hn, "c.f64");
+        }
+    CHECK(hashed_z && !hashed_c);
     CHECK_OK(zf_st_read_f32(st, "a.f16", 1, s_f16, out));
     int ok = 1;
     for (int i = 0; i < 7; i++) {

@@ -36,7 +36,7 @@ static const char *write_file(const char *name, int32_t magic, int32_t version, 
 
 static void expect_bad(const char *path, int64_t vocab, const char *n1, const char *n2)
 {
-    zf_tokens t = {(char *)0x1, (int32_t *)0x1, 99};
+    zf_tokens t = {(char *)0x1, (int32_t *)0x1, 99, 1};
     zf_status s = zf_tokens_read(path, vocab, &t);
     const char *m = zf_last_error();
     if (getenv("ZT_VERBOSE")) printf("  refused: %s\n", m);
