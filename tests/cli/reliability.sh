@@ -167,7 +167,11 @@ grep -q "tinystories.tok512.bin: ppl .*kept from an earlier evaluation" "$work/x
   || bad "the finished evaluation was redone: $(grep 'eval ' "$work/x.log")"
 "$zfold" quantize "$work/run.yaml" --set output="$work/early2" > "$work/s.log" 2>&1 &
 pid=$!
-sleep 0.2
+# the signal goes once the handler is installed (SIGTERM is bit 14 of SigCgt); before that it kills like any process
+for _ in $(seq 300); do
+  cgt=$(awk '/^SigCgt:/ {print $2}' /proc/$pid/status 2>/dev/null) && [ -n "$cgt" ] && (( 0x$cgt & 0x4000 )) && break
+  sleep 0.02
+done
 kill -TERM $pid
 wait $pid
 rc=$?
