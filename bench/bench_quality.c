@@ -48,7 +48,12 @@ static zf_quant_opts variant_opts(const zf_quant_opts *base, int v, int bits)
     zf_quant_opts o = *base;
     o.bits = bits;
     o.method = v == V_RTN ? ZF_METHOD_RTN : v == V_OPTQ ? ZF_METHOD_OPTQ : ZF_METHOD_ZFOLD;
-    if (v == V_GRID) o.alpha = ZF_ALPHA_GRID;
+    if (v == V_GRID) {
+        /* the paper's code: the Hessian-scored α search and OPTQ on its grid, nothing after */
+        o.alpha = ZF_ALPHA_GRID;
+        o.refit = o.optq_fallback = false;
+        o.als_tol = 0.0;
+    }
     if (v == V_RTN) o.grid = ZF_GRID_MINMAX;
     o.delta_loss_rtn = v == V_RTN;
     return o;

@@ -427,6 +427,37 @@ done:
     return s;
 }
 
+/* The root group's entry names as H5Literate finds them (at most cap, each 1 to 255 bytes). */
+typedef struct {
+    char **names;
+    hsize_t n, cap;
+    bool bad;
+    char why[96];
+} root_names;
+
+static herr_t collect_name(hid_t g, const char *name, const H5L_info_t *info, void *ctx)
+{
+    (void)g, (void)info;
+    root_names *rn = ctx;
+    const size_t len = strlen(name);
+    if (rn->n >= rn->cap || len == 0 || len >= 256) {
+        rn->bad = true;
+        snprintf(rn->why, sizeof rn->why, rn->n >= rn->cap ? "root group lists more than the %llu entries it claims"
+                                                           : "root entry %llu has a name of %zu bytes, expected 1 to 255",
+                 (unsigned long long)(rn->n >= rn->cap ? rn->cap : rn->n), len);
+        return 1;
+    }
+    if (!(rn->names[rn->n] = zf_malloc(len + 1, "entry name"))) {
+        rn->bad = true;
+        snprintf(rn->why, sizeof rn->why, "out of memory for an entry name");
+        return -1;
+    }
+    memcpy(rn->names[rn->n++], name, len + 1);
+    return 0;
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 zf_status zf_shard_read(const char *path, zf_shard_data *out)
 {
     memset(out, 0, sizeof *out);
@@ -437,7 +468,6 @@ zf_status zf_shard_read(const char *path, zf_shard_data *out)
     const int64_t fsize = (int64_t)st.st_size;
     zf_status s = ZF_OK;
     hid_t file = H5I_INVALID_HID;
-    char *name = NULL;
     int cap_lin = 0, cap_ten = 0;
     htri_t is_h5 = H5Fis_hdf5(path);
     if (is_h5 <= 0) {
@@ -452,28 +482,28 @@ zf_status zf_shard_read(const char *path, zf_shard_data *out)
         s = rd_fail(path, "root group claims %llu entries", (unsigned long long)gi.nlinks);
         goto done;
     }
-    for (hsize_t i = 0; i < gi.nlinks; i++) {
-        ssize_t len = H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i, NULL, 0, H5P_DEFAULT);
-        ZF_H5_IN(len, "cannot read the name of root entry %llu", (unsigned long long)i);
-        if (len == 0 || len >= 256) {
-            s = rd_fail(path, "root entry %llu has a name of %lld bytes, expected 1 to 255", (unsigned long long)i,
-                        (long long)len);
-            goto done;
-        }
-        name = zf_calloc((size_t)len + 1, 1, "entry name");
-        if (!name) {
-            s = ZF_ERR_NOMEM;
-            goto done;
-        }
-        ZF_H5_IN(H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, (size_t)len + 1, H5P_DEFAULT),
-                 "cannot read the name of root entry %llu", (unsigned long long)i);
-        if ((s = rd_entry(path, file, name, fsize, out, &cap_lin, &cap_ten)) != ZF_OK) goto done;
-        free(name);
-        name = NULL;
+    /* names collected in the group's native order and sorted here: HDF5 1.10 crashes building its own sorted
+     * table of a corrupt dense group (H5G__link_release_table) */
+    root_names rn = {.cap = gi.nlinks};
+    rn.names = zf_calloc(gi.nlinks ? (size_t)gi.nlinks : 1, sizeof(char *), "root entry names");
+    if (!rn.names) {
+        s = ZF_ERR_NOMEM;
+        goto done;
     }
+    hsize_t at = 0;
+    herr_t it = H5Literate(file, H5_INDEX_NAME, H5_ITER_NATIVE, &at, collect_name, &rn);
+    if (it < 0 || rn.bad) {
+        s = rn.bad ? rd_fail(path, "%s", rn.why) : rd_fail(path, "cannot list the root group's entries");
+        goto names_done;
+    }
+    qsort(rn.names, (size_t)rn.n, sizeof(char *), cmp_name);
+    for (hsize_t i = 0; i < rn.n; i++)
+        if ((s = rd_entry(path, file, rn.names[i], fsize, out, &cap_lin, &cap_ten)) != ZF_OK) break;
+names_done:
+    for (hsize_t i = 0; i < rn.n; i++) free(rn.names[i]);
+    free(rn.names);
 done:
     if (file >= 0 && H5Fclose(file) < 0 && s == ZF_OK) s = rd_fail(path, "HDF5 failed to close it");
-    free(name);
     if (s != ZF_OK) zf_shard_data_free(out);
     return s;
 }

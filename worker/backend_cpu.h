@@ -19,6 +19,11 @@ zf_status zf_cpu_zstate(void *qs, const float *W, int64_t rows, int64_t cols, co
                         const float *zeta, float *Wt, float *dW, uint8_t *q);
 zf_status zf_cpu_zeta_sums(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha,
                            const float *zero, const float *zeta, double *num, double *den);
+zf_status zf_cpu_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, const float *g, int stride,
+                            int window, float *scale, float *zero, double *score);
+zf_status zf_cpu_rowdot(void *qs, const float *A, int64_t rows, int64_t cols, const float *X, int64_t ldx,
+                        double *out);
+zf_status zf_cpu_hmul(void *qs, const float *A, int64_t rows, const float *H, float *D);
 zf_status zf_cpu_div_cols(void *qs, const float *W, int64_t rows, int64_t cols, const float *zeta, float *X);
 zf_status zf_cpu_gather_t(void *qs, const float *W, const float *H, int64_t rows, int64_t n, const int32_t *perm,
                           float *Wt);

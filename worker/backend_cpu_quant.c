@@ -123,6 +123,97 @@ zf_status zf_cpu_zeta_sums(void *qs, const float *W, int64_t rows, int64_t cols,
     return ZF_OK;
 }
 
+/* x - deq on grid (s, z) with the code from x·(1/s): a search score, which may differ from round(x/s) at a tie. */
+static inline float diag_err(float x, float inv, float s, float z, float maxq)
+{
+    float q = zf_round_even(x * inv) + z;
+    q = q < 0.0f ? 0.0f : (q > maxq ? maxq : q);
+    return x - zf_dequant(q, s, z);
+}
+
+/* Σ_j g_j (x_j - deq_j)² of one candidate grid, in eight float lanes summed in double. */
+__attribute__((target_clones("arch=haswell", "default")))
+static double diag_score(const float *x, const float *g, int64_t n, float s, float z, float maxq)
+{
+    const float inv = 1.0f / s;
+    float acc[8] = {0.0f};
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) {
+            const float e = diag_err(x[j + k], inv, s, z, maxq);
+            acc[k] += g[j + k] * (e * e);
+        }
+    double t = 0.0;
+    for (; j < n; j++) {
+        const float e = diag_err(x[j], inv, s, z, maxq);
+        t += (double)(g[j] * (e * e));
+    }
+    for (int k = 0; k < 8; k++) t += (double)acc[k];
+    return t;
+}
+
+/* Ratios [i0, i1] step di of one row's search, floor and ceil zero each; the best strictly lower score wins. */
+static void diag_search(const zf_quant_opts *o, float maxq, const float *x, const float *g, int64_t n, float xmin,
+                        float xmax, int i0, int i1, int di, float *scale, float *zero, double *best)
+{
+    const int nround = o->sym ? 1 : 2;
+    for (int i = i0; i <= i1; i += di)
+        for (int k = 0; k < nround; k++) {
+            float s, z;
+            zf_grid_candidate(xmin, xmax, 1.0 - (double)i / o->grid_points, o->bits, o->sym,
+                              o->sym ? ZF_ZR_ROUND : (k == 0 ? ZF_ZR_FLOOR : ZF_ZR_CEIL), &s, &z);
+            const double e = diag_score(x, g, n, s, z, maxq);
+            if (e < *best) {
+                *best = e;
+                *scale = s;
+                *zero = z;
+            }
+        }
+}
+
+zf_status zf_cpu_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, const float *g, int stride,
+                            int window, float *scale, float *zero, double *score)
+{
+    const cpu_qs *c = qs;
+    const zf_quant_opts *o = c->o;
+    const int last = o->grid_points - 1;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = X + r * cols;
+        float xmin, xmax;
+        zf_grid_range(x, cols, o->sym, &xmin, &xmax);
+        double best = diag_score(x, g, cols, scale[r], zero[r], c->maxq);
+        if (stride > 0) diag_search(o, c->maxq, x, g, cols, xmin, xmax, 0, last, stride, &scale[r], &zero[r], &best);
+        const int ic = zf_grid_ratio_index(scale[r], xmin, xmax, o->bits, o->grid_points);
+        diag_search(o, c->maxq, x, g, cols, xmin, xmax, ic - window < 0 ? 0 : ic - window,
+                    ic + window > last ? last : ic + window, 1, &scale[r], &zero[r], &best);
+        score[r] = best;
+    }
+    return ZF_OK;
+}
+
+zf_status zf_cpu_rowdot(void *qs, const float *A, int64_t rows, int64_t cols, const float *X, int64_t ldx,
+                        double *out)
+{
+    (void)qs;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *a = A + r * cols, *x = X + r * ldx;
+        double s = 0.0;
+        for (int64_t j = 0; j < cols; j++) s += (double)a[j] * (double)x[j];
+        out[r] = s;
+    }
+    return ZF_OK;
+}
+
+zf_status zf_cpu_hmul(void *qs, const float *A, int64_t rows, const float *H, float *D)
+{
+    const int64_t n = ((cpu_qs *)qs)->cols;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)n, 1.0f, A, (int)n, H, (int)n, 0.0f,
+                D, (int)n);
+    return ZF_OK;
+}
+
 zf_status zf_cpu_div_cols(void *qs, const float *W, int64_t rows, int64_t cols, const float *zeta, float *X)
 {
     (void)qs;

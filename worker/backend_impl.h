@@ -74,6 +74,19 @@ typedef struct zf_backend_i {
     /* ζ least-squares sums per column in double, over the rows in order; num, den on the host. */
     zf_status (*zeta_sums)(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha,
                            const float *zero, const float *zeta, double *num, double *den);
+    /* Z-FOLD's diagonal α step: for each row x of X [rows, cols] (W ⊘ ζ), clip ratios 1 - i/grid_points × floor and
+     * ceil zero (round when sym), scored by Σ_j g_j (x_j - deq_j)²: with stride > 0 every stride-th i from 0, then
+     * the i within window of the best so far; with stride 0 the i within window of the current grid's ratio. The
+     * current grid (scale, zero; in and out) is kept unless a candidate scores strictly lower; score (host, [rows])
+     * receives the kept grid's score. */
+    zf_status (*zgrid_diag)(void *qs, const float *X, int64_t rows, int64_t cols, const float *g, int stride,
+                            int window, float *scale, float *zero, double *score);
+    /* out[r] = Σ_j A[r, j]·X[r·ldx + j] in double over the columns in order (ldx 0: X is one vector); out on the
+     * host. */
+    zf_status (*rowdot)(void *qs, const float *A, int64_t rows, int64_t cols, const float *X, int64_t ldx,
+                        double *out);
+    /* D [rows, n] = A [rows, n] · H, H [n, n] the session's cols. */
+    zf_status (*hmul)(void *qs, const float *A, int64_t rows, const float *H, float *D);
     /* X = W ⊘ ζ (column-wise). */
     zf_status (*div_cols)(void *qs, const float *W, int64_t rows, int64_t cols, const float *zeta, float *X);
     /* Wt[p, r] = W[r, perm[p]], 0 where H[j, j] == 0 (dead input). */

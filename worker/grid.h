@@ -2,6 +2,7 @@
 #ifndef ZF_GRID_H
 #define ZF_GRID_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "worker/quant.h"
@@ -34,6 +35,14 @@ typedef enum { ZF_ZR_ROUND = 0, ZF_ZR_FLOOR, ZF_ZR_CEIL } zf_zero_rounding;
  * [0, maxq] (asymmetric) or (maxq+1)/2 (symmetric, where xmin = -xmax). */
 void zf_grid_candidate(double xmin, double xmax, double p, int bits, bool sym, zf_zero_rounding zr, float *scale,
                        float *zero);
+
+/* The clip-ratio index i (ratio 1 - i/points, clamped to [0, points - 1]) nearest to grid scale s on [xmin, xmax]. */
+static inline int zf_grid_ratio_index(float s, float xmin, float xmax, int bits, int points)
+{
+    const double p = (double)s * (double)((1 << bits) - 1) / ((double)xmax - (double)xmin);
+    const double i = nearbyint((1.0 - p) * points);
+    return i < 0.0 ? 0 : (i > points - 1 ? points - 1 : (int)i);
+}
 
 /* The range of one row as the grids use it: [min(w, 0), max(w, 0)], symmetric -> [-max|w|, max|w|],
  * all-zero -> [-1, 1]. */

@@ -163,12 +163,14 @@ zf_status zf_optq_run(zf_qrun *r, const float *fix_scale, const float *fix_zero,
     if (st == ZF_OK) st = r->i->gather_t(r->qs, r->W, r->H, r->rows, n, r->perm, r->A);
     if (st == ZF_OK) st = r->i->sync(ctx);
     double t0 = zf_now();
-    if (st == ZF_OK)
+    /* the factor depends on H and the order only: a second run on the same session reuses it */
+    if (st == ZF_OK && !r->factored)
         st = optq_factor_run(r, o->act_order ? r->perm : NULL, r->U, &out->damp_used, &out->damp_retries);
-    out->t_factor = zf_now() - t0;
+    r->factored = st == ZF_OK;
+    out->t_factor += zf_now() - t0;
     t0 = zf_now();
     if (st == ZF_OK) st = column_loop(r);
-    out->t_loop = zf_now() - t0;
+    out->t_loop += zf_now() - t0;
     if (st == ZF_OK) st = r->i->unpermute(r->qs, r->Qt, r->rows, n, r->perm, r->q);
     for (int64_t p = 0; st == ZF_OK && p < n; p++)
         out->g_idx[perm[p]] = (int32_t)(gs ? (o->static_groups ? perm[p] / gs : p / gs) : 0);

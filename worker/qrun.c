@@ -1,7 +1,11 @@
 /* One quantization's buffers in backend memory: session, allocation, upload, release, and the row-loss sum. */
 #include "worker/qrun.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+/* Ones uploaded per call when the unit scales are filled. */
+#define ZF_ONES_CHUNK 1024
 
 /* Backend buffers of one quantization: what zf_backend_quantize_bytes counts besides the backend's own scratch. */
 static zf_status qrun_alloc(zf_qrun *r, bool host)
@@ -9,6 +13,7 @@ static zf_status qrun_alloc(zf_qrun *r, bool host)
     const zf_quant_opts *o = r->o;
     const int64_t rows = r->rows, cols = r->cols, gs = r->gs;
     const bool optq = o->method == ZF_METHOD_OPTQ || (o->method == ZF_METHOD_ZFOLD && o->zfold_optq);
+    const bool zfold = o->method == ZF_METHOD_ZFOLD;
     const bool need_hb = optq && gs && !o->static_groups && o->grid == ZF_GRID_HESSIAN;
     const int64_t bk = o->block_size < cols ? o->block_size : cols, gl = gs ? (gs < cols ? gs : cols) : 0;
     const size_t rc = (size_t)rows * (size_t)cols, nn = (size_t)cols * (size_t)cols;
@@ -35,6 +40,8 @@ static zf_status qrun_alloc(zf_qrun *r, bool host)
         {&r->perm, c4, "quantization: permutation", true},
         {&r->gidx, c4, "quantization: group index", true},
         {&r->rowloss, (size_t)rows * sizeof(double), "OPTQ: row losses", optq && r->Hh},
+        {&r->hvec, c4, "Z-FOLD: Hessian vector", zfold},
+        {&r->ones, (size_t)rows * 4, "Z-FOLD: unit scales", zfold},
     };
     for (size_t k = 0; k < sizeof b / sizeof b[0]; k++)
         if (b[k].want) ZF_TRY(r->i->alloc(r->be->ctx, b[k].n, b[k].what, (void **)b[k].p));
@@ -45,7 +52,7 @@ zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, i
                        const float *H, zf_qrun *r)
 {
     const int64_t gs = o->group_size > 0 ? o->group_size : 0;
-    *r = (zf_qrun){.be = be, .i = be->i, .o = o, .Hh = H, .rows = rows, .cols = cols, .gs = gs,
+    *r = (zf_qrun){.be = be, .i = be->i, .o = o, .Wh = W, .Hh = H, .rows = rows, .cols = cols, .gs = gs,
                    .ngroups = gs ? (cols + gs - 1) / gs : 1};
     ZF_TRY(r->i->q_begin(be->ctx, o, rows, cols, H != NULL, &r->qs));
     const bool host = (r->i->caps & ZF_CAP_HOST_MEMORY) != 0;
@@ -63,6 +70,12 @@ zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, i
     if (st == ZF_OK) st = r->i->fill_zero(be->ctx, r->scale, rg * sizeof(float));
     if (st == ZF_OK) st = r->i->fill_zero(be->ctx, r->zero, rg * sizeof(float));
     if (st == ZF_OK && r->rowloss) st = r->i->fill_zero(be->ctx, r->rowloss, (size_t)rows * sizeof(double));
+    float one[ZF_ONES_CHUNK];
+    for (int k = 0; k < ZF_ONES_CHUNK; k++) one[k] = 1.0f;
+    for (int64_t k = 0; st == ZF_OK && r->ones && k < rows; k += ZF_ONES_CHUNK) {
+        const int64_t n = rows - k < ZF_ONES_CHUNK ? rows - k : ZF_ONES_CHUNK;
+        st = r->i->upload(be->ctx, r->ones + k, one, (size_t)n * sizeof(float));
+    }
     if (st != ZF_OK) zf_qrun_close(r, st);
     return st;
 }
@@ -70,11 +83,12 @@ zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, i
 void zf_qrun_close(zf_qrun *r, zf_status st)
 {
     void *bufs[] = {r->A, r->B, r->U, r->Err, r->hbuf, r->scale, r->zero, r->zeta, r->zp, r->q, r->Qt, r->perm,
-                    r->gidx, r->rowloss, r->own_w ? r->W : NULL, r->own_w ? r->H : NULL};
+                    r->gidx, r->rowloss, r->hvec, r->ones, r->own_w ? r->W : NULL, r->own_w ? r->H : NULL};
     if (st != ZF_OK) r->i->sync(r->be->ctx); /* no queued work may still use the buffers freed below */
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
         if (bufs[k]) r->i->free(r->be->ctx, bufs[k]);
     if (r->qs) r->i->q_end(r->qs, st);
+    free(r->rowdl);
     memset(r, 0, sizeof *r);
 }
 
@@ -90,4 +104,29 @@ zf_status zf_qrun_loss(zf_qrun *r, const float *A, int64_t rows, double *rowbuf,
 zf_status zf_qrun_team_sum(zf_qrun *r, double *v, int64_t n)
 {
     return r->team ? r->team->sum(r->team->ctx, v, n) : ZF_OK;
+}
+
+/* Σ err² of a row is ΔW (H + λI) ΔWᵀ with dead inputs' diagonal 1 (and their weights zeroed): the damping's part
+ * comes off. */
+zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv)
+{
+    const int64_t rows = r->rows, n = r->cols;
+    const float *W = r->Wh;
+    ZF_TRY(r->i->download(r->be->ctx, rowv, r->rowloss, (size_t)rows * sizeof(double)));
+    uint8_t *dead = zf_malloc((size_t)n, "dead inputs");
+    if (!dead) return ZF_ERR_NOMEM;
+    for (int64_t j = 0; j < n; j++) dead[j] = r->Hh[j * n + j] == 0.0f;
+    const double lam = (double)r->lambda;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+        double live = 0.0, gone = 0.0;
+        for (int64_t j = 0; j < n; j++) {
+            const double q = (double)deq[i * n + j], e = (double)W[i * n + j] - q;
+            if (dead[j]) gone += q * q;
+            else live += e * e;
+        }
+        rowv[i] -= lam * live + (1.0 + lam) * gone;
+    }
+    free(dead);
+    return ZF_OK;
 }

@@ -13,7 +13,7 @@ typedef struct {
     const zf_backend_i *i;
     void *qs;                 /* the backend's session */
     const zf_quant_opts *o;
-    const float *Hh;          /* host Hessian (NULL for RTN without one) */
+    const float *Wh, *Hh;     /* host weights and Hessian (Hh NULL for RTN without one) */
     const zf_row_team *team;  /* the processes sharing this layer's rows (NULL: alone) */
     int64_t rows, cols, ngroups, gs; /* gs: group size, 0 = per channel */
     bool own_w;               /* W and H were allocated here */
@@ -25,7 +25,10 @@ typedef struct {
     uint8_t *q, *Qt;          /* [rows, cols] codes; OPTQ codes in processing order [cols, rows] */
     int32_t *perm, *gidx;     /* [cols] */
     double *rowloss;          /* OPTQ with H: [rows] Σ err² of each row's column loop (zf_optq_bufs) */
+    float *hvec, *ones;       /* Z-FOLD: [cols] H's diagonal or H·ζ, [rows] ones */
     float lambda;             /* OPTQ: the damping added to the factored H's diagonal */
+    bool factored;            /* OPTQ: U holds the factor of this H (a second OPTQ run reuses it) */
+    double *rowdl;            /* host [rows]: each row's final ΔL when the method computed it (else NULL) */
 } zf_qrun;
 
 /* Opens the session and the buffers options o need, with W and H (host) in backend memory. */
@@ -36,5 +39,7 @@ void zf_qrun_close(zf_qrun *r, zf_status st);
 zf_status zf_qrun_team_sum(zf_qrun *r, double *v, int64_t n);
 /* Σ_r of the row quadratic forms of A [rows, cols] (backend memory) with r->H, in row order, in double. */
 zf_status zf_qrun_loss(zf_qrun *r, const float *A, int64_t rows, double *rowbuf, double *dl);
+/* Each row's ΔL after OPTQ's column loop, from its Σ err² (r->rowloss) and deq [rows, cols] on the host. */
+zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv);
 
 #endif

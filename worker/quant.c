@@ -135,25 +135,6 @@ static zf_status quadform_rows(zf_qrun *r, double *rowv)
     return r->i->quadform(r->qs, r->B, NULL, r->rows, r->H, rowv, NULL);
 }
 
-/* Each row's ΔL from the column loop: Σ err² is ΔW (H + λI) ΔWᵀ with dead inputs' diagonal 1 (and their weights
- * zeroed), so the damping's part comes off, from W and deq on the host. */
-static zf_status loop_rows(zf_qrun *r, const float *W, const float *deq, double *rowv)
-{
-    const int64_t rows = r->rows, n = r->cols;
-    ZF_TRY(r->i->download(r->be->ctx, rowv, r->rowloss, (size_t)rows * sizeof(double)));
-    const double lam = (double)r->lambda;
-    for (int64_t i = 0; i < rows; i++) {
-        double live = 0.0, dead = 0.0;
-        for (int64_t j = 0; j < n; j++) {
-            const double q = (double)deq[i * n + j];
-            if (r->Hh[j * n + j] == 0.0f) dead += q * q;
-            else live += ((double)W[i * n + j] - q) * ((double)W[i * n + j] - q);
-        }
-        rowv[i] -= lam * live + (1.0 + lam) * dead;
-    }
-    return ZF_OK;
-}
-
 /* Per member ΔL after (from the column loop when the method ran one, else by the quadratic form with
  * delta_loss_rtn), then with delta_loss_rtn min-max RTN of the whole (row by row the same as of each member alone)
  * for ΔL before. A figure not measured is NaN. */
@@ -162,10 +143,12 @@ static zf_status group_losses(zf_qrun *r, const float *W, const zf_qresult *out,
 {
     const zf_quant_opts *o = r->o;
     for (int m = 0; m < nmembers; m++) dl[m] = dl_rtn[m] = NAN;
-    if (!r->rowloss && !o->delta_loss_rtn) return ZF_OK;
+    if (!r->rowloss && !r->rowdl && !o->delta_loss_rtn) return ZF_OK;
     double *rowv = zf_malloc((size_t)(r->rows > 0 ? r->rows : 1) * sizeof(double), "quantization row sums");
     if (!rowv) return ZF_ERR_NOMEM;
-    zf_status st = r->rowloss ? loop_rows(r, W, out->deq, rowv) : quadform_rows(r, rowv);
+    zf_status st = ZF_OK;
+    if (r->rowdl) memcpy(rowv, r->rowdl, (size_t)r->rows * sizeof(double));
+    else st = r->rowloss ? zf_qrun_loop_rows(r, out->deq, rowv) : quadform_rows(r, rowv);
     if (st == ZF_OK) st = member_sums(r, nmembers, member_rows, rowv, dl);
     if (st == ZF_OK && o->delta_loss_rtn && o->method == ZF_METHOD_RTN && o->grid == ZF_GRID_MINMAX) {
         memcpy(dl_rtn, dl, (size_t)nmembers * sizeof(double));

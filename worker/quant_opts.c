@@ -7,7 +7,7 @@
 
 static const char *const method_names[] = {"rtn", "optq", "zfold", NULL};
 static const char *const grid_names[] = {"minmax", "mmse", "hessian", NULL};
-static const char *const alpha_names[] = {"lsq", "grid", NULL};
+static const char *const alpha_names[] = {"lsq", "grid", "diag", NULL};
 
 #define OPT(f) offsetof(zf_quant_opts, f)
 #define ALL ZF_AFFECTS_ALL
@@ -36,9 +36,19 @@ const zf_opt_desc zf_quant_opt_descs[] = {
     /* groups only: Z-FOLD has none */
     {"static_groups", ZF_OPT_BOOL, OPT(static_groups), 0, 0, 0, false, NULL, ZF_AFFECTS(ZF_METHOD_OPTQ),
      "OPTQ with act_order and groups: fix group grids before reordering"},
-    {"alpha", ZF_OPT_ENUM, OPT(alpha), ZF_ALPHA_LSQ, 0, 0, false, alpha_names, ZFOLD,
-     "Z-FOLD α update: Hessian-weighted least squares (paper, eq. 13) or Hessian-scored grid search (official code)"},
+    {"alpha", ZF_OPT_ENUM, OPT(alpha), ZF_ALPHA_DIAG, 0, 0, false, alpha_names, ZFOLD,
+     "Z-FOLD ALS α update: lsq = Hessian-weighted least squares (paper, eq. 13), grid = Hessian-scored clip and zero "
+     "search (official code), diag = least squares of α and the zero point on H's diagonal (no GEMM per "
+     "iteration)"},
     {"als_max_iter", ZF_OPT_I32, OPT(als_max_iter), 30, 1, 1000, false, NULL, ZFOLD, "Z-FOLD ALS iteration limit"},
+    {"als_tol", ZF_OPT_DOUBLE, OPT(als_tol), 1e-3, 0, 1, false, NULL, ZFOLD,
+     "Z-FOLD: the ALS stops once an iteration lowers its loss by less than this fraction (0: only when it rises)"},
+    {"refit", ZF_OPT_BOOL, OPT(refit), 1, 0, 0, false, NULL, ZFOLD,
+     "Z-FOLD: after OPTQ, each row's α and zero point refitted on H with the codes fixed (closed form, one GEMM; "
+     "never raises ΔL)"},
+    {"optq_fallback", ZF_OPT_BOOL, OPT(optq_fallback), 1, 0, 0, false, NULL, ZFOLD,
+     "Z-FOLD: also run plain OPTQ (sharing the factorization, refitted likewise) and keep whichever has the lower "
+     "ΔL over the layer group"},
     {"delta_loss_rtn", ZF_OPT_BOOL, OPT(delta_loss_rtn), 0, 0, 0, false, NULL, 0,
      "Also measure ΔL of min-max RTN on every layer (the 'before' of ΔL after/before) and, with method rtn, ΔL "
      "after: by ΔW H ΔWᵀ, a GEMM as large as the layer's whole OPTQ loop each. OPTQ and Z-FOLD take ΔL after from "

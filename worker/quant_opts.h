@@ -10,7 +10,7 @@
 
 typedef enum { ZF_METHOD_RTN = 0, ZF_METHOD_OPTQ, ZF_METHOD_ZFOLD } zf_method;
 typedef enum { ZF_GRID_MINMAX = 0, ZF_GRID_MMSE, ZF_GRID_HESSIAN } zf_grid_kind;
-typedef enum { ZF_ALPHA_LSQ = 0, ZF_ALPHA_GRID } zf_alpha_mode;
+typedef enum { ZF_ALPHA_LSQ = 0, ZF_ALPHA_GRID, ZF_ALPHA_DIAG } zf_alpha_mode;
 
 typedef struct {
     zf_method method;
@@ -26,8 +26,12 @@ typedef struct {
     int64_t block_size;      /* OPTQ lazy-update block */
     bool act_order;
     bool static_groups;
-    zf_alpha_mode alpha;     /* Z-FOLD α update: Hessian-weighted least squares (paper) or grid search (official code) */
+    zf_alpha_mode alpha;     /* Z-FOLD ALS α update: least squares on H (paper), grid search (official code), or
+                                least squares with the zero point on H's diagonal */
     int als_max_iter;
+    double als_tol;          /* Z-FOLD: the ALS stops once an iteration lowers its loss by less than this fraction */
+    bool refit;              /* Z-FOLD: α and zero refitted on H with OPTQ's codes fixed */
+    bool optq_fallback;      /* Z-FOLD: plain OPTQ too, the lower ΔL of the two kept */
     bool zeta_positive;      /* ζ must stay > 0 (fold through ReLU; not a config key) */
     bool zfold_optq;         /* Algorithm 2: OPTQ on the ζ·α grid after the ALS (not a config key) */
     bool delta_loss_rtn;     /* ΔL of min-max RTN, and of methods without a column loop, by ΔW H ΔWᵀ */

@@ -1,4 +1,5 @@
-/* Z-FOLD on any backend: ALS factorization of the step sizes into ζ (input channels) and α (output channels), then OPTQ. */
+/* Z-FOLD on any backend: ALS factorization of the steps into ζ (input channels) and α (output channels), OPTQ on that
+ * grid, the refit of α and zero with the codes fixed, and plain OPTQ kept where it does better. */
 #include "worker/zfold.h"
 #include "worker/zfold_internal.h"
 
@@ -10,6 +11,12 @@
 #include "common/log.h"
 #include "worker/grid.h"
 #include "worker/optq.h"
+#include "worker/zfold_refit.h"
+
+/* diag's search: every ZF_DIAG_STRIDE-th clip ratio at the start, then ZF_DIAG_WINDOW ratios each side of the best
+ * (at the start: of the best coarse one). */
+#define ZF_DIAG_STRIDE 5
+#define ZF_DIAG_WINDOW 5
 
 /* Eq. 13's ratio rule: alpha[r] = num[r] / den[r] when finite and positive (also as a float), else alpha_prev[r]. */
 static void alpha_from_sums(int64_t rows, const double *num, const double *den, const float *alpha_prev,
@@ -64,14 +71,37 @@ static void zeta_from_sums(const zf_quant_opts *o, int64_t cols, const zf_zeta_t
 typedef struct {
     float *ca, *cz, *czeta;
     double *num, *den, *rowa, *rowb, *cnum, *cden;
+    double *score;  /* diag: [rows] each row's search score */
+    float *g;       /* diag: [cols] the search's column weights */
 } als_host;
 
-/* ΔL of the state in r->scale (α), r->zero, r->zeta: ΔW in r->A. */
-static zf_status state_loss(zf_qrun *r, double *rowbuf, double *dl)
+/* ΔL of the state in r->scale (α), r->zero, r->zeta by ΔW H ΔWᵀ (ΔW in r->A); diag's is its search's score. */
+static zf_status state_loss(zf_qrun *r, als_host *h, double *dl)
 {
-    ZF_TRY(r->i->zstate(r->qs, r->W, r->rows, r->cols, r->scale, r->zero, r->zeta, NULL, r->A, NULL));
-    ZF_TRY(zf_qrun_loss(r, r->A, r->rows, rowbuf, dl));
+    if (r->o->alpha == ZF_ALPHA_DIAG) {
+        double s = 0.0;
+        for (int64_t k = 0; k < r->rows; k++) s += h->score[k];
+        *dl = s;
+    } else {
+        ZF_TRY(r->i->zstate(r->qs, r->W, r->rows, r->cols, r->scale, r->zero, r->zeta, NULL, r->A, NULL));
+        ZF_TRY(zf_qrun_loss(r, r->A, r->rows, h->rowa, dl));
+    }
     return zf_qrun_team_sum(r, dl, 1);
+}
+
+/* diag's α and zero: the search on X = W ⊘ ζ scored on H's diagonal, g_j = H_jj ζ_j² (so that the score is
+ * Σ_j H_jj (w_j - ζ_j deq_j)²): coarse to fine over the whole ratio range first, then around the current ratio. */
+static zf_status diag_step(zf_qrun *r, als_host *h, const float *zeta, bool first)
+{
+    const int64_t rows = r->rows, cols = r->cols;
+    void *ctx = r->be->ctx;
+    for (int64_t j = 0; j < cols; j++) h->g[j] = r->Hh[j * cols + j] * zeta[j] * zeta[j];
+    ZF_TRY(r->i->upload(ctx, r->hvec, h->g, (size_t)cols * sizeof(float)));
+    ZF_TRY(r->i->div_cols(r->qs, r->W, rows, cols, r->zeta, r->B));
+    ZF_TRY(r->i->zgrid_diag(r->qs, r->B, rows, cols, r->hvec, first ? ZF_DIAG_STRIDE : 0, ZF_DIAG_WINDOW, r->scale,
+                            r->zero, h->score));
+    ZF_TRY(r->i->download(ctx, h->ca, r->scale, (size_t)rows * sizeof(float)));
+    return r->i->download(ctx, h->cz, r->zero, (size_t)rows * sizeof(float));
 }
 
 /* Lines 4-7 of Algorithm 1: ζ by least squares over the rows (the Hessian does not change this solution, §3.1),
@@ -85,6 +115,7 @@ static zf_status als_step(zf_qrun *r, const zf_zeta_tie *tie, als_host *h, int *
     ZF_TRY(zf_qrun_team_sum(r, h->num, 2 * cols)); /* num and den are adjacent: the whole layer's rows */
     zeta_from_sums(o, cols, tie, h->num, h->den, h->cnum, h->cden, h->czeta, zeta_kept);
     ZF_TRY(r->i->upload(ctx, r->zeta, h->czeta, (size_t)cols * sizeof(float)));
+    if (o->alpha == ZF_ALPHA_DIAG) return diag_step(r, h, h->czeta, false);
     if (o->alpha == ZF_ALPHA_LSQ) {
         ZF_TRY(r->i->zstate(r->qs, r->W, rows, cols, r->scale, r->zero, r->zeta, r->A, NULL, NULL));
         ZF_TRY(r->i->quadform(r->qs, r->A, r->W, rows, r->H, h->rowa, h->rowb)); /* rowa = den, rowb = num */
@@ -106,11 +137,16 @@ static zf_status als_loop(zf_qrun *r, const zf_zeta_tie *tie, als_host *h, float
     /* Line 2: ζ = 1, α (and zero) from the configured grid. */
     for (int64_t j = 0; j < cols; j++) zeta[j] = 1.0f;
     ZF_TRY(r->i->upload(ctx, r->zeta, zeta, (size_t)cols * sizeof(float)));
-    ZF_TRY(r->i->grid_fit(r->qs, o->grid, r->W, rows, cols, cols, r->H, cols, NULL, r->scale, 1, r->zero));
+    if (o->alpha == ZF_ALPHA_DIAG) {
+        ZF_TRY(r->i->grid_fit(r->qs, ZF_GRID_MINMAX, r->W, rows, cols, cols, NULL, cols, NULL, r->scale, 1, r->zero));
+        ZF_TRY(diag_step(r, h, zeta, true));
+    } else {
+        ZF_TRY(r->i->grid_fit(r->qs, o->grid, r->W, rows, cols, cols, r->H, cols, NULL, r->scale, 1, r->zero));
+    }
     ZF_TRY(r->i->download(ctx, alpha, r->scale, (size_t)rows * sizeof(float)));
     ZF_TRY(r->i->download(ctx, zero, r->zero, (size_t)rows * sizeof(float)));
     double best;
-    ZF_TRY(state_loss(r, h->rowa, &best));
+    ZF_TRY(state_loss(r, h, &best));
     *iters = 0;
     *zeta_kept = 0;
     int nt = 0;
@@ -121,16 +157,18 @@ static zf_status als_loop(zf_qrun *r, const zf_zeta_tie *tie, als_host *h, float
     for (int it = 1; it <= o->als_max_iter; it++) {
         ZF_TRY(als_step(r, tie, h, zeta_kept));
         double dl;
-        ZF_TRY(state_loss(r, h->rowa, &dl));
+        ZF_TRY(state_loss(r, h, &dl));
         if (trace) trace[nt++] = dl;
         zf_log_debug("Z-FOLD ALS [%lld x %lld] iteration %d: ΔL %.6g (best %.6g)", (long long)rows, (long long)cols,
                      it, dl, best);
         if (!(dl <= best)) break;
+        const bool converged = best - dl < o->als_tol * best;
         best = dl;
         *iters = it;
         memcpy(alpha, h->ca, (size_t)rows * sizeof(float));
         memcpy(zero, h->cz, (size_t)rows * sizeof(float));
         memcpy(zeta, h->czeta, (size_t)cols * sizeof(float));
+        if (converged) break;
     }
     if (ntrace) *ntrace = nt;
     if (*zeta_kept)
@@ -145,16 +183,129 @@ static zf_status als_run(zf_qrun *r, const zf_zeta_tie *tie, float *alpha, float
 {
     if (tie && tie->nclasses == 0) tie = NULL;
     const int64_t rows = r->rows, cols = r->cols, ncls = tie ? tie->nclasses : 0;
-    float *f = zf_malloc(((size_t)rows * 2 + (size_t)cols) * sizeof(float), "Z-FOLD current state");
-    double *d = zf_malloc(((size_t)cols * 2 + (size_t)rows * 2 + (size_t)ncls * 2) * sizeof(double), "Z-FOLD sums");
+    float *f = zf_malloc(((size_t)rows * 2 + (size_t)cols * 2) * sizeof(float), "Z-FOLD current state");
+    double *d = zf_malloc(((size_t)cols * 2 + (size_t)rows * 3 + (size_t)ncls * 2) * sizeof(double), "Z-FOLD sums");
     zf_status st = ZF_ERR_NOMEM;
     if (f && d) {
-        als_host h = {.ca = f, .cz = f + rows, .czeta = f + 2 * rows, .num = d, .den = d + cols,
-                      .rowa = d + 2 * cols, .rowb = d + 2 * cols + rows, .cnum = d + 2 * cols + 2 * rows,
-                      .cden = d + 2 * cols + 2 * rows + ncls};
+        als_host h = {.ca = f, .cz = f + rows, .czeta = f + 2 * rows, .g = f + 2 * rows + cols, .num = d,
+                      .den = d + cols, .rowa = d + 2 * cols, .rowb = d + 2 * cols + rows,
+                      .score = d + 2 * cols + 2 * rows, .cnum = d + 2 * cols + 3 * rows,
+                      .cden = d + 2 * cols + 3 * rows + ncls};
         st = als_loop(r, tie, &h, alpha, zero, zeta, iters, zeta_kept, trace, ntrace);
     }
     free(f), free(d);
+    return st;
+}
+
+/* Each row's ΔL of the codes and grids in r->q, r->scale, r->zero with ζ in r->zeta, from OPTQ's loop; deq is host
+ * scratch [rows, cols]. */
+static zf_status loop_losses(zf_qrun *r, float *deq, double *rowv)
+{
+    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, NULL, r->cols, 1, r->rows, r->cols, r->A,
+                         NULL));
+    ZF_TRY(r->i->download(r->be->ctx, deq, r->A, (size_t)r->rows * (size_t)r->cols * sizeof(float)));
+    return zf_qrun_loop_rows(r, deq, rowv);
+}
+
+/* What the refits share: WH = W·H in r->B, each row's w H wᵀ, and host scratch. */
+typedef struct {
+    double *ww, *aw, *av, *wv;  /* [rows] each */
+    float *hz;                  /* [cols] H·ζ */
+} refit_ctx;
+
+/* α and zero of every row refitted on H with the codes in r->q and ζ (host, and in r->zeta) fixed: zf_refit_row
+ * on each row's loss model. a0 H wᵀ is a row product with WH, and a0 H a0ᵀ follows from the row's loss rowv (exact
+ * from OPTQ's loop) = w H wᵀ - 2 α0 a0 H wᵀ + α0² a0 H a0ᵀ: no GEMM. The grids change on the host (alpha, zero)
+ * and in r->scale, r->zero together; rowv gets each row's change. */
+static zf_status refit(zf_qrun *r, refit_ctx *c, const float *zeta, float *alpha, float *zero, double *rowv)
+{
+    const int64_t rows = r->rows, n = r->cols;
+    double vv = 0.0;
+#pragma omp parallel for reduction(+ : vv) schedule(static)
+    for (int64_t j = 0; j < n; j++) {
+        double s = 0.0;
+        for (int64_t k = 0; k < n; k++) s += (double)r->Hh[j * n + k] * (double)zeta[k];
+        c->hz[j] = (float)s;
+        vv += (double)zeta[j] * s;
+    }
+    ZF_TRY(r->i->upload(r->be->ctx, r->hvec, c->hz, (size_t)n * sizeof(float)));
+    /* a0 = ζ ⊙ (q - z0): the dequantization with unit scales */
+    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->ones, r->zero, r->zeta, NULL, n, 1, rows, n, r->A, NULL));
+    ZF_TRY(r->i->rowdot(r->qs, r->A, rows, n, r->B, n, c->aw));
+    ZF_TRY(r->i->rowdot(r->qs, r->A, rows, n, r->hvec, 0, c->av));
+    ZF_TRY(r->i->rowdot(r->qs, r->W, rows, n, r->hvec, 0, c->wv));
+    const float maxq = (float)((1 << r->o->bits) - 1);
+    for (int64_t k = 0; k < rows; k++) {
+        const double a0 = alpha[k];
+        if (!(a0 > 0.0)) continue; /* a row no grid could fit */
+        const double aa = (rowv[k] - c->ww[k] + 2.0 * a0 * c->aw[k]) / (a0 * a0);
+        const zf_row_model m = {.aa = aa, .aw = c->aw[k], .av = c->av[k], .wv = c->wv[k], .vv = vv};
+        rowv[k] += zf_refit_row(&m, alpha[k], zero[k], r->o->sym, maxq, &alpha[k], &zero[k]);
+    }
+    ZF_TRY(r->i->upload(r->be->ctx, r->scale, alpha, (size_t)rows * sizeof(float)));
+    return r->i->upload(r->be->ctx, r->zero, zero, (size_t)rows * sizeof(float));
+}
+
+static double row_total(const double *v, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t k = 0; k < n; k++) s += v[k];
+    return s;
+}
+
+/* Plain OPTQ (ζ = 1, the configured grid, refitted like Z-FOLD) on the same factor; kept in r and out when its ΔL
+ * over the team's rows is lower than rowz's, the Z-FOLD result in out (codes, grids, ζ) otherwise restored. */
+static zf_status fallback(zf_qrun *r, refit_ctx *c, zf_qresult *out, double *rowz, float *grids, double *rowo)
+{
+    const zf_quant_opts *o = r->o;
+    const int64_t rows = r->rows, n = r->cols;
+    void *ctx = r->be->ctx;
+    float *ones = grids, *alpha = grids + n, *zero = grids + n + rows;
+    for (int64_t j = 0; j < n; j++) ones[j] = 1.0f;
+    double tot[2] = {row_total(rowz, rows), 0.0};
+    ZF_TRY(r->i->download(ctx, out->q, r->q, (size_t)rows * (size_t)n));
+    ZF_TRY(r->i->fill_zero(ctx, r->rowloss, (size_t)rows * sizeof(double)));
+    ZF_TRY(r->i->upload(ctx, r->zeta, ones, (size_t)n * sizeof(float)));
+    ZF_TRY(zf_optq_run(r, NULL, NULL, NULL, out));
+    ZF_TRY(r->i->download(ctx, alpha, r->scale, (size_t)rows * sizeof(float)));
+    ZF_TRY(r->i->download(ctx, zero, r->zero, (size_t)rows * sizeof(float)));
+    ZF_TRY(loop_losses(r, out->deq, rowo));
+    if (o->refit) ZF_TRY(refit(r, c, ones, alpha, zero, rowo));
+    tot[1] = row_total(rowo, rows);
+    ZF_TRY(zf_qrun_team_sum(r, tot, 2));
+    out->optq_kept = tot[1] < tot[0];
+    zf_log_debug("Z-FOLD [%lld x %lld]: ΔL %.6g, plain OPTQ %.6g: %s kept", (long long)rows, (long long)n, tot[0],
+                 tot[1], out->optq_kept ? "OPTQ" : "Z-FOLD");
+    if (out->optq_kept) {
+        memcpy(out->zeta, ones, (size_t)n * sizeof(float));
+        memcpy(rowz, rowo, (size_t)rows * sizeof(double));
+        return ZF_OK;
+    }
+    ZF_TRY(r->i->upload(ctx, r->q, out->q, (size_t)rows * (size_t)n));
+    ZF_TRY(r->i->upload(ctx, r->scale, out->scale, (size_t)rows * sizeof(float)));
+    ZF_TRY(r->i->upload(ctx, r->zero, out->zero, (size_t)rows * sizeof(float)));
+    return r->i->upload(ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
+}
+
+/* After OPTQ on the ALS grid: the refit and the fallback, with each row's final ΔL in r->rowdl. */
+static zf_status after_optq(zf_qrun *r, zf_qresult *out)
+{
+    const int64_t rows = r->rows, n = r->cols;
+    r->rowdl = zf_malloc((size_t)rows * sizeof(double), "Z-FOLD row losses");
+    double *d = zf_malloc((size_t)rows * 5 * sizeof(double), "Z-FOLD refit row sums");
+    float *f = zf_malloc(((size_t)n * 2 + 2 * (size_t)rows) * sizeof(float), "Z-FOLD refit vectors");
+    zf_status st = r->rowdl && d && f ? ZF_OK : ZF_ERR_NOMEM;
+    refit_ctx c = {.ww = d, .aw = d + rows, .av = d + 2 * rows, .wv = d + 3 * rows, .hz = f};
+    double *rowo = d + 4 * rows;
+    if (st == ZF_OK) st = r->i->upload(r->be->ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
+    if (st == ZF_OK) st = loop_losses(r, out->deq, r->rowdl);
+    if (st == ZF_OK && r->o->refit) {
+        st = r->i->hmul(r->qs, r->W, rows, r->H, r->B);
+        if (st == ZF_OK) st = r->i->rowdot(r->qs, r->W, rows, n, r->B, n, c.ww);
+        if (st == ZF_OK) st = refit(r, &c, out->zeta, out->scale, out->zero, r->rowdl);
+    }
+    if (st == ZF_OK && r->o->optq_fallback) st = fallback(r, &c, out, r->rowdl, f + n, rowo);
+    free(d), free(f);
     return st;
 }
 
@@ -166,8 +317,11 @@ zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
     const double t0 = zf_now();
     ZF_TRY(als_run(r, tie, out->scale, out->zero, out->zeta, &out->als_iters, &out->zeta_kept, NULL, NULL));
     out->t_als = zf_now() - t0;
-    /* zf_optq_run reads the fixed grid from the host arrays; the final grids come back into out afterwards */
-    if (r->o->zfold_optq) return zf_optq_run(r, out->scale, out->zero, out->zeta, out);
+    if (r->o->zfold_optq) {
+        /* zf_optq_run reads the fixed grid from the host arrays; the final grids come back into out afterwards */
+        ZF_TRY(zf_optq_run(r, out->scale, out->zero, out->zeta, out));
+        return r->o->refit || r->o->optq_fallback ? after_optq(r, out) : ZF_OK;
+    }
     ZF_TRY(r->i->upload(ctx, r->scale, out->scale, (size_t)rows * sizeof(float)));
     ZF_TRY(r->i->upload(ctx, r->zero, out->zero, (size_t)rows * sizeof(float)));
     ZF_TRY(r->i->upload(ctx, r->zeta, out->zeta, (size_t)cols * sizeof(float)));

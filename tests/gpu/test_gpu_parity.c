@@ -632,6 +632,12 @@ static const qcase qcases[] = {
     {.name = "zfold 3-bit alpha grid", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = -1, .alpha = ZF_ALPHA_GRID},
     {.name = "zfold 3-bit zeta > 0", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = -1, .zeta_pos = true},
     {.name = "zfold 4-bit ALS only", .method = ZF_METHOD_ZFOLD, .bits = 4, .gs = -1, .als_only = true},
+    /* the default: the diagonal search, the refit and the OPTQ fallback */
+    {.name = "zfold 3-bit default", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = -1, .alpha = ZF_ALPHA_DIAG},
+    {.name = "zfold 2-bit default tied", .method = ZF_METHOD_ZFOLD, .bits = 2, .gs = -1, .tie = true,
+     .alpha = ZF_ALPHA_DIAG},
+    {.name = "zfold 4-bit default sym", .method = ZF_METHOD_ZFOLD, .bits = 4, .sym = true, .gs = -1,
+     .alpha = ZF_ALPHA_DIAG},
 };
 
 static void compare_quant(zf_backend *cpu, zf_backend *gpu, const char *layer, const float *W, int64_t rows,

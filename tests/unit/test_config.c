@@ -42,7 +42,7 @@ static void test_quant_keys_agree(void)
     CHECK(o.delta_loss_rtn && !c.quant.delta_loss_rtn);
     o.delta_loss_rtn = false;
     CHECK(!memcmp(&c.quant, &o, sizeof o));
-    CHECK(o.bits == 3 && o.method == ZF_METHOD_ZFOLD && o.alpha == ZF_ALPHA_LSQ && o.grid_points == 100);
+    CHECK(o.bits == 3 && o.method == ZF_METHOD_ZFOLD && o.alpha == ZF_ALPHA_DIAG && o.grid_points == 100);
     for (size_t i = 0; i < zf_quant_opt_count; i++) {
         const zf_opt_desc *d = &zf_quant_opt_descs[i];
         if (d->type == ZF_OPT_BOOL || d->type == ZF_OPT_ENUM) continue;
@@ -102,7 +102,7 @@ static void test_affects(void)
     CHECK_OK(zf_config_set(&b, "alpha=grid"));
     CHECK(!zf_config_same_run(&a, &b));
     CHECK_OK(zf_config_set(&a, "static_groups=true")); /* Z-FOLD has no groups */
-    CHECK_OK(zf_config_set(&b, "alpha=lsq"));
+    CHECK_OK(zf_config_set(&b, "alpha=diag"));
     CHECK(zf_config_same_run(&a, &b));
     CHECK_OK(zf_config_set(&a, "method=gptq"));
     CHECK_OK(zf_config_set(&b, "method=optq"));

@@ -180,7 +180,7 @@ static void test_method_keys(void)
     /* a change of method names every key that matters to either method */
     CHECK(zf_rundir_open(rdir, zfold_alpha, FP, NB, false, &r) == ZF_ERR_INPUT);
     CHECK_MSG(strstr(zf_last_error(), "method was rtn, now zfold") && strstr(zf_last_error(), "damp was 0.5") &&
-              strstr(zf_last_error(), "alpha was lsq, now grid"), "%s", zf_last_error());
+              strstr(zf_last_error(), "alpha was diag, now grid"), "%s", zf_last_error());
     CHECK(zf_rundir_open(rdir, optq_alpha, FP, NB, false, &r) == ZF_ERR_INPUT);
     CHECK_MSG(strstr(zf_last_error(), "method was rtn, now optq") && !strstr(zf_last_error(), "alpha"), "%s",
               zf_last_error());
@@ -263,7 +263,7 @@ static void test_config_changes(void)
     char *yaml_alpha = yaml_with("alpha=grid", NULL);
     r = NULL;
     CHECK(zf_rundir_open(dir, yaml_alpha, FP, NB, false, &r) == ZF_ERR_INPUT);
-    CHECK_MSG(strstr(zf_last_error(), "alpha was lsq, now grid"), "%s", zf_last_error());
+    CHECK_MSG(strstr(zf_last_error(), "alpha was diag, now grid"), "%s", zf_last_error());
     free(yaml_alpha);
     CHECK(recorded_fingerprint(dir) == manifest_fingerprint_v1(yaml_out));
 

@@ -97,6 +97,9 @@ static zf_backend_i make_table(void)
     t.dequant = zf_cq_dequant;
     t.zstate = zf_cq_zstate;
     t.zeta_sums = zf_cq_zeta_sums;
+    t.zgrid_diag = zf_cq_zgrid_diag;
+    t.rowdot = zf_cq_rowdot;
+    t.hmul = zf_cq_hmul;
     t.div_cols = zf_cq_div_cols;
     t.gather_t = zf_cq_gather_t;
     t.slice_static = zf_cq_slice_static;

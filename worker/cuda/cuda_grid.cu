@@ -1,4 +1,5 @@
-/* Device grids (min-max, MMSE, Hessian-scored), H quadratic forms per row, RTN codes, and the session's copies. */
+/* Device grids (min-max, MMSE, Hessian-scored, Z-FOLD's diagonal search), H products and quadratic forms per row,
+ * RTN codes, and the session's copies. */
 #include <math.h>
 
 #include "worker/cuda/cuda_quant.h"
@@ -322,4 +323,107 @@ zf_status zf_cq_rtn_codes(void *qs, const float *W, int64_t rows, int64_t cols, 
     k_rtn_codes<<<zf_cuda_blocks(rows * cols, 256), 256, 0, c->cu->stream>>>(W, rows, cols, gs, ngroups, scale, zero,
                                                                               c->maxq, q);
     return zf_cq_launched(c);
+}
+
+/* x - deq with the code from x·(1/s), as the host's diag search. */
+__device__ __forceinline__ float diag_err(float x, float inv, float s, float z, float maxq)
+{
+    float q = __fadd_rn(rintf(__fmul_rn(x, inv)), z);
+    q = q < 0.0f ? 0.0f : (q > maxq ? maxq : q);
+    return __fsub_rn(x, zf_d_dequant(q, s, z));
+}
+
+/* Σ_j g_j (x_j - deq_j)² of one candidate over the block; every thread gets it. */
+__device__ double diag_score(const float *x, const float *g, int64_t n, float s, float z, float maxq, double *sh)
+{
+    const float inv = __fdiv_rn(1.0f, s);
+    double t = 0.0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        const float e = diag_err(x[j], inv, s, z, maxq);
+        t += (double)__fmul_rn(g[j], __fmul_rn(e, e));
+    }
+    return block_sum(t, sh);
+}
+
+/* Ratios [i0, i1] step di, floor and ceil zero each (round when sym); the best strictly lower score wins. */
+__device__ void diag_search(const float *x, const float *g, int64_t n, double lo, double hi, int bits, bool sym,
+                            int points, int i0, int i1, int di, float *s, float *z, double *best, double *sh)
+{
+    const float maxq = (float)((1 << bits) - 1);
+    for (int i = i0; i <= i1; i += di)
+        for (int k = 0; k < (sym ? 1 : 2); k++) {
+            float cs, cz;
+            zf_d_candidate(lo, hi, zf_d_ratio(i, points), bits, sym, sym ? ZF_ZR_ROUND : (k == 0 ? ZF_ZR_FLOOR : ZF_ZR_CEIL),
+                           &cs, &cz);
+            const double e = diag_score(x, g, n, cs, cz, maxq, sh);
+            if (e < *best) {
+                *best = e;
+                *s = cs;
+                *z = cz;
+            }
+        }
+}
+
+/* zgrid_diag, one block per row: every thread follows the same search (the block sums reach them all). */
+__global__ void k_zgrid_diag(const float *X, int64_t n, const float *xmin, const float *xmax, const float *g, int bits,
+                             bool sym, int points, int stride, int window, float *scale, float *zero, double *score)
+{
+    __shared__ double sh[ZF_RED_THREADS];
+    const int64_t r = blockIdx.x;
+    const float *x = X + r * n;
+    const double lo = xmin[r], hi = xmax[r];
+    float s = scale[r], z = zero[r];
+    double best = diag_score(x, g, n, s, z, (float)((1 << bits) - 1), sh);
+    if (stride > 0) diag_search(x, g, n, lo, hi, bits, sym, points, 0, points - 1, stride, &s, &z, &best, sh);
+    const double p = __ddiv_rn(__dmul_rn((double)s, (double)((1 << bits) - 1)), __dsub_rn(hi, lo));
+    const double fi = rint(__dmul_rn(__dsub_rn(1.0, p), (double)points));
+    const int ic = fi < 0.0 ? 0 : (fi > points - 1 ? points - 1 : (int)fi);
+    diag_search(x, g, n, lo, hi, bits, sym, points, ic - window < 0 ? 0 : ic - window,
+                ic + window > points - 1 ? points - 1 : ic + window, 1, &s, &z, &best, sh);
+    if (threadIdx.x == 0) {
+        scale[r] = s;
+        zero[r] = z;
+        score[r] = best;
+    }
+}
+
+zf_status zf_cq_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, const float *g, int stride,
+                           int window, float *scale, float *zero, double *score)
+{
+    zf_cq *c = (zf_cq *)qs;
+    const zf_quant_opts *o = c->o;
+    const cudaStream_t st = c->cu->stream;
+    float *xmin = c->rng, *xmax = c->rng + c->rows;
+    k_range<<<(unsigned)rows, ZF_RED_THREADS, 0, st>>>(X, cols, cols, o->sym, xmin, xmax);
+    ZF_TRY(zf_cq_launched(c));
+    k_zgrid_diag<<<(unsigned)rows, ZF_RED_THREADS, 0, st>>>(X, cols, xmin, xmax, g, o->bits, o->sym, o->grid_points,
+                                                            stride, window, scale, zero, c->best);
+    ZF_TRY(zf_cq_launched(c));
+    return zf_cq_d2h(c, score, c->best, (size_t)rows * sizeof(double));
+}
+
+/* out[r] = Σ_j A_rj X[r·ldx + j] in double. */
+__global__ void k_rowdot(const float *A, int64_t n, const float *X, int64_t ldx, double *out)
+{
+    __shared__ double sh[ZF_RED_THREADS];
+    const int64_t r = blockIdx.x;
+    const float *a = A + r * n, *x = X + r * ldx;
+    double s = 0.0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += (double)a[j] * (double)x[j];
+    s = block_sum(s, sh);
+    if (threadIdx.x == 0) out[r] = s;
+}
+
+zf_status zf_cq_rowdot(void *qs, const float *A, int64_t rows, int64_t cols, const float *X, int64_t ldx, double *out)
+{
+    zf_cq *c = (zf_cq *)qs;
+    k_rowdot<<<(unsigned)rows, ZF_RED_THREADS, 0, c->cu->stream>>>(A, cols, X, ldx, c->rowd);
+    ZF_TRY(zf_cq_launched(c));
+    return zf_cq_d2h(c, out, c->rowd, (size_t)rows * sizeof(double));
+}
+
+zf_status zf_cq_hmul(void *qs, const float *A, int64_t rows, const float *H, float *D)
+{
+    zf_cq *c = (zf_cq *)qs;
+    return gemm_rm(c, rows, c->cols, c->cols, A, c->cols, H, c->cols, D, c->cols);
 }
