@@ -239,7 +239,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (jf) fprintf(jf, "{\n  \"cases\": [");
-    printf("# ΔL = tr(ΔW H ΔWᵀ) with the undamped H; zfold = the default Z-FOLD (alpha: %s), zfold-grid = alpha: grid\n",
+    printf("# ΔL = tr(ΔW H ΔWᵀ) with the undamped H; zfold = the default Z-FOLD (alpha: %s), zfold-grid = the paper's "
+           "code (alpha: grid, no refit, no OPTQ fallback, als_tol 0)\n",
            zf_alpha_name(cfg.quant.alpha));
     printf("%-28s %4s %11s %11s %11s %11s %8s %8s %8s %8s %8s\n", "case", "bits", "dl_rtn", "dl_optq", "dl_zfold",
            "dl_grid", "zf/grid", "zf/optq", "t_optq", "t_zfold", "t_grid");

@@ -19,8 +19,8 @@ zf_status zf_cpu_zstate(void *qs, const float *W, int64_t rows, int64_t cols, co
                         const float *zeta, float *Wt, float *dW, uint8_t *q);
 zf_status zf_cpu_zeta_sums(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha,
                            const float *zero, const float *zeta, double *num, double *den);
-zf_status zf_cpu_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, const float *g, int stride,
-                            int window, float *scale, float *zero, double *score);
+zf_status zf_cpu_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, int64_t ldx, const float *g,
+                            int stride, int window, float *scale, int64_t lds, float *zero, double *score);
 zf_status zf_cpu_rowdot(void *qs, const float *A, int64_t rows, int64_t cols, const float *X, int64_t ldx,
                         double *out);
 zf_status zf_cpu_hmul(void *qs, const float *A, int64_t rows, const float *H, float *D);

@@ -84,19 +84,25 @@ zf_status zf_cpu_dequant(void *qs, const float *W, const uint8_t *q, const float
     return ZF_OK;
 }
 
+/* Z-FOLD's grid of column j: α and zero of (row, j / gs), gs the session's group size (cols per channel). */
+static int64_t zgroup_size(const cpu_qs *c) { return c->o->group_size > 0 ? c->o->group_size : c->cols; }
+
 zf_status zf_cpu_zstate(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha, const float *zero,
                         const float *zeta, float *Wt, float *dW, uint8_t *q)
 {
-    const float maxq = ((cpu_qs *)qs)->maxq;
+    const cpu_qs *c = qs;
+    const float maxq = c->maxq;
+    const int64_t gs = zgroup_size(c), ng = (cols + gs - 1) / gs;
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-        const float a = alpha[r], z = zero[r];
         const float *w = W + r * cols;
         for (int64_t j = 0; j < cols; j++) {
+            const float a = alpha[r * ng + j / gs], z = zero[r * ng + j / gs];
             const float s = a * zeta[j];
-            const float c = zf_qcode(w[j], s, z, maxq);
-            if (Wt) Wt[r * cols + j] = zeta[j] * (c - z);
-            if (dW) dW[r * cols + j] = w[j] - zf_dequant(c, s, z);
-            if (q) q[r * cols + j] = (uint8_t)c;
+            const float code = zf_qcode(w[j], s, z, maxq);
+            if (Wt) Wt[r * cols + j] = zeta[j] * (code - z);
+            if (dW) dW[r * cols + j] = w[j] - zf_dequant(code, s, z);
+            if (q) q[r * cols + j] = (uint8_t)code;
         }
     }
     return ZF_OK;
@@ -105,16 +111,19 @@ zf_status zf_cpu_zstate(void *qs, const float *W, int64_t rows, int64_t cols, co
 zf_status zf_cpu_zeta_sums(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha,
                            const float *zero, const float *zeta, double *num, double *den)
 {
-    const float maxq = ((cpu_qs *)qs)->maxq;
+    const cpu_qs *c = qs;
+    const float maxq = c->maxq;
+    const int64_t gs = zgroup_size(c), ng = (cols + gs - 1) / gs;
+#pragma omp parallel for schedule(static)
     for (int64_t j0 = 0; j0 < cols; j0 += ZF_ZETA_COLS) {
         const int64_t j1 = j0 + ZF_ZETA_COLS < cols ? j0 + ZF_ZETA_COLS : cols;
         for (int64_t j = j0; j < j1; j++) num[j] = den[j] = 0.0;
         for (int64_t r = 0; r < rows; r++) {
-            const float a = alpha[r], z = zero[r];
             const float *w = W + r * cols;
             for (int64_t j = j0; j < j1; j++) {
-                const float c = zf_qcode(w[j], a * zeta[j], z, maxq);
-                const double wh = (double)a * (double)(c - z);
+                const float a = alpha[r * ng + j / gs], z = zero[r * ng + j / gs];
+                const float code = zf_qcode(w[j], a * zeta[j], z, maxq);
+                const double wh = (double)a * (double)(code - z);
                 num[j] += (double)w[j] * wh;
                 den[j] += wh * wh;
             }
@@ -171,22 +180,22 @@ static void diag_search(const zf_quant_opts *o, float maxq, const float *x, cons
         }
 }
 
-zf_status zf_cpu_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, const float *g, int stride,
-                            int window, float *scale, float *zero, double *score)
+zf_status zf_cpu_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, int64_t ldx, const float *g,
+                            int stride, int window, float *scale, int64_t lds, float *zero, double *score)
 {
     const cpu_qs *c = qs;
     const zf_quant_opts *o = c->o;
     const int last = o->grid_points - 1;
 #pragma omp parallel for schedule(dynamic, 16)
     for (int64_t r = 0; r < rows; r++) {
-        const float *x = X + r * cols;
-        float xmin, xmax;
+        const float *x = X + r * ldx;
+        float xmin, xmax, *s = &scale[r * lds], *z = &zero[r * lds];
         zf_grid_range(x, cols, o->sym, &xmin, &xmax);
-        double best = diag_score(x, g, cols, scale[r], zero[r], c->maxq);
-        if (stride > 0) diag_search(o, c->maxq, x, g, cols, xmin, xmax, 0, last, stride, &scale[r], &zero[r], &best);
-        const int ic = zf_grid_ratio_index(scale[r], xmin, xmax, o->bits, o->grid_points);
+        double best = diag_score(x, g, cols, *s, *z, c->maxq);
+        if (stride > 0) diag_search(o, c->maxq, x, g, cols, xmin, xmax, 0, last, stride, s, z, &best);
+        const int ic = zf_grid_ratio_index(*s, xmin, xmax, o->bits, o->grid_points);
         diag_search(o, c->maxq, x, g, cols, xmin, xmax, ic - window < 0 ? 0 : ic - window,
-                    ic + window > last ? last : ic + window, 1, &scale[r], &zero[r], &best);
+                    ic + window > last ? last : ic + window, 1, s, z, &best);
         score[r] = best;
     }
     return ZF_OK;

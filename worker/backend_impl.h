@@ -68,19 +68,21 @@ typedef struct zf_backend_i {
     zf_status (*dequant)(void *qs, const float *W, const uint8_t *q, const float *scale, const float *zero,
                          const float *zeta, const int32_t *gidx, int64_t gs, int64_t ngroups, int64_t rows,
                          int64_t cols, float *deq, float *dW);
-    /* Z-FOLD state on the grid α_r·ζ_j, zero z_r: Wt = ζ(q - z), dW = W - deq, q codes (each optional). */
+    /* Z-FOLD state on the grid α·ζ_j, zero z: Wt = ζ(q - z), dW = W - deq, q codes (each optional). α and zero are
+     * [rows, ngroups], column j in group j / group_size of the session's options (one group per channel). */
     zf_status (*zstate)(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha, const float *zero,
                         const float *zeta, float *Wt, float *dW, uint8_t *q);
-    /* ζ least-squares sums per column in double, over the rows in order; num, den on the host. */
+    /* ζ least-squares sums per column in double, over the rows in order, α and zero as zstate's; num, den on the
+     * host. */
     zf_status (*zeta_sums)(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha,
                            const float *zero, const float *zeta, double *num, double *den);
-    /* Z-FOLD's diagonal α step: for each row x of X [rows, cols] (W ⊘ ζ), clip ratios 1 - i/grid_points × floor and
-     * ceil zero (round when sym), scored by Σ_j g_j (x_j - deq_j)²: with stride > 0 every stride-th i from 0, then
-     * the i within window of the best so far; with stride 0 the i within window of the current grid's ratio. The
-     * current grid (scale, zero; in and out) is kept unless a candidate scores strictly lower; score (host, [rows])
-     * receives the kept grid's score. */
-    zf_status (*zgrid_diag)(void *qs, const float *X, int64_t rows, int64_t cols, const float *g, int stride,
-                            int window, float *scale, float *zero, double *score);
+    /* Z-FOLD's diagonal α step: for each row x of X [rows, cols] (row stride ldx; W ⊘ ζ or a group of its columns),
+     * clip ratios 1 - i/grid_points × floor and ceil zero (round when sym), scored by Σ_j g_j (x_j - deq_j)²: with
+     * stride > 0 every stride-th i from 0, then the i within window of the best so far; with stride 0 the i within
+     * window of the current grid's ratio. The current grid (scale[r·lds], zero[r·lds]; in and out) is kept unless a
+     * candidate scores strictly lower; score (host, [rows]) receives the kept grid's score. */
+    zf_status (*zgrid_diag)(void *qs, const float *X, int64_t rows, int64_t cols, int64_t ldx, const float *g,
+                            int stride, int window, float *scale, int64_t lds, float *zero, double *score);
     /* out[r] = Σ_j A[r, j]·X[r·ldx + j] in double over the columns in order (ldx 0: X is one vector); out on the
      * host. */
     zf_status (*rowdot)(void *qs, const float *A, int64_t rows, int64_t cols, const float *X, int64_t ldx,

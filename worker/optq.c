@@ -97,8 +97,9 @@ static zf_status initial_grids(zf_qrun *r, const float *fix_scale, const float *
     const zf_quant_opts *o = r->o;
     const int64_t rows = r->rows, n = r->cols, gs = r->gs;
     if (fix_scale) {
-        ZF_TRY(r->i->upload(r->be->ctx, r->scale, fix_scale, (size_t)rows * sizeof(float)));
-        return r->i->upload(r->be->ctx, r->zero, fix_zero, (size_t)rows * sizeof(float));
+        const size_t rg = (size_t)rows * (size_t)r->ngroups;
+        ZF_TRY(r->i->upload(r->be->ctx, r->scale, fix_scale, rg * sizeof(float)));
+        return r->i->upload(r->be->ctx, r->zero, fix_zero, rg * sizeof(float));
     }
     if (!gs) return r->i->grid_fit(r->qs, o->grid, r->W, rows, n, n, r->H, n, NULL, r->scale, 1, r->zero);
     for (int64_t g = 0; o->static_groups && g < r->ngroups; g++) {
@@ -126,17 +127,19 @@ static zf_status dynamic_grids(zf_qrun *r, int64_t i1, int64_t i2)
     return ZF_OK;
 }
 
-static zf_status column_loop(zf_qrun *r)
+/* fixed: the grids were given (in the original column order, as static groups). */
+static zf_status column_loop(zf_qrun *r, bool fixed)
 {
     const zf_quant_opts *o = r->o;
     const int64_t n = r->cols, B = o->block_size < n ? o->block_size : n;
+    const bool stat = o->static_groups || fixed;
     const zf_optq_bufs b = {.rows = r->rows, .n = n, .ngroups = r->ngroups, .gs = r->gs,
-                            .static_groups = o->static_groups, .perm = r->perm, .zp = r->zp, .U = r->U,
+                            .static_groups = stat, .perm = r->perm, .zp = r->zp, .U = r->U,
                             .scale = r->scale, .zero = r->zero, .Wt = r->A, .Err = r->Err, .Qt = r->Qt,
                             .rowloss = r->rowloss};
     for (int64_t i1 = 0; i1 < n; i1 += B) {
         const int64_t i2 = i1 + B < n ? i1 + B : n;
-        if (r->gs && !o->static_groups) ZF_TRY(dynamic_grids(r, i1, i2));
+        if (r->gs && !stat) ZF_TRY(dynamic_grids(r, i1, i2));
         ZF_TRY(r->i->optq_block(r->qs, &b, i1, i2));
     }
     return r->i->sync(r->be->ctx);
@@ -147,7 +150,8 @@ zf_status zf_optq_run(zf_qrun *r, const float *fix_scale, const float *fix_zero,
     const zf_quant_opts *o = r->o;
     const int64_t n = r->cols, gs = r->gs;
     void *ctx = r->be->ctx;
-    ZF_ASSERT(!fix_scale || (!gs && fix_zero));
+    ZF_ASSERT(!fix_scale || fix_zero);
+    const bool stat = o->static_groups || fix_scale;
     /* Dead inputs (H_jj == 0): the reference sets H_jj = 1 (in the factor) and W[:, j] = 0. */
     out->dead_inputs = 0;
     for (int64_t j = 0; j < n; j++) out->dead_inputs += r->Hh[j * n + j] == 0.0f;
@@ -169,11 +173,11 @@ zf_status zf_optq_run(zf_qrun *r, const float *fix_scale, const float *fix_zero,
     r->factored = st == ZF_OK;
     out->t_factor += zf_now() - t0;
     t0 = zf_now();
-    if (st == ZF_OK) st = column_loop(r);
+    if (st == ZF_OK) st = column_loop(r, fix_scale != NULL);
     out->t_loop += zf_now() - t0;
     if (st == ZF_OK) st = r->i->unpermute(r->qs, r->Qt, r->rows, n, r->perm, r->q);
     for (int64_t p = 0; st == ZF_OK && p < n; p++)
-        out->g_idx[perm[p]] = (int32_t)(gs ? (o->static_groups ? perm[p] / gs : p / gs) : 0);
+        out->g_idx[perm[p]] = (int32_t)(gs ? (stat ? perm[p] / gs : p / gs) : 0);
     free(perm);
     return st;
 }

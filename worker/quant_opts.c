@@ -23,7 +23,8 @@ const zf_opt_desc zf_quant_opt_descs[] = {
     {"bits", ZF_OPT_I32, OPT(bits), 3, 2, 8, false, NULL, ALL, "Weight bit width"},
     {"sym", ZF_OPT_BOOL, OPT(sym), 0, 0, 0, false, NULL, ALL, "Symmetric grid (zero point in the middle)"},
     {"group_size", ZF_OPT_I64, OPT(group_size), -1, -1, 1 << 20, false, NULL, ALL,
-     "Input columns per grid; -1 = one grid per output channel (required for zfold)"},
+     "Input columns per grid; -1 = one grid per output channel. Z-FOLD: α and zero per (row, group), ζ per input "
+     "column shared by the groups, groups fixed before act_order's reordering (static)"},
     {"grid", ZF_OPT_ENUM, OPT(grid), ZF_GRID_MINMAX, 0, 0, false, grid_names, ALL,
      "How the initial grid is chosen: min-max, MMSE clip search, or Hessian-scored clip search"},
     {"damp", ZF_OPT_DOUBLE, OPT(damp), 0.01, 0, 10, true, NULL, OPTQ_ZFOLD, "OPTQ damping, fraction of mean(diag H)"},
@@ -33,8 +34,8 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "OPTQ lazy-update block width"},
     {"act_order", ZF_OPT_BOOL, OPT(act_order), 0, 0, 0, false, NULL, OPTQ_ZFOLD,
      "OPTQ: quantize columns in order of decreasing Hessian diagonal"},
-    /* groups only: Z-FOLD has none */
-    {"static_groups", ZF_OPT_BOOL, OPT(static_groups), 0, 0, 0, false, NULL, ZF_AFFECTS(ZF_METHOD_OPTQ),
+    /* groups only; Z-FOLD's own groups are always static, its OPTQ fallback follows this */
+    {"static_groups", ZF_OPT_BOOL, OPT(static_groups), 0, 0, 0, false, NULL, OPTQ_ZFOLD,
      "OPTQ with act_order and groups: fix group grids before reordering"},
     {"alpha", ZF_OPT_ENUM, OPT(alpha), ZF_ALPHA_DIAG, 0, 0, false, alpha_names, ZFOLD,
      "Z-FOLD ALS α update: lsq = Hessian-weighted least squares (paper, eq. 13), grid = Hessian-scored clip and zero "
@@ -164,11 +165,11 @@ zf_status zf_quant_opts_check(const zf_quant_opts *o)
     if (!(o->max_shrink > 0.0 && o->max_shrink <= 1.0))
         return zf_fail(ZF_ERR_INPUT, "max_shrink = %g: expected a fraction in (0, 1] (0.8 as the reference)",
                        o->max_shrink);
-    if (o->method == ZF_METHOD_ZFOLD && o->group_size > 0)
+    if (o->method == ZF_METHOD_ZFOLD && o->group_size > 0 && o->alpha != ZF_ALPHA_DIAG)
         return zf_fail(ZF_ERR_INPUT,
-                       "zfold with group_size = %lld: Z-FOLD is per output channel only (ζ folds into one step per "
-                       "row, as in the paper); use group_size <= 0, or optq/rtn for group-wise grids",
-                       (long long)o->group_size);
+                       "zfold with group_size = %lld and alpha = %s: group-wise Z-FOLD needs alpha = diag (lsq and grid "
+                       "fit one α per output channel, as in the paper)",
+                       (long long)o->group_size, zf_alpha_name(o->alpha));
     /* static_groups without groups is accepted and means nothing, as in the reference. */
     return ZF_OK;
 }

@@ -80,7 +80,7 @@ static zf_status state_loss(zf_qrun *r, als_host *h, double *dl)
 {
     if (r->o->alpha == ZF_ALPHA_DIAG) {
         double s = 0.0;
-        for (int64_t k = 0; k < r->rows; k++) s += h->score[k];
+        for (int64_t k = 0; k < r->rows * r->ngroups; k++) s += h->score[k];
         *dl = s;
     } else {
         ZF_TRY(r->i->zstate(r->qs, r->W, r->rows, r->cols, r->scale, r->zero, r->zeta, NULL, r->A, NULL));
@@ -93,15 +93,18 @@ static zf_status state_loss(zf_qrun *r, als_host *h, double *dl)
  * Σ_j H_jj (w_j - ζ_j deq_j)²): coarse to fine over the whole ratio range first, then around the current ratio. */
 static zf_status diag_step(zf_qrun *r, als_host *h, const float *zeta, bool first)
 {
-    const int64_t rows = r->rows, cols = r->cols;
+    const int64_t rows = r->rows, cols = r->cols, ng = r->ngroups, gs = r->gs ? r->gs : cols;
     void *ctx = r->be->ctx;
     for (int64_t j = 0; j < cols; j++) h->g[j] = r->Hh[j * cols + j] * zeta[j] * zeta[j];
     ZF_TRY(r->i->upload(ctx, r->hvec, h->g, (size_t)cols * sizeof(float)));
     ZF_TRY(r->i->div_cols(r->qs, r->W, rows, cols, r->zeta, r->B));
-    ZF_TRY(r->i->zgrid_diag(r->qs, r->B, rows, cols, r->hvec, first ? ZF_DIAG_STRIDE : 0, ZF_DIAG_WINDOW, r->scale,
-                            r->zero, h->score));
-    ZF_TRY(r->i->download(ctx, h->ca, r->scale, (size_t)rows * sizeof(float)));
-    return r->i->download(ctx, h->cz, r->zero, (size_t)rows * sizeof(float));
+    for (int64_t g = 0; g < ng; g++) {
+        const int64_t c0 = g * gs, len = cols - c0 < gs ? cols - c0 : gs;
+        ZF_TRY(r->i->zgrid_diag(r->qs, r->B + c0, rows, len, cols, r->hvec + c0, first ? ZF_DIAG_STRIDE : 0,
+                                ZF_DIAG_WINDOW, r->scale + g, ng, r->zero + g, h->score + g * rows));
+    }
+    ZF_TRY(r->i->download(ctx, h->ca, r->scale, (size_t)(rows * ng) * sizeof(float)));
+    return r->i->download(ctx, h->cz, r->zero, (size_t)(rows * ng) * sizeof(float));
 }
 
 /* Lines 4-7 of Algorithm 1: ζ by least squares over the rows (the Hessian does not change this solution, §3.1),
@@ -137,22 +140,27 @@ static zf_status als_loop(zf_qrun *r, const zf_zeta_tie *tie, als_host *h, float
     /* Line 2: ζ = 1, α (and zero) from the configured grid. */
     for (int64_t j = 0; j < cols; j++) zeta[j] = 1.0f;
     ZF_TRY(r->i->upload(ctx, r->zeta, zeta, (size_t)cols * sizeof(float)));
+    const int64_t ng = r->ngroups, gs = r->gs ? r->gs : cols, rg = rows * ng;
     if (o->alpha == ZF_ALPHA_DIAG) {
-        ZF_TRY(r->i->grid_fit(r->qs, ZF_GRID_MINMAX, r->W, rows, cols, cols, NULL, cols, NULL, r->scale, 1, r->zero));
+        for (int64_t g = 0; g < ng; g++) {
+            const int64_t c0 = g * gs, len = cols - c0 < gs ? cols - c0 : gs;
+            ZF_TRY(r->i->grid_fit(r->qs, ZF_GRID_MINMAX, r->W + c0, rows, len, cols, NULL, cols, NULL, r->scale + g, ng,
+                                  r->zero + g));
+        }
         ZF_TRY(diag_step(r, h, zeta, true));
     } else {
         ZF_TRY(r->i->grid_fit(r->qs, o->grid, r->W, rows, cols, cols, r->H, cols, NULL, r->scale, 1, r->zero));
     }
-    ZF_TRY(r->i->download(ctx, alpha, r->scale, (size_t)rows * sizeof(float)));
-    ZF_TRY(r->i->download(ctx, zero, r->zero, (size_t)rows * sizeof(float)));
+    ZF_TRY(r->i->download(ctx, alpha, r->scale, (size_t)rg * sizeof(float)));
+    ZF_TRY(r->i->download(ctx, zero, r->zero, (size_t)rg * sizeof(float)));
     double best;
     ZF_TRY(state_loss(r, h, &best));
     *iters = 0;
     *zeta_kept = 0;
     int nt = 0;
     if (trace) trace[nt++] = best;
-    memcpy(h->ca, alpha, (size_t)rows * sizeof(float));
-    memcpy(h->cz, zero, (size_t)rows * sizeof(float));
+    memcpy(h->ca, alpha, (size_t)rg * sizeof(float));
+    memcpy(h->cz, zero, (size_t)rg * sizeof(float));
     memcpy(h->czeta, zeta, (size_t)cols * sizeof(float));
     for (int it = 1; it <= o->als_max_iter; it++) {
         ZF_TRY(als_step(r, tie, h, zeta_kept));
@@ -165,8 +173,8 @@ static zf_status als_loop(zf_qrun *r, const zf_zeta_tie *tie, als_host *h, float
         const bool converged = best - dl < o->als_tol * best;
         best = dl;
         *iters = it;
-        memcpy(alpha, h->ca, (size_t)rows * sizeof(float));
-        memcpy(zero, h->cz, (size_t)rows * sizeof(float));
+        memcpy(alpha, h->ca, (size_t)rg * sizeof(float));
+        memcpy(zero, h->cz, (size_t)rg * sizeof(float));
         memcpy(zeta, h->czeta, (size_t)cols * sizeof(float));
         if (converged) break;
     }
@@ -182,27 +190,27 @@ static zf_status als_run(zf_qrun *r, const zf_zeta_tie *tie, float *alpha, float
                            int *zeta_kept, double *trace, int *ntrace)
 {
     if (tie && tie->nclasses == 0) tie = NULL;
-    const int64_t rows = r->rows, cols = r->cols, ncls = tie ? tie->nclasses : 0;
-    float *f = zf_malloc(((size_t)rows * 2 + (size_t)cols * 2) * sizeof(float), "Z-FOLD current state");
-    double *d = zf_malloc(((size_t)cols * 2 + (size_t)rows * 3 + (size_t)ncls * 2) * sizeof(double), "Z-FOLD sums");
+    const int64_t rows = r->rows, cols = r->cols, ncls = tie ? tie->nclasses : 0, rg = rows * r->ngroups;
+    float *f = zf_malloc(((size_t)rg * 2 + (size_t)cols * 2) * sizeof(float), "Z-FOLD current state");
+    double *d = zf_malloc(((size_t)cols * 2 + (size_t)rows * 2 + (size_t)rg + (size_t)ncls * 2) * sizeof(double),
+                          "Z-FOLD sums");
     zf_status st = ZF_ERR_NOMEM;
     if (f && d) {
-        als_host h = {.ca = f, .cz = f + rows, .czeta = f + 2 * rows, .g = f + 2 * rows + cols, .num = d,
-                      .den = d + cols, .rowa = d + 2 * cols, .rowb = d + 2 * cols + rows,
-                      .score = d + 2 * cols + 2 * rows, .cnum = d + 2 * cols + 3 * rows,
-                      .cden = d + 2 * cols + 3 * rows + ncls};
+        als_host h = {.ca = f, .cz = f + rg, .czeta = f + 2 * rg, .g = f + 2 * rg + cols, .num = d, .den = d + cols,
+                      .rowa = d + 2 * cols, .rowb = d + 2 * cols + rows, .score = d + 2 * cols + 2 * rows,
+                      .cnum = d + 2 * cols + 2 * rows + rg, .cden = d + 2 * cols + 2 * rows + rg + ncls};
         st = als_loop(r, tie, &h, alpha, zero, zeta, iters, zeta_kept, trace, ntrace);
     }
     free(f), free(d);
     return st;
 }
 
-/* Each row's ΔL of the codes and grids in r->q, r->scale, r->zero with ζ in r->zeta, from OPTQ's loop; deq is host
- * scratch [rows, cols]. */
+/* Each row's ΔL of the codes and grids in r->q, r->scale, r->zero with ζ in r->zeta and groups in r->gidx, from
+ * OPTQ's loop; deq is host scratch [rows, cols]. */
 static zf_status loop_losses(zf_qrun *r, float *deq, double *rowv)
 {
-    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, NULL, r->cols, 1, r->rows, r->cols, r->A,
-                         NULL));
+    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : r->cols,
+                         r->ngroups, r->rows, r->cols, r->A, NULL));
     ZF_TRY(r->i->download(r->be->ctx, deq, r->A, (size_t)r->rows * (size_t)r->cols * sizeof(float)));
     return zf_qrun_loop_rows(r, deq, rowv);
 }
@@ -253,24 +261,27 @@ static double row_total(const double *v, int64_t n)
     return s;
 }
 
-/* Plain OPTQ (ζ = 1, the configured grid, refitted like Z-FOLD) on the same factor; kept in r and out when its ΔL
- * over the team's rows is lower than rowz's, the Z-FOLD result in out (codes, grids, ζ) otherwise restored. */
-static zf_status fallback(zf_qrun *r, refit_ctx *c, zf_qresult *out, double *rowz, float *grids, double *rowo)
+/* Plain OPTQ (ζ = 1, its own grids, refitted like Z-FOLD per channel) on the same factor; kept in r and out when its
+ * ΔL over the team's rows is lower than rowz's, the Z-FOLD result (codes, grids, groups, ζ) otherwise restored. */
+static zf_status fallback(zf_qrun *r, refit_ctx *c, zf_qresult *out, double *rowz, float *grids, int32_t *gidx,
+                          double *rowo)
 {
     const zf_quant_opts *o = r->o;
-    const int64_t rows = r->rows, n = r->cols;
+    const int64_t rows = r->rows, n = r->cols, rg = rows * r->ngroups;
     void *ctx = r->be->ctx;
-    float *ones = grids, *alpha = grids + n, *zero = grids + n + rows;
+    float *ones = grids, *alpha = grids + n, *zero = grids + n + rg;
     for (int64_t j = 0; j < n; j++) ones[j] = 1.0f;
     double tot[2] = {row_total(rowz, rows), 0.0};
+    memcpy(gidx, out->g_idx, (size_t)n * sizeof(int32_t));
     ZF_TRY(r->i->download(ctx, out->q, r->q, (size_t)rows * (size_t)n));
     ZF_TRY(r->i->fill_zero(ctx, r->rowloss, (size_t)rows * sizeof(double)));
     ZF_TRY(r->i->upload(ctx, r->zeta, ones, (size_t)n * sizeof(float)));
     ZF_TRY(zf_optq_run(r, NULL, NULL, NULL, out));
-    ZF_TRY(r->i->download(ctx, alpha, r->scale, (size_t)rows * sizeof(float)));
-    ZF_TRY(r->i->download(ctx, zero, r->zero, (size_t)rows * sizeof(float)));
+    ZF_TRY(r->i->upload(ctx, r->gidx, out->g_idx, (size_t)n * sizeof(int32_t)));
+    ZF_TRY(r->i->download(ctx, alpha, r->scale, (size_t)rg * sizeof(float)));
+    ZF_TRY(r->i->download(ctx, zero, r->zero, (size_t)rg * sizeof(float)));
     ZF_TRY(loop_losses(r, out->deq, rowo));
-    if (o->refit) ZF_TRY(refit(r, c, ones, alpha, zero, rowo));
+    if (o->refit && !r->gs) ZF_TRY(refit(r, c, ones, alpha, zero, rowo));
     tot[1] = row_total(rowo, rows);
     ZF_TRY(zf_qrun_team_sum(r, tot, 2));
     out->optq_kept = tot[1] < tot[0];
@@ -281,52 +292,55 @@ static zf_status fallback(zf_qrun *r, refit_ctx *c, zf_qresult *out, double *row
         memcpy(rowz, rowo, (size_t)rows * sizeof(double));
         return ZF_OK;
     }
+    memcpy(out->g_idx, gidx, (size_t)n * sizeof(int32_t));
     ZF_TRY(r->i->upload(ctx, r->q, out->q, (size_t)rows * (size_t)n));
-    ZF_TRY(r->i->upload(ctx, r->scale, out->scale, (size_t)rows * sizeof(float)));
-    ZF_TRY(r->i->upload(ctx, r->zero, out->zero, (size_t)rows * sizeof(float)));
+    ZF_TRY(r->i->upload(ctx, r->scale, out->scale, (size_t)rg * sizeof(float)));
+    ZF_TRY(r->i->upload(ctx, r->zero, out->zero, (size_t)rg * sizeof(float)));
     return r->i->upload(ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
 }
 
-/* After OPTQ on the ALS grid: the refit and the fallback, with each row's final ΔL in r->rowdl. */
+/* After OPTQ on the ALS grid: the refit (per channel) and the fallback, with each row's final ΔL in r->rowdl. */
 static zf_status after_optq(zf_qrun *r, zf_qresult *out)
 {
-    const int64_t rows = r->rows, n = r->cols;
+    const int64_t rows = r->rows, n = r->cols, rg = rows * r->ngroups;
     r->rowdl = zf_malloc((size_t)rows * sizeof(double), "Z-FOLD row losses");
     double *d = zf_malloc((size_t)rows * 5 * sizeof(double), "Z-FOLD refit row sums");
-    float *f = zf_malloc(((size_t)n * 2 + 2 * (size_t)rows) * sizeof(float), "Z-FOLD refit vectors");
-    zf_status st = r->rowdl && d && f ? ZF_OK : ZF_ERR_NOMEM;
+    float *f = zf_malloc(((size_t)n * 2 + 2 * (size_t)rg) * sizeof(float), "Z-FOLD refit vectors");
+    int32_t *gidx = zf_malloc((size_t)n * sizeof(int32_t), "Z-FOLD groups");
+    zf_status st = r->rowdl && d && f && gidx ? ZF_OK : ZF_ERR_NOMEM;
     refit_ctx c = {.ww = d, .aw = d + rows, .av = d + 2 * rows, .wv = d + 3 * rows, .hz = f};
     double *rowo = d + 4 * rows;
     if (st == ZF_OK) st = r->i->upload(r->be->ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
+    if (st == ZF_OK) st = r->i->upload(r->be->ctx, r->gidx, out->g_idx, (size_t)n * sizeof(int32_t));
     if (st == ZF_OK) st = loop_losses(r, out->deq, r->rowdl);
-    if (st == ZF_OK && r->o->refit) {
+    /* a row's groups share its loss: the closed form is per row, so the refit is per channel only */
+    if (st == ZF_OK && r->o->refit && !r->gs) {
         st = r->i->hmul(r->qs, r->W, rows, r->H, r->B);
         if (st == ZF_OK) st = r->i->rowdot(r->qs, r->W, rows, n, r->B, n, c.ww);
         if (st == ZF_OK) st = refit(r, &c, out->zeta, out->scale, out->zero, r->rowdl);
     }
-    if (st == ZF_OK && r->o->optq_fallback) st = fallback(r, &c, out, r->rowdl, f + n, rowo);
-    free(d), free(f);
+    if (st == ZF_OK && r->o->optq_fallback) st = fallback(r, &c, out, r->rowdl, f + n, gidx, rowo);
+    free(d), free(f), free(gidx);
     return st;
 }
 
 zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
 {
-    ZF_ASSERT(r->ngroups == 1 && !r->gs);
-    const int64_t rows = r->rows, cols = r->cols;
+    const int64_t rows = r->rows, cols = r->cols, rg = rows * r->ngroups;
     void *ctx = r->be->ctx;
     const double t0 = zf_now();
     ZF_TRY(als_run(r, tie, out->scale, out->zero, out->zeta, &out->als_iters, &out->zeta_kept, NULL, NULL));
     out->t_als = zf_now() - t0;
     if (r->o->zfold_optq) {
-        /* zf_optq_run reads the fixed grid from the host arrays; the final grids come back into out afterwards */
+        /* zf_optq_run reads the fixed grids from the host arrays; the final grids come back into out afterwards */
         ZF_TRY(zf_optq_run(r, out->scale, out->zero, out->zeta, out));
         return r->o->refit || r->o->optq_fallback ? after_optq(r, out) : ZF_OK;
     }
-    ZF_TRY(r->i->upload(ctx, r->scale, out->scale, (size_t)rows * sizeof(float)));
-    ZF_TRY(r->i->upload(ctx, r->zero, out->zero, (size_t)rows * sizeof(float)));
+    ZF_TRY(r->i->upload(ctx, r->scale, out->scale, (size_t)rg * sizeof(float)));
+    ZF_TRY(r->i->upload(ctx, r->zero, out->zero, (size_t)rg * sizeof(float)));
     ZF_TRY(r->i->upload(ctx, r->zeta, out->zeta, (size_t)cols * sizeof(float)));
     ZF_TRY(r->i->zstate(r->qs, r->W, rows, cols, r->scale, r->zero, r->zeta, NULL, NULL, r->q));
-    for (int64_t j = 0; j < cols; j++) out->g_idx[j] = 0;
+    for (int64_t j = 0; j < cols; j++) out->g_idx[j] = (int32_t)(r->gs ? j / r->gs : 0);
     return ZF_OK;
 }
 

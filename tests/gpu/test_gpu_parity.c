@@ -638,6 +638,9 @@ static const qcase qcases[] = {
      .alpha = ZF_ALPHA_DIAG},
     {.name = "zfold 4-bit default sym", .method = ZF_METHOD_ZFOLD, .bits = 4, .sym = true, .gs = -1,
      .alpha = ZF_ALPHA_DIAG},
+    {.name = "zfold 3-bit g32", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = 32, .alpha = ZF_ALPHA_DIAG},
+    {.name = "zfold 4-bit g64 act-order", .method = ZF_METHOD_ZFOLD, .bits = 4, .act = true, .gs = 64,
+     .alpha = ZF_ALPHA_DIAG},
 };
 
 static void compare_quant(zf_backend *cpu, zf_backend *gpu, const char *layer, const float *W, int64_t rows,

@@ -79,7 +79,7 @@ static void test_affects(void)
     CHECK(!zf_config_key_applies("alpha", ZF_METHOD_RTN) && !zf_config_key_applies("alpha", ZF_METHOD_OPTQ));
     CHECK(zf_config_key_applies("alpha", ZF_METHOD_ZFOLD) && zf_config_key_applies("als_max_iter", ZF_METHOD_ZFOLD));
     CHECK(!zf_config_key_applies("damp", ZF_METHOD_RTN) && zf_config_key_applies("damp", ZF_METHOD_ZFOLD));
-    CHECK(!zf_config_key_applies("static_groups", ZF_METHOD_ZFOLD) &&
+    CHECK(!zf_config_key_applies("static_groups", ZF_METHOD_RTN) &&
           zf_config_key_applies("static_groups", ZF_METHOD_OPTQ));
     CHECK(zf_config_key_applies("bits", ZF_METHOD_RTN) && zf_config_key_applies("eval.fp", ZF_METHOD_RTN));
     CHECK(zf_config_key_affects("eval.fp") == 0 && zf_config_key_affects("output") == 0 &&
@@ -101,12 +101,13 @@ static void test_affects(void)
     zf_config_defaults(&b);
     CHECK_OK(zf_config_set(&b, "alpha=grid"));
     CHECK(!zf_config_same_run(&a, &b));
-    CHECK_OK(zf_config_set(&a, "static_groups=true")); /* Z-FOLD has no groups */
-    CHECK_OK(zf_config_set(&b, "alpha=diag"));
+    CHECK_OK(zf_config_set(&a, "damp_retries=2")); /* RTN has no damping */
+    CHECK_OK(zf_config_set(&a, "method=rtn"));
+    CHECK_OK(zf_config_set(&b, "method=rtn"));
     CHECK(zf_config_same_run(&a, &b));
     CHECK_OK(zf_config_set(&a, "method=gptq"));
     CHECK_OK(zf_config_set(&b, "method=optq"));
-    CHECK(!zf_config_same_run(&a, &b)); /* static_groups applies to OPTQ */
+    CHECK(!zf_config_same_run(&a, &b)); /* damp_retries applies to OPTQ */
 }
 
 int main(void)
@@ -176,11 +177,13 @@ int main(void)
     CHECK_OK(zf_config_read(swp, pick_one, 1, &c, &sw));
     CHECK(sw.ndims == 2 && sw.dims[0].nvalues == 2 && c.quant.bits == 4);
 
-    /* zfold requires per-channel grids */
+    /* group-wise zfold needs the diagonal α search */
     zf_config_defaults(&c);
     CHECK_OK(zf_config_load(ok, &c));
     CHECK_OK(zf_config_set(&c, "method=zfold"));
     CHECK_OK(zf_config_set(&c, "group_size=128"));
+    CHECK_OK(zf_config_validate(&c));
+    CHECK_OK(zf_config_set(&c, "alpha=lsq"));
     CHECK(zf_config_validate(&c) == ZF_ERR_INPUT);
 
     test_quant_keys_agree();

@@ -114,8 +114,10 @@ int main(void)
     zf_quant_opts_default(&o);
     o.method = ZF_METHOD_ZFOLD;
     o.group_size = 128;
+    CHECK_OK(zf_quant_opts_check(&o));
+    o.alpha = ZF_ALPHA_GRID;
     CHECK(zf_quant_opts_check(&o) == ZF_ERR_INPUT);
-    CHECK_MSG(strstr(zf_last_error(), "per output channel") != NULL, "message: %s", zf_last_error());
+    CHECK_MSG(strstr(zf_last_error(), "needs alpha = diag") != NULL, "message: %s", zf_last_error());
     zf_quant_opts_default(&o);
     o.damp = 0;
     CHECK(zf_quant_opts_check(&o) == ZF_ERR_INPUT);

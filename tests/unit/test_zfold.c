@@ -45,10 +45,11 @@ static zf_quant_opts opts(zf_method m, int bits, bool sym)
 static void check_trace(const char *name, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
                         const float *H, const zf_zeta_tie *tie)
 {
-    float *alpha = malloc(sizeof(float) * rows * 2), *zeta = malloc(sizeof(float) * cols);
+    const int64_t rg = rows * (o->group_size > 0 ? (cols + o->group_size - 1) / o->group_size : 1);
+    float *alpha = malloc(sizeof(float) * rg * 2), *zeta = malloc(sizeof(float) * cols);
     double *trace = malloc(sizeof(double) * (o->als_max_iter + 1));
     int iters = -1, kept = -1, nt = 0;
-    CHECK_OK(zf_zfold_als(o, W, rows, cols, H, tie, alpha, alpha + rows, zeta, &iters, &kept, trace, &nt));
+    CHECK_OK(zf_zfold_als(o, W, rows, cols, H, tie, alpha, alpha + rg, zeta, &iters, &kept, trace, &nt));
     int mono = 1;
     for (int k = 1; k <= iters; k++) mono &= trace[k] <= trace[k - 1];
     CHECK_MSG(mono, "%s: ALS ΔL increased among kept states", name);
@@ -103,6 +104,34 @@ static void compare(const char *name, const float *W, int64_t rows, int64_t cols
     zf_qresult_free(&rz);
 }
 
+/* Group-wise Z-FOLD against group-wise OPTQ with the same options: never above it, its ΔL as reported, and
+ * deq = ζ_j·scale[r, g_idx[j]]·(q - zero[r, g_idx[j]]) with static groups g_idx[j] = j / gs. */
+static void compare_groups(const char *name, const float *W, int64_t rows, int64_t cols, const float *H, int64_t gs,
+                           bool act)
+{
+    zf_quant_opts oo = opts(ZF_METHOD_OPTQ, 3, false), oz = opts(ZF_METHOD_ZFOLD, 3, false);
+    oo.group_size = oz.group_size = gs;
+    oo.act_order = oz.act_order = act;
+    zf_qresult ro, rz;
+    CHECK_OK(zf_quantize(&oo, W, rows, cols, H, NULL, &ro));
+    CHECK_OK(zf_quantize(&oz, W, rows, cols, H, NULL, &rz));
+    CHECK_MSG(rz.dl <= ro.dl, "%s g%lld: Z-FOLD ΔL %g > OPTQ ΔL %g", name, (long long)gs, rz.dl, ro.dl);
+    CHECK_CLOSE(rz.dl, zf_delta_loss(W, rz.deq, rows, cols, H), 0, 1e-4);
+    CHECK(rz.ngroups == (cols + gs - 1) / gs);
+    int ok = 1;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            const int64_t g = rz.g_idx[j], k = i * rz.ngroups + g;
+            ok &= rz.optq_kept || g == j / gs;
+            ok &= rz.deq[i * cols + j] == (rz.scale[k] * rz.zeta[j]) * ((float)rz.q[i * cols + j] - rz.zero[k]);
+        }
+    CHECK_MSG(ok, "%s g%lld: groups or deq inconsistent", name, (long long)gs);
+    printf("  %-36s g%-4lld%s: optq %.5g  zfold %.5g%s\n", name, (long long)gs, act ? " act" : "    ", ro.dl, rz.dl,
+           rz.optq_kept ? " (OPTQ kept)" : "");
+    zf_qresult_free(&ro);
+    zf_qresult_free(&rz);
+}
+
 typedef struct {
     const char *model, *tensor;
     int64_t rows, cols;
@@ -139,8 +168,15 @@ static void test_fixtures(zt_rng *rng)
             compare(name, W, ts[k].rows, ts[k].cols, H, bits, false, ZF_ALPHA_LSQ);
             if (ts[k].cols <= 256) compare(name, W, ts[k].rows, ts[k].cols, H, bits, true, ZF_ALPHA_LSQ);
         }
+        if (ts[k].cols >= 172) {
+            compare_groups(name, W, ts[k].rows, ts[k].cols, H, 64, false);
+            compare_groups(name, W, ts[k].rows, ts[k].cols, H, 128, true);
+        }
         zf_quant_opts o = opts(ZF_METHOD_ZFOLD, 3, false);
         check_trace(name, &o, W, ts[k].rows, ts[k].cols, H, NULL);
+        o.group_size = 32;
+        check_trace(name, &o, W, ts[k].rows, ts[k].cols, H, NULL);
+        o.group_size = -1;
         o.alpha = ZF_ALPHA_LSQ;
         check_trace(name, &o, W, ts[k].rows, ts[k].cols, H, NULL);
         if (k == 0 || k == 5) { /* the official code's grid-search α: 200 GEMMs per iteration, small layers only */
@@ -364,7 +400,7 @@ static void test_zgrid_diag(zt_rng *rng)
             zf_grid_range(X + r * N, N, o.sym, &lo, &hi);
             zf_grid_candidate(lo, hi, 1.0, o.bits, o.sym, ZF_ZR_ROUND, &scale[r], &zero[r]);
         }
-        CHECK_OK(be->zgrid_diag(qs, X, R, N, g, 5, 5, scale, zero, score));
+        CHECK_OK(be->zgrid_diag(qs, X, R, N, N, g, 5, 5, scale, 1, zero, score));
         int ok = 1;
         for (int r = 0; r < R; r++) {
             const float *x = X + r * N;

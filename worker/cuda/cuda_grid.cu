@@ -365,14 +365,15 @@ __device__ void diag_search(const float *x, const float *g, int64_t n, double lo
 }
 
 /* zgrid_diag, one block per row: every thread follows the same search (the block sums reach them all). */
-__global__ void k_zgrid_diag(const float *X, int64_t n, const float *xmin, const float *xmax, const float *g, int bits,
-                             bool sym, int points, int stride, int window, float *scale, float *zero, double *score)
+__global__ void k_zgrid_diag(const float *X, int64_t n, int64_t ldx, const float *xmin, const float *xmax,
+                             const float *g, int bits, bool sym, int points, int stride, int window, float *scale,
+                             int64_t lds, float *zero, double *score)
 {
     __shared__ double sh[ZF_RED_THREADS];
     const int64_t r = blockIdx.x;
-    const float *x = X + r * n;
+    const float *x = X + r * ldx;
     const double lo = xmin[r], hi = xmax[r];
-    float s = scale[r], z = zero[r];
+    float s = scale[r * lds], z = zero[r * lds];
     double best = diag_score(x, g, n, s, z, (float)((1 << bits) - 1), sh);
     if (stride > 0) diag_search(x, g, n, lo, hi, bits, sym, points, 0, points - 1, stride, &s, &z, &best, sh);
     const double p = __ddiv_rn(__dmul_rn((double)s, (double)((1 << bits) - 1)), __dsub_rn(hi, lo));
@@ -381,23 +382,23 @@ __global__ void k_zgrid_diag(const float *X, int64_t n, const float *xmin, const
     diag_search(x, g, n, lo, hi, bits, sym, points, ic - window < 0 ? 0 : ic - window,
                 ic + window > points - 1 ? points - 1 : ic + window, 1, &s, &z, &best, sh);
     if (threadIdx.x == 0) {
-        scale[r] = s;
-        zero[r] = z;
+        scale[r * lds] = s;
+        zero[r * lds] = z;
         score[r] = best;
     }
 }
 
-zf_status zf_cq_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, const float *g, int stride,
-                           int window, float *scale, float *zero, double *score)
+zf_status zf_cq_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, int64_t ldx, const float *g,
+                           int stride, int window, float *scale, int64_t lds, float *zero, double *score)
 {
     zf_cq *c = (zf_cq *)qs;
     const zf_quant_opts *o = c->o;
     const cudaStream_t st = c->cu->stream;
     float *xmin = c->rng, *xmax = c->rng + c->rows;
-    k_range<<<(unsigned)rows, ZF_RED_THREADS, 0, st>>>(X, cols, cols, o->sym, xmin, xmax);
+    k_range<<<(unsigned)rows, ZF_RED_THREADS, 0, st>>>(X, cols, ldx, o->sym, xmin, xmax);
     ZF_TRY(zf_cq_launched(c));
-    k_zgrid_diag<<<(unsigned)rows, ZF_RED_THREADS, 0, st>>>(X, cols, xmin, xmax, g, o->bits, o->sym, o->grid_points,
-                                                            stride, window, scale, zero, c->best);
+    k_zgrid_diag<<<(unsigned)rows, ZF_RED_THREADS, 0, st>>>(X, cols, ldx, xmin, xmax, g, o->bits, o->sym,
+                                                            o->grid_points, stride, window, scale, lds, zero, c->best);
     ZF_TRY(zf_cq_launched(c));
     return zf_cq_d2h(c, score, c->best, (size_t)rows * sizeof(double));
 }

@@ -88,8 +88,8 @@ zf_status zf_cq_dequant(void *qs, const float *W, const uint8_t *q, const float 
                         int64_t cols, float *deq, float *dW);
 zf_status zf_cq_zstate(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha, const float *zero,
                        const float *zeta, float *Wt, float *dW, uint8_t *q);
-zf_status zf_cq_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, const float *g, int stride,
-                           int window, float *scale, float *zero, double *score);
+zf_status zf_cq_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, int64_t ldx, const float *g,
+                           int stride, int window, float *scale, int64_t lds, float *zero, double *score);
 zf_status zf_cq_rowdot(void *qs, const float *A, int64_t rows, int64_t cols, const float *X, int64_t ldx, double *out);
 zf_status zf_cq_hmul(void *qs, const float *A, int64_t rows, const float *H, float *D);
 zf_status zf_cq_zeta_sums(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha,
