@@ -106,6 +106,15 @@ int zf_cmd_compare(int argc, char **argv)
         }
         snprintf(pa, sizeof pa, "%s/%s", a, zf_rundir_file(ra, k));
         snprintf(pb, sizeof pb, "%s/%s", b, zf_rundir_file(rb, k));
+        /* a shard is read only once its checksum matches the manifest: HDF5 does not survive every corrupt file */
+        char why[512];
+        const bool a_ok = zf_rundir_verify(ra, k, why, sizeof why);
+        if (!a_ok || !zf_rundir_verify(rb, k, why, sizeof why)) {
+            fprintf(stderr, "zfold compare: %s: %s; resume that run with zfold quantize to redo the block\n",
+                    a_ok ? pb : pa, why);
+            rc = ZF_EXIT_FAILURE;
+            break;
+        }
         zf_shard_data da, db;
         memset(&da, 0, sizeof da);
         memset(&db, 0, sizeof db);

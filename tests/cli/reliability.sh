@@ -107,6 +107,13 @@ PY
 cmp -s "$work/out/blocks/block-0000.h5" "$odd/blocks/block-0000.h5" && ok "same shards in another output folder" || bad "shards differ between output folders"
 "$zfold" compare "$work/out" "$odd" > "$work/x.log" 2>&1
 grep -q "byte-identical blocks: 5 of 5" "$work/x.log" && ok "compare: identical runs at different paths are byte-identical" || bad "compare: $(head -4 "$work/x.log")"
+# a corrupt shard is named by compare before HDF5 reads it
+cp -r "$odd" "$work/corrupt"
+python3 - "$work/corrupt/blocks/block-0002.h5" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read()); b[len(b) // 2] ^= 0xff; open(sys.argv[1], "wb").write(bytes(b))
+PY
+expect_fail 1 "block-0002.h5: XXH64" "compare: a corrupt shard is named before it is read" compare "$work/out" "$work/corrupt"
 
 # inputs changed in place (same paths) are found on resume
 poke model.norm.weight 0 1.0
