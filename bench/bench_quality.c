@@ -24,7 +24,7 @@ typedef struct {
 } case_result;
 
 typedef struct {
-    int n, worse_grid, worse_optq;
+    int n, n_grid, worse_grid, worse_optq;
     double log_grid, log_optq, worst_grid, t[NV];
 } summary;
 
@@ -64,6 +64,11 @@ static int run_case(zf_backend *be, const zf_quant_opts *base, const zf_model_co
                     const zf_block_weights *blk, case_result *cr)
 {
     for (int v = 0; v < NV; v++) {
+        if (v == V_GRID && base->group_size > 0) { /* the paper's α search is per output channel only */
+            cr->dl[v] = NAN;
+            cr->t[v] = 0.0;
+            continue;
+        }
         const zf_quant_opts o = variant_opts(base, v, base->bits);
         zf_group_result gr;
         if (zf_group_quantize(be, &o, c, b, g, H, blk, NULL, &gr) != ZF_OK) {
@@ -86,15 +91,22 @@ static void report(FILE *jf, int *first, const char *name, int bits, const case_
     printf("%-28s %4d %11.5g %11.5g %11.5g %11.5g %8.4f %8.4f %8.3f %8.3f %8.3f\n", name, bits, cr->dl[V_RTN],
            cr->dl[V_OPTQ], cr->dl[V_ZFOLD], cr->dl[V_GRID], rg, ro, cr->t[V_OPTQ], cr->t[V_ZFOLD], cr->t[V_GRID]);
     sm->n++;
-    sm->log_grid += log(rg);
+    if (isfinite(rg)) {
+        sm->n_grid++;
+        sm->log_grid += log(rg);
+        if (rg > sm->worst_grid) sm->worst_grid = rg;
+        if (rg > 1.0 + 1e-6) sm->worse_grid++;
+    }
     sm->log_optq += log(ro);
-    if (rg > sm->worst_grid) sm->worst_grid = rg;
-    if (rg > 1.0 + 1e-6) sm->worse_grid++;
     if (ro > 1.0 + 1e-6) sm->worse_optq++;
     for (int v = 0; v < NV; v++) sm->t[v] += cr->t[v];
     if (!jf) return;
     fprintf(jf, "%s\n    {\"case\": \"%s\", \"bits\": %d", *first ? "" : ",", name, bits);
-    for (int v = 0; v < NV; v++) fprintf(jf, ", \"dl_%s\": %.9g, \"t_%s\": %.5f", vnames[v], cr->dl[v], vnames[v], cr->t[v]);
+    for (int v = 0; v < NV; v++) {
+        if (isfinite(cr->dl[v]))
+            fprintf(jf, ", \"dl_%s\": %.9g, \"t_%s\": %.5f", vnames[v], cr->dl[v], vnames[v], cr->t[v]);
+        else fprintf(jf, ", \"dl_%s\": null, \"t_%s\": null", vnames[v], vnames[v]);
+    }
     fprintf(jf, "}");
     *first = 0;
 }
@@ -256,14 +268,19 @@ int main(int argc, char **argv)
         failed = run_model(be, &cfg.quant, models[m], hdirs[m], bits, nbits, jf, &first, &sm);
     for (int s = 0; s < nsynth && !failed; s++) failed = run_synthetic(&cfg.quant, synth[s], bits, nbits, jf, &first, &sm);
     if (sm.n) {
+        const double gm_grid = sm.n_grid ? exp(sm.log_grid / sm.n_grid) : NAN, gm_optq = exp(sm.log_optq / sm.n);
         printf("# %d cases: geometric mean zfold/grid %.4f (worst %.4f, %d above grid), zfold/optq %.4f (%d above "
                "OPTQ); time zfold/optq %.2f, grid/optq %.2f\n",
-               sm.n, exp(sm.log_grid / sm.n), sm.worst_grid, sm.worse_grid, exp(sm.log_optq / sm.n), sm.worse_optq,
-               sm.t[V_ZFOLD] / sm.t[V_OPTQ], sm.t[V_GRID] / sm.t[V_OPTQ]);
-        if (jf)
+               sm.n, gm_grid, sm.worst_grid, sm.worse_grid, gm_optq, sm.worse_optq, sm.t[V_ZFOLD] / sm.t[V_OPTQ],
+               sm.t[V_GRID] / sm.t[V_OPTQ]);
+        if (jf && sm.n_grid)
             fprintf(jf, "\n  ],\n  \"geomean_zfold_over_grid\": %.6f,\n  \"worst_zfold_over_grid\": %.6f,\n"
-                        "  \"geomean_zfold_over_optq\": %.6f,\n  \"above_grid\": %d,\n  \"above_optq\": %d\n}\n",
-                    exp(sm.log_grid / sm.n), sm.worst_grid, exp(sm.log_optq / sm.n), sm.worse_grid, sm.worse_optq);
+                        "  \"above_grid\": %d,", gm_grid, sm.worst_grid, sm.worse_grid);
+        else if (jf)
+            fprintf(jf, "\n  ],");
+        if (jf)
+            fprintf(jf, "\n  \"geomean_zfold_over_optq\": %.6f,\n  \"above_optq\": %d\n}\n", gm_optq,
+                    sm.worse_optq);
     } else if (jf) fprintf(jf, "\n  ]\n}\n");
     if (jf) fclose(jf);
     zf_backend_close(be);

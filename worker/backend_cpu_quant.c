@@ -140,24 +140,25 @@ static inline float diag_err(float x, float inv, float s, float z, float maxq)
     return x - zf_dequant(q, s, z);
 }
 
-/* Σ_j g_j (x_j - deq_j)² of one candidate grid, in eight float lanes summed in double. */
+/* Σ_j g_j (x_j - deq_j)² of one candidate grid: each term in float, summed in eight double lanes (near-ties then
+ * resolve alike on every backend). */
 __attribute__((target_clones("arch=haswell", "default")))
 static double diag_score(const float *x, const float *g, int64_t n, float s, float z, float maxq)
 {
     const float inv = 1.0f / s;
-    float acc[8] = {0.0f};
+    double acc[8] = {0.0};
     int64_t j = 0;
     for (; j + 8 <= n; j += 8)
         for (int k = 0; k < 8; k++) {
             const float e = diag_err(x[j + k], inv, s, z, maxq);
-            acc[k] += g[j + k] * (e * e);
+            acc[k] += (double)(g[j + k] * (e * e));
         }
     double t = 0.0;
     for (; j < n; j++) {
         const float e = diag_err(x[j], inv, s, z, maxq);
         t += (double)(g[j] * (e * e));
     }
-    for (int k = 0; k < 8; k++) t += (double)acc[k];
+    for (int k = 0; k < 8; k++) t += acc[k];
     return t;
 }
 

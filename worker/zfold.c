@@ -71,7 +71,7 @@ static void zeta_from_sums(const zf_quant_opts *o, int64_t cols, const zf_zeta_t
 typedef struct {
     float *ca, *cz, *czeta;
     double *num, *den, *rowa, *rowb, *cnum, *cden;
-    double *score;  /* diag: [rows] each row's search score */
+    double *score;  /* diag: [ngroups, rows] each (row, group)'s search score */
     float *g;       /* diag: [cols] the search's column weights */
 } als_host;
 

@@ -1,12 +1,14 @@
-/* Z-FOLD: step sizes S = ζ αᵀ by alternating least squares (Algorithm 1), then OPTQ on that grid (Algorithm 2). */
+/* Z-FOLD: step sizes S = ζ αᵀ by alternating least squares (Algorithm 1), OPTQ on that grid (Algorithm 2), refits. */
 #ifndef ZF_ZFOLD_H
 #define ZF_ZFOLD_H
 
 #include "worker/qrun.h"
 
-/* Algorithm 1 then, when o->zfold_optq, Algorithm 2 (OPTQ with the fixed grid scale = α, zero, and ζ); otherwise
- * the ALS codes. Codes and grids in r->q, r->scale, r->zero; fills out's zeta, g_idx, als_iters, zeta_kept, t_als
- * (and OPTQ's fields). */
+/* Algorithm 1 then, when o->zfold_optq, Algorithm 2 (OPTQ with the fixed grids scale = α, zero per row or per
+ * (row, group), and ζ), o->refit's per-channel refit of α and zero with the codes fixed, and with o->optq_fallback
+ * plain OPTQ kept where its ΔL is lower (out->optq_kept, ζ = 1; each row's ΔL then in r->rowdl); otherwise the ALS
+ * codes. Codes and grids in r->q, r->scale, r->zero; fills out's zeta, g_idx, als_iters, zeta_kept, t_als (and
+ * OPTQ's fields). */
 zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out);
 
 #endif
