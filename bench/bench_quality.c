@@ -59,12 +59,15 @@ static zf_quant_opts variant_opts(const zf_quant_opts *base, int v, int bits)
     return o;
 }
 
+/* The paper's α search is per output channel only: no such variant with groups. */
+static bool variant_skipped(const zf_quant_opts *base, int v) { return v == V_GRID && base->group_size > 0; }
+
 /* Runs the four quantizers on one group; dl is each result's ΔL with the undamped H. */
 static int run_case(zf_backend *be, const zf_quant_opts *base, const zf_model_config *c, int64_t b, zf_group g, const float *H,
                     const zf_block_weights *blk, case_result *cr)
 {
     for (int v = 0; v < NV; v++) {
-        if (v == V_GRID && base->group_size > 0) { /* the paper's α search is per output channel only */
+        if (variant_skipped(base, v)) {
             cr->dl[v] = NAN;
             cr->t[v] = 0.0;
             continue;
@@ -190,6 +193,11 @@ static int run_synthetic(const zf_quant_opts *base, const char *shape, const int
     for (int i = 0; i < nbits && !failed; i++) {
         case_result cr;
         for (int v = 0; v < NV && !failed; v++) {
+            if (variant_skipped(base, v)) {
+                cr.dl[v] = NAN;
+                cr.t[v] = 0.0;
+                continue;
+            }
             const zf_quant_opts o = variant_opts(base, v, bits[i]);
             zf_qresult r;
             if (zf_quantize(&o, W, out, in, H, NULL, &r) != ZF_OK) {

@@ -41,11 +41,13 @@ done
 
 qargs=()
 for f in $fixtures; do qargs+=(--model "../shared/fixtures/$f" --hessians "$(ls -d "$out/hc-$f"/*/ | head -1)"); done
-"$bin/zfold_quality" "${qargs[@]}" --synthetic 256x256 --json "$out/quality.json" > "$out/quality.log"
-"$bin/zfold_quality" "${qargs[@]}" --synthetic 256x256 --set group_size=128 --json "$out/quality-g128.json" \
-  > "$out/quality-g128.log"
-"$bin/zfold_bench" --sizes 4096,11008x4096,4096x11008 --methods optq,zfold --delta-loss-rtn 0 \
-  --json "$out/bench.json" > "$out/bench.log"
+# each measurement once: delete its JSON to measure again
+[ -f "$out/quality.json" ] || "$bin/zfold_quality" "${qargs[@]}" --synthetic 256x256 --json "$out/quality.json" \
+  > "$out/quality.log"
+[ -f "$out/quality-g128.json" ] || "$bin/zfold_quality" "${qargs[@]}" --synthetic 256x256 --set group_size=128 \
+  --json "$out/quality-g128.json" > "$out/quality-g128.log"
+[ -f "$out/bench.json" ] || "$bin/zfold_bench" --sizes 4096,11008x4096,4096x11008 --methods optq,zfold \
+  --delta-loss-rtn 0 --json "$out/bench.json" > "$out/bench.log"
 
 python3 - "$out" "$maxw" <<'PY'
 import json, os, sys, platform, subprocess

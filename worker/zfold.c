@@ -15,8 +15,8 @@
 
 /* diag's search: every ZF_DIAG_STRIDE-th clip ratio at the start, then ZF_DIAG_WINDOW ratios each side of the best
  * (at the start: of the best coarse one). */
-#define ZF_DIAG_STRIDE 5
-#define ZF_DIAG_WINDOW 5
+#define ZF_DIAG_STRIDE 8
+#define ZF_DIAG_WINDOW 3
 
 /* Eq. 13's ratio rule: alpha[r] = num[r] / den[r] when finite and positive (also as a float), else alpha_prev[r]. */
 static void alpha_from_sums(int64_t rows, const double *num, const double *den, const float *alpha_prev,
