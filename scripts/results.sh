@@ -28,6 +28,7 @@ for f in $fixtures; do
   for v in rtn optq zfold zfold-paper rtn-g128 optq-g128 zfold-g128; do
     for bits in 2 3 4; do
       dir=$out/$f-$v-w$bits
+      [ -f "$dir/report.json" ] && continue   # finished
       fp=false
       [ "$v" = rtn ] && [ "$bits" = 2 ] && fp=true   # the FP perplexity once per fixture
       # shellcheck disable=SC2086
