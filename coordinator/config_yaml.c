@@ -4,7 +4,9 @@
 #include <libfyaml.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/stat.h>
+#include <unistr.h>
 
 #include "coordinator/config.h"
 #include "coordinator/config_keys.h"
@@ -127,7 +129,35 @@ static zf_status load_mapping(const char *path, struct fy_node *map, const char 
     return ZF_OK;
 }
 
-/* The file's one YAML document; a folder, an empty file or a second document is refused by name. */
+/* A config larger than this is not one. */
+#define ZF_CONFIG_MAX_BYTES (16 << 20)
+
+/* The file is UTF-8 text: libfyaml loops forever on some invalid bytes (in a '%' directive). */
+static zf_status check_utf8(const char *path, FILE *f, int64_t size)
+{
+    if (size > ZF_CONFIG_MAX_BYTES)
+        return zf_fail(ZF_ERR_INPUT, "%s: %lld bytes; expected a YAML config (at most %d bytes)", path, (long long)size,
+                       ZF_CONFIG_MAX_BYTES);
+    uint8_t *buf = zf_malloc((size_t)size + 1, "config text");
+    if (!buf) return ZF_ERR_NOMEM;
+    zf_status s = ZF_OK;
+    if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        s = zf_fail(ZF_ERR_IO, "%s: cannot read it", path);
+    } else {
+        const uint8_t *bad = u8_check(buf, (size_t)size);
+        if (bad) {
+            int line = 1, col = 1;
+            for (const uint8_t *p = buf; p < bad; p++) line += *p == '\n', col = *p == '\n' ? 1 : col + 1;
+            s = zf_fail(ZF_ERR_INPUT, "%s:%d:%d: byte 0x%02x is not valid UTF-8; expected a UTF-8 text file", path, line,
+                        col, *bad);
+        }
+    }
+    free(buf);
+    return s;
+}
+
+/* The file's one YAML document; a folder, an empty file, bytes that are not UTF-8 or a second document is refused
+ * by name. */
 static zf_status parse_document(const char *path, struct fy_parser **parser, struct fy_document **doc)
 {
     *parser = NULL;
@@ -136,11 +166,13 @@ static zf_status parse_document(const char *path, struct fy_parser **parser, str
     if (!f) return zf_fail(ZF_ERR_INPUT, "cannot open config file %s: %s", path, strerror(errno));
     struct stat sb;
     int st = fstat(fileno(f), &sb);
+    zf_status text = st == 0 && S_ISREG(sb.st_mode) ? check_utf8(path, f, (int64_t)sb.st_size) : ZF_OK;
     fclose(f);
     if (st == 0 && S_ISDIR(sb.st_mode)) return zf_fail(ZF_ERR_INPUT, "%s: is a folder, expected a YAML config file", path);
     if (st == 0 && sb.st_size == 0)
         return zf_fail(ZF_ERR_INPUT, "%s: the file is empty; expected a mapping of keys (model:, output:, "
                        "calibration: ...)", path);
+    ZF_TRY(text);
     struct fy_parse_cfg cfg = {0};
     if (!(*parser = fy_parser_create(&cfg)) || fy_parser_set_input_file(*parser, path) != 0)
         return zf_fail(ZF_ERR_IO, "%s: cannot read it as YAML", path);

@@ -107,6 +107,10 @@ PY
 cmp -s "$work/out/blocks/block-0000.h5" "$odd/blocks/block-0000.h5" && ok "same shards in another output folder" || bad "shards differ between output folders"
 "$zfold" compare "$work/out" "$odd" > "$work/x.log" 2>&1
 grep -q "byte-identical blocks: 5 of 5" "$work/x.log" && ok "compare: identical runs at different paths are byte-identical" || bad "compare: $(head -4 "$work/x.log")"
+# bytes that are not UTF-8 are refused before libfyaml, which loops forever on some of them in a directive
+printf '%%FOO \xff\xff\nbits: 3\n' > "$work/bad-utf8.yaml"
+expect_fail 1 "bad-utf8.yaml:1:6: byte 0xff is not valid UTF-8" "a config that is not UTF-8 is refused" \
+  quantize "$work/bad-utf8.yaml" --dry-run
 # a corrupt shard is named by compare before HDF5 reads it
 cp -r "$odd" "$work/corrupt"
 python3 - "$work/corrupt/blocks/block-0002.h5" <<'PY'
