@@ -109,6 +109,11 @@ uint16_t zf_f32_to_bf16(float f)
     return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
+void zf_convert_f32_to_bf16(const float *src, uint16_t *dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dst[i] = zf_f32_to_bf16(src[i]);
+}
+
 void zf_convert_to_f32(zf_dtype src_type, const void *src, float *dst, size_t n)
 {
     const unsigned char *p = src;

@@ -31,5 +31,7 @@ int zf_dtype_is_float_weight(zf_dtype t);
 
 /* Converts n elements of a float weight type (F32/F16/BF16, little-endian, any alignment) to fp32. */
 void zf_convert_to_f32(zf_dtype src_type, const void *src, float *dst, size_t n);
+/* Rounds n fp32 values to bf16 (nearest even; NaN stays NaN), host byte order. */
+void zf_convert_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
 
 #endif

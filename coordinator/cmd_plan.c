@@ -303,7 +303,8 @@ static void print_host_memory(const zf_job_config *cfg, const zf_model_config *m
     bool parallel = cfg->schedule == ZF_SCHEDULE_PARALLEL;
     printf("| host memory per rank (busiest rank) | GiB |\n|---|---|\n");
     printf("| libraries, MPI, thread stacks | %.3f |\n", pm->runtime / gib);
-    printf("| calibration activations of this rank (x and a copy, fp32) | %.3f |\n", pm->acts / gib);
+    printf("| calibration activations of this rank (%s) | %.3f |\n",
+           cfg->calib_bf16 ? "bf16 and an fp32 chunk" : "x and a copy, fp32", pm->acts / gib);
     printf("| forward intermediates of one window | %.3f |\n", pm->window / gib);
     printf("| one block: fp32 weights and codes%s | %.3f |\n", cfg->eval_unfolded ? ", unfolded copy" : "",
            pm->block / gib);

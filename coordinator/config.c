@@ -19,6 +19,7 @@ static const char *const schedule_names[] = {"sequential", "parallel", NULL};
 static const char *const capture_names[] = {"auto", "sums", "inputs", NULL};
 static const char *const backend_names[] = {"cpu", "cuda", NULL};
 static const char *const dtype_names[] = {"fp32", "bf16", "fp16", NULL};
+static const char *const acts_names[] = {"fp32", "bf16", NULL};
 static const char *const export_format_names[] = {"gptq", "gptq_v2", NULL};
 static const char *const export_dtype_names[] = {"float16", "bfloat16", "float32", NULL};
 
@@ -58,6 +59,10 @@ static const zf_key_spec own_keys[] = {
      "Number of random calibration windows", false},
     {"calibration.seq_len", ZF_KEY_INT, OFF(calib_seq_len), 0, 0, 1 << 20, false, NULL, ALL,
      "Tokens per calibration window; 0 = min(2048, max_position_embeddings)", false},
+    {"calibration.activations", ZF_KEY_ENUM, OFF(calib_bf16), 0, 0, 0, false, acts_names, ALL,
+     "How a rank keeps its calibration windows' activations between blocks: fp32 (the windows and a copy: 8 bytes "
+     "per value), or bf16 (2 bytes per value and an fp32 chunk of 256 MiB that the forwards go through; each "
+     "block's inputs are then rounded to bf16)", false},
     {"calibration.seed", ZF_KEY_INT, OFF(seed), 0, 0, 9.0e15, false, NULL, ALL, "Seed of the window choice", false},
     {"calibration.cache", ZF_KEY_PATH, OFF(calib_cache), 0, 0, 0, false, NULL, 0,
      "Folder of full-precision Hessians shared between runs (a sweep sets <output>/hessian-cache); \"\" = off. "

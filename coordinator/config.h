@@ -35,6 +35,7 @@ typedef struct {
     bool calib_in_order;           /* not a key: the calibration file holds the windows back to back (C4 preset) */
     int64_t calib_windows;
     int64_t calib_seq_len;
+    int calib_bf16;                /* activations between blocks kept in bf16 (calibration.activations) */
     int64_t seed;
     char calib_cache[ZF_PATH_MAX]; /* "" = no Hessian cache */
     char eval_files[ZF_MAX_EVAL_FILES][ZF_PATH_MAX];

@@ -116,18 +116,19 @@ static uint64_t hessian_source_fingerprint(const zf_job_config *cfg, const zf_qm
 {
     uint64_t fp = zf_st_fingerprint(m->st);
     if (cfg->hessian_reduce_fp32) fp = XXH64(&fp, sizeof fp, 0x66703332); /* "fp32": sums rounded on the wire */
+    if (cfg->calib_bf16) fp = XXH64(&fp, sizeof fp, 0x62663136);          /* "bf16": inputs rounded between blocks */
     if (cfg->backend != ZF_BACKEND_CUDA) return fp;
     uint64_t v[3] = {fp, (uint64_t)cfg->gpu_forward_dtype, (uint64_t)cfg->gpu_tf32};
     return XXH64(v, sizeof v, 0x63756461); /* "cuda" */
 }
 
 /* This rank's calibration inputs: its contiguous share of the windows every rank draws alike (data parallel),
- * embedded; scratch is as large as x. */
+ * embedded. */
 typedef struct {
     zf_tokens tok;
     int64_t *starts;             /* [nall] every rank's windows */
     int32_t *ids;
-    float *x, *scratch;
+    zf_acts x;
     int64_t nall, lo, nwin;
 } calib_inputs;
 
@@ -146,9 +147,8 @@ static zf_status calib_open(const zf_job_config *cfg, zf_qmodel *m, calib_inputs
     if (s == ZF_OK) {
         ci->starts = zf_malloc(sizeof(int64_t) * (size_t)ci->nall, "calibration windows");
         ci->ids = zf_malloc(sizeof(int32_t) * (size_t)(nwin * seq), "calibration tokens");
-        ci->x = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations");
-        ci->scratch = zf_malloc(sizeof(float) * (size_t)(nwin * seq * d), "calibration activations (copy)");
-        if (!ci->starts || !ci->ids || !ci->x || !ci->scratch) s = ZF_ERR_NOMEM;
+        if (!ci->starts || !ci->ids) s = ZF_ERR_NOMEM;
+        if (s == ZF_OK) s = zf_acts_init(&ci->x, nwin, seq, d, cfg->calib_bf16);
         if (s == ZF_OK && cfg->calib_in_order) /* the windows were drawn as the text was tokenized (C4 preset) */
             for (int64_t i = 0; i < ci->nall; i++) ci->starts[i] = i * seq;
         else if (s == ZF_OK)
@@ -157,7 +157,7 @@ static zf_status calib_open(const zf_job_config *cfg, zf_qmodel *m, calib_inputs
     }
     for (int64_t i = 0; s == ZF_OK && i < nwin; i++)
         memcpy(ci->ids + i * seq, ci->tok.ids + ci->starts[ci->lo + i], sizeof(int32_t) * (size_t)seq);
-    if (s == ZF_OK && nwin > 0) s = zf_embed(c, &m->globals, ci->ids, nwin, seq, ci->x);
+    if (s == ZF_OK) s = zf_acts_embed(&ci->x, c, &m->globals, ci->ids);
     if (s == ZF_OK)
         s = zf_hcache_open(&m->hcache, cfg->calib_cache,
                            zf_hcache_key(hessian_source_fingerprint(cfg, m), ci->tok.ids, ci->starts, ci->nall, seq,
@@ -170,8 +170,7 @@ static void calib_free(calib_inputs *ci)
     zf_tokens_free(&ci->tok);
     free(ci->starts);
     free(ci->ids);
-    free(ci->x);
-    free(ci->scratch);
+    zf_acts_free(&ci->x);
 }
 
 /* Every rank's cache reads and writes, summed, in the log. */
@@ -194,9 +193,9 @@ zf_status zf_qmodel_quantize(const zf_job_config *cfg, zf_qmodel *m, const zf_ru
     zf_status s = zf_comm_agree(calib_open(cfg, m, &ci));
     zf_globals_free(&m->globals); /* the windows are embedded */
     if (s == ZF_OK && cfg->schedule == ZF_SCHEDULE_PARALLEL)
-        s = zf_schedule_parallel(cfg, m, hooks, ci.x, ci.nwin, t0);
+        s = zf_schedule_parallel(cfg, m, hooks, &ci.x, t0);
     else if (s == ZF_OK && cfg->schedule == ZF_SCHEDULE_SEQUENTIAL)
-        s = zf_schedule_sequential(cfg, m, hooks, ci.x, ci.scratch, ci.nwin, t0);
+        s = zf_schedule_sequential(cfg, m, hooks, &ci.x, t0);
     m->quant_seconds = zf_now() - t0;
     if (s == ZF_OK && m->hcache.enabled) s = hcache_tally(&m->hcache);
     calib_free(&ci);

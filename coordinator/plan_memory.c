@@ -141,7 +141,7 @@ void zf_plan_memory_host(const zf_job_config *cfg, const zf_model_config *c, int
     bool parallel = cfg->schedule == ZF_SCHEDULE_PARALLEL;
 
     out->runtime = ZF_PLAN_RUNTIME_BYTES;
-    out->acts = 2 * T * d * 4 + T * 4;
+    out->acts = zf_acts_bytes(windows_per_rank, seq, c->hidden, cfg->calib_bf16) + T * 4;
     out->window = S * (d + big) * 4 + S * (double)c->head_dim * 4;
     out->block = block_params * (4 + 1) + (cfg->eval_unfolded ? block_params * 4 : 0);
     out->unfolded_all = cfg->eval_unfolded ? block_params * 4 * (double)(c->n_layers - 1) : 0;

@@ -23,17 +23,6 @@ static zf_status gpucomm_or_abort(zf_status s)
     zf_comm_abort(ZF_EXIT_INTERNAL);
 }
 
-zf_status zf_sched_forward(zf_backend *be, const zf_model_config *c, int64_t b, const zf_block_weights *w, float *x,
-                           int64_t nwin, int64_t seq, zf_bhess *h, unsigned want)
-{
-    zf_bhess *hess[ZF_NGROUP] = {0};
-    for (int g = 0; h && g < ZF_NGROUP; g++)
-        if (want & (1u << g)) hess[g] = &h[g];
-    zf_status s = zf_backend_block_forward(be, c, w, x, nwin, seq, hess);
-    if (s != ZF_OK) zf_fail_context(s, "block %lld", (long long)b);
-    return s;
-}
-
 int64_t zf_sched_hessian_dim(const zf_model_config *c)
 {
     int64_t dmax = c->intermediate > c->n_heads * c->head_dim ? c->intermediate : c->n_heads * c->head_dim;

@@ -4,22 +4,18 @@
 
 #include <stdbool.h>
 
+#include "coordinator/acts.h"
 #include "coordinator/hcache.h"
 #include "coordinator/pipeline.h"
 #include "worker/group.h"
 
 /* Sequential schedule: block by block, each block's Hessians from the quantized blocks before it; x holds this
- * rank's nwin calibration windows (scratch is as large) and moves through each finished block. */
-zf_status zf_schedule_sequential(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
-                                 float *scratch, int64_t nwin, double t0);
+ * rank's calibration windows and moves through each finished block. */
+zf_status zf_schedule_sequential(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, zf_acts *x,
+                                 double t0);
 /* Parallel schedule: every Hessian from one full-precision pass, then all units quantized at once by their owners. */
-zf_status zf_schedule_parallel(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
-                               int64_t nwin, double t0);
-
-/* Forwards the windows through w (block b), adding the inputs of each group g in `want` to h[g] (h may be NULL);
- * a failure names the block. */
-zf_status zf_sched_forward(zf_backend *be, const zf_model_config *c, int64_t b, const zf_block_weights *w, float *x,
-                           int64_t nwin, int64_t seq, zf_bhess *h, unsigned want);
+zf_status zf_schedule_parallel(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, zf_acts *x,
+                               double t0);
 /* The largest group input dimension: the size of one Hessian buffer for every group. */
 int64_t zf_sched_hessian_dim(const zf_model_config *c);
 /* Sums every rank's partial Hessian and token count of one group onto its owner (collective). Afterwards the

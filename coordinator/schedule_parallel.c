@@ -59,7 +59,7 @@ static zf_status keep_owned(par_run *p, int64_t u, zf_bhess *h)
 /* Forwards the windows through full-precision block b, capturing its partial Hessians unless it is finished or
  * cached, and reduces each group's sums to its owner at once: a rank holds one block's partial sums and the
  * Hessians it owns, never every block's. */
-static zf_status pass_block(par_run *p, int64_t b, float *x, int64_t nwin)
+static zf_status pass_block(par_run *p, int64_t b, zf_acts *x)
 {
     const zf_model_config *c = &p->m->model;
     const zf_comm *w = zf_comm_world();
@@ -71,8 +71,7 @@ static zf_status pass_block(par_run *p, int64_t b, float *x, int64_t nwin)
     if (s == ZF_OK) s = zf_block_check_finite(c, &fp, b);
     for (int g = 0; capture && s == ZF_OK && g < ZF_NGROUP; g++)
         s = zf_bhess_init(p->m->be, &h[g], zf_group_in(c, (zf_group)g), p->cfg->hessian_fp64);
-    if (s == ZF_OK && nwin > 0)
-        s = zf_sched_forward(p->m->be, c, b, &fp, x, nwin, p->m->calib_seq, capture ? h : NULL, (1u << ZF_NGROUP) - 1);
+    if (s == ZF_OK) s = zf_acts_forward(x, p->m->be, c, b, &fp, capture ? h : NULL, (1u << ZF_NGROUP) - 1, true);
     zf_block_free(&fp);
     p->t_fwd[b] = (zf_now() - tb) / ZF_NGROUP;
     s = zf_comm_agree(s);
@@ -92,7 +91,7 @@ static zf_status pass_block(par_run *p, int64_t b, float *x, int64_t nwin)
 
 /* 1. One full-precision pass: the Hessians of every unfinished block the cache lacks, each reduced to its owner
  *    after its block; the pass stops after the last such block. */
-static zf_status calibration_pass(par_run *p, float *x, int64_t nwin)
+static zf_status calibration_pass(par_run *p, zf_acts *x)
 {
     zf_status s = ZF_OK;
     int64_t pass_end = p->first;
@@ -101,7 +100,7 @@ static zf_status calibration_pass(par_run *p, float *x, int64_t nwin)
         if (!p->cached[b]) pass_end = b + 1;
     }
     for (int64_t b = 0; s == ZF_OK && b < pass_end; b++) {
-        s = pass_block(p, b, x, nwin);
+        s = pass_block(p, b, x);
         if (s == ZF_OK && b + 1 < pass_end) {
             char where[96];
             snprintf(where, sizeof where, "in the calibration pass (block %lld of %lld; nothing quantized yet)",
@@ -238,11 +237,11 @@ static void par_free(par_run *p)
 
 /* Owners, then the pass with the Hessians reduced block by block, then quantization of all units, then the
  * in-order install. */
-static zf_status run_units(par_run *p, float *x, int64_t nwin)
+static zf_status run_units(par_run *p, zf_acts *x)
 {
     zf_status s = zf_comm_agree(par_alloc(p));
     if (s == ZF_OK) s = assign_owners(p);
-    if (s == ZF_OK) s = calibration_pass(p, x, nwin);
+    if (s == ZF_OK) s = calibration_pass(p, x);
     if (s == ZF_OK)
         zf_log_info("calibration pass done, elapsed %.1fs; quantizing %lld units (block, group) on %d rank%s",
                     zf_now() - p->t0, (long long)p->nunits, zf_comm_world()->size, zf_comm_world()->size > 1 ? "s" : "");
@@ -251,8 +250,8 @@ static zf_status run_units(par_run *p, float *x, int64_t nwin)
     return install_in_order(p, s);
 }
 
-zf_status zf_schedule_parallel(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
-                               int64_t nwin, double t0)
+zf_status zf_schedule_parallel(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, zf_acts *x,
+                               double t0)
 {
     int64_t first = hooks ? hooks->resume_from : 0;
     zf_status s = ZF_OK;
@@ -264,7 +263,7 @@ zf_status zf_schedule_parallel(const zf_job_config *cfg, zf_qmodel *m, const zf_
     if (s != ZF_OK) return s;
     par_run p = {.cfg = cfg, .m = m, .hooks = hooks, .nb = m->model.n_layers, .first = first, .t0 = t0};
     p.nunits = (p.nb - first) * ZF_NGROUP;
-    s = run_units(&p, x, nwin);
+    s = run_units(&p, x);
     par_free(&p);
     return s;
 }

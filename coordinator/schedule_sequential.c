@@ -75,12 +75,12 @@ static zf_status quantize_part(const zf_job_config *cfg, zf_qmodel *m, const zf_
 
 /* Quantizes block b into m->blocks[b] and moves x through it. */
 static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, const zf_block_parts *parts, team_ctx *tc,
-                                int64_t b, float *x, float *scratch, int64_t nwin)
+                                int64_t b, zf_acts *x)
 {
     const zf_model_config *c = &m->model;
     const zf_comm *w = zf_comm_world();
     zf_qblock *qb = &m->blocks[b];
-    int64_t seq = m->calib_seq, ntok = nwin * seq, d = c->hidden;
+    int64_t ntok = x->nwin * x->seq;
     zf_bhess hs[ZF_NGROUP] = {0};
     zf_group_result gr[ZF_NGROUP];
     memset(gr, 0, sizeof gr);
@@ -106,11 +106,7 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, const zf
                                                         : zf_bhess_init(m->be, &hs[g], dim, cfg->hessian_fp64);
         }
         s = zf_comm_agree(s);
-        if (s == ZF_OK && !cached) {
-            memcpy(scratch, x, sizeof(float) * (size_t)(ntok * d));
-            if (nwin > 0) s = zf_sched_forward(m->be, c, b, &qb->folded, scratch, nwin, seq, hs, want);
-            s = zf_comm_agree(s);
-        }
+        if (s == ZF_OK && !cached) s = zf_comm_agree(zf_acts_forward(x, m->be, c, b, &qb->folded, hs, want, false));
         double t_fwd = (zf_now() - t_pass) / (last - first), t_red[ZF_NGROUP] = {0};
         float *ready[ZF_NGROUP] = {0}; /* owners' H reduced from stored inputs */
         /* every group's sums to its owner first (collectives only), so that the owners then quantize at once */
@@ -151,7 +147,7 @@ static zf_status quantize_block(const zf_job_config *cfg, zf_qmodel *m, const zf
         first = last;
     }
     /* the next block's inputs come through the quantized block */
-    if (s == ZF_OK && nwin > 0) s = zf_sched_forward(m->be, c, b, &qb->folded, x, nwin, seq, NULL, 0);
+    if (s == ZF_OK) s = zf_acts_forward(x, m->be, c, b, &qb->folded, NULL, 0, true);
     for (int g = 0; g < ZF_NGROUP; g++) {
         zf_bhess_free(&hs[g]);
         zf_qresult_free(&gr[g].res);
@@ -172,11 +168,11 @@ static void log_parts(const zf_model_config *c, const zf_block_parts *p)
 }
 
 /* A finished block read back from its shard: x moves through it as through a computed one. */
-static zf_status resume_block(zf_qmodel *m, const zf_run_hooks *hooks, int64_t b, float *x, int64_t nwin)
+static zf_status resume_block(zf_qmodel *m, const zf_run_hooks *hooks, int64_t b, zf_acts *x)
 {
     zf_qblock *qb = &m->blocks[b];
     zf_status s = zf_comm_agree(hooks->load_block(hooks->ctx, b, qb));
-    if (s == ZF_OK && nwin > 0) s = zf_sched_forward(m->be, &m->model, b, &qb->folded, x, nwin, m->calib_seq, NULL, 0);
+    if (s == ZF_OK) s = zf_acts_forward(x, m->be, &m->model, b, &qb->folded, NULL, 0, true);
     zf_qblock_release(qb);
     s = zf_comm_agree(s);
     if (s == ZF_OK)
@@ -201,8 +197,8 @@ static void log_block(const zf_job_config *cfg, const zf_qmodel *m, const zf_blo
                             : "");
 }
 
-zf_status zf_schedule_sequential(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, float *x,
-                                 float *scratch, int64_t nwin, double t0)
+zf_status zf_schedule_sequential(const zf_job_config *cfg, zf_qmodel *m, const zf_run_hooks *hooks, zf_acts *x,
+                                 double t0)
 {
     const zf_model_config *c = &m->model;
     int64_t resume_from = hooks ? hooks->resume_from : 0;
@@ -217,12 +213,12 @@ zf_status zf_schedule_sequential(const zf_job_config *cfg, zf_qmodel *m, const z
     if (s == ZF_OK && teams) log_parts(c, &parts);
     for (int64_t b = 0; s == ZF_OK && b < c->n_layers; b++) {
         if (b < resume_from) {
-            s = resume_block(m, hooks, b, x, nwin);
+            s = resume_block(m, hooks, b, x);
             continue;
         }
         double tb = zf_now(), bytes0 = comm_bytes();
         zf_qblock *qb = &m->blocks[b];
-        s = quantize_block(cfg, m, &parts, &tc, b, x, scratch, nwin);
+        s = quantize_block(cfg, m, &parts, &tc, b, x);
         qb->comm_bytes = comm_bytes() - bytes0;
         qb->seconds = zf_now() - tb;
         if (s == ZF_OK && hooks && hooks->block_done) {
@@ -230,7 +226,7 @@ zf_status zf_schedule_sequential(const zf_job_config *cfg, zf_qmodel *m, const z
             if (!cfg->eval_unfolded) zf_qblock_release(qb);
         }
         if (s != ZF_OK) break;
-        log_block(cfg, m, &parts, b, nwin, resume_from, t0);
+        log_block(cfg, m, &parts, b, x->nwin, resume_from, t0);
         if (b + 1 < c->n_layers) {
             char where[64];
             snprintf(where, sizeof where, "after block %lld of %lld", (long long)b + 1, (long long)c->n_layers);

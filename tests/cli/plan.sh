@@ -22,6 +22,13 @@ want_act=$(awk 'BEGIN { printf "%.3f", (2 * 32 * 2048 * 4096 * 4 + 32 * 2048 * 4
   || bad "Hessian accumulators: $(row 'Hessian accumulators of one capture pass (fp64)'), expected $want_hess"
 [ "$(row 'calibration activations')" = "$want_act" ] && ok "calibration activations $want_act GiB" \
   || bad "calibration activations: $(row 'calibration activations'), expected $want_act"
+# bf16 activations: 2 bytes per value and an fp32 chunk of 8 windows (256 MiB of 2048 x 4096 fp32 windows)
+"$zfold" plan "$work/plan.yaml" --ranks 4 --memory 64 --memory-only --set calibration.activations=bf16 \
+  > "$work/bf16.out" 2>&1
+want_b16=$(awk 'BEGIN { printf "%.3f", (32 * 2048 * 4096 * 2 + 8 * 2048 * 4096 * 4 + 32 * 2048 * 4) / 2^30 }')
+got_b16=$(grep -F '| calibration activations' "$work/bf16.out" | awk -F'|' '{gsub(/[ *]/, "", $3); print $3}')
+[ "$got_b16" = "$want_b16" ] && ok "bf16 calibration activations $want_b16 GiB" \
+  || bad "bf16 calibration activations: $got_b16, expected $want_b16"
 want_hflops=$(awk 'BEGIN { printf "%.2f", 32 * 2048 * (3 * 4096^2 + 11008^2) / 1e9 }')
 [ "$(row 'Hessians T·Σd_in²')" = "$want_hflops" ] && ok "Hessian GFLOP $want_hflops" \
   || bad "Hessian GFLOP: $(row 'Hessians T·Σd_in²'), expected $want_hflops"
