@@ -991,8 +991,14 @@ int main(void)
         const zf_lin op_l[] = {ZF_LIN_UP, ZF_LIN_V, ZF_LIN_DOWN};
         test_group_quant(cpu, g32);
         test_quant_model(cpu, g32, "stories260k", 2, st_l, 2, 21);
-        test_quant_model(cpu, g32, "llama-mini", 1, ll_l, reduced ? 1 : 3, 22);
-        test_quant_model(cpu, g32, "opt-mini", 2, op_l, reduced ? 1 : 3, 23);
+        /* on the emulator the wider fixtures' layers are the long checks: ZF_GPU_PARITY_FULL=1 (label emulator-long) */
+        const char *full = getenv("ZF_GPU_PARITY_FULL");
+        if (!reduced || (full && strcmp(full, "0") != 0)) {
+            test_quant_model(cpu, g32, "llama-mini", 1, ll_l, reduced ? 1 : 3, 22);
+            test_quant_model(cpu, g32, "opt-mini", 2, op_l, reduced ? 1 : 3, 23);
+        } else {
+            printf("quant: llama-mini and opt-mini layers left to ZF_GPU_PARITY_FULL=1\n");
+        }
     }
 
     if (want[PART_NOMEM]) test_nomem(g32);
