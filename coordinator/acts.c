@@ -24,7 +24,6 @@ double zf_acts_bytes(int64_t nwin, int64_t seq, int64_t d, bool bf16)
 
 zf_status zf_acts_init(zf_acts *a, int64_t nwin, int64_t seq, int64_t d, bool bf16)
 {
-    memset(a, 0, sizeof *a);
     *a = (zf_acts){.nwin = nwin, .seq = seq, .d = d, .bf16 = bf16};
     size_t n = (size_t)(nwin * seq * d) + 1;
     if (bf16) {
