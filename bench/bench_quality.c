@@ -32,14 +32,15 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: zfold_quality [--model DIR --hessians DIR]... [--synthetic OUTxIN]... [--bits LIST]\n"
-            "                     [--set KEY=VALUE]... [--json FILE]\n"
+            "                     [--set KEY=VALUE]... [--json FILE] [--no-paper]\n"
             "  --model, --hessians  a checkpoint and the Hessian cache folder of one of its runs (the folder with the\n"
             "                       b<block>-<group>.hess files, written by quantize with calibration.cache and\n"
             "                       schedule: parallel, which stores every block's full-precision Hessians)\n"
             "  --synthetic OUTxIN   a seeded random layer whose inputs have 8 outlier channels (x10)\n"
             "  --bits     comma-separated bit widths (default 2,3,4)\n"
             "  --set      a quantization key for every method (e.g. group_size=128); repeatable\n"
-            "  --json     also write every case as JSON to FILE\n");
+            "  --json     also write every case as JSON to FILE\n"
+            "  --no-paper skip the paper's variant (alpha: grid, no refit, no fallback; the slowest)\n");
 }
 
 /* Quantizer v's options on top of the shared ones. */
@@ -59,8 +60,14 @@ static zf_quant_opts variant_opts(const zf_quant_opts *base, int v, int bits)
     return o;
 }
 
+/* --no-paper: the paper's variant (the slowest by far) is not run. */
+static bool no_paper;
+
 /* The paper's α search is per output channel only: no such variant with groups. */
-static bool variant_skipped(const zf_quant_opts *base, int v) { return v == V_GRID && base->group_size > 0; }
+static bool variant_skipped(const zf_quant_opts *base, int v)
+{
+    return v == V_GRID && (base->group_size > 0 || no_paper);
+}
 
 /* Runs the four quantizers on one group; dl is each result's ΔL with the undamped H. */
 static int run_case(zf_backend *be, const zf_quant_opts *base, const zf_model_config *c, int64_t b, zf_group g, const float *H,
@@ -229,6 +236,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--hessians") && v && nh < 16) hdirs[nh++] = v, i++;
         else if (!strcmp(a, "--synthetic") && v && nsynth < 8) synth[nsynth++] = v, i++;
         else if (!strcmp(a, "--json") && v) json = v, i++;
+        else if (!strcmp(a, "--no-paper")) no_paper = true;
         else if (!strcmp(a, "--set") && v) {
             if (zf_config_set(&cfg, v) != ZF_OK) {
                 fprintf(stderr, "zfold_quality: --set %s: %s\n", v, zf_last_error());

@@ -166,6 +166,9 @@ static const zf_backend_i cpu_table = {
     .chol_inv = zf_cpu_chol_inv,
     .optq_block = zf_cpu_optq_block,
     .unpermute = zf_cpu_unpermute,
+    .coldot = zf_cpu_coldot,
+    .hgram = zf_cpu_hgram,
+    .chol_solve = zf_cpu_chol_solve,
 };
 
 const zf_backend_i *zf_cpu_backend_table(void) { return &cpu_table; }

@@ -35,6 +35,11 @@ zf_status zf_cpu_group_hess(void *qs, const float *H, int64_t n, const int32_t *
 zf_status zf_cpu_chol_inv(void *qs, const float *H, int64_t n, const int32_t *perm, float lambda, float *U,
                           zf_chol_result *res);
 zf_status zf_cpu_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t i2);
+/* The session's column count (H is [cols, cols]). */
+int64_t zf_cpu_session_cols(const void *qs);
+zf_status zf_cpu_coldot(void *qs, const float *A, const float *B, int64_t rows, int64_t cols, double *out);
+zf_status zf_cpu_hgram(void *qs, const float *A, int64_t rows, const float *H, float *M);
+zf_status zf_cpu_chol_solve(void *qs, float *M, int64_t n, float lambda, float *x, zf_chol_result *res);
 zf_status zf_cpu_unpermute(void *qs, const uint8_t *Qt, int64_t rows, int64_t n, const int32_t *perm, uint8_t *q);
 
 #endif

@@ -34,6 +34,8 @@ zf_status zf_cpu_q_begin(void *ctx, const zf_quant_opts *o, int64_t rows, int64_
     return ZF_OK;
 }
 
+int64_t zf_cpu_session_cols(const void *qs) { return ((const cpu_qs *)qs)->cols; }
+
 void zf_cpu_q_end(void *qs, zf_status st)
 {
     (void)st;
@@ -78,7 +80,7 @@ zf_status zf_cpu_dequant(void *qs, const float *W, const uint8_t *q, const float
         for (int64_t j = 0; j < cols; j++) {
             const int64_t k = i * ngroups + (gidx ? gidx[j] : j / gs);
             const float d = zf_dequant((float)q[i * cols + j], zeta ? scale[k] * zeta[j] : scale[k], zero[k]);
-            deq[i * cols + j] = d;
+            if (deq) deq[i * cols + j] = d;
             if (dW) dW[i * cols + j] = W[i * cols + j] - d;
         }
     return ZF_OK;

@@ -64,7 +64,8 @@ typedef struct zf_backend_i {
     /* q = clamp(round(W / scale) + zero) with group j / gs. */
     zf_status (*rtn_codes)(void *qs, const float *W, int64_t rows, int64_t cols, int64_t gs, int64_t ngroups,
                            const float *scale, const float *zero, uint8_t *q);
-    /* deq = (scale·ζ)(q - zero), g = gidx[j] (j / gs when NULL), ζ NULL = ones; dW = W - deq when dW is given. */
+    /* deq = (scale·ζ)(q - zero), g = gidx[j] (j / gs when NULL), ζ NULL = ones; dW = W - deq when dW is given (deq
+     * may then be NULL). */
     zf_status (*dequant)(void *qs, const float *W, const uint8_t *q, const float *scale, const float *zero,
                          const float *zeta, const int32_t *gidx, int64_t gs, int64_t ngroups, int64_t rows,
                          int64_t cols, float *deq, float *dW);
@@ -110,6 +111,13 @@ typedef struct zf_backend_i {
     zf_status (*optq_block)(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t i2);
     /* q[r, perm[p]] = Qt[p, r]. */
     zf_status (*unpermute)(void *qs, const uint8_t *Qt, int64_t rows, int64_t n, const int32_t *perm, uint8_t *q);
+    /* out[j] = Σ_r A[r, j]·B[r, j] in double over the rows in order; out on the host. */
+    zf_status (*coldot)(void *qs, const float *A, const float *B, int64_t rows, int64_t cols, double *out);
+    /* M [n, n] = H ∘ (AᵀA), A [rows, n], n the session's cols (both triangles). */
+    zf_status (*hgram)(void *qs, const float *A, int64_t rows, const float *H, float *M);
+    /* One attempt: x [n] ← (M + λI)⁻¹ x, M [n, n] symmetric, overwritten by its factor; *res says whether it worked
+     * (the factorization, and a finite x). */
+    zf_status (*chol_solve)(void *qs, float *M, int64_t n, float lambda, float *x, zf_chol_result *res);
 } zf_backend_i;
 
 struct zf_backend {

@@ -26,6 +26,7 @@ typedef struct {
     int32_t *perm, *gidx;     /* [cols] */
     double *rowloss;          /* OPTQ with H: [rows] Σ err² of each row's column loop (zf_optq_bufs) */
     float *hvec, *ones;       /* Z-FOLD: [cols] H's diagonal or H·ζ, [rows] ones */
+    float *M;                 /* Z-FOLD's ζ refit: [cols, cols] its normal equations' matrix */
     float lambda;             /* OPTQ: the damping added to the factored H's diagonal */
     bool factored;            /* OPTQ: U holds the factor of this H (a second OPTQ run reuses it) */
     double *rowdl;            /* host [rows]: each row's final ΔL when the method computed it (else NULL) */

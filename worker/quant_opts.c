@@ -50,6 +50,10 @@ const zf_opt_desc zf_quant_opt_descs[] = {
     {"refit", ZF_OPT_BOOL, OPT(refit), 1, 0, 0, false, NULL, ZFOLD,
      "Z-FOLD: after OPTQ, each row's α and zero point refitted on H with the codes fixed (closed form, one GEMM; "
      "never raises ΔL)"},
+    {"refit_zeta", ZF_OPT_BOOL, OPT(refit_zeta), 1, 0, 0, false, NULL, ZFOLD,
+     "Z-FOLD: after OPTQ (and before the α refit's second pass), ζ refitted on H with the codes, α and zero fixed: "
+     "the normal equations (H ∘ AᵀA) ζ = Σ_r a_r ∘ (W H)_r, A = α(q - z), one SYRK, one Cholesky solve and one GEMM "
+     "to check the result, kept only when ΔL falls; tied and kept positive as the ALS's ζ"},
     {"optq_fallback", ZF_OPT_BOOL, OPT(optq_fallback), 1, 0, 0, false, NULL, ZFOLD,
      "Z-FOLD: also run plain OPTQ (sharing the factorization, refitted likewise) and keep whichever has the lower "
      "ΔL over the layer group"},

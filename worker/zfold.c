@@ -12,6 +12,7 @@
 #include "worker/grid.h"
 #include "worker/optq.h"
 #include "worker/zfold_refit.h"
+#include "worker/zfold_zeta.h"
 
 /* diag's search: every ZF_DIAG_STRIDE-th clip ratio at the start, then ZF_DIAG_WINDOW ratios each side of the best
  * (at the start: of the best coarse one). */
@@ -299,8 +300,8 @@ static zf_status fallback(zf_qrun *r, refit_ctx *c, zf_qresult *out, double *row
     return r->i->upload(ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
 }
 
-/* After OPTQ on the ALS grid: the refit (per channel) and the fallback, with each row's final ΔL in r->rowdl. */
-static zf_status after_optq(zf_qrun *r, zf_qresult *out)
+/* After OPTQ on the ALS grid: the refits (α per channel, ζ) and the fallback, with each row's final ΔL in r->rowdl. */
+static zf_status after_optq(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
 {
     const int64_t rows = r->rows, n = r->cols, rg = rows * r->ngroups;
     r->rowdl = zf_malloc((size_t)rows * sizeof(double), "Z-FOLD row losses");
@@ -313,12 +314,15 @@ static zf_status after_optq(zf_qrun *r, zf_qresult *out)
     if (st == ZF_OK) st = r->i->upload(r->be->ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
     if (st == ZF_OK) st = r->i->upload(r->be->ctx, r->gidx, out->g_idx, (size_t)n * sizeof(int32_t));
     if (st == ZF_OK) st = loop_losses(r, out->deq, r->rowdl);
-    /* a row's groups share its loss: the closed form is per row, so the refit is per channel only */
-    if (st == ZF_OK && r->o->refit && !r->gs) {
-        st = r->i->hmul(r->qs, r->W, rows, r->H, r->B);
-        if (st == ZF_OK) st = r->i->rowdot(r->qs, r->W, rows, n, r->B, n, c.ww);
-        if (st == ZF_OK) st = refit(r, &c, out->zeta, out->scale, out->zero, r->rowdl);
-    }
+    /* a row's groups share its loss: the closed form is per row, so the α refit is per channel only */
+    const bool alpha_refit = r->o->refit && !r->gs, zeta_refit = r->M != NULL;
+    bool zeta_kept = false;
+    if (st == ZF_OK && (alpha_refit || zeta_refit)) st = r->i->hmul(r->qs, r->W, rows, r->H, r->B);
+    if (st == ZF_OK && alpha_refit) st = r->i->rowdot(r->qs, r->W, rows, n, r->B, n, c.ww);
+    if (st == ZF_OK && alpha_refit) st = refit(r, &c, out->zeta, out->scale, out->zero, r->rowdl);
+    if (st == ZF_OK && zeta_refit) st = zf_zfold_refit_zeta(r, tie, out->zeta, r->rowdl, &zeta_kept);
+    /* α and zero again on the new ζ (from the rows' exact losses) */
+    if (st == ZF_OK && alpha_refit && zeta_kept) st = refit(r, &c, out->zeta, out->scale, out->zero, r->rowdl);
     if (st == ZF_OK && r->o->optq_fallback) st = fallback(r, &c, out, r->rowdl, f + n, gidx, rowo);
     free(d), free(f), free(gidx);
     return st;
@@ -334,7 +338,7 @@ zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
     if (r->o->zfold_optq) {
         /* zf_optq_run reads the fixed grids from the host arrays; the final grids come back into out afterwards */
         ZF_TRY(zf_optq_run(r, out->scale, out->zero, out->zeta, out));
-        return r->o->refit || r->o->optq_fallback ? after_optq(r, out) : ZF_OK;
+        return r->o->refit || r->M || r->o->optq_fallback ? after_optq(r, tie, out) : ZF_OK;
     }
     ZF_TRY(r->i->upload(ctx, r->scale, out->scale, (size_t)rg * sizeof(float)));
     ZF_TRY(r->i->upload(ctx, r->zero, out->zero, (size_t)rg * sizeof(float)));

@@ -338,6 +338,24 @@ cusolverStatus_t cusolverDnXpotrf(cusolverDnHandle_t, cusolverDnParams_t, cublas
     return CUSOLVER_STATUS_SUCCESS;
 }
 
+cusolverStatus_t cusolverDnXpotrs(cusolverDnHandle_t, cusolverDnParams_t, cublasFillMode_t uplo, int64_t n,
+                                  int64_t nrhs, cudaDataType dataTypeA, const void *A, int64_t lda,
+                                  cudaDataType dataTypeB, void *B, int64_t ldb, int *info)
+{
+    device_call call("cusolverDnXpotrs");
+    if (!solver_args_ok(uplo, n, dataTypeA, lda) || dataTypeB != dataTypeA || nrhs < 0 || ldb < max1(n))
+        return CUSOLVER_STATUS_INVALID_VALUE;
+    zf_emu_check_device_range(info, sizeof *info, "info");
+    check_matrix(A, n, n, lda, type_size(dataTypeA), "POTRS factor A");
+    check_matrix(B, n, nrhs, ldb, type_size(dataTypeB), "POTRS right-hand sides B");
+    const char u = uplo == CUBLAS_FILL_MODE_UPPER ? 'U' : 'L';
+    *info = n == 0 || nrhs == 0 ? 0
+            : dataTypeA == CUDA_R_32F
+                ? (int)LAPACKE_spotrs_work(LAPACK_COL_MAJOR, u, n, nrhs, (const float *)A, lda, (float *)B, ldb)
+                : (int)LAPACKE_dpotrs_work(LAPACK_COL_MAJOR, u, n, nrhs, (const double *)A, lda, (double *)B, ldb);
+    return CUSOLVER_STATUS_SUCCESS;
+}
+
 cusolverStatus_t cusolverDnXtrtri_bufferSize(cusolverDnHandle_t, cublasFillMode_t uplo, cublasDiagType_t diag,
                                              int64_t n, cudaDataType dataTypeA, void *, int64_t lda,
                                              size_t *dev_bytes, size_t *host_bytes)

@@ -108,6 +108,9 @@ static zf_backend_i make_table(void)
     t.chol_inv = zf_cq_chol_inv;
     t.optq_block = zf_cq_optq_block;
     t.unpermute = zf_cq_unpermute;
+    t.coldot = zf_cq_coldot;
+    t.hgram = zf_cq_hgram;
+    t.chol_solve = zf_cq_chol_solve;
     return t;
 }
 

@@ -51,8 +51,7 @@ __global__ void k_upper_check(float *U, int64_t n, int *flag)
     }
 }
 
-/* cuSOLVER's POTRF and TRTRI workspaces for an [n, n] factor, kept in the session for every attempt. */
-static zf_status workspace(zf_cq *c, cusolverDnParams_t params, float *U, int64_t n)
+zf_status zf_cq_chol_workspace(zf_cq *c, cusolverDnParams_t params, float *U, int64_t n)
 {
     size_t dp = 0, hp = 0, dt = 0, ht = 0;
     cusolverStatus_t ss = cusolverDnXpotrf_bufferSize(c->cu->solver, params, CUBLAS_FILL_MODE_UPPER, n, CUDA_R_32F,
@@ -86,7 +85,7 @@ static zf_status factor_once(zf_cq *c, cusolverDnParams_t params, const float *H
 {
     const cudaStream_t st = c->cu->stream;
     const dim3 g2(zf_cuda_blocks(n, 256), (unsigned)(n < 65535 ? n : 65535));
-    ZF_TRY(workspace(c, params, U, n));
+    ZF_TRY(zf_cq_chol_workspace(c, params, U, n));
     k_damped<<<g2, 256, 0, st>>>(H, n, perm, lambda, U);
     ZF_TRY(zf_cq_launched(c));
     int info = 0;

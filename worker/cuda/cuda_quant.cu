@@ -6,7 +6,7 @@
 
 #include "worker/cuda/cuda_quant.h"
 
-/* deq = (scale·ζ)·(q - zero) and, when dW is given, dW = W - deq; g = g_idx[j] or j / gs when g_idx is NULL. */
+/* deq = (scale·ζ)·(q - zero) (when deq is given) and, when dW is given, dW = W - deq; g = g_idx[j] or j / gs when g_idx is NULL. */
 __global__ void k_deq(const float *W, const uint8_t *q, const float *scale, const float *zero, const float *zeta,
                       const int32_t *gidx, int64_t gs, int64_t ngroups, int64_t rows, int64_t cols, float *deq,
                       float *dW)
@@ -17,7 +17,7 @@ __global__ void k_deq(const float *W, const uint8_t *q, const float *scale, cons
     const int64_t k = r * ngroups + (gidx ? gidx[j] : j / gs);
     const float s = zeta ? __fmul_rn(scale[k], zeta[j]) : scale[k];
     const float d = zf_d_dequant((float)q[i], s, zero[k]);
-    deq[i] = d;
+    if (deq) deq[i] = d;
     if (dW) dW[i] = __fsub_rn(W[i], d);
 }
 

@@ -74,6 +74,9 @@ zf_status zf_cq_sync(zf_cq *c);
 zf_status zf_cq_h2d(zf_cq *c, void *dev, const void *host, size_t bytes);
 zf_status zf_cq_d2h(zf_cq *c, void *host, const void *dev, size_t bytes);
 
+/* cuSOLVER's POTRF and TRTRI workspaces for an [n, n] factor, kept in the session for every attempt. */
+zf_status zf_cq_chol_workspace(zf_cq *c, cusolverDnParams_t params, float *U, int64_t n);
+
 /* The table's quantization primitives (worker/backend_impl.h), qs a zf_cq. */
 zf_status zf_cq_begin(void *ctx, const zf_quant_opts *o, int64_t rows, int64_t cols, bool hessian, void **qs);
 void zf_cq_end(void *qs, zf_status st);
@@ -105,6 +108,9 @@ zf_status zf_cq_group_hess(void *qs, const float *H, int64_t n, const int32_t *p
 zf_status zf_cq_chol_inv(void *qs, const float *H, int64_t n, const int32_t *perm, float lambda, float *U,
                          zf_chol_result *res);
 zf_status zf_cq_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t i2);
+zf_status zf_cq_coldot(void *qs, const float *A, const float *B, int64_t rows, int64_t cols, double *out);
+zf_status zf_cq_hgram(void *qs, const float *A, int64_t rows, const float *H, float *M);
+zf_status zf_cq_chol_solve(void *qs, float *M, int64_t n, float lambda, float *x, zf_chol_result *res);
 zf_status zf_cq_unpermute(void *qs, const uint8_t *Qt, int64_t rows, int64_t n, const int32_t *perm, uint8_t *q);
 
 #endif

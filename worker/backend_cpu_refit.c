@@ -1,0 +1,55 @@
+/* The host backend's primitives of the ζ refit: column dot products, the Hessian-weighted Gram matrix and its solve. */
+#include "worker/backend_cpu.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <string.h>
+
+/* Columns per pass of the column sums: the tile's sums stay in cache while the rows stream by. */
+#define ZF_COLDOT_COLS 256
+
+zf_status zf_cpu_coldot(void *qs, const float *A, const float *B, int64_t rows, int64_t cols, double *out)
+{
+    (void)qs;
+#pragma omp parallel for schedule(static)
+    for (int64_t j0 = 0; j0 < cols; j0 += ZF_COLDOT_COLS) {
+        const int64_t j1 = j0 + ZF_COLDOT_COLS < cols ? j0 + ZF_COLDOT_COLS : cols;
+        for (int64_t j = j0; j < j1; j++) out[j] = 0.0;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = j0; j < j1; j++) out[j] += (double)A[r * cols + j] * (double)B[r * cols + j];
+    }
+    return ZF_OK;
+}
+
+zf_status zf_cpu_hgram(void *qs, const float *A, int64_t rows, const float *H, float *M)
+{
+    const int64_t n = zf_cpu_session_cols(qs);
+    /* row-major lower of AᵀA = column-major upper: then both triangles from it, times H */
+    cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, (int)n, (int)rows, 1.0f, A, (int)n, 0.0f, M, (int)n);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j <= i; j++) {
+            const float v = M[i * n + j];
+            M[i * n + j] = v * H[i * n + j];
+            M[j * n + i] = v * H[j * n + i];
+        }
+    return ZF_OK;
+}
+
+zf_status zf_cpu_chol_solve(void *qs, float *M, int64_t n, float lambda, float *x, zf_chol_result *res)
+{
+    (void)qs;
+    for (int64_t i = 0; i < n; i++) M[i * n + i] += lambda;
+    /* symmetric: row-major and column-major are the same matrix */
+    lapack_int info = LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, M, (lapack_int)n);
+    if (info < 0) return zf_fail(ZF_ERR_INTERNAL, "LAPACK rejected argument %d factorizing the ζ normal equations", -info);
+    *res = ZF_CHOL_NOT_PD;
+    if (info > 0) return ZF_OK;
+    info = LAPACKE_spotrs_work(LAPACK_COL_MAJOR, 'L', (lapack_int)n, 1, M, (lapack_int)n, x, (lapack_int)n);
+    if (info < 0) return zf_fail(ZF_ERR_INTERNAL, "LAPACK rejected argument %d solving the ζ normal equations", -info);
+    int finite = 1;
+    for (int64_t i = 0; i < n; i++) finite &= isfinite(x[i]) != 0;
+    *res = finite ? ZF_CHOL_OK : ZF_CHOL_NONFINITE;
+    return ZF_OK;
+}

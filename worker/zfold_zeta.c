@@ -1,0 +1,146 @@
+/* Z-FOLD's refit of ζ with the codes fixed: the normal equations on the backend, ties and team sums on the host. */
+#include "worker/zfold_zeta.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+/* Values per team sum of the matrix (in double). */
+#define ZF_ZETA_TEAM_CHUNK ((int64_t)1 << 20)
+
+/* v [n] (host floats) summed over r's team, in double a chunk at a time. */
+static zf_status team_sum_floats(zf_qrun *r, float *v, int64_t n)
+{
+    double *buf = zf_malloc((size_t)(n < ZF_ZETA_TEAM_CHUNK ? n : ZF_ZETA_TEAM_CHUNK) * sizeof(double), "ζ team sums");
+    if (!buf) return ZF_ERR_NOMEM;
+    zf_status st = ZF_OK;
+    for (int64_t k = 0; k < n && st == ZF_OK; k += ZF_ZETA_TEAM_CHUNK) {
+        const int64_t m = n - k < ZF_ZETA_TEAM_CHUNK ? n - k : ZF_ZETA_TEAM_CHUNK;
+        for (int64_t i = 0; i < m; i++) buf[i] = v[k + i];
+        st = zf_qrun_team_sum(r, buf, m);
+        for (int64_t i = 0; i < m && st == ZF_OK; i++) v[k + i] = (float)buf[i];
+    }
+    free(buf);
+    return st;
+}
+
+/* The tied system: M [n, n] (host) summed into M [nc, nc] per class pair in place (row-major with stride nc). */
+static zf_status pool_classes(const zf_zeta_tie *tie, float *M, int64_t n)
+{
+    const int64_t nc = tie->nclasses;
+    double *acc = zf_calloc((size_t)(nc * nc), sizeof(double), "ζ tied system");
+    if (!acc) return ZF_ERR_NOMEM;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) acc[tie->cls[i] * nc + tie->cls[j]] += M[i * n + j];
+    for (int64_t k = 0; k < nc * nc; k++) M[k] = (float)acc[k];
+    free(acc);
+    return ZF_OK;
+}
+
+/* The normal equations in r->M ([nc, nc], nc = tie classes or columns) and their right-hand side b [nc] (host),
+ * summed over the team; *mean_diag = the mean of M's diagonal. b needs n values of room, sq [n] is scratch. */
+static zf_status build_system(zf_qrun *r, const zf_zeta_tie *tie, double *b, double *sq, double *mean_diag)
+{
+    const int64_t rows = r->rows, n = r->cols, nc = tie ? tie->nclasses : n;
+    void *ctx = r->be->ctx;
+    /* A = α(q - z) with unit ζ */
+    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, NULL, r->gidx, r->gs ? r->gs : n, r->ngroups, rows, n,
+                         r->A, NULL));
+    ZF_TRY(r->i->coldot(r->qs, r->A, r->B, rows, n, b));
+    ZF_TRY(r->i->coldot(r->qs, r->A, r->A, rows, n, sq));
+    ZF_TRY(r->i->hgram(r->qs, r->A, rows, r->H, r->M));
+    ZF_TRY(zf_qrun_team_sum(r, b, n));
+    ZF_TRY(zf_qrun_team_sum(r, sq, n));
+    double d = 0.0;
+    if (!r->team && !tie) {
+        for (int64_t j = 0; j < n; j++) d += (double)r->Hh[j * n + j] * sq[j];
+        *mean_diag = d / (double)n;
+        return ZF_OK;
+    }
+    float *M = zf_malloc((size_t)n * (size_t)n * sizeof(float), "ζ normal equations (host)");
+    if (!M) return ZF_ERR_NOMEM;
+    zf_status st = r->i->download(ctx, M, r->M, (size_t)n * (size_t)n * sizeof(float));
+    if (st == ZF_OK && r->team) st = team_sum_floats(r, M, n * n);
+    if (st == ZF_OK && tie) {
+        st = pool_classes(tie, M, n);
+        memcpy(sq, b, (size_t)n * sizeof(double));
+        for (int64_t a = 0; a < nc; a++) b[a] = 0.0;
+        for (int64_t j = 0; j < n; j++) b[tie->cls[j]] += sq[j];
+    }
+    for (int64_t a = 0; a < nc; a++) d += M[a * nc + a];
+    *mean_diag = d / (double)nc;
+    if (st == ZF_OK) st = r->i->upload(ctx, r->M, M, (size_t)nc * (size_t)nc * sizeof(float));
+    free(M);
+    return st;
+}
+
+/* The solved ζ per column, stepped from the current ζ toward it only as far as keeps every ζ in (0, ∞) under
+ * zeta_positive (at least half the current value) and none 0: ΔL is convex in ζ, so any step toward the minimum
+ * lowers it. Returns the step (0 when the solution is not finite). */
+static double step_toward(const zf_zeta_tie *tie, bool positive, int64_t n, const float *x, const float *zeta,
+                          float *znew)
+{
+    double t = 1.0;
+    for (int64_t j = 0; j < n; j++) {
+        const float z = x[tie ? tie->cls[j] : j];
+        if (!isfinite(z)) return 0.0;
+        znew[j] = z;
+        if (positive ? z <= 0.0f : z == 0.0f) {
+            const double tj = 0.5 * (double)zeta[j] / ((double)zeta[j] - (double)z);
+            if (tj < t) t = tj;
+        }
+    }
+    if (t < 1.0)
+        for (int64_t j = 0; j < n; j++) znew[j] = (float)((double)zeta[j] + t * ((double)znew[j] - (double)zeta[j]));
+    return t;
+}
+
+zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, double *rowv, bool *kept)
+{
+    if (tie && tie->nclasses == 0) tie = NULL;
+    const int64_t rows = r->rows, n = r->cols, nc = tie ? tie->nclasses : n;
+    void *ctx = r->be->ctx;
+    *kept = false;
+    double *d = zf_malloc(((size_t)n * 2 + (size_t)rows) * sizeof(double), "ζ refit sums");
+    float *f = zf_malloc((size_t)n * 2 * sizeof(float), "ζ refit vectors");
+    zf_status st = d && f ? ZF_OK : ZF_ERR_NOMEM;
+    double *b = d, *sq = d + n, *rown = d + 2 * n, mean_diag = 0.0;
+    float *x = f, *znew = f + n;
+    zf_chol_result res = ZF_CHOL_NOT_PD;
+    if (st == ZF_OK) st = build_system(r, tie, b, sq, &mean_diag);
+    /* damped toward the current ζ: (M + λI) x = b + λ ζ */
+    const double lambda = ZF_ZETA_DAMP * mean_diag;
+    for (int64_t j = 0; st == ZF_OK && j < n; j++) x[tie ? tie->cls[j] : j] = (float)(b[tie ? tie->cls[j] : j] + lambda * zeta[j]);
+    if (st == ZF_OK && !(lambda > 0.0 && isfinite(lambda))) res = ZF_CHOL_SINGULAR; /* every column dead */
+    else if (st == ZF_OK) st = r->i->upload(ctx, r->hvec, x, (size_t)nc * sizeof(float));
+    if (st == ZF_OK && res != ZF_CHOL_SINGULAR) st = r->i->chol_solve(r->qs, r->M, nc, (float)lambda, r->hvec, &res);
+    if (st == ZF_OK && res == ZF_CHOL_OK) st = r->i->download(ctx, x, r->hvec, (size_t)nc * sizeof(float));
+    double step = 0.0;
+    if (st == ZF_OK && res == ZF_CHOL_OK) step = step_toward(tie, r->o->zeta_positive, n, x, zeta, znew);
+    if (st == ZF_OK && step > 0.0) {
+        /* the rows' exact ΔL on the new ζ */
+        st = r->i->upload(ctx, r->zeta, znew, (size_t)n * sizeof(float));
+        if (st == ZF_OK)
+            st = r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n, r->ngroups,
+                               rows, n, NULL, r->A);
+        if (st == ZF_OK) st = r->i->quadform(r->qs, r->A, NULL, rows, r->H, rown, NULL);
+        double tot[2] = {0.0, 0.0};
+        for (int64_t k = 0; k < rows; k++) tot[0] += rowv[k], tot[1] += rown[k];
+        if (st == ZF_OK) st = zf_qrun_team_sum(r, tot, 2);
+        *kept = st == ZF_OK && tot[1] < tot[0];
+        zf_log_debug("Z-FOLD [%lld x %lld]: ζ refit (step %.3g): ΔL %.6g -> %.6g, %s", (long long)rows, (long long)n,
+                     step, tot[0], tot[1], *kept ? "kept" : "not kept");
+        if (*kept) {
+            memcpy(zeta, znew, (size_t)n * sizeof(float));
+            memcpy(rowv, rown, (size_t)rows * sizeof(double));
+        } else if (st == ZF_OK) {
+            st = r->i->upload(ctx, r->zeta, zeta, (size_t)n * sizeof(float));
+        }
+    } else if (st == ZF_OK) {
+        zf_log_debug("Z-FOLD [%lld x %lld]: ζ refit not solved (%d): ζ kept", (long long)rows, (long long)n, (int)res);
+    }
+    free(d), free(f);
+    return st;
+}

@@ -1,0 +1,18 @@
+/* Z-FOLD's refit of ζ on H with the codes, α and zero fixed: one linear system over the input channels. */
+#ifndef ZF_ZFOLD_ZETA_H
+#define ZF_ZFOLD_ZETA_H
+
+#include "worker/qrun.h"
+
+/* Relative damping of the ζ normal equations (fraction of their mean diagonal), toward the current ζ. */
+#define ZF_ZETA_DAMP 1e-4
+
+/* The ζ of least ΔL with the codes r->q, grids r->scale, r->zero and groups r->gidx fixed: with A = α(q - z) (ζ = 1),
+ * ΔL(ζ) = Σ_r (w_r - a_r ⊙ ζ) H (w_r - a_r ⊙ ζ)ᵀ is least where (H ∘ AᵀA) ζ = Σ_r a_r ⊙ (W H)_r. Solved damped
+ * toward the current ζ, pooled per tie class, stepped back toward the current ζ where a ζ would leave (0, ∞) under
+ * o->zeta_positive or be 0; then checked by the exact ΔW H ΔWᵀ of the rows (one GEMM) and kept only when the team's
+ * total falls. r->B holds W·H on entry; zeta (host, also in r->zeta) is the current ζ, rowv each row's ΔL; both are
+ * replaced when the new ζ is kept (*kept). r->A is overwritten. */
+zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, double *rowv, bool *kept);
+
+#endif
