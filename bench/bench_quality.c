@@ -52,7 +52,8 @@ static zf_quant_opts variant_opts(const zf_quant_opts *base, int v, int bits)
     if (v == V_GRID) {
         /* the paper's code: the Hessian-scored α search and OPTQ on its grid, nothing after */
         o.alpha = ZF_ALPHA_GRID;
-        o.refit = o.optq_fallback = false;
+        o.refit = o.refit_zeta = o.optq_fallback = false;
+        o.zfold_rounds = 1;
         o.als_tol = 0.0;
     }
     if (v == V_RTN) o.grid = ZF_GRID_MINMAX;

@@ -8,6 +8,8 @@
 
 /* Columns per pass of the column sums: the tile's sums stay in cache while the rows stream by. */
 #define ZF_COLDOT_COLS 256
+/* Side of the square tiles in which hgram weights and mirrors AᵀA. */
+#define ZF_HGRAM_TILE 64
 
 zf_status zf_cpu_coldot(void *qs, const float *A, const float *B, int64_t rows, int64_t cols, double *out)
 {
@@ -27,12 +29,19 @@ zf_status zf_cpu_hgram(void *qs, const float *A, int64_t rows, const float *H, f
     const int64_t n = zf_cpu_session_cols(qs);
     /* row-major lower of AᵀA = column-major upper: then both triangles from it, times H */
     cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, (int)n, (int)rows, 1.0f, A, (int)n, 0.0f, M, (int)n);
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j <= i; j++) {
-            const float v = M[i * n + j];
-            M[i * n + j] = v * H[i * n + j];
-            M[j * n + i] = v * H[j * n + i];
+    /* tile by tile: a tile and its mirror stay in cache while the mirror is written */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t i0 = 0; i0 < n; i0 += ZF_HGRAM_TILE)
+        for (int64_t j0 = 0; j0 <= i0; j0 += ZF_HGRAM_TILE) {
+            const int64_t i1 = i0 + ZF_HGRAM_TILE < n ? i0 + ZF_HGRAM_TILE : n;
+            for (int64_t i = i0; i < i1; i++) {
+                const int64_t j1 = j0 + ZF_HGRAM_TILE < i + 1 ? j0 + ZF_HGRAM_TILE : i + 1;
+                for (int64_t j = j0; j < j1; j++) {
+                    const float v = M[i * n + j];
+                    M[i * n + j] = v * H[i * n + j];
+                    M[j * n + i] = v * H[j * n + i];
+                }
+            }
         }
     return ZF_OK;
 }

@@ -41,8 +41,8 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "Z-FOLD ALS α update: diag = clip ratio and zero searched per row (or row and group) scored on H's diagonal, "
      "coarse to fine, no GEMM per iteration; grid = the same search scored on the full H (the paper's code, 200 GEMMs "
      "per iteration); lsq = Hessian-weighted least squares (paper, eq. 13). Measured on the fixtures' 159 layer x bit "
-     "cases with the default refit and fallback: diag's ΔL is 0.99x the paper's code on geometric mean (0.96x at 4 "
-     "bits, 0.98x at 3, 1.04x at 2) and 0.76x OPTQ's, at 2.5-2.8x OPTQ's CPU time at 4096 wide (docs/results.md); "
+     "cases with the default refits and fallback: diag's ΔL is 0.975x the paper's code on geometric mean and 0.744x "
+     "OPTQ's, at 3.1-3.3x OPTQ's CPU time at 4096 and 11008 wide (docs/results.md); "
      "grid with als_tol 0 is never above the paper's code, at about 100x OPTQ's time"},
     {"als_max_iter", ZF_OPT_I32, OPT(als_max_iter), 30, 1, 1000, false, NULL, ZFOLD, "Z-FOLD ALS iteration limit"},
     {"als_tol", ZF_OPT_DOUBLE, OPT(als_tol), 1e-3, 0, 1, false, NULL, ZFOLD,
@@ -54,6 +54,10 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "Z-FOLD: after OPTQ (and before the α refit's second pass), ζ refitted on H with the codes, α and zero fixed: "
      "the normal equations (H ∘ AᵀA) ζ = Σ_r a_r ∘ (W H)_r, A = α(q - z), one SYRK, one Cholesky solve and one GEMM "
      "to check the result, kept only when ΔL falls; tied and kept positive as the ALS's ζ"},
+    {"zfold_rounds", ZF_OPT_I32, OPT(zfold_rounds), 1, 1, 16, false, NULL, ZFOLD,
+     "Z-FOLD: OPTQ runs on the grid, each after the first on the grid the refits left, followed by the refits again; "
+     "a round is kept only when it lowers ΔL. Each extra round costs about 1.5x OPTQ's time and lowered ΔL by 2% "
+     "on geometric mean over the fixture layers (docs/results.md)"},
     {"optq_fallback", ZF_OPT_BOOL, OPT(optq_fallback), 1, 0, 0, false, NULL, ZFOLD,
      "Z-FOLD: also run plain OPTQ (sharing the factorization, refitted likewise) and keep whichever has the lower "
      "ΔL over the layer group"},

@@ -32,6 +32,7 @@ typedef struct {
     double als_tol;          /* Z-FOLD: the ALS stops once an iteration lowers its loss by less than this fraction */
     bool refit;              /* Z-FOLD: α and zero refitted on H with OPTQ's codes fixed */
     bool refit_zeta;         /* Z-FOLD: ζ refitted on H with OPTQ's codes, α and zero fixed */
+    int zfold_rounds;        /* Z-FOLD: OPTQ runs on the refitted grid (1: the ALS grid's only) */
     bool optq_fallback;      /* Z-FOLD: plain OPTQ too, the lower ΔL of the two kept */
     bool zeta_positive;      /* ζ must stay > 0 (fold through ReLU; not a config key) */
     bool zfold_optq;         /* Algorithm 2: OPTQ on the ζ·α grid after the ALS (not a config key) */

@@ -264,7 +264,7 @@ static double row_total(const double *v, int64_t n)
 
 /* Plain OPTQ (ζ = 1, its own grids, refitted like Z-FOLD per channel) on the same factor; kept in r and out when its
  * ΔL over the team's rows is lower than rowz's, the Z-FOLD result (codes, grids, groups, ζ) otherwise restored. */
-static zf_status fallback(zf_qrun *r, refit_ctx *c, zf_qresult *out, double *rowz, float *grids, int32_t *gidx,
+static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, double *rowz, float *grids, int32_t *gidx,
                           double *rowo)
 {
     const zf_quant_opts *o = r->o;
@@ -291,6 +291,10 @@ static zf_status fallback(zf_qrun *r, refit_ctx *c, zf_qresult *out, double *row
     if (out->optq_kept) {
         memcpy(out->zeta, ones, (size_t)n * sizeof(float));
         memcpy(rowz, rowo, (size_t)rows * sizeof(double));
+        /* OPTQ's codes on a refitted ζ: a Z-FOLD grid that may do better still */
+        bool zeta_kept = false;
+        if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowz, &zeta_kept));
+        if (zeta_kept && o->refit && !r->gs) ZF_TRY(refit(r, c, out->zeta, alpha, zero, rowz));
         return ZF_OK;
     }
     memcpy(out->g_idx, gidx, (size_t)n * sizeof(int32_t));
@@ -298,6 +302,80 @@ static zf_status fallback(zf_qrun *r, refit_ctx *c, zf_qresult *out, double *row
     ZF_TRY(r->i->upload(ctx, r->scale, out->scale, (size_t)rg * sizeof(float)));
     ZF_TRY(r->i->upload(ctx, r->zero, out->zero, (size_t)rg * sizeof(float)));
     return r->i->upload(ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
+}
+
+/* The refits after an OPTQ run on the Z-FOLD grid: α and zero, ζ, then α and zero again on a new ζ (from the rows'
+ * exact losses); WH in r->B (and c->ww) when they run. */
+static zf_status refits(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, double *rowv)
+{
+    const bool alpha_refit = r->o->refit && !r->gs;
+    bool zeta_kept = false;
+    if (alpha_refit) ZF_TRY(refit(r, c, out->zeta, out->scale, out->zero, rowv));
+    if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowv, &zeta_kept));
+    if (alpha_refit && zeta_kept) ZF_TRY(refit(r, c, out->zeta, out->scale, out->zero, rowv));
+    return ZF_OK;
+}
+
+/* A round's state: codes (host), α, zero, ζ and the rows' ΔL. */
+typedef struct {
+    uint8_t *q;
+    float *scale, *zero, *zeta;
+    double *rowv;
+} round_state;
+
+static void round_save(const zf_qrun *r, const zf_qresult *out, round_state *s)
+{
+    const size_t rg = (size_t)(r->rows * r->ngroups);
+    memcpy(s->scale, out->scale, rg * sizeof(float));
+    memcpy(s->zero, out->zero, rg * sizeof(float));
+    memcpy(s->zeta, out->zeta, (size_t)r->cols * sizeof(float));
+    memcpy(s->rowv, r->rowdl, (size_t)r->rows * sizeof(double));
+}
+
+static zf_status round_restore(zf_qrun *r, const round_state *s, zf_qresult *out)
+{
+    const size_t rg = (size_t)(r->rows * r->ngroups), n = (size_t)r->cols;
+    void *ctx = r->be->ctx;
+    memcpy(out->scale, s->scale, rg * sizeof(float));
+    memcpy(out->zero, s->zero, rg * sizeof(float));
+    memcpy(out->zeta, s->zeta, n * sizeof(float));
+    memcpy(r->rowdl, s->rowv, (size_t)r->rows * sizeof(double));
+    ZF_TRY(r->i->upload(ctx, r->q, s->q, (size_t)r->rows * n));
+    ZF_TRY(r->i->upload(ctx, r->scale, out->scale, rg * sizeof(float)));
+    ZF_TRY(r->i->upload(ctx, r->zero, out->zero, rg * sizeof(float)));
+    return r->i->upload(ctx, r->zeta, out->zeta, n * sizeof(float));
+}
+
+/* zfold_rounds: OPTQ again on the grid the refits left, and the refits again, while the layer's ΔL falls; a round
+ * that does not lower it is undone. The codes' groups stay (static on a fixed grid). */
+static zf_status rounds(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out)
+{
+    const int64_t rows = r->rows, n = r->cols, rg = rows * r->ngroups;
+    round_state s = {.q = zf_malloc((size_t)rows * (size_t)n, "Z-FOLD round codes"),
+                     .scale = zf_malloc(((size_t)rg * 2 + (size_t)n) * sizeof(float), "Z-FOLD round grids"),
+                     .rowv = zf_malloc((size_t)rows * sizeof(double), "Z-FOLD round losses")};
+    zf_status st = s.q && s.scale && s.rowv ? ZF_OK : ZF_ERR_NOMEM;
+    if (st == ZF_OK) s.zero = s.scale + rg, s.zeta = s.scale + 2 * rg;
+    for (int k = 2; st == ZF_OK && k <= r->o->zfold_rounds; k++) {
+        st = r->i->download(r->be->ctx, s.q, r->q, (size_t)rows * (size_t)n);
+        round_save(r, out, &s);
+        double tot[2] = {row_total(s.rowv, rows), 0.0};
+        if (st == ZF_OK) st = r->i->fill_zero(r->be->ctx, r->rowloss, (size_t)rows * sizeof(double));
+        if (st == ZF_OK) st = zf_optq_run(r, out->scale, out->zero, out->zeta, out);
+        if (st == ZF_OK) st = loop_losses(r, out->deq, r->rowdl);
+        if (st == ZF_OK) st = refits(r, tie, c, out, r->rowdl);
+        tot[1] = row_total(r->rowdl, rows);
+        if (st == ZF_OK) st = zf_qrun_team_sum(r, tot, 2);
+        if (st != ZF_OK) break;
+        zf_log_debug("Z-FOLD [%lld x %lld] round %d: ΔL %.6g -> %.6g%s", (long long)rows, (long long)n, k, tot[0],
+                     tot[1], tot[1] < tot[0] ? "" : ", undone");
+        if (!(tot[1] < tot[0])) {
+            st = round_restore(r, &s, out);
+            break;
+        }
+    }
+    free(s.q), free(s.scale), free(s.rowv);
+    return st;
 }
 
 /* After OPTQ on the ALS grid: the refits (α per channel, ζ) and the fallback, with each row's final ΔL in r->rowdl. */
@@ -316,14 +394,11 @@ static zf_status after_optq(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
     if (st == ZF_OK) st = loop_losses(r, out->deq, r->rowdl);
     /* a row's groups share its loss: the closed form is per row, so the α refit is per channel only */
     const bool alpha_refit = r->o->refit && !r->gs, zeta_refit = r->M != NULL;
-    bool zeta_kept = false;
     if (st == ZF_OK && (alpha_refit || zeta_refit)) st = r->i->hmul(r->qs, r->W, rows, r->H, r->B);
     if (st == ZF_OK && alpha_refit) st = r->i->rowdot(r->qs, r->W, rows, n, r->B, n, c.ww);
-    if (st == ZF_OK && alpha_refit) st = refit(r, &c, out->zeta, out->scale, out->zero, r->rowdl);
-    if (st == ZF_OK && zeta_refit) st = zf_zfold_refit_zeta(r, tie, out->zeta, r->rowdl, &zeta_kept);
-    /* α and zero again on the new ζ (from the rows' exact losses) */
-    if (st == ZF_OK && alpha_refit && zeta_kept) st = refit(r, &c, out->zeta, out->scale, out->zero, r->rowdl);
-    if (st == ZF_OK && r->o->optq_fallback) st = fallback(r, &c, out, r->rowdl, f + n, gidx, rowo);
+    if (st == ZF_OK) st = refits(r, tie, &c, out, r->rowdl);
+    if (st == ZF_OK && r->o->zfold_rounds > 1) st = rounds(r, tie, &c, out);
+    if (st == ZF_OK && r->o->optq_fallback) st = fallback(r, tie, &c, out, r->rowdl, f + n, gidx, rowo);
     free(d), free(f), free(gidx);
     return st;
 }

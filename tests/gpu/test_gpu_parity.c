@@ -613,6 +613,7 @@ typedef struct {
     zf_grid_kind grid;
     zf_alpha_mode alpha;
     bool zeta_pos, als_only; /* Z-FOLD: every ζ > 0 (folds through ReLU); the ζ·α grid without OPTQ after it */
+    int rounds;              /* Z-FOLD: zfold_rounds (0: the default) */
 } qcase;
 
 /* Every field not named is false, 0 (min-max grid, least-squares α) */
@@ -638,6 +639,8 @@ static const qcase qcases[] = {
      .alpha = ZF_ALPHA_DIAG},
     {.name = "zfold 4-bit default sym", .method = ZF_METHOD_ZFOLD, .bits = 4, .sym = true, .gs = -1,
      .alpha = ZF_ALPHA_DIAG},
+    {.name = "zfold 2-bit 2 rounds tied", .method = ZF_METHOD_ZFOLD, .bits = 2, .gs = -1, .tie = true,
+     .alpha = ZF_ALPHA_DIAG, .rounds = 2},
     {.name = "zfold 3-bit g32", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = 32, .alpha = ZF_ALPHA_DIAG},
     {.name = "zfold 4-bit g64 act-order", .method = ZF_METHOD_ZFOLD, .bits = 4, .act = true, .gs = 64,
      .alpha = ZF_ALPHA_DIAG},
@@ -656,6 +659,7 @@ static void compare_quant(zf_backend *cpu, zf_backend *gpu, const char *layer, c
         o.method = q->method, o.bits = q->bits, o.sym = q->sym, o.act_order = q->act, o.static_groups = q->stat;
         o.group_size = q->gs, o.grid = q->grid, o.alpha = q->alpha, o.zeta_positive = q->zeta_pos;
         o.zfold_optq = !q->als_only;
+        if (q->rounds) o.zfold_rounds = q->rounds;
         if (q->alpha == ZF_ALPHA_GRID) o.grid_points = 25; /* the kernels of 100 points, a quarter of the CPU time */
         zf_qresult rc = {0}, rg = {0};
         zf_status sc = zf_backend_quantize(cpu, &o, W, rows, cols, H, q->tie ? &tie : NULL, &rc);
