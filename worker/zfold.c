@@ -294,7 +294,7 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
         /* OPTQ's codes on a refitted ζ: a Z-FOLD grid that may do better still */
         bool zeta_kept = false;
         if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowz, &zeta_kept));
-        if (zeta_kept && o->refit && !r->gs) ZF_TRY(refit(r, c, out->zeta, alpha, zero, rowz));
+        if (zeta_kept && o->refit && !r->gs && !r->total_only) ZF_TRY(refit(r, c, out->zeta, alpha, zero, rowz));
         return ZF_OK;
     }
     memcpy(out->g_idx, gidx, (size_t)n * sizeof(int32_t));
@@ -305,14 +305,15 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
 }
 
 /* The refits after an OPTQ run on the Z-FOLD grid: α and zero, ζ, then α and zero again on a new ζ (from the rows'
- * exact losses); WH in r->B (and c->ww) when they run. */
+ * exact losses: not after a closed-form ζ refit); WH in r->B (and c->ww) when they run. */
 static zf_status refits(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, double *rowv)
 {
     const bool alpha_refit = r->o->refit && !r->gs;
     bool zeta_kept = false;
     if (alpha_refit) ZF_TRY(refit(r, c, out->zeta, out->scale, out->zero, rowv));
     if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowv, &zeta_kept));
-    if (alpha_refit && zeta_kept) ZF_TRY(refit(r, c, out->zeta, out->scale, out->zero, rowv));
+    /* the α refit reads each row's exact loss, which a closed-form ζ refit does not leave */
+    if (alpha_refit && zeta_kept && !r->total_only) ZF_TRY(refit(r, c, out->zeta, out->scale, out->zero, rowv));
     return ZF_OK;
 }
 

@@ -76,6 +76,13 @@ static zf_status build_system(zf_qrun *r, const zf_zeta_tie *tie, double *b, dou
     return st;
 }
 
+static double row_sum(const double *v, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t k = 0; k < n; k++) s += v[k];
+    return s;
+}
+
 /* The solved ζ per column, stepped from the current ζ toward it only as far as keeps every ζ in (0, ∞) under
  * zeta_positive (at least half the current value) and none 0: ΔL is convex in ζ, so any step toward the minimum
  * lowers it. Returns the step (0 when the solution is not finite). */
@@ -97,6 +104,29 @@ static double step_toward(const zf_zeta_tie *tie, bool positive, int64_t n, cons
     return t;
 }
 
+/* g = b - M ζ (class space, [nc] double) with M not yet factored: -½ the gradient of the total ΔL in ζ. The matrix's
+ * rows go through rowdot at most r->rows at a time (the backend's row buffer). */
+static zf_status gradient(zf_qrun *r, int64_t nc, const double *b, const float *zc, double *g)
+{
+    ZF_TRY(r->i->upload(r->be->ctx, r->hvec, zc, (size_t)nc * sizeof(float)));
+    for (int64_t k = 0; k < nc; k += r->rows)
+        ZF_TRY(r->i->rowdot(r->qs, r->M + k * nc, nc - k < r->rows ? nc - k : r->rows, nc, r->hvec, 0, g + k));
+    for (int64_t c = 0; c < nc; c++) g[c] = b[c] - g[c];
+    return ZF_OK;
+}
+
+/* Each row's exact ΔL on the new ζ in r->zeta (rown), their totals before and after over the team. */
+static zf_status exact_totals(zf_qrun *r, const double *rowv, double *rown, double tot[2])
+{
+    const int64_t rows = r->rows, n = r->cols;
+    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n, r->ngroups, rows,
+                         n, NULL, r->A));
+    ZF_TRY(r->i->quadform(r->qs, r->A, NULL, rows, r->H, rown, NULL));
+    tot[0] = tot[1] = 0.0;
+    for (int64_t k = 0; k < rows; k++) tot[0] += rowv[k], tot[1] += rown[k];
+    return zf_qrun_team_sum(r, tot, 2);
+}
+
 zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, double *rowv, bool *kept)
 {
     if (tie && tie->nclasses == 0) tie = NULL;
@@ -104,38 +134,49 @@ zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, d
     void *ctx = r->be->ctx;
     *kept = false;
     double *d = zf_malloc(((size_t)n * 2 + (size_t)rows) * sizeof(double), "ζ refit sums");
-    float *f = zf_malloc((size_t)n * 2 * sizeof(float), "ζ refit vectors");
+    float *f = zf_malloc((size_t)n * 3 * sizeof(float), "ζ refit vectors");
     zf_status st = d && f ? ZF_OK : ZF_ERR_NOMEM;
-    double *b = d, *sq = d + n, *rown = d + 2 * n, mean_diag = 0.0;
-    float *x = f, *znew = f + n;
+    double *b = d, *g = d + n, *rown = d + 2 * n, mean_diag = 0.0;
+    float *x = f, *znew = f + n, *zc = f + 2 * n;
     zf_chol_result res = ZF_CHOL_NOT_PD;
-    if (st == ZF_OK) st = build_system(r, tie, b, sq, &mean_diag);
-    /* damped toward the current ζ: (M + λI) x = b + λ ζ */
+    if (st == ZF_OK) st = build_system(r, tie, b, g, &mean_diag);
+    for (int64_t j = 0; st == ZF_OK && j < n; j++) zc[tie ? tie->cls[j] : j] = zeta[j]; /* ζ is tied already */
+    if (st == ZF_OK) st = gradient(r, nc, b, zc, g);
+    /* the step d from the current ζ, damped toward it: (M + λI) d = g */
     const double lambda = ZF_ZETA_DAMP * mean_diag;
-    for (int64_t j = 0; st == ZF_OK && j < n; j++) x[tie ? tie->cls[j] : j] = (float)(b[tie ? tie->cls[j] : j] + lambda * zeta[j]);
+    for (int64_t c = 0; st == ZF_OK && c < nc; c++) x[c] = (float)g[c];
     if (st == ZF_OK && !(lambda > 0.0 && isfinite(lambda))) res = ZF_CHOL_SINGULAR; /* every column dead */
     else if (st == ZF_OK) st = r->i->upload(ctx, r->hvec, x, (size_t)nc * sizeof(float));
     if (st == ZF_OK && res != ZF_CHOL_SINGULAR) st = r->i->chol_solve(r->qs, r->M, nc, (float)lambda, r->hvec, &res);
     if (st == ZF_OK && res == ZF_CHOL_OK) st = r->i->download(ctx, x, r->hvec, (size_t)nc * sizeof(float));
-    double step = 0.0;
+    double step = 0.0, dg = 0.0, dd = 0.0;
+    for (int64_t c = 0; st == ZF_OK && res == ZF_CHOL_OK && c < nc; c++) {
+        dg += (double)x[c] * g[c], dd += (double)x[c] * x[c];
+        x[c] = (float)((double)zc[c] + (double)x[c]);
+    }
     if (st == ZF_OK && res == ZF_CHOL_OK) step = step_toward(tie, r->o->zeta_positive, n, x, zeta, znew);
+    /* M d = g - λ d: the total's change along t·d in closed form */
+    const double change = -2.0 * step * dg + step * step * (dg - lambda * dd);
     if (st == ZF_OK && step > 0.0) {
-        /* the rows' exact ΔL on the new ζ */
-        st = r->i->upload(ctx, r->zeta, znew, (size_t)n * sizeof(float));
-        if (st == ZF_OK)
-            st = r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n, r->ngroups,
-                               rows, n, NULL, r->A);
-        if (st == ZF_OK) st = r->i->quadform(r->qs, r->A, NULL, rows, r->H, rown, NULL);
-        double tot[2] = {0.0, 0.0};
-        for (int64_t k = 0; k < rows; k++) tot[0] += rowv[k], tot[1] += rown[k];
-        if (st == ZF_OK) st = zf_qrun_team_sum(r, tot, 2);
+        double tot[2] = {row_sum(rowv, rows), 0.0};
+        if (r->total_only) {
+            tot[1] = tot[0] + change;
+        } else {
+            st = r->i->upload(ctx, r->zeta, znew, (size_t)n * sizeof(float));
+            if (st == ZF_OK) st = exact_totals(r, rowv, rown, tot);
+        }
         *kept = st == ZF_OK && tot[1] < tot[0];
-        zf_log_debug("Z-FOLD [%lld x %lld]: ζ refit (step %.3g): ΔL %.6g -> %.6g, %s", (long long)rows, (long long)n,
-                     step, tot[0], tot[1], *kept ? "kept" : "not kept");
+        zf_log_debug("Z-FOLD [%lld x %lld]: ζ refit (step %.3g): ΔL %.6g -> %.6g (closed form %.6g), %s", (long long)rows,
+                     (long long)n, step, tot[0], tot[1], tot[0] + change, *kept ? "kept" : "not kept");
         if (*kept) {
             memcpy(zeta, znew, (size_t)n * sizeof(float));
-            memcpy(rowv, rown, (size_t)rows * sizeof(double));
-        } else if (st == ZF_OK) {
+            if (r->total_only) {
+                st = r->i->upload(ctx, r->zeta, znew, (size_t)n * sizeof(float));
+                for (int64_t k = 0; k < rows; k++) rowv[k] += tot[0] > 0.0 ? change * rowv[k] / tot[0] : change / rows;
+            } else {
+                memcpy(rowv, rown, (size_t)rows * sizeof(double));
+            }
+        } else if (st == ZF_OK && !r->total_only) {
             st = r->i->upload(ctx, r->zeta, zeta, (size_t)n * sizeof(float));
         }
     } else if (st == ZF_OK) {

@@ -14,6 +14,7 @@
 #include "worker/optq_internal.h"
 #include "worker/zfold_internal.h"
 #include "worker/zfold_refit.h"
+#include "worker/backend.h"
 #include "worker/backend_impl.h"
 #include "worker/grid.h"
 #include "worker/quant_internal.h"
@@ -508,6 +509,16 @@ static void test_refit_zeta(zt_rng *rng)
         CHECK_MSG(l_got <= l_min + 0.02 * (l_old - l_min), "%d-bit: ΔL %g, the least over ζ %g (before %g)", bits,
                   l_got, l_min, l_old);
         printf("  ζ refit %d-bit: ΔL %.6g -> %.6g (least over ζ %.6g)\n", bits, l_old, l_got, l_min);
+        /* a group of two members: the refit scores each row exactly (not the closed-form total), and each member's
+         * ΔL is its own rows' ΔW H ΔWᵀ */
+        zf_quant_opts dflt = opts(ZF_METHOD_ZFOLD, bits, false);
+        const int64_t mrows[2] = {R / 3, R - R / 3};
+        double dl[2], dl_rtn[2];
+        zf_qresult g;
+        CHECK_OK(zf_backend_quantize_group(zf_cpu_backend(), &dflt, W, R, N, H, NULL, 2, mrows, NULL, &g, dl, dl_rtn));
+        CHECK_CLOSE(dl[0], zf_delta_loss(W, g.deq, mrows[0], N, H), 0, 1e-4);
+        CHECK_CLOSE(dl[1], zf_delta_loss(W + mrows[0] * N, g.deq + mrows[0] * N, mrows[1], N, H), 0, 1e-4);
+        zf_qresult_free(&g);
         zf_qresult_free(&a);
         zf_qresult_free(&b);
     }
