@@ -36,6 +36,7 @@ typedef struct {
     bool optq_fallback;      /* Z-FOLD: plain OPTQ too, the lower ΔL of the two kept */
     bool zeta_positive;      /* ζ must stay > 0 (fold through ReLU; not a config key) */
     bool zfold_optq;         /* Algorithm 2: OPTQ on the ζ·α grid after the ALS (not a config key) */
+    bool optq_always;        /* Z-FOLD: the fallback keeps plain OPTQ whatever the ΔL (tests; not a config key) */
     bool delta_loss_rtn;     /* ΔL of min-max RTN, and of methods without a column loop, by ΔW H ΔWᵀ */
 } zf_quant_opts;
 

@@ -285,7 +285,7 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     if (o->refit && !r->gs) ZF_TRY(refit(r, c, ones, alpha, zero, rowo));
     tot[1] = row_total(rowo, rows);
     ZF_TRY(zf_qrun_team_sum(r, tot, 2));
-    out->optq_kept = tot[1] < tot[0];
+    out->optq_kept = tot[1] < tot[0] || o->optq_always;
     zf_log_debug("Z-FOLD [%lld x %lld]: ΔL %.6g, plain OPTQ %.6g: %s kept", (long long)rows, (long long)n, tot[0],
                  tot[1], out->optq_kept ? "OPTQ" : "Z-FOLD");
     if (out->optq_kept) {
@@ -293,6 +293,8 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
         memcpy(rowz, rowo, (size_t)rows * sizeof(double));
         /* OPTQ's codes on a refitted ζ: a Z-FOLD grid that may do better still */
         bool zeta_kept = false;
+        /* OPTQ's own group grids took r->B as scratch: W·H again */
+        if (r->M && r->gs) ZF_TRY(r->i->hmul(r->qs, r->W, rows, r->H, r->B));
         if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowz, &zeta_kept));
         if (zeta_kept && o->refit && !r->gs && !r->total_only) ZF_TRY(refit(r, c, out->zeta, alpha, zero, rowz));
         return ZF_OK;
