@@ -41,8 +41,8 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "Z-FOLD ALS α update: diag = clip ratio and zero searched per row (or row and group) scored on H's diagonal, "
      "coarse to fine, no GEMM per iteration; grid = the same search scored on the full H (the paper's code, 200 GEMMs "
      "per iteration); lsq = Hessian-weighted least squares (paper, eq. 13). Measured on the fixtures' 159 layer x bit "
-     "cases with the default refits and fallback: diag's ΔL is 0.975x the paper's code on geometric mean and 0.744x "
-     "OPTQ's, at 3.1-3.3x OPTQ's CPU time at 4096 and 11008 wide (docs/results.md); "
+     "cases with the default refits and fallback: diag's ΔL is 0.976x the paper's code on geometric mean (0.957x with "
+     "zfold_rounds 2) and 0.745x OPTQ's, at 2.3-3.3x OPTQ's CPU time at 4096 and 11008 wide (docs/results.md); "
      "grid with als_tol 0 is never above the paper's code, at about 100x OPTQ's time"},
     {"als_max_iter", ZF_OPT_I32, OPT(als_max_iter), 30, 1, 1000, false, NULL, ZFOLD, "Z-FOLD ALS iteration limit"},
     {"als_tol", ZF_OPT_DOUBLE, OPT(als_tol), 1e-3, 0, 1, false, NULL, ZFOLD,
@@ -57,8 +57,8 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "several (Q/K/V, gate/up) or rows shared by a team; tied and kept positive as the ALS's ζ"},
     {"zfold_rounds", ZF_OPT_I32, OPT(zfold_rounds), 1, 1, 16, false, NULL, ZFOLD,
      "Z-FOLD: OPTQ runs on the grid, each after the first on the grid the refits left, followed by the refits again; "
-     "a round is kept only when it lowers ΔL. Each extra round costs about 1.5x OPTQ's time and lowered ΔL by 2% "
-     "on geometric mean over the fixture layers (docs/results.md)"},
+     "a round is kept only when it lowers ΔL. Each extra round costs about 1.5x OPTQ's time; a second one lowered ΔL by "
+     "1.9% on geometric mean over the fixture layers (docs/results.md)"},
     {"optq_fallback", ZF_OPT_BOOL, OPT(optq_fallback), 1, 0, 0, false, NULL, ZFOLD,
      "Z-FOLD: also run plain OPTQ (sharing the factorization, refitted likewise) and keep whichever has the lower "
      "ΔL over the layer group"},
