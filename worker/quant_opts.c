@@ -54,7 +54,7 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "Z-FOLD: after OPTQ (and before the α refit's second pass), ζ refitted on H with the codes, α and zero fixed: "
      "the normal equations (H ∘ AᵀA) ζ = Σ_r a_r ∘ (W H)_r, A = α(q - z), one SYRK and one Cholesky solve; kept only "
      "when ΔL falls, scored in closed form for a single layer and by one GEMM (each row's exact ΔL) for a group of "
-     "several (Q/K/V, gate/up) or rows shared by a team; tied and kept positive as the ALS's ζ"},
+     "several (Q/K/V, gate/up); tied and kept positive as the ALS's ζ"},
     {"zfold_rounds", ZF_OPT_I32, OPT(zfold_rounds), 1, 1, 16, false, NULL, ZFOLD,
      "Z-FOLD: OPTQ runs on the grid, each after the first on the grid the refits left, followed by the refits again; "
      "a round is kept only when it lowers ΔL. Each extra round costs about 1.5x OPTQ's time; a second one lowered ΔL by "

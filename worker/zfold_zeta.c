@@ -159,8 +159,9 @@ zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, d
     const double change = -2.0 * step * dg + step * step * (dg - lambda * dd);
     if (st == ZF_OK && step > 0.0) {
         double tot[2] = {row_sum(rowv, rows), 0.0};
+        if (r->total_only) st = zf_qrun_team_sum(r, tot, 1);
         /* a negative total cannot be: then the closed form's inputs are wrong, and the rows decide */
-        const bool closed = r->total_only && tot[0] + change >= 0.0;
+        const bool closed = st == ZF_OK && r->total_only && tot[0] + change >= 0.0;
         if (r->total_only && !closed)
             zf_log_warn("Z-FOLD [%lld x %lld]: ζ refit's closed-form ΔL %g < 0; scored by each row instead",
                         (long long)rows, (long long)n, tot[0] + change);
@@ -177,7 +178,8 @@ zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, d
             memcpy(zeta, znew, (size_t)n * sizeof(float));
             if (closed) {
                 st = r->i->upload(ctx, r->zeta, znew, (size_t)n * sizeof(float));
-                for (int64_t k = 0; k < rows; k++) rowv[k] += tot[0] > 0.0 ? change * rowv[k] / tot[0] : change / rows;
+                /* kept: tot[0] > -change > 0; the team's rows share the change in proportion */
+                for (int64_t k = 0; k < rows; k++) rowv[k] += change * rowv[k] / tot[0];
             } else {
                 memcpy(rowv, rown, (size_t)rows * sizeof(double));
             }

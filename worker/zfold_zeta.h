@@ -10,9 +10,9 @@
 /* The ζ of least ΔL with the codes r->q, grids r->scale, r->zero and groups r->gidx fixed: with A = α(q - z) (ζ = 1),
  * ΔL(ζ) = Σ_r (w_r - a_r ⊙ ζ) H (w_r - a_r ⊙ ζ)ᵀ is least where (H ∘ AᵀA) ζ = Σ_r a_r ⊙ (W H)_r. Solved damped
  * toward the current ζ, pooled per tie class, stepped back toward the current ζ where a ζ would leave (0, ∞) under
- * o->zeta_positive or be 0; kept only when the total ΔL falls. With r->total_only the change is the closed form
- * -2t dᵀg + t²(dᵀg - λ|d|²) (g = b - Mζ, (M + λI) d = g, step t) and rowv's rows share it in proportion (their sum
- * exact, each row not); else each row's exact ΔW H ΔWᵀ (one GEMM), summed over the team. r->B holds W·H on entry;
+ * o->zeta_positive or be 0; kept only when the team's total ΔL falls. With r->total_only the change is the closed
+ * form -2t dᵀg + t²(dᵀg - λ|d|²) (g = b - Mζ, (M + λI) d = g, step t) and the team's rows share it in proportion
+ * (their sum exact, each row not); else each row's exact ΔW H ΔWᵀ (one GEMM). r->B holds W·H on entry;
  * zeta (host, also in r->zeta) is the current ζ, rowv each row's ΔL; both are replaced when the new ζ is kept
  * (*kept). r->A is overwritten. */
 zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, double *rowv, bool *kept);
