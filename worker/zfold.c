@@ -263,9 +263,10 @@ static double row_total(const double *v, int64_t n)
 }
 
 /* Plain OPTQ (ζ = 1, its own grids, refitted like Z-FOLD per channel) on the same factor; kept in r and out when its
- * ΔL over the team's rows is lower than rowz's, the Z-FOLD result (codes, grids, groups, ζ) otherwise restored. */
-static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, double *rowz, float *grids, int32_t *gidx,
-                          double *rowo)
+ * ΔL over the team's rows is lower than rowz's, then with ζ refitted on its codes; the Z-FOLD result (codes, grids,
+ * groups, ζ) otherwise restored. */
+static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, double *rowz,
+                          float *grids, int32_t *gidx, double *rowo)
 {
     const zf_quant_opts *o = r->o;
     const int64_t rows = r->rows, n = r->cols, rg = rows * r->ngroups;
