@@ -109,6 +109,13 @@ zf_status zf_qrun_team_sum(zf_qrun *r, double *v, int64_t n)
 
 /* Σ err² of a row is ΔW (H + λI) ΔWᵀ with dead inputs' diagonal 1 (and their weights zeroed): the damping's part
  * comes off. */
+double zf_qrun_rows_total(const zf_qrun *r, const double *rowv)
+{
+    double s = 0.0;
+    for (int64_t k = 0; k < r->rows; k++) s += rowv[k];
+    return s;
+}
+
 zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv)
 {
     const int64_t rows = r->rows, n = r->cols;

@@ -38,6 +38,8 @@ typedef struct {
 zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols,
                        const float *H, zf_qrun *r);
 void zf_qrun_close(zf_qrun *r, zf_status st);
+/* The sum of rowv [r->rows], this process's rows. */
+double zf_qrun_rows_total(const zf_qrun *r, const double *rowv);
 /* Element-wise sums of v [n] over r's team, in place (nothing alone). */
 zf_status zf_qrun_team_sum(zf_qrun *r, double *v, int64_t n);
 /* Σ_r of the row quadratic forms of A [rows, cols] (backend memory) with r->H, in row order, in double. */

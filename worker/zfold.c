@@ -255,13 +255,6 @@ static zf_status refit(zf_qrun *r, refit_ctx *c, const float *zeta, float *alpha
     return r->i->upload(r->be->ctx, r->zero, zero, (size_t)rows * sizeof(float));
 }
 
-static double row_total(const double *v, int64_t n)
-{
-    double s = 0.0;
-    for (int64_t k = 0; k < n; k++) s += v[k];
-    return s;
-}
-
 /* Plain OPTQ (ζ = 1, its own grids, refitted like Z-FOLD per channel) on the same factor; kept in r and out when its
  * ΔL over the team's rows is lower than rowz's, then with ζ refitted on its codes; the Z-FOLD result (codes, grids,
  * groups, ζ) otherwise restored. */
@@ -273,7 +266,7 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     void *ctx = r->be->ctx;
     float *ones = grids, *alpha = grids + n, *zero = grids + n + rg;
     for (int64_t j = 0; j < n; j++) ones[j] = 1.0f;
-    double tot[2] = {row_total(rowz, rows), 0.0};
+    double tot[2] = {zf_qrun_rows_total(r, rowz), 0.0};
     memcpy(gidx, out->g_idx, (size_t)n * sizeof(int32_t));
     ZF_TRY(r->i->download(ctx, out->q, r->q, (size_t)rows * (size_t)n));
     ZF_TRY(r->i->fill_zero(ctx, r->rowloss, (size_t)rows * sizeof(double)));
@@ -284,7 +277,7 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     ZF_TRY(r->i->download(ctx, zero, r->zero, (size_t)rg * sizeof(float)));
     ZF_TRY(loop_losses(r, out->deq, rowo));
     if (o->refit && !r->gs) ZF_TRY(refit(r, c, ones, alpha, zero, rowo));
-    tot[1] = row_total(rowo, rows);
+    tot[1] = zf_qrun_rows_total(r, rowo);
     ZF_TRY(zf_qrun_team_sum(r, tot, 2));
     out->optq_kept = tot[1] < tot[0] || o->optq_always;
     zf_log_debug("Z-FOLD [%lld x %lld]: ΔL %.6g, plain OPTQ %.6g: %s kept", (long long)rows, (long long)n, tot[0],
@@ -363,12 +356,12 @@ static zf_status rounds(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qre
     for (int k = 2; st == ZF_OK && k <= r->o->zfold_rounds; k++) {
         st = r->i->download(r->be->ctx, s.q, r->q, (size_t)rows * (size_t)n);
         round_save(r, out, &s);
-        double tot[2] = {row_total(s.rowv, rows), 0.0};
+        double tot[2] = {zf_qrun_rows_total(r, s.rowv), 0.0};
         if (st == ZF_OK) st = r->i->fill_zero(r->be->ctx, r->rowloss, (size_t)rows * sizeof(double));
         if (st == ZF_OK) st = zf_optq_run(r, out->scale, out->zero, out->zeta, out);
         if (st == ZF_OK) st = loop_losses(r, out->deq, r->rowdl);
         if (st == ZF_OK) st = refits(r, tie, c, out, r->rowdl);
-        tot[1] = row_total(r->rowdl, rows);
+        tot[1] = zf_qrun_rows_total(r, r->rowdl);
         if (st == ZF_OK) st = zf_qrun_team_sum(r, tot, 2);
         if (st != ZF_OK) break;
         zf_log_debug("Z-FOLD [%lld x %lld] round %d: ΔL %.6g -> %.6g%s", (long long)rows, (long long)n, k, tot[0],

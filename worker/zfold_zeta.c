@@ -76,13 +76,6 @@ static zf_status build_system(zf_qrun *r, const zf_zeta_tie *tie, double *b, dou
     return st;
 }
 
-static double row_sum(const double *v, int64_t n)
-{
-    double s = 0.0;
-    for (int64_t k = 0; k < n; k++) s += v[k];
-    return s;
-}
-
 /* The solved ζ per column, stepped from the current ζ toward it only as far as keeps every ζ in (0, ∞) under
  * zeta_positive (at least half the current value) and none 0: ΔL is convex in ζ, so any step toward the minimum
  * lowers it. Returns the step (0 when the solution is not finite). */
@@ -122,8 +115,7 @@ static zf_status exact_totals(zf_qrun *r, const double *rowv, double *rown, doub
     ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n, r->ngroups, rows,
                          n, NULL, r->A));
     ZF_TRY(r->i->quadform(r->qs, r->A, NULL, rows, r->H, rown, NULL));
-    tot[0] = tot[1] = 0.0;
-    for (int64_t k = 0; k < rows; k++) tot[0] += rowv[k], tot[1] += rown[k];
+    tot[0] = zf_qrun_rows_total(r, rowv), tot[1] = zf_qrun_rows_total(r, rown);
     return zf_qrun_team_sum(r, tot, 2);
 }
 
@@ -158,7 +150,7 @@ zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, d
     /* M d = g - λ d: the total's change along t·d in closed form */
     const double change = -2.0 * step * dg + step * step * (dg - lambda * dd);
     if (st == ZF_OK && step > 0.0) {
-        double tot[2] = {row_sum(rowv, rows), 0.0};
+        double tot[2] = {zf_qrun_rows_total(r, rowv), 0.0};
         if (r->total_only) st = zf_qrun_team_sum(r, tot, 1);
         /* a negative total cannot be: then the closed form's inputs are wrong, and the rows decide */
         const bool closed = st == ZF_OK && r->total_only && tot[0] + change >= 0.0;
