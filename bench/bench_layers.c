@@ -83,7 +83,7 @@ int main(int argc, char **argv)
         }
     }
     zf_log_init(0, 1);
-    zf_log_set_level(ZF_LOG_WARN);
+    if (!getenv("ZFOLD_LOG")) zf_log_set_level(ZF_LOG_WARN); /* ZFOLD_LOG=debug: each layer's decisions */
     if (threads > 0) {
         openblas_set_num_threads(threads);
         omp_set_num_threads(threads);

@@ -144,7 +144,7 @@ static inline float diag_err(float x, float inv, float s, float z, float maxq)
 
 /* Σ_j g_j (x_j - deq_j)² of one candidate grid: each term in float, summed in eight double lanes (near-ties then
  * resolve alike on every backend). */
-__attribute__((target_clones("arch=haswell", "default")))
+__attribute__((target_clones("arch=x86-64-v3", "default")))
 static double diag_score(const float *x, const float *g, int64_t n, float s, float z, float maxq)
 {
     const float inv = 1.0f / s;
@@ -329,7 +329,7 @@ zf_status zf_cpu_chol_inv(void *qs, const float *H, int64_t n, const int32_t *pe
  * later columns. Single-threaded on purpose: it is a few percent of the flops, and an OpenMP region between
  * every pair of SGEMMs lets libgomp's spinning workers steal the cores OpenBLAS's threads need (measured 2-10x
  * slower overall unless OMP_WAIT_POLICY=passive). */
-__attribute__((target_clones("arch=haswell", "default")))
+__attribute__((target_clones("arch=x86-64-v3", "default")))
 static void column_kernel(const zf_optq_bufs *c, float maxq, int64_t i1, float *cur, int64_t s0, int64_t s1,
                           int64_t ra, int64_t rb)
 {

@@ -26,6 +26,8 @@ typedef struct {
     int64_t dead_inputs;     /* input channels with H_ii == 0 */
     int zeta_kept;           /* Z-FOLD: ζ updates refused by zeta_positive (ζ <= 0 replaced by its previous value) */
     bool optq_kept;          /* Z-FOLD: plain OPTQ had the lower ΔL and is the result (ζ = 1) */
+    int64_t optq_screen_rows; /* Z-FOLD: rows (over the team) on which plain OPTQ was screened and lost clearly,
+                                 so that it did not run on the others (0: it ran on every row, or not at all) */
     double t_als;            /* seconds: Z-FOLD alternating least squares */
     double t_factor;         /* seconds: OPTQ damping + chol(H⁻¹) */
     double t_loop;           /* seconds: OPTQ column loop and lazy updates */

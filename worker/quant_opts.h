@@ -34,6 +34,7 @@ typedef struct {
     bool refit_zeta;         /* Z-FOLD: ζ refitted on H with OPTQ's codes, α and zero fixed */
     int zfold_rounds;        /* Z-FOLD: OPTQ runs on the refitted grid (1: the ALS grid's only) */
     bool optq_fallback;      /* Z-FOLD: plain OPTQ too, the lower ΔL of the two kept */
+    double optq_screen;      /* Z-FOLD's fallback: fraction of the rows plain OPTQ runs on first (0: all at once) */
     bool zeta_positive;      /* ζ must stay > 0 (fold through ReLU; not a config key) */
     bool zfold_optq;         /* Algorithm 2: OPTQ on the ζ·α grid after the ALS (not a config key) */
     bool optq_always;        /* Z-FOLD: the fallback keeps plain OPTQ whatever the ΔL (tests; not a config key) */

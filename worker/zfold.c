@@ -216,19 +216,17 @@ static zf_status loop_losses(zf_qrun *r, float *deq, double *rowv)
     return zf_qrun_loop_rows(r, deq, rowv);
 }
 
-/* What the refits share: WH = W·H in r->B, each row's w H wᵀ, and host scratch. */
+/* What the refits share: WH = W·H in r->B, each row's w H wᵀ, H·ζ and ζ H ζᵀ, and host scratch. */
 typedef struct {
     double *ww, *aw, *av, *wv;  /* [rows] each */
-    float *hz;                  /* [cols] H·ζ */
+    float *hz;                  /* [cols] H·ζ, also in r->hvec */
+    double vv;                  /* ζ H ζᵀ */
 } refit_ctx;
 
-/* α and zero of every row refitted on H with the codes in r->q and ζ (host, and in r->zeta) fixed: zf_refit_row
- * on each row's loss model. a0 H wᵀ is a row product with WH, and a0 H a0ᵀ follows from the row's loss rowv (exact
- * from OPTQ's loop) = w H wᵀ - 2 α0 a0 H wᵀ + α0² a0 H a0ᵀ: no GEMM. The grids change on the host (alpha, zero)
- * and in r->scale, r->zero together; rowv gets each row's change. */
-static zf_status refit(zf_qrun *r, refit_ctx *c, const float *zeta, float *alpha, float *zero, double *rowv)
+/* H·ζ and ζ H ζᵀ for refit_rows on ζ (host); r->hvec holds H·ζ until another step takes it. */
+static zf_status refit_prepare(zf_qrun *r, refit_ctx *c, const float *zeta)
 {
-    const int64_t rows = r->rows, n = r->cols;
+    const int64_t n = r->cols;
     double vv = 0.0;
 #pragma omp parallel for reduction(+ : vv) schedule(static)
     for (int64_t j = 0; j < n; j++) {
@@ -237,7 +235,17 @@ static zf_status refit(zf_qrun *r, refit_ctx *c, const float *zeta, float *alpha
         c->hz[j] = (float)s;
         vv += (double)zeta[j] * s;
     }
-    ZF_TRY(r->i->upload(r->be->ctx, r->hvec, c->hz, (size_t)n * sizeof(float)));
+    c->vv = vv;
+    return r->i->upload(r->be->ctx, r->hvec, c->hz, (size_t)n * sizeof(float));
+}
+
+/* α and zero of every row refitted on H with the codes in r->q and ζ (in r->zeta, prepared in c) fixed:
+ * zf_refit_row on each row's loss model. a0 H wᵀ is a row product with WH, and a0 H a0ᵀ follows from the row's loss
+ * rowv (exact from OPTQ's loop) = w H wᵀ - 2 α0 a0 H wᵀ + α0² a0 H a0ᵀ: no GEMM. The grids change on the host (alpha,
+ * zero) and in r->scale, r->zero together; rowv gets each row's change. */
+static zf_status refit_rows(zf_qrun *r, refit_ctx *c, float *alpha, float *zero, double *rowv)
+{
+    const int64_t rows = r->rows, n = r->cols;
     /* a0 = ζ ⊙ (q - z0): the dequantization with unit scales */
     ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->ones, r->zero, r->zeta, NULL, n, 1, rows, n, r->A, NULL));
     ZF_TRY(r->i->rowdot(r->qs, r->A, rows, n, r->B, n, c->aw));
@@ -248,11 +256,75 @@ static zf_status refit(zf_qrun *r, refit_ctx *c, const float *zeta, float *alpha
         const double a0 = alpha[k];
         if (!(a0 > 0.0)) continue; /* a row no grid could fit */
         const double aa = (rowv[k] - c->ww[k] + 2.0 * a0 * c->aw[k]) / (a0 * a0);
-        const zf_row_model m = {.aa = aa, .aw = c->aw[k], .av = c->av[k], .wv = c->wv[k], .vv = vv};
+        const zf_row_model m = {.aa = aa, .aw = c->aw[k], .av = c->av[k], .wv = c->wv[k], .vv = c->vv};
         rowv[k] += zf_refit_row(&m, alpha[k], zero[k], r->o->sym, maxq, &alpha[k], &zero[k]);
     }
     ZF_TRY(r->i->upload(r->be->ctx, r->scale, alpha, (size_t)rows * sizeof(float)));
     return r->i->upload(r->be->ctx, r->zero, zero, (size_t)rows * sizeof(float));
+}
+
+static zf_status refit(zf_qrun *r, refit_ctx *c, const float *zeta, float *alpha, float *zero, double *rowv)
+{
+    ZF_TRY(refit_prepare(r, c, zeta));
+    return refit_rows(r, c, alpha, zero, rowv);
+}
+
+/* The fallback's screen: plain OPTQ on ZF_SCREEN_BLOCKS evenly spaced blocks of rows (o->optq_screen of them, at
+ * least ZF_SCREEN_MIN_ROWS over the team) first; Z-FOLD wins without the full run when its ΔL on those rows is below
+ * ZF_SCREEN_MARGIN times plain OPTQ's. Rows are quantized independently, so the blocks' ΔL are the full run's own. */
+#define ZF_SCREEN_BLOCKS 4
+#define ZF_SCREEN_MIN_ROWS 256
+#define ZF_SCREEN_MARGIN 0.85
+
+/* r restricted to its rows [r0, r0 + k): the same H, factor and scratch; rows' buffers offset. */
+static zf_qrun row_view(const zf_qrun *r, int64_t r0, int64_t k)
+{
+    zf_qrun v = *r;
+    const int64_t n = r->cols, ng = r->ngroups;
+    v.rows = k;
+    v.Wh = r->Wh + r0 * n, v.W = r->W + r0 * n, v.B = r->B + r0 * n, v.q = r->q + r0 * n;
+    v.scale = r->scale + r0 * ng, v.zero = r->zero + r0 * ng, v.rowloss = r->rowloss + r0;
+    return v;
+}
+
+/* Plain OPTQ as the fallback runs it (ones uploaded as ζ, and refit_prepare'd in c) on rows [r0, r0 + k) of r: codes
+ * and grids into r's rows, the rows' ΔL into rowo + r0, grids into alpha and zero + r0·ngroups. */
+static zf_status plain_rows(zf_qrun *r, refit_ctx *c, zf_qresult *out, int64_t r0, int64_t k, float *alpha,
+                            float *zero, double *rowo)
+{
+    zf_qrun v = row_view(r, r0, k);
+    const int64_t rg = k * r->ngroups;
+    refit_ctx cv = {.ww = c->ww + r0, .aw = c->aw + r0, .av = c->av + r0, .wv = c->wv + r0, .vv = c->vv};
+    alpha += r0 * r->ngroups, zero += r0 * r->ngroups;
+    ZF_TRY(r->i->fill_zero(r->be->ctx, v.rowloss, (size_t)k * sizeof(double))); /* the loop adds to it */
+    ZF_TRY(zf_optq_run(&v, NULL, NULL, NULL, out));
+    ZF_TRY(r->i->download(r->be->ctx, alpha, v.scale, (size_t)rg * sizeof(float)));
+    ZF_TRY(r->i->download(r->be->ctx, zero, v.zero, (size_t)rg * sizeof(float)));
+    ZF_TRY(loop_losses(&v, out->deq, rowo + r0));
+    if (r->o->refit && !r->gs) ZF_TRY(refit_rows(&v, &cv, alpha, zero, rowo + r0));
+    return ZF_OK;
+}
+
+/* *clear: plain OPTQ lost clearly on the screened rows (then out->optq_screen_rows counts them over the team). */
+static zf_status screen(zf_qrun *r, refit_ctx *c, zf_qresult *out, const double *rowz, float *alpha, float *zero,
+                        double *rowo, bool *clear)
+{
+    const int64_t rows = r->rows, kb = (int64_t)(r->o->optq_screen * (double)rows) / ZF_SCREEN_BLOCKS;
+    double s[3] = {(double)(kb * ZF_SCREEN_BLOCKS), 0.0, 0.0}; /* rows, Z-FOLD's ΔL, plain OPTQ's ΔL */
+    *clear = false;
+    ZF_TRY(zf_qrun_team_sum(r, s, 1));
+    if (s[0] < ZF_SCREEN_MIN_ROWS) return ZF_OK; /* the same on every process of the team */
+    for (int b = 0; b < ZF_SCREEN_BLOCKS && kb > 0; b++) {
+        const int64_t r0 = b * (rows / ZF_SCREEN_BLOCKS);
+        ZF_TRY(plain_rows(r, c, out, r0, kb, alpha, zero, rowo));
+        for (int64_t i = r0; i < r0 + kb; i++) s[1] += rowz[i], s[2] += rowo[i];
+    }
+    ZF_TRY(zf_qrun_team_sum(r, s + 1, 2));
+    *clear = s[1] < ZF_SCREEN_MARGIN * s[2];
+    zf_log_debug("Z-FOLD [%lld x %lld]: on %.0f screened rows ΔL %.6g, plain OPTQ %.6g (%.3fx): %s", (long long)rows,
+                 (long long)r->cols, s[0], s[1], s[2], s[1] / s[2], *clear ? "Z-FOLD kept" : "plain OPTQ on all rows");
+    if (*clear) out->optq_screen_rows = (int64_t)s[0];
+    return ZF_OK;
 }
 
 /* Plain OPTQ (ζ = 1, its own grids, refitted like Z-FOLD per channel) on the same factor; kept in r and out when its
@@ -269,19 +341,20 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     double tot[2] = {zf_qrun_rows_total(r, rowz), 0.0};
     memcpy(gidx, out->g_idx, (size_t)n * sizeof(int32_t));
     ZF_TRY(r->i->download(ctx, out->q, r->q, (size_t)rows * (size_t)n));
-    ZF_TRY(r->i->fill_zero(ctx, r->rowloss, (size_t)rows * sizeof(double)));
     ZF_TRY(r->i->upload(ctx, r->zeta, ones, (size_t)n * sizeof(float)));
-    ZF_TRY(zf_optq_run(r, NULL, NULL, NULL, out));
-    ZF_TRY(r->i->upload(ctx, r->gidx, out->g_idx, (size_t)n * sizeof(int32_t)));
-    ZF_TRY(r->i->download(ctx, alpha, r->scale, (size_t)rg * sizeof(float)));
-    ZF_TRY(r->i->download(ctx, zero, r->zero, (size_t)rg * sizeof(float)));
-    ZF_TRY(loop_losses(r, out->deq, rowo));
-    if (o->refit && !r->gs) ZF_TRY(refit(r, c, ones, alpha, zero, rowo));
-    tot[1] = zf_qrun_rows_total(r, rowo);
-    ZF_TRY(zf_qrun_team_sum(r, tot, 2));
-    out->optq_kept = tot[1] < tot[0] || o->optq_always;
-    zf_log_debug("Z-FOLD [%lld x %lld]: ΔL %.6g, plain OPTQ %.6g: %s kept", (long long)rows, (long long)n, tot[0],
-                 tot[1], out->optq_kept ? "OPTQ" : "Z-FOLD");
+    if (o->refit && !r->gs) ZF_TRY(refit_prepare(r, c, ones));
+    bool clear = false;
+    if (o->optq_screen > 0 && !o->optq_always) ZF_TRY(screen(r, c, out, rowz, alpha, zero, rowo, &clear));
+    if (!clear) {
+        ZF_TRY(plain_rows(r, c, out, 0, rows, alpha, zero, rowo));
+        ZF_TRY(r->i->upload(ctx, r->gidx, out->g_idx, (size_t)n * sizeof(int32_t)));
+        tot[1] = zf_qrun_rows_total(r, rowo);
+        ZF_TRY(zf_qrun_team_sum(r, tot, 2));
+    }
+    out->optq_kept = !clear && (tot[1] < tot[0] || o->optq_always);
+    if (!clear)
+        zf_log_debug("Z-FOLD [%lld x %lld]: ΔL %.6g, plain OPTQ %.6g: %s kept", (long long)rows, (long long)n, tot[0],
+                     tot[1], out->optq_kept ? "OPTQ" : "Z-FOLD");
     if (out->optq_kept) {
         memcpy(out->zeta, ones, (size_t)n * sizeof(float));
         memcpy(rowz, rowo, (size_t)rows * sizeof(double));

@@ -904,6 +904,39 @@ static void test_group_quant(zf_backend *cpu, zf_backend *gpu)
     free(w), free(hh), free(x);
 }
 
+/* Z-FOLD's fallback screen (plain OPTQ on four blocks of rows, views into the layer's buffers) on both backends: the
+ * same decision, the same codes and ΔL. */
+static void test_screen_quant(zf_backend *cpu, zf_backend *gpu)
+{
+    enum { R = 512, N = 64, T = 512 };
+    zt_rng rng;
+    zt_rng_seed(&rng, 37);
+    float *w = malloc(sizeof(float) * R * N), *hh = malloc(sizeof(float) * N * N), *x = malloc(sizeof(float) * T * N);
+    zt_fill_normal(&rng, w, R * N, 0.02);
+    for (int64_t j = 0; j < N; j += 8)
+        for (int64_t r = 0; r < R; r++) w[r * N + j] *= 6.0f;
+    zt_correlated_inputs(&rng, x, T, N, 4, 20.0);
+    zt_hessian_ref(x, T, N, hh);
+    zf_quant_opts o;
+    zf_quant_opts_default(&o);
+    o.method = ZF_METHOD_ZFOLD, o.bits = 3, o.optq_screen = 0.5;
+    zf_qresult rc = {0}, rg = {0};
+    CHECK_OK(zf_backend_quantize(cpu, &o, w, R, N, hh, NULL, &rc));
+    CHECK_OK(zf_backend_quantize(gpu, &o, w, R, N, hh, NULL, &rg));
+    if (rc.q && rg.q) {
+        int64_t same = 0;
+        for (int64_t i = 0; i < R * N; i++) same += rg.q[i] == rc.q[i];
+        printf("quant screen 512x64 3-bit: rows screened cuda %lld cpu %lld, agree %.5f, dl cuda %.6g cpu %.6g\n",
+               (long long)rg.optq_screen_rows, (long long)rc.optq_screen_rows, (double)same / (R * N), rg.dl, rc.dl);
+        CHECK(rc.optq_screen_rows == R / 2 && rg.optq_screen_rows == R / 2);
+        CHECK_MSG((double)same >= 0.99 * R * N, "screened: codes agree on %lld of %d", (long long)same, R * N);
+        CHECK_MSG(fabs(rg.dl - rc.dl) <= 0.01 * rc.dl, "screened: ΔL cuda %g cpu %g", rg.dl, rc.dl);
+    }
+    if (rc.q) zf_qresult_free(&rc);
+    if (rg.q) zf_qresult_free(&rg);
+    free(w), free(hh), free(x);
+}
+
 /* ---------------------------------------------------------------- main */
 
 /* The parts ZF_GPU_PARITY_PARTS names (comma-separated; all when unset), so that a slow tool such as racecheck
@@ -994,6 +1027,7 @@ int main(void)
         const zf_lin ll_l[] = {ZF_LIN_O, ZF_LIN_UP, ZF_LIN_DOWN};
         const zf_lin op_l[] = {ZF_LIN_UP, ZF_LIN_V, ZF_LIN_DOWN};
         test_group_quant(cpu, g32);
+        test_screen_quant(cpu, g32);
         test_quant_model(cpu, g32, "stories260k", 2, st_l, 2, 21);
         /* on the emulator the wider fixtures' layers are the long checks: ZF_GPU_PARITY_FULL=1 (label emulator-long) */
         const char *full = getenv("ZF_GPU_PARITY_FULL");

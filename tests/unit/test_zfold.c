@@ -557,6 +557,52 @@ static void test_groups_optq_kept(zt_rng *rng)
     free(W), free(H);
 }
 
+/* The fallback's screen: plain OPTQ on a quarter of the rows. Where Z-FOLD wins there by the margin it is kept and
+ * the result is the full comparison's own (codes, grids, ζ, ΔL); where the screen cannot tell, plain OPTQ runs on all
+ * rows and the result is again the unscreened one. Both outcomes must occur over these layers. */
+static void test_screen(zt_rng *rng)
+{
+    enum { R = 1024, N = 64 };
+    float *W = malloc(sizeof(float) * R * N), *H = make_hessian(rng, N);
+    int screened = 0, full = 0;
+    for (int kind = 0; kind < 3; kind++)
+        for (int bits = 2; bits <= 4; bits++) {
+            zt_fill_normal(rng, W, R * N, 0.02);
+            for (int j = 0; kind == 1 && j < N; j += 8)
+                for (int r = 0; r < R; r++) W[r * N + j] *= 6.0f; /* ζ has work to do: Z-FOLD wins clearly */
+            /* kind 2: each row on its own min-max grid, nearly: plain OPTQ's grid is right, Z-FOLD cannot win much */
+            for (int r = 0; kind == 2 && r < R; r++)
+                for (int j = 0; j < N; j++) {
+                    const int code = j == 0 ? 0 : j == 1 ? (1 << bits) - 1 : (int)(zt_rng_uniform(rng) * (1 << bits)) % (1 << bits);
+                    W[r * N + j] = 0.01f * (float)(1 + r % 5) * ((float)code + 0.01f * (float)zt_rng_uniform(rng));
+                }
+            zf_quant_opts on = opts(ZF_METHOD_ZFOLD, bits, false), off;
+            on.optq_screen = 0.25;
+            off = on;
+            off.optq_screen = 0;
+            zf_qresult a, b;
+            CHECK_OK(zf_quantize(&on, W, R, N, H, NULL, &a));
+            CHECK_OK(zf_quantize(&off, W, R, N, H, NULL, &b));
+            CHECK(b.optq_screen_rows == 0);
+            CHECK_MSG(a.optq_screen_rows == 0 || a.optq_screen_rows == R / 4, "%lld rows screened",
+                      (long long)a.optq_screen_rows);
+            if (a.optq_screen_rows) CHECK(!a.optq_kept && !b.optq_kept);
+            screened += a.optq_screen_rows > 0, full += a.optq_screen_rows == 0;
+            CHECK_MSG(a.optq_kept == b.optq_kept && a.dl == b.dl && !memcmp(a.q, b.q, (size_t)R * N) &&
+                          !memcmp(a.scale, b.scale, R * sizeof(float)) && !memcmp(a.zeta, b.zeta, N * sizeof(float)),
+                      "kind %d, %d-bit: screened result (ΔL %g, OPTQ kept %d) differs from the full comparison's "
+                      "(ΔL %g, %d)", kind, bits, a.dl, a.optq_kept, b.dl, b.optq_kept);
+            /* kind 2's ΔL is ~1e-3 of the others': the loop's float sums are relatively coarser there */
+            CHECK_CLOSE(a.dl, zf_delta_loss(W, a.deq, R, N, H), 0, kind == 2 ? 1e-3 : 1e-4);
+            printf("  screen kind %d %d-bit: ΔL %.6g, %s\n", kind, bits, a.dl,
+                   a.optq_screen_rows ? "Z-FOLD kept on the screen" : b.optq_kept ? "OPTQ kept" : "full comparison");
+            zf_qresult_free(&a);
+            zf_qresult_free(&b);
+        }
+    CHECK_MSG(screened > 0 && full > 0, "screened %d, full %d: both outcomes expected", screened, full);
+    free(W), free(H);
+}
+
 /* zfold_rounds: more rounds never raise ΔL, the reported ΔL stays exact and the result consistent, and somewhere
  * they lower it. */
 static void test_rounds(zt_rng *rng)
@@ -659,6 +705,7 @@ int main(void)
     test_refit_zeta(&rng);
     test_rounds(&rng);
     test_groups_optq_kept(&rng);
+    test_screen(&rng);
     test_alpha_lsq(&rng);
     test_tie(&rng);
     test_als_only(&rng);
