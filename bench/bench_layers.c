@@ -54,20 +54,21 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: zfold_bench [--sizes LIST] [--methods LIST] [--threads N] [--tokens N] [--bits B] [--json FILE]\n"
-            "                   [--delta-loss-rtn 0|1]\n"
+            "                   [--delta-loss-rtn 0|1] [--repeat N]\n"
             "  --sizes    comma-separated subset of 768,2048,4096,11008x4096,4096x11008 (out x in; default all)\n"
             "  --methods  comma-separated subset of rtn,optq,zfold (default all)\n"
             "  --threads  BLAS and OpenMP threads (default: the libraries' own defaults)\n"
             "  --tokens   calibration tokens for H (default 4096)\n"
             "  --bits     bits (default 4)\n"
             "  --delta-loss-rtn 0|1  also the min-max RTN baseline's ΔL (default 1; a run's default is 0)\n"
+            "  --repeat   runs of each method per layer; the fastest is reported (default 1)\n"
             "  --json     also write the results as JSON to FILE\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *sizes = NULL, *json = NULL, *methods_sel = NULL;
-    int threads = 0, bits = 4, baseline = 1;
+    int threads = 0, bits = 4, baseline = 1, repeat = 1;
     int64_t ntok = 4096;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sizes") && i + 1 < argc) sizes = argv[++i];
@@ -77,6 +78,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--json") && i + 1 < argc) json = argv[++i];
         else if (!strcmp(argv[i], "--methods") && i + 1 < argc) methods_sel = argv[++i];
         else if (!strcmp(argv[i], "--delta-loss-rtn") && i + 1 < argc) baseline = atoi(argv[++i]) != 0;
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
         else {
             usage();
             return strcmp(argv[i], "--help") ? 2 : 0;
@@ -89,9 +91,10 @@ int main(int argc, char **argv)
         omp_set_num_threads(threads);
     }
     const double peak = sgemm_gflops(4096);
+    if (repeat < 1) repeat = 1;
     printf("# zfold_bench: SGEMM 4096^3 best of 3 = %.1f GFLOP/s, BLAS threads %d, OpenMP threads %d, bits %d, "
-           "H from %lld tokens\n",
-           peak, openblas_get_num_threads(), omp_get_max_threads(), bits, (long long)ntok);
+           "H from %lld tokens, each method's fastest of %d runs\n",
+           peak, openblas_get_num_threads(), omp_get_max_threads(), bits, (long long)ntok, repeat);
     printf("# flops: OPTQ 2*out*in^2 + in^3; Z-FOLD adds 2*out*in^2 per ALS GEMM (1 + 2 per ALS iteration run);\n"
            "# core = ALS + factor + column loop; stats = the ΔL figures (OPTQ/Z-FOLD dl from the loop's errors; dl_rtn\n"
            "#   and RTN's dl one GEMM each, with --delta-loss-rtn 1);\n"
@@ -103,8 +106,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "zfold_bench: cannot write %s\n", json);
         return 2;
     }
-    if (jf) fprintf(jf, "{\n  \"sgemm_gflops\": %.3f,\n  \"bits\": %d,\n  \"tokens\": %lld,\n  \"results\": [", peak,
-                    bits, (long long)ntok);
+    if (jf) fprintf(jf, "{\n  \"sgemm_gflops\": %.3f,\n  \"bits\": %d,\n  \"tokens\": %lld,\n  \"repeat\": %d,\n"
+                    "  \"results\": [", peak, bits, (long long)ntok, repeat);
     int first = 1, failed = 0;
     for (size_t s = 0; s < NSHAPES; s++) {
         const layer_shape *L = &shapes[s];
@@ -122,10 +125,24 @@ int main(int argc, char **argv)
             o.method = methods[m];
             o.bits = bits;
             o.delta_loss_rtn = baseline;
-            zf_qresult r;
-            if (zf_quantize(&o, W, L->out, L->in, H, NULL, &r) != ZF_OK) {
-                fprintf(stderr, "zfold_bench: %s %s: %s\n", L->name, zf_method_name(o.method), zf_last_error());
-                failed = 1;
+            zf_qresult r = {0};
+            int ok = 1;
+            for (int k = 0; k < repeat && ok; k++) {
+                zf_qresult t;
+                if (zf_quantize(&o, W, L->out, L->in, H, NULL, &t) != ZF_OK) {
+                    fprintf(stderr, "zfold_bench: %s %s: %s\n", L->name, zf_method_name(o.method), zf_last_error());
+                    failed = 1, ok = 0;
+                    break;
+                }
+                if (r.q && r.t_total <= t.t_total) {
+                    zf_qresult_free(&t);
+                } else {
+                    if (r.q) zf_qresult_free(&r);
+                    r = t;
+                }
+            }
+            if (!ok) {
+                if (r.q) zf_qresult_free(&r);
                 continue;
             }
             const double oi2 = 2.0 * (double)L->out * (double)L->in * (double)L->in;

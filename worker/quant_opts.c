@@ -42,7 +42,8 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "coarse to fine, no GEMM per iteration; grid = the same search scored on the full H (the paper's code, 200 GEMMs "
      "per iteration); lsq = Hessian-weighted least squares (paper, eq. 13). Measured on the fixtures' 159 layer x bit "
      "cases with the default refits and fallback: diag's ΔL is 0.976x the paper's code on geometric mean (0.957x with "
-     "zfold_rounds 2) and 0.745x OPTQ's, at 2.3-3.3x OPTQ's CPU time at 4096 and 11008 wide (docs/results.md); "
+     "zfold_rounds 2) and 0.745x OPTQ's, at 2.8x OPTQ's CPU time at 4096x4096, 3.6x at 11008x4096 and 2.7x at "
+     "4096x11008 (fastest of 3 runs each, docs/results.md); "
      "grid with als_tol 0 is never above the paper's code, at about 100x OPTQ's time"},
     {"als_max_iter", ZF_OPT_I32, OPT(als_max_iter), 30, 1, 1000, false, NULL, ZFOLD, "Z-FOLD ALS iteration limit"},
     {"als_tol", ZF_OPT_DOUBLE, OPT(als_tol), 1e-3, 0, 1, false, NULL, ZFOLD,
