@@ -305,15 +305,17 @@ static zf_status plain_rows(zf_qrun *r, refit_ctx *c, zf_qresult *out, int64_t r
     return ZF_OK;
 }
 
-/* *clear: plain OPTQ lost clearly on the screened rows (then out->optq_screen_rows counts them over the team). */
+/* *clear: plain OPTQ lost clearly on the screened rows (then out->optq_screen_rows counts them over the team);
+ * *screened: the rows screened at the start of each of the ZF_SCREEN_BLOCKS spans (0: no screen ran). */
 static zf_status screen(zf_qrun *r, refit_ctx *c, zf_qresult *out, const double *rowz, float *alpha, float *zero,
-                        double *rowo, bool *clear)
+                        double *rowo, bool *clear, int64_t *screened)
 {
     const int64_t rows = r->rows, kb = (int64_t)(r->o->optq_screen * (double)rows) / ZF_SCREEN_BLOCKS;
     double s[3] = {(double)(kb * ZF_SCREEN_BLOCKS), 0.0, 0.0}; /* rows, Z-FOLD's ΔL, plain OPTQ's ΔL */
-    *clear = false;
+    *clear = false, *screened = 0;
     ZF_TRY(zf_qrun_team_sum(r, s, 1));
     if (s[0] < ZF_SCREEN_MIN_ROWS) return ZF_OK; /* the same on every process of the team */
+    *screened = kb;
     for (int b = 0; b < ZF_SCREEN_BLOCKS && kb > 0; b++) {
         const int64_t r0 = b * (rows / ZF_SCREEN_BLOCKS);
         ZF_TRY(plain_rows(r, c, out, r0, kb, alpha, zero, rowo));
@@ -344,9 +346,15 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     ZF_TRY(r->i->upload(ctx, r->zeta, ones, (size_t)n * sizeof(float)));
     if (o->refit && !r->gs) ZF_TRY(refit_prepare(r, c, ones));
     bool clear = false;
-    if (o->optq_screen > 0 && !o->optq_always) ZF_TRY(screen(r, c, out, rowz, alpha, zero, rowo, &clear));
+    int64_t kb = 0;
+    if (o->optq_screen > 0 && !o->optq_always) ZF_TRY(screen(r, c, out, rowz, alpha, zero, rowo, &clear, &kb));
     if (!clear) {
-        ZF_TRY(plain_rows(r, c, out, 0, rows, alpha, zero, rowo));
+        /* the rows the screen did not run: the rest of each span (all rows when it ran on none) */
+        const int64_t nspan = kb ? ZF_SCREEN_BLOCKS : 1, span = rows / nspan;
+        for (int64_t b = 0; b < nspan; b++) {
+            const int64_t r0 = b * span + kb, r1 = b == nspan - 1 ? rows : (b + 1) * span;
+            if (r1 > r0) ZF_TRY(plain_rows(r, c, out, r0, r1 - r0, alpha, zero, rowo));
+        }
         ZF_TRY(r->i->upload(ctx, r->gidx, out->g_idx, (size_t)n * sizeof(int32_t)));
         tot[1] = zf_qrun_rows_total(r, rowo);
         ZF_TRY(zf_qrun_team_sum(r, tot, 2));
