@@ -40,7 +40,7 @@ static void usage(void)
             "  --bits     comma-separated bit widths (default 2,3,4)\n"
             "  --set      a quantization key for every method (e.g. group_size=128); repeatable\n"
             "  --json     also write every case as JSON to FILE\n"
-            "  --no-paper skip the paper's variant (alpha: grid, no refit, no fallback; the slowest)\n");
+            "  --no-paper skip the paper's variant (alpha: grid, no widening, refit or fallback; the slowest)\n");
 }
 
 /* Quantizer v's options on top of the shared ones. */
@@ -53,6 +53,7 @@ static zf_quant_opts variant_opts(const zf_quant_opts *base, int v, int bits)
         /* the paper's code: the Hessian-scored α search and OPTQ on its grid, nothing after */
         o.alpha = ZF_ALPHA_GRID;
         o.refit = o.refit_zeta = o.optq_fallback = false;
+        o.grid_widen = ZF_WIDEN_OFF;
         o.zfold_rounds = 1;
         o.als_tol = 0.0;
     }

@@ -21,7 +21,7 @@ typedef struct {
     const zf_quant_opts *o;
     int64_t rows, cols;
     float maxq;
-    float *cur; /* [2·rows] the OPTQ column kernel's current grid, made on first use */
+    float *cur; /* [2·rows] the OPTQ column kernel's current grid, made on first use (for every row: views share it) */
 } cpu_qs;
 
 zf_status zf_cpu_q_begin(void *ctx, const zf_quant_opts *o, int64_t rows, int64_t cols, bool hessian, void **qs)
@@ -368,7 +368,7 @@ zf_status zf_cpu_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t
 {
     cpu_qs *s = qs;
     const int64_t rows = b->rows, n = b->n;
-    if (!s->cur && !(s->cur = zf_malloc((size_t)rows * 2 * sizeof(float), "OPTQ current grid"))) return ZF_ERR_NOMEM;
+    if (!s->cur && !(s->cur = zf_malloc((size_t)s->rows * 2 * sizeof(float), "OPTQ current grid"))) return ZF_ERR_NOMEM;
     for (int64_t s0 = i1; s0 < i2; s0 += ZF_OPTQ_SUB) {
         const int64_t s1 = s0 + ZF_OPTQ_SUB < i2 ? s0 + ZF_OPTQ_SUB : i2;
         for (int64_t ra = 0; ra < rows; ra += ZF_OPTQ_ROWS)

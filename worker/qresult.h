@@ -28,6 +28,7 @@ typedef struct {
     bool optq_kept;          /* Z-FOLD: plain OPTQ had the lower ΔL and is the result (ζ = 1) */
     int64_t optq_screen_rows; /* Z-FOLD: rows (over the team) on which plain OPTQ was screened and lost clearly,
                                  so that it did not run on the others (0: it ran on every row, or not at all) */
+    double grid_widen;       /* Z-FOLD: the factor its grid's scales were stretched by (grid_widen row: the rows' mean) */
     double t_als;            /* seconds: Z-FOLD alternating least squares */
     double t_factor;         /* seconds: OPTQ damping + chol(H⁻¹) */
     double t_loop;           /* seconds: OPTQ column loop and lazy updates */

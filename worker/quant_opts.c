@@ -8,6 +8,7 @@
 static const char *const method_names[] = {"rtn", "optq", "zfold", NULL};
 static const char *const grid_names[] = {"minmax", "mmse", "hessian", NULL};
 static const char *const alpha_names[] = {"lsq", "grid", "diag", NULL};
+static const char *const widen_names[] = {"off", "layer", "row", NULL};
 
 #define OPT(f) offsetof(zf_quant_opts, f)
 #define ALL ZF_AFFECTS_ALL
@@ -48,6 +49,15 @@ const zf_opt_desc zf_quant_opt_descs[] = {
     {"als_max_iter", ZF_OPT_I32, OPT(als_max_iter), 30, 1, 1000, false, NULL, ZFOLD, "Z-FOLD ALS iteration limit"},
     {"als_tol", ZF_OPT_DOUBLE, OPT(als_tol), 1e-3, 0, 1, false, NULL, ZFOLD,
      "Z-FOLD: the ALS stops once an iteration lowers its loss by less than this fraction (0: only when it rises)"},
+    {"grid_widen", ZF_OPT_ENUM, OPT(grid_widen), ZF_WIDEN_LAYER, 0, 0, false, widen_names, ZFOLD,
+     "Z-FOLD: after the ALS, OPTQ on the grid with every scale stretched by 1.1, 1.2, ... (up to 2) while its ΔL falls, "
+     "and the best kept (the ALS fits the clip to rounding, and OPTQ's error feedback carries weights past it). layer = "
+     "one factor for the layer, chosen on grid_widen_sample of its rows; row = each row its own, OPTQ on every row once "
+     "per factor tried (about 2-6x the column loop's time); off = the ALS grid as it is. Measured on the fixtures' 159 "
+     "layer x bit cases: ΔL / the paper's code 0.917 (layer), 0.850 (row), 0.976 (off) on geometric mean"},
+    {"grid_widen_sample", ZF_OPT_DOUBLE, OPT(grid_widen_sample), 0.0625, 0, 1, true, NULL, ZFOLD,
+     "Z-FOLD's layer widening: the fraction of the rows (four evenly spaced blocks) on which the factor is chosen; "
+     "every row where that makes fewer than 256"},
     {"refit", ZF_OPT_BOOL, OPT(refit), 1, 0, 0, false, NULL, ZFOLD,
      "Z-FOLD: after OPTQ, each row's α and zero point refitted on H with the codes fixed (closed form, one GEMM; "
      "never raises ΔL)"},

@@ -11,6 +11,7 @@
 typedef enum { ZF_METHOD_RTN = 0, ZF_METHOD_OPTQ, ZF_METHOD_ZFOLD } zf_method;
 typedef enum { ZF_GRID_MINMAX = 0, ZF_GRID_MMSE, ZF_GRID_HESSIAN } zf_grid_kind;
 typedef enum { ZF_ALPHA_LSQ = 0, ZF_ALPHA_GRID, ZF_ALPHA_DIAG } zf_alpha_mode;
+typedef enum { ZF_WIDEN_OFF = 0, ZF_WIDEN_LAYER, ZF_WIDEN_ROW } zf_widen_mode;
 
 typedef struct {
     zf_method method;
@@ -30,6 +31,8 @@ typedef struct {
                                 least squares with the zero point on H's diagonal */
     int als_max_iter;
     double als_tol;          /* Z-FOLD: the ALS stops once an iteration lowers its loss by less than this fraction */
+    zf_widen_mode grid_widen; /* Z-FOLD: the ALS grid's scales stretched where OPTQ's ΔL falls (one factor or per row) */
+    double grid_widen_sample; /* Z-FOLD's layer widening: fraction of the rows it is chosen on */
     bool refit;              /* Z-FOLD: α and zero refitted on H with OPTQ's codes fixed */
     bool refit_zeta;         /* Z-FOLD: ζ refitted on H with OPTQ's codes, α and zero fixed */
     int zfold_rounds;        /* Z-FOLD: OPTQ runs on the refitted grid (1: the ALS grid's only) */

@@ -481,6 +481,85 @@ static zf_status after_optq(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
     return st;
 }
 
+/* grid_widen: OPTQ's codes on the ALS grid's scales times 1, 1 + ZF_WIDEN_STEP, ... (at most ZF_WIDEN_MAX) while the
+ * ΔL of the rows tried falls over the team. The ALS fits the clip to rounding, and OPTQ's error feedback carries
+ * weights past it, most at 2 and 3 bits. */
+#define ZF_WIDEN_STEP 0.1
+#define ZF_WIDEN_MAX 2.0
+#define ZF_WIDEN_MIN_ROWS 256
+
+/* Host scratch of the widening: the ALS scales, the trial scales, and per row its ΔL, best ΔL and factor. */
+typedef struct {
+    float *base, *trial, *fac;
+    double *rowv, *best;
+} widen_host;
+
+/* The factor's trial on the rows tried (ZF_SCREEN_BLOCKS blocks of kb rows, or all rows when kb is 0): their ΔL
+ * total (team-summed) in *tot; per row, the best so far. */
+static zf_status widen_try(zf_qrun *r, zf_qresult *out, widen_host *h, int64_t kb, double c, double *tot)
+{
+    const int64_t rows = r->rows, ng = r->ngroups, nb = kb ? ZF_SCREEN_BLOCKS : 1, len = kb ? kb : rows;
+    for (int64_t k = 0; k < rows * ng; k++) h->trial[k] = (float)((double)h->base[k] * c);
+    *tot = 0.0;
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t r0 = b * (rows / nb);
+        zf_qrun v = row_view(r, r0, len);
+        ZF_TRY(r->i->fill_zero(r->be->ctx, v.rowloss, (size_t)len * sizeof(double))); /* the loop adds to it */
+        ZF_TRY(zf_optq_run(&v, h->trial + r0 * ng, out->zero + r0 * ng, out->zeta, out));
+        r->factored = v.factored, r->lambda = v.lambda; /* the first trial's factor serves every later run */
+        ZF_TRY(r->i->upload(r->be->ctx, r->gidx, out->g_idx, (size_t)r->cols * sizeof(int32_t)));
+        ZF_TRY(loop_losses(&v, out->deq, h->rowv + r0));
+        for (int64_t k = r0; k < r0 + len; k++) {
+            *tot += h->rowv[k];
+            if (h->rowv[k] < h->best[k]) h->best[k] = h->rowv[k], h->fac[k] = (float)c;
+        }
+    }
+    return zf_qrun_team_sum(r, tot, 1);
+}
+
+/* out->scale stretched as grid_widen chooses (out->grid_widen the factor, or the rows' mean); r->rowloss zeroed for
+ * the run that follows. */
+static zf_status widen(zf_qrun *r, zf_qresult *out)
+{
+    const zf_quant_opts *o = r->o;
+    const int64_t rows = r->rows, ng = r->ngroups, rg = rows * ng;
+    const bool per_row = o->grid_widen == ZF_WIDEN_ROW;
+    /* the rows tried: blocks of grid_widen_sample of them, all where that is too few over the team (and per row) */
+    int64_t kb = per_row ? 0 : (int64_t)(o->grid_widen_sample * (double)rows) / ZF_SCREEN_BLOCKS;
+    double n = (double)(kb * ZF_SCREEN_BLOCKS);
+    ZF_TRY(zf_qrun_team_sum(r, &n, 1));
+    if (n < ZF_WIDEN_MIN_ROWS) kb = 0;
+    widen_host h = {.base = zf_malloc((size_t)rg * 2 * sizeof(float) + (size_t)rows * sizeof(float), "grid widening"),
+                    .rowv = zf_malloc((size_t)rows * 2 * sizeof(double), "grid widening row losses")};
+    zf_status st = h.base && h.rowv ? ZF_OK : ZF_ERR_NOMEM;
+    double best = INFINITY, cbest = 1.0, tot = 0.0;
+    if (st == ZF_OK) {
+        h.trial = h.base + rg, h.fac = h.base + 2 * rg, h.best = h.rowv + rows;
+        memcpy(h.base, out->scale, (size_t)rg * sizeof(float));
+        for (int64_t k = 0; k < rows; k++) h.best[k] = INFINITY, h.fac[k] = 1.0f;
+        st = r->i->upload(r->be->ctx, r->zeta, out->zeta, (size_t)r->cols * sizeof(float));
+    }
+    for (int k = 0; st == ZF_OK; k++) {
+        const double c = 1.0 + k * ZF_WIDEN_STEP;
+        if (c > ZF_WIDEN_MAX + 1e-9) break;
+        st = widen_try(r, out, &h, kb, c, &tot);
+        zf_log_debug("Z-FOLD [%lld x %lld]: grid widened %.1fx: ΔL %.6g on the rows tried", (long long)rows,
+                     (long long)r->cols, c, tot);
+        if (!(tot < best)) break;
+        best = tot, cbest = c;
+    }
+    double mean = 0.0;
+    for (int64_t k = 0; st == ZF_OK && k < rows; k++) {
+        const double f = per_row ? (double)h.fac[k] : cbest;
+        for (int64_t g = 0; g < ng; g++) out->scale[k * ng + g] = (float)((double)h.base[k * ng + g] * f);
+        mean += f;
+    }
+    out->grid_widen = per_row ? (rows ? mean / (double)rows : 1.0) : cbest;
+    if (st == ZF_OK) st = r->i->fill_zero(r->be->ctx, r->rowloss, (size_t)rows * sizeof(double));
+    free(h.base), free(h.rowv);
+    return st;
+}
+
 zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
 {
     const int64_t rows = r->rows, cols = r->cols, rg = rows * r->ngroups;
@@ -488,7 +567,9 @@ zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
     const double t0 = zf_now();
     ZF_TRY(als_run(r, tie, out->scale, out->zero, out->zeta, &out->als_iters, &out->zeta_kept, NULL, NULL));
     out->t_als = zf_now() - t0;
+    out->grid_widen = 1.0;
     if (r->o->zfold_optq) {
+        if (r->o->grid_widen != ZF_WIDEN_OFF) ZF_TRY(widen(r, out));
         /* zf_optq_run reads the fixed grids from the host arrays; the final grids come back into out afterwards */
         ZF_TRY(zf_optq_run(r, out->scale, out->zero, out->zeta, out));
         return r->o->refit || r->M || r->o->optq_fallback ? after_optq(r, tie, out) : ZF_OK;

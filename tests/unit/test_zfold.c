@@ -603,6 +603,88 @@ static void test_screen(zt_rng *rng)
     free(W), free(H);
 }
 
+/* tr(ΔW H ΔWᵀ) in double of the codes q on the grid (scale, zero per row, ζ per column). */
+static double grid_loss(const float *W, const uint8_t *q, const float *scale, const float *zero, const float *zeta,
+                        const float *H, int64_t rows, int64_t n)
+{
+    double *e = malloc(sizeof(double) * n), s = 0.0;
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t j = 0; j < n; j++)
+            e[j] = (double)W[r * n + j] - (double)zeta[j] * (double)scale[r] * ((double)q[r * n + j] - (double)zero[r]);
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t k = 0; k < n; k++) s += e[j] * (double)H[j * n + k] * e[k];
+    }
+    free(e);
+    return s;
+}
+
+/* grid_widen against a reference built from the parts: the ALS grid (zf_zfold_als), OPTQ on its scales times 1, 1.1,
+ * ... (zf_optq) while ΔL in double falls; Z-FOLD without refits or fallback must choose the same factor and return
+ * that OPTQ run's codes, over all rows (R = 128) and through its four row blocks (R = 1024, grid_widen_sample 1).
+ * Per row, each row's own factor: never above the layer's ΔL. Somewhere the factor must exceed 1. */
+static void test_widen(zt_rng *rng)
+{
+    enum { N = 64, T = 512 };
+    /* inputs driven by four shared factors: OPTQ's error feedback is large, and widening pays at 2 bits */
+    float *X = malloc(sizeof(float) * T * N), *H = malloc(sizeof(float) * N * N), f[4];
+    zt_fill_normal(rng, X, T * N, 0.3);
+    for (int64_t t = 0; t < T; t++) {
+        zt_fill_normal(rng, f, 4, 10.0);
+        for (int64_t j = 0; j < N; j++) X[t * N + j] += f[j % 4];
+    }
+    zt_hessian_ref(X, T, N, H);
+    free(X);
+    int widened = 0;
+    for (int64_t R = 128; R <= 1024; R *= 8)
+        for (int bits = 2; bits <= 3; bits++) {
+            float *W = malloc(sizeof(float) * R * N), *alpha = malloc(sizeof(float) * R * 3), zeta[N];
+            float *zero = alpha + R, *sc = alpha + 2 * R;
+            zt_fill_normal(rng, W, R * N, 0.02);
+            zf_quant_opts o = opts(ZF_METHOD_ZFOLD, bits, false);
+            o.refit = o.refit_zeta = o.optq_fallback = false;
+            o.grid_widen_sample = 1.0;
+            int iters, kept;
+            CHECK_OK(zf_zfold_als(&o, W, R, N, H, NULL, alpha, zero, zeta, &iters, &kept, NULL, NULL));
+            zf_qresult t;
+            CHECK_OK(zf_qresult_alloc(&t, R, N, 1, bits));
+            double best = INFINITY, cbest = 1.0, margin = INFINITY;
+            uint8_t *qbest = malloc((size_t)R * N);
+            for (int k = 0; k <= 10; k++) {
+                const double c = 1.0 + k * 0.1;
+                for (int64_t r = 0; r < R; r++) sc[r] = (float)((double)alpha[r] * c);
+                CHECK_OK(zf_optq(&o, W, R, N, H, sc, zero, zeta, &t));
+                const double dl = grid_loss(W, t.q, sc, zero, zeta, H, R, N);
+                margin = fmin(margin, fabs(dl - best) / dl);
+                if (!(dl < best)) break;
+                best = dl, cbest = c;
+                memcpy(qbest, t.q, (size_t)R * N);
+            }
+            zf_qresult a, b;
+            CHECK_OK(zf_quantize(&o, W, R, N, H, NULL, &a));
+            o.grid_widen = ZF_WIDEN_ROW;
+            CHECK_OK(zf_quantize(&o, W, R, N, H, NULL, &b));
+            CHECK_MSG(margin > 1e-5, "R %lld %d-bit: trials within %g of each other: choose another layer",
+                      (long long)R, bits, margin);
+            CHECK_MSG(fabs(a.grid_widen - cbest) < 1e-9 && !memcmp(a.q, qbest, (size_t)R * N),
+                      "R %lld %d-bit: widened %g, reference %g", (long long)R, bits, a.grid_widen, cbest);
+            CHECK_CLOSE(a.dl, best, 0, 1e-4);
+            CHECK_MSG(b.dl <= a.dl * (1 + 1e-6) && b.grid_widen >= 1.0, "R %lld %d-bit: per row ΔL %g (mean factor "
+                      "%g), per layer %g", (long long)R, bits, b.dl, b.grid_widen, a.dl);
+            for (int64_t r = 0; r < R; r++) {
+                const double f = (double)b.scale[r] / (double)alpha[r];
+                CHECK_MSG(f > 0.9999 && f < 2.0001 && fabs(f * 10 - rint(f * 10)) < 1e-4, "row %lld factor %g",
+                          (long long)r, f);
+            }
+            widened += cbest > 1.0;
+            printf("  grid_widen R %lld %d-bit: layer %.1fx ΔL %.6g (reference %.6g), per row (mean %.3fx) %.6g\n",
+                   (long long)R, bits, a.grid_widen, a.dl, best, b.grid_widen, b.dl);
+            zf_qresult_free(&a), zf_qresult_free(&b), zf_qresult_free(&t);
+            free(W), free(alpha), free(qbest);
+        }
+    CHECK_MSG(widened > 0, "no layer widened its grid");
+    free(H);
+}
+
 /* zfold_rounds: more rounds never raise ΔL, the reported ΔL stays exact and the result consistent, and somewhere
  * they lower it. */
 static void test_rounds(zt_rng *rng)
@@ -706,6 +788,7 @@ int main(void)
     test_rounds(&rng);
     test_groups_optq_kept(&rng);
     test_screen(&rng);
+    test_widen(&rng);
     test_alpha_lsq(&rng);
     test_tie(&rng);
     test_als_only(&rng);
