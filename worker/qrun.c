@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+
 /* Ones uploaded per call when the unit scales are filled. */
 #define ZF_ONES_CHUNK 1024
 
@@ -116,6 +118,10 @@ double zf_qrun_rows_total(const zf_qrun *r, const double *rowv)
     return s;
 }
 
+/* A row's loop sum keeps this fraction at least once the damping's part is off: below it, the float loop's rounding
+ * may be all that is left (a large mean diagonal, as outlier input channels give, makes λ |ΔW|² nearly the whole sum). */
+#define ZF_LOOP_KEPT 0.01
+
 zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv)
 {
     const int64_t rows = r->rows, n = r->cols;
@@ -125,7 +131,8 @@ zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv)
     if (!dead) return ZF_ERR_NOMEM;
     for (int64_t j = 0; j < n; j++) dead[j] = r->Hh[j * n + j] == 0.0f;
     const double lam = (double)r->lambda;
-#pragma omp parallel for schedule(static)
+    int lost = 0;
+#pragma omp parallel for schedule(static) reduction(| : lost)
     for (int64_t i = 0; i < rows; i++) {
         double live = 0.0, gone = 0.0;
         for (int64_t j = 0; j < n; j++) {
@@ -133,8 +140,16 @@ zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv)
             if (dead[j]) gone += q * q;
             else live += e * e;
         }
+        const double sum = rowv[i];
         rowv[i] -= lam * live + (1.0 + lam) * gone;
+        lost |= !(rowv[i] >= ZF_LOOP_KEPT * sum);
     }
     free(dead);
-    return ZF_OK;
+    if (!lost) return ZF_OK;
+    /* each row's ΔW H ΔWᵀ by the quadratic form, ΔW in r->A (scratch here) */
+    zf_log_debug("ΔL [%lld x %lld]: the damping is nearly all of the loop's sums; each row's ΔW H ΔWᵀ computed instead",
+                 (long long)rows, (long long)n);
+    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n, r->ngroups, rows,
+                         n, NULL, r->A));
+    return r->i->quadform(r->qs, r->A, NULL, rows, r->H, rowv, NULL);
 }

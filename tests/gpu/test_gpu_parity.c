@@ -937,6 +937,43 @@ static void test_screen_quant(zf_backend *cpu, zf_backend *gpu)
     free(w), free(hh), free(x);
 }
 
+/* Z-FOLD's grid widening on four blocks of rows (views) on both backends: inputs driven by shared factors, where
+ * 2-bit OPTQ gains from a wider grid; the same factor, codes and ΔL. */
+static void test_widen_quant(zf_backend *cpu, zf_backend *gpu)
+{
+    enum { R = 512, N = 64, T = 512 };
+    zt_rng rng;
+    zt_rng_seed(&rng, 41);
+    float *w = malloc(sizeof(float) * R * N), *hh = malloc(sizeof(float) * N * N), *x = malloc(sizeof(float) * T * N);
+    float f[4];
+    zt_fill_normal(&rng, w, R * N, 0.02);
+    zt_fill_normal(&rng, x, T * N, 0.3);
+    for (int64_t t = 0; t < T; t++) {
+        zt_fill_normal(&rng, f, 4, 10.0);
+        for (int64_t j = 0; j < N; j++) x[t * N + j] += f[j % 4];
+    }
+    zt_hessian_ref(x, T, N, hh);
+    zf_quant_opts o;
+    zf_quant_opts_default(&o);
+    o.method = ZF_METHOD_ZFOLD, o.bits = 2, o.grid_widen_sample = 0.5;
+    zf_qresult rc = {0}, rg = {0};
+    CHECK_OK(zf_backend_quantize(cpu, &o, w, R, N, hh, NULL, &rc));
+    CHECK_OK(zf_backend_quantize(gpu, &o, w, R, N, hh, NULL, &rg));
+    if (rc.q && rg.q) {
+        int64_t same = 0;
+        for (int64_t i = 0; i < R * N; i++) same += rg.q[i] == rc.q[i];
+        printf("quant widen 512x64 2-bit: factor cuda %.1f cpu %.1f, agree %.5f, dl cuda %.6g cpu %.6g\n",
+               rg.grid_widen, rc.grid_widen, (double)same / (R * N), rg.dl, rc.dl);
+        CHECK_MSG(rc.grid_widen > 1.0 && rg.grid_widen == rc.grid_widen, "widened cuda %g cpu %g", rg.grid_widen,
+                  rc.grid_widen);
+        CHECK_MSG((double)same >= 0.99 * R * N, "widened: codes agree on %lld of %d", (long long)same, R * N);
+        CHECK_MSG(fabs(rg.dl - rc.dl) <= 0.01 * rc.dl, "widened: ΔL cuda %g cpu %g", rg.dl, rc.dl);
+    }
+    if (rc.q) zf_qresult_free(&rc);
+    if (rg.q) zf_qresult_free(&rg);
+    free(w), free(hh), free(x);
+}
+
 /* ---------------------------------------------------------------- main */
 
 /* The parts ZF_GPU_PARITY_PARTS names (comma-separated; all when unset), so that a slow tool such as racecheck
@@ -1028,6 +1065,7 @@ int main(void)
         const zf_lin op_l[] = {ZF_LIN_UP, ZF_LIN_V, ZF_LIN_DOWN};
         test_group_quant(cpu, g32);
         test_screen_quant(cpu, g32);
+        test_widen_quant(cpu, g32);
         test_quant_model(cpu, g32, "stories260k", 2, st_l, 2, 21);
         /* on the emulator the wider fixtures' layers are the long checks: ZF_GPU_PARITY_FULL=1 (label emulator-long) */
         const char *full = getenv("ZF_GPU_PARITY_FULL");
