@@ -904,6 +904,24 @@ static void test_group_quant(zf_backend *cpu, zf_backend *gpu)
     free(w), free(hh), free(x);
 }
 
+/* W [rows, cols] quantized with o on both backends (results in rc, rg; true when both ran): >= 99 % identical codes
+ * and ΔL within 1 %. */
+static bool quantize_both(zf_backend *cpu, zf_backend *gpu, const zf_quant_opts *o, const float *w, int64_t rows,
+                          int64_t cols, const float *hh, const char *what, zf_qresult *rc, zf_qresult *rg)
+{
+    CHECK_OK(zf_backend_quantize(cpu, o, w, rows, cols, hh, NULL, rc));
+    CHECK_OK(zf_backend_quantize(gpu, o, w, rows, cols, hh, NULL, rg));
+    if (!rc->q || !rg->q) return false;
+    int64_t same = 0;
+    for (int64_t i = 0; i < rows * cols; i++) same += rg->q[i] == rc->q[i];
+    printf("quant %s: agree %.5f, dl cuda %.6g cpu %.6g\n", what, (double)same / (double)(rows * cols), rg->dl,
+           rc->dl);
+    CHECK_MSG((double)same >= 0.99 * (double)(rows * cols), "%s: codes agree on %lld of %lld", what, (long long)same,
+              (long long)(rows * cols));
+    CHECK_MSG(fabs(rg->dl - rc->dl) <= 0.01 * rc->dl, "%s: ΔL cuda %g cpu %g", what, rg->dl, rc->dl);
+    return true;
+}
+
 /* Z-FOLD's fallback screen (plain OPTQ on four blocks of rows, views into the layer's buffers) on both backends: the
  * same decision, the same codes and ΔL. */
 static void test_screen_quant(zf_backend *cpu, zf_backend *gpu)
@@ -921,16 +939,10 @@ static void test_screen_quant(zf_backend *cpu, zf_backend *gpu)
     zf_quant_opts_default(&o);
     o.method = ZF_METHOD_ZFOLD, o.bits = 3, o.optq_screen = 0.5;
     zf_qresult rc = {0}, rg = {0};
-    CHECK_OK(zf_backend_quantize(cpu, &o, w, R, N, hh, NULL, &rc));
-    CHECK_OK(zf_backend_quantize(gpu, &o, w, R, N, hh, NULL, &rg));
-    if (rc.q && rg.q) {
-        int64_t same = 0;
-        for (int64_t i = 0; i < R * N; i++) same += rg.q[i] == rc.q[i];
-        printf("quant screen 512x64 3-bit: rows screened cuda %lld cpu %lld, agree %.5f, dl cuda %.6g cpu %.6g\n",
-               (long long)rg.optq_screen_rows, (long long)rc.optq_screen_rows, (double)same / (R * N), rg.dl, rc.dl);
+    if (quantize_both(cpu, gpu, &o, w, R, N, hh, "screen 512x64 3-bit", &rc, &rg)) {
+        printf("quant screen 512x64 3-bit: rows screened cuda %lld cpu %lld\n", (long long)rg.optq_screen_rows,
+               (long long)rc.optq_screen_rows);
         CHECK(rc.optq_screen_rows == R / 2 && rg.optq_screen_rows == R / 2);
-        CHECK_MSG((double)same >= 0.99 * R * N, "screened: codes agree on %lld of %d", (long long)same, R * N);
-        CHECK_MSG(fabs(rg.dl - rc.dl) <= 0.01 * rc.dl, "screened: ΔL cuda %g cpu %g", rg.dl, rc.dl);
     }
     if (rc.q) zf_qresult_free(&rc);
     if (rg.q) zf_qresult_free(&rg);
@@ -957,17 +969,10 @@ static void test_widen_quant(zf_backend *cpu, zf_backend *gpu)
     zf_quant_opts_default(&o);
     o.method = ZF_METHOD_ZFOLD, o.bits = 2, o.grid_widen_sample = 0.5;
     zf_qresult rc = {0}, rg = {0};
-    CHECK_OK(zf_backend_quantize(cpu, &o, w, R, N, hh, NULL, &rc));
-    CHECK_OK(zf_backend_quantize(gpu, &o, w, R, N, hh, NULL, &rg));
-    if (rc.q && rg.q) {
-        int64_t same = 0;
-        for (int64_t i = 0; i < R * N; i++) same += rg.q[i] == rc.q[i];
-        printf("quant widen 512x64 2-bit: factor cuda %.1f cpu %.1f, agree %.5f, dl cuda %.6g cpu %.6g\n",
-               rg.grid_widen, rc.grid_widen, (double)same / (R * N), rg.dl, rc.dl);
+    if (quantize_both(cpu, gpu, &o, w, R, N, hh, "widen 512x64 2-bit", &rc, &rg)) {
+        printf("quant widen 512x64 2-bit: factor cuda %.1f cpu %.1f\n", rg.grid_widen, rc.grid_widen);
         CHECK_MSG(rc.grid_widen > 1.0 && rg.grid_widen == rc.grid_widen, "widened cuda %g cpu %g", rg.grid_widen,
                   rc.grid_widen);
-        CHECK_MSG((double)same >= 0.99 * R * N, "widened: codes agree on %lld of %d", (long long)same, R * N);
-        CHECK_MSG(fabs(rg.dl - rc.dl) <= 0.01 * rc.dl, "widened: ΔL cuda %g cpu %g", rg.dl, rc.dl);
     }
     if (rc.q) zf_qresult_free(&rc);
     if (rg.q) zf_qresult_free(&rg);
