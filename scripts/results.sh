@@ -3,13 +3,22 @@
 # Hessians (zfold_quality), Z-FOLD/OPTQ times at real widths beside the SGEMM rate (zfold_bench), and perplexity of
 # the four × 2/3/4 bits on every fixture, per channel and (RTN, OPTQ, Z-FOLD) with groups of 128.
 # usage: scripts/results.sh [BUILD_DIR, default build] [max_windows per eval file, default 256; 0 = every window]
-# Finished runs are kept under runs/results and not redone.
+# Finished runs are kept under runs/results and not redone while the binaries that made them are the same; when
+# they differ, the old measurements move aside to runs/results.stale-DATE and all are redone (ZF_RESULTS_KEEP=1
+# keeps them: only where the change is known not to touch them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-build}
 maxw=${2:-256}
 out=runs/results
+stamp=$(cd "$bin" && sha256sum zfold zfold_quality zfold_bench)
+if [ -d "$out" ] && [ "$(cat "$out/binaries.sha256" 2>/dev/null)" != "$stamp" ] && [ "${ZF_RESULTS_KEEP:-0}" != 1 ]; then
+  stale="$out.stale-$(date +%Y%m%d-%H%M%S)"
+  mv "$out" "$stale"
+  echo "the binaries changed since the kept measurements: moved to $stale, measuring again"
+fi
 mkdir -p "$out"
+echo "$stamp" > "$out/binaries.sha256"
 fixtures="stories260k llama-mini opt-mini"
 # the paper's code: the Hessian-scored α search every ALS iteration, OPTQ on its grid, nothing after
 paper="--set alpha=grid --set grid_widen=off --set refit=false --set refit_zeta=false --set zfold_rounds=1 --set optq_fallback=false --set als_tol=0"
