@@ -52,12 +52,13 @@ const zf_opt_desc zf_quant_opt_descs[] = {
     {"grid_widen", ZF_OPT_ENUM, OPT(grid_widen), ZF_WIDEN_LAYER, 0, 0, false, widen_names, ZFOLD,
      "Z-FOLD: after the ALS, OPTQ on the grid with every scale stretched by 1.1, 1.2, ... (up to 2) while its ΔL falls, "
      "and the best kept (the ALS fits the clip to rounding, and OPTQ's error feedback carries weights past it). layer = "
-     "one factor for the layer, chosen on grid_widen_sample of its rows; row = each row its own, OPTQ on every row once "
-     "per factor tried (about 2-6x the column loop's time); off = the ALS grid as it is. Measured on the fixtures' 159 "
-     "layer x bit cases: ΔL / the paper's code 0.928 (layer), 0.860 (row), 0.988 (off) on geometric mean"},
+     "one factor for the layer, chosen on grid_widen_sample of its rows (at least 256); row = each row its own, OPTQ "
+     "on every row once per factor tried (about 2-6x the column loop's time); off = the ALS grid as it is. Measured on "
+     "the fixtures' 159 layer x bit cases: ΔL / the paper's code 0.928 (layer), 0.860 (row), 0.988 (off) on geometric "
+     "mean"},
     {"grid_widen_sample", ZF_OPT_DOUBLE, OPT(grid_widen_sample), 0.0625, 0, 1, true, NULL, ZFOLD,
-     "Z-FOLD's layer widening: the fraction of the rows (four evenly spaced blocks) on which the factor is chosen; "
-     "every row where that makes fewer than 256"},
+     "Z-FOLD's layer widening: the fraction of the rows (four evenly spaced blocks) on which the factor is chosen, "
+     "at least 256 rows (every row of a layer of up to 256)"},
     {"refit", ZF_OPT_BOOL, OPT(refit), 1, 0, 0, false, NULL, ZFOLD,
      "Z-FOLD: after OPTQ, each row's α and zero point refitted on H with the codes fixed (closed form, one GEMM; "
      "never raises ΔL)"},

@@ -524,11 +524,11 @@ static zf_status widen(zf_qrun *r, zf_qresult *out)
     const zf_quant_opts *o = r->o;
     const int64_t rows = r->rows, ng = r->ngroups, rg = rows * ng;
     const bool per_row = o->grid_widen == ZF_WIDEN_ROW;
-    /* the rows tried: blocks of grid_widen_sample of them, all where that is too few over the team (and per row) */
-    int64_t kb = per_row ? 0 : (int64_t)(o->grid_widen_sample * (double)rows) / ZF_SCREEN_BLOCKS;
-    double n = (double)(kb * ZF_SCREEN_BLOCKS);
-    ZF_TRY(zf_qrun_team_sum(r, &n, 1));
-    if (n < ZF_WIDEN_MIN_ROWS) kb = 0;
+    /* the rows tried: four blocks of grid_widen_sample of them but at least ZF_WIDEN_MIN_ROWS; every row where that
+     * is all of them (and per row) */
+    const double want = fmax(o->grid_widen_sample * (double)rows, ZF_WIDEN_MIN_ROWS);
+    int64_t kb = per_row ? 0 : (int64_t)want / ZF_SCREEN_BLOCKS;
+    if (kb * ZF_SCREEN_BLOCKS >= rows) kb = 0;
     widen_host h = {.base = zf_malloc((size_t)rg * 2 * sizeof(float) + (size_t)rows * sizeof(float), "grid widening"),
                     .rowv = zf_malloc((size_t)rows * 2 * sizeof(double), "grid widening row losses")};
     zf_status st = h.base && h.rowv ? ZF_OK : ZF_ERR_NOMEM;
