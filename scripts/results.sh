@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 bin=${1:-build}
 maxw=${2:-256}
 out=runs/results
+# measured with what the sources are now: a binary left from before an edit would measure the old code
+cmake --build "$bin" --target zfold zfold_quality zfold_bench > /dev/null
 stamp=$(cd "$bin" && sha256sum zfold zfold_quality zfold_bench)
 if [ -d "$out" ] && [ "$(cat "$out/binaries.sha256" 2>/dev/null)" != "$stamp" ] && [ "${ZF_RESULTS_KEEP:-0}" != 1 ]; then
   stale="$out.stale-$(date +%Y%m%d-%H%M%S)"

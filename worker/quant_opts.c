@@ -42,8 +42,8 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "Z-FOLD ALS α update: diag = clip ratio and zero searched per row (or row and group) scored on H's diagonal, "
      "coarse to fine, no GEMM per iteration; grid = the same search scored on the full H (the paper's code, 200 GEMMs "
      "per iteration); lsq = Hessian-weighted least squares (paper, eq. 13). Measured on the fixtures' 159 layer x bit "
-     "cases with the default widening, refits and fallback: diag's ΔL is 0.928x the paper's code on geometric mean "
-     "(10 cases above it) and 0.700x OPTQ's, at 3.0x OPTQ's CPU time at 4096x4096, 3.7x at 11008x4096 and 2.5x at "
+     "cases with the default widening, refits and fallback: diag's ΔL is 0.917x the paper's code on geometric mean "
+     "(9 cases above it) and 0.700x OPTQ's, at 3.4x OPTQ's CPU time at 4096x4096, 3.6x at 11008x4096 and 2.6x at "
      "4096x11008 (fastest of 3 runs each, docs/results.md); "
      "grid with als_tol 0 is never above the paper's code, at about 100x OPTQ's time"},
     {"als_max_iter", ZF_OPT_I32, OPT(als_max_iter), 30, 1, 1000, false, NULL, ZFOLD, "Z-FOLD ALS iteration limit"},
@@ -54,7 +54,7 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "and the best kept (the ALS fits the clip to rounding, and OPTQ's error feedback carries weights past it). layer = "
      "one factor for the layer, chosen on grid_widen_sample of its rows (at least 256); row = each row its own, OPTQ "
      "on every row once per factor tried (about 2-6x the column loop's time); off = the ALS grid as it is. Measured on "
-     "the fixtures' 159 layer x bit cases: ΔL / the paper's code 0.928 (layer), 0.860 (row), 0.988 (off) on geometric "
+     "the fixtures' 159 layer x bit cases: ΔL / the paper's code 0.917 (layer), 0.850 (row), 0.976 (off) on geometric "
      "mean"},
     {"grid_widen_sample", ZF_OPT_DOUBLE, OPT(grid_widen_sample), 0.0625, 0, 1, true, NULL, ZFOLD,
      "Z-FOLD's layer widening: the fraction of the rows (four evenly spaced blocks) on which the factor is chosen, "
