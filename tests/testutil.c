@@ -106,6 +106,16 @@ void zt_correlated_inputs(zt_rng *r, float *X, int64_t ntok, int64_t dim, int n_
     free(chan);
 }
 
+void zt_factor_inputs(zt_rng *r, float *X, int64_t ntok, int64_t dim, double noise)
+{
+    float f[4];
+    zt_fill_normal(r, X, ntok * dim, noise);
+    for (int64_t t = 0; t < ntok; t++) {
+        zt_fill_normal(r, f, 4, 10.0);
+        for (int64_t j = 0; j < dim; j++) X[t * dim + j] += f[j % 4];
+    }
+}
+
 void zt_hessian_ref(const float *X, int64_t ntok, int64_t dim, float *H)
 {
     for (int64_t i = 0; i < dim; i++)

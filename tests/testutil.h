@@ -50,6 +50,9 @@ void zt_fill_normal(zt_rng *r, float *x, int64_t n, double sigma);
 /* Correlated inputs with outlier channels: X [ntok, dim] = Z·M with a random mixing M, and a few
  * channels scaled up by `outlier_scale`. Then H = 2/N XᵀX (double reference in tests). */
 void zt_correlated_inputs(zt_rng *r, float *X, int64_t ntok, int64_t dim, int n_outliers, double outlier_scale);
+/* Inputs driven by four shared factors of scale 10 (channel j follows factor j mod 4) plus independent noise: strongly
+ * correlated, so that OPTQ's error feedback is large. */
+void zt_factor_inputs(zt_rng *r, float *X, int64_t ntok, int64_t dim, double noise);
 /* H = 2/N XᵀX in double, returned as fp32 [dim, dim]. */
 void zt_hessian_ref(const float *X, int64_t ntok, int64_t dim, float *H);
 /* Σ_r (ΔW H ΔWᵀ)_rr in double. */

@@ -957,13 +957,8 @@ static void test_widen_quant(zf_backend *cpu, zf_backend *gpu)
     zt_rng rng;
     zt_rng_seed(&rng, 41);
     float *w = malloc(sizeof(float) * R * N), *hh = malloc(sizeof(float) * N * N), *x = malloc(sizeof(float) * T * N);
-    float f[4];
     zt_fill_normal(&rng, w, R * N, 0.02);
-    zt_fill_normal(&rng, x, T * N, 0.3);
-    for (int64_t t = 0; t < T; t++) {
-        zt_fill_normal(&rng, f, 4, 10.0);
-        for (int64_t j = 0; j < N; j++) x[t * N + j] += f[j % 4];
-    }
+    zt_factor_inputs(&rng, x, T, N, 0.3);
     zt_hessian_ref(x, T, N, hh);
     zf_quant_opts o;
     zf_quant_opts_default(&o);

@@ -627,12 +627,8 @@ static void test_widen(zt_rng *rng)
 {
     enum { N = 64, T = 512 };
     /* inputs driven by four shared factors: OPTQ's error feedback is large, and widening pays at 2 bits */
-    float *X = malloc(sizeof(float) * T * N), *H = malloc(sizeof(float) * N * N), f[4];
-    zt_fill_normal(rng, X, T * N, 0.3);
-    for (int64_t t = 0; t < T; t++) {
-        zt_fill_normal(rng, f, 4, 10.0);
-        for (int64_t j = 0; j < N; j++) X[t * N + j] += f[j % 4];
-    }
+    float *X = malloc(sizeof(float) * T * N), *H = malloc(sizeof(float) * N * N);
+    zt_factor_inputs(rng, X, T, N, 0.3);
     zt_hessian_ref(X, T, N, H);
     free(X);
     int widened = 0;
