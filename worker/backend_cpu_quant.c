@@ -138,18 +138,25 @@ zf_status zf_cpu_zeta_sums(void *qs, const float *W, int64_t rows, int64_t cols,
 static inline float diag_err(float x, float inv, float s, float z, float maxq)
 {
     float q = zf_round_even(x * inv) + z;
-    q = q < 0.0f ? 0.0f : (q > maxq ? maxq : q);
+    q = q > 0.0f ? q : 0.0f; /* max, then min: one instruction each */
+    q = q < maxq ? q : maxq;
     return x - zf_dequant(q, s, z);
 }
 
-/* Σ_j g_j (x_j - deq_j)² of one candidate grid: each term in float, summed in eight double lanes (near-ties then
+/* Σ_j g_j (x_j - deq_j)² of one candidate grid: each term in float, summed in double lanes (near-ties then
  * resolve alike on every backend). */
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 static double diag_score(const float *x, const float *g, int64_t n, float s, float z, float maxq)
 {
     const float inv = 1.0f / s;
-    double acc[8] = {0.0};
+    double acc[16] = {0.0}; /* sixteen lanes: four vector sums in flight */
     int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+        for (int k = 0; k < 16; k++) {
+            const float e = diag_err(x[j + k], inv, s, z, maxq);
+            acc[k] += (double)(g[j + k] * (e * e));
+        }
+    for (int k = 0; k < 8; k++) acc[k] += acc[k + 8];
     for (; j + 8 <= n; j += 8)
         for (int k = 0; k < 8; k++) {
             const float e = diag_err(x[j + k], inv, s, z, maxq);

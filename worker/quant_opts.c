@@ -74,9 +74,9 @@ const zf_opt_desc zf_quant_opt_descs[] = {
     {"optq_fallback", ZF_OPT_BOOL, OPT(optq_fallback), 1, 0, 0, false, NULL, ZFOLD,
      "Z-FOLD: also run plain OPTQ (sharing the factorization, refitted likewise) and keep whichever has the lower "
      "ΔL over the layer group"},
-    {"optq_screen", ZF_OPT_DOUBLE, OPT(optq_screen), 0.125, 0, 0.5, false, NULL, ZFOLD,
+    {"optq_screen", ZF_OPT_DOUBLE, OPT(optq_screen), 0.0625, 0, 0.5, false, NULL, ZFOLD,
      "Z-FOLD's fallback: plain OPTQ first on this fraction of the layer's rows (four evenly spaced blocks; only where "
-     "that makes at least 256 rows, from 2048 rows at the default); when Z-FOLD's ΔL on them is below 0.85x plain "
+     "that makes at least 256 rows, from 4096 rows at the default); when Z-FOLD's ΔL on them is below 0.85x plain "
      "OPTQ's, Z-FOLD is kept and plain OPTQ skips the other rows, else it runs on all rows and the lower total is "
      "kept. 0 = plain OPTQ always on all rows"},
     {"delta_loss_rtn", ZF_OPT_BOOL, OPT(delta_loss_rtn), 0, 0, 0, false, NULL, 0,
