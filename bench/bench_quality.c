@@ -262,7 +262,7 @@ int main(int argc, char **argv)
         return 2;
     }
     zf_log_init(0, 1);
-    zf_log_set_level(ZF_LOG_WARN);
+    if (!getenv("ZFOLD_LOG")) zf_log_set_level(ZF_LOG_WARN); /* ZFOLD_LOG=debug: each layer's decisions */
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (json && !jf) {
         fprintf(stderr, "zfold_quality: cannot write %s\n", json);

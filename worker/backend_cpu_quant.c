@@ -143,19 +143,30 @@ static inline float diag_err(float x, float inv, float s, float z, float maxq)
     return x - zf_dequant(q, s, z);
 }
 
+/* Partial sums checked against the bound every this many columns. */
+#define ZF_DIAG_CHUNK 256
+
 /* Σ_j g_j (x_j - deq_j)² of one candidate grid: each term in float, summed in double lanes (near-ties then
- * resolve alike on every backend). */
+ * resolve alike on every backend). The terms are non-negative, so a candidate whose partial sum already exceeds
+ * bound (by more than any reordering of the sums could explain) cannot score lower: INFINITY then, early. */
 __attribute__((target_clones("arch=x86-64-v3", "default")))
-static double diag_score(const float *x, const float *g, int64_t n, float s, float z, float maxq)
+static double diag_score(const float *x, const float *g, int64_t n, float s, float z, float maxq, double bound)
 {
     const float inv = 1.0f / s;
+    const double stop = bound * (1.0 + 1e-9);
     double acc[16] = {0.0}; /* sixteen lanes: four vector sums in flight */
     int64_t j = 0;
-    for (; j + 16 <= n; j += 16)
-        for (int k = 0; k < 16; k++) {
-            const float e = diag_err(x[j + k], inv, s, z, maxq);
-            acc[k] += (double)(g[j + k] * (e * e));
-        }
+    while (j + 16 <= n) {
+        const int64_t end = j + ZF_DIAG_CHUNK < n ? j + ZF_DIAG_CHUNK : n;
+        for (; j + 16 <= end; j += 16)
+            for (int k = 0; k < 16; k++) {
+                const float e = diag_err(x[j + k], inv, s, z, maxq);
+                acc[k] += (double)(g[j + k] * (e * e));
+            }
+        double part = 0.0;
+        for (int k = 0; k < 16; k++) part += acc[k];
+        if (part > stop) return INFINITY;
+    }
     for (int k = 0; k < 8; k++) acc[k] += acc[k + 8];
     for (; j + 8 <= n; j += 8)
         for (int k = 0; k < 8; k++) {
@@ -181,7 +192,7 @@ static void diag_search(const zf_quant_opts *o, float maxq, const float *x, cons
             float s, z;
             zf_grid_candidate(xmin, xmax, 1.0 - (double)i / o->grid_points, o->bits, o->sym,
                               o->sym ? ZF_ZR_ROUND : (k == 0 ? ZF_ZR_FLOOR : ZF_ZR_CEIL), &s, &z);
-            const double e = diag_score(x, g, n, s, z, maxq);
+            const double e = diag_score(x, g, n, s, z, maxq, *best);
             if (e < *best) {
                 *best = e;
                 *scale = s;
@@ -201,7 +212,7 @@ zf_status zf_cpu_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols
         const float *x = X + r * ldx;
         float xmin, xmax, *s = &scale[r * lds], *z = &zero[r * lds];
         zf_grid_range(x, cols, o->sym, &xmin, &xmax);
-        double best = diag_score(x, g, cols, *s, *z, c->maxq);
+        double best = diag_score(x, g, cols, *s, *z, c->maxq, INFINITY);
         if (stride > 0) diag_search(o, c->maxq, x, g, cols, xmin, xmax, 0, last, stride, s, z, &best);
         const int ic = zf_grid_ratio_index(*s, xmin, xmax, o->bits, o->grid_points);
         diag_search(o, c->maxq, x, g, cols, xmin, xmax, ic - window < 0 ? 0 : ic - window,
@@ -236,6 +247,7 @@ zf_status zf_cpu_hmul(void *qs, const float *A, int64_t rows, const float *H, fl
 zf_status zf_cpu_div_cols(void *qs, const float *W, int64_t rows, int64_t cols, const float *zeta, float *X)
 {
     (void)qs;
+#pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++)
         for (int64_t j = 0; j < cols; j++) X[r * cols + j] = W[r * cols + j] / zeta[j];
     return ZF_OK;
