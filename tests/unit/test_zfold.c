@@ -751,10 +751,11 @@ static void test_rounds(zt_rng *rng)
     free(W), free(H);
 }
 
-/* The host backend's diagonal search against double scores of every candidate it may try. */
+/* The host backend's diagonal search against double scores of every candidate it may try (N spans several of
+ * its early-stop chunks and both of its tails). */
 static void test_zgrid_diag(zt_rng *rng)
 {
-    enum { R = 24, N = 200 };
+    enum { R = 24, N = 603 };
     zf_quant_opts o = opts(ZF_METHOD_ZFOLD, 3, false);
     float *X = malloc(sizeof(float) * R * N), g[N], scale[R], zero[R];
     double score[R];
