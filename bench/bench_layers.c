@@ -95,12 +95,13 @@ int main(int argc, char **argv)
     printf("# zfold_bench: SGEMM 4096^3 best of 3 = %.1f GFLOP/s, BLAS threads %d, OpenMP threads %d, bits %d, "
            "H from %lld tokens, each method's fastest of %d runs\n",
            peak, openblas_get_num_threads(), omp_get_max_threads(), bits, (long long)ntok, repeat);
-    printf("# flops: OPTQ 2*out*in^2 + in^3; Z-FOLD adds 2*out*in^2 per ALS GEMM (1 + 2 per ALS iteration run);\n"
-           "# core = ALS + factor + column loop; stats = the ΔL figures (OPTQ/Z-FOLD dl from the loop's errors; dl_rtn\n"
-           "#   and RTN's dl one GEMM each, with --delta-loss-rtn 1);\n"
+    printf("# flops: OPTQ 2*out*in^2 + in^3; Z-FOLD adds 2*out*in^2 per ALS GEMM (alpha diag, the default: none);\n"
+           "# core = ALS + factor + column loops (Z-FOLD: its trials too); refit = Z-FOLD's α/zero/ζ refits with W·H;\n"
+           "# fallback = Z-FOLD's plain-OPTQ fallback less its loops; stats = the ΔL figures (OPTQ/Z-FOLD dl from the\n"
+           "#   loop's errors; dl_rtn and RTN's dl one GEMM each, with --delta-loss-rtn 1);\n"
            "# loop GF/s = 2*out*in^2 / column-loop seconds (the OPTQ update count of the brief)\n");
-    printf("%-11s %-6s %9s %9s %9s %9s %9s %8s %8s %7s %9s %5s\n", "layer", "method", "total_s", "core_s", "als_s",
-           "loop_s", "stats_s", "core_GF/s", "loop_GF/s", "ratio", "dl/dl_rtn", "iters");
+    printf("%-11s %-6s %9s %9s %9s %9s %9s %9s %9s %8s %8s %7s %9s %5s\n", "layer", "method", "total_s", "core_s",
+           "als_s", "loop_s", "refit_s", "fallbk_s", "stats_s", "core_GF/s", "loop_GF/s", "ratio", "dl/dl_rtn", "iters");
     FILE *jf = json ? fopen(json, "w") : NULL;
     if (json && !jf) {
         fprintf(stderr, "zfold_bench: cannot write %s\n", json);
@@ -150,9 +151,9 @@ int main(int argc, char **argv)
             const double flops = zf_bench_quant_flops(&o, &r, L->out, L->in, &core);
             const double gf = core > 0 ? flops / core / 1e9 : 0.0;
             const double lgf = r.t_loop > 0 ? oi2 / r.t_loop / 1e9 : 0.0;
-            printf("%-11s %-6s %9.3f %9.3f %9.3f %9.3f %9.3f %8.1f %8.1f %7.2f %9.4f %5d\n", L->name,
-                   zf_method_name(o.method), r.t_total, core, r.t_als, r.t_loop, r.t_stats, gf, lgf, gf / peak,
-                   r.dl / r.dl_rtn, r.als_iters);
+            printf("%-11s %-6s %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %9.3f %8.1f %8.1f %7.2f %9.4f %5d\n", L->name,
+                   zf_method_name(o.method), r.t_total, core, r.t_als, r.t_loop, r.t_refit, r.t_fallback, r.t_stats,
+                   gf, lgf, gf / peak, r.dl / r.dl_rtn, r.als_iters);
             char dl_s[32], dlr_s[32]; /* JSON has no NaN: a figure not measured is null */
             snprintf(dl_s, sizeof dl_s, isnan(r.dl) ? "null" : "%.6g", r.dl);
             snprintf(dlr_s, sizeof dlr_s, isnan(r.dl_rtn) ? "null" : "%.6g", r.dl_rtn);
@@ -160,10 +161,12 @@ int main(int argc, char **argv)
                 fprintf(jf,
                         "%s\n    {\"layer\": \"%s\", \"out\": %lld, \"in\": %lld, \"method\": \"%s\", "
                         "\"total_s\": %.4f, \"core_s\": %.4f, \"als_s\": %.4f, \"factor_s\": %.4f, \"loop_s\": %.4f, "
+                        "\"refit_s\": %.4f, \"fallback_s\": %.4f, "
                         "\"core_flops\": %.6g, \"core_gflops\": %.3f, \"loop_gflops\": %.3f, \"ratio_to_sgemm\": %.4f, "
                         "\"loop_ratio_to_sgemm\": %.4f, \"stats_s\": %.4f, \"dl\": %s, \"dl_rtn\": %s, \"als_iters\": %d}",
                         first ? "" : ",", L->name, (long long)L->out, (long long)L->in, zf_method_name(o.method),
-                        r.t_total, core, r.t_als, r.t_factor, r.t_loop, flops, gf, lgf, gf / peak, lgf / peak,
+                        r.t_total, core, r.t_als, r.t_factor, r.t_loop, r.t_refit, r.t_fallback, flops, gf, lgf,
+                        gf / peak, lgf / peak,
                         r.t_stats, dl_s, dlr_s, r.als_iters);
             first = 0;
             fflush(stdout);

@@ -33,13 +33,18 @@ double zf_bench_quant_flops(const zf_quant_opts *o, const zf_qresult *r, int64_t
 {
     const double oi2 = 2.0 * (double)out * (double)in * (double)in, in3 = (double)in * (double)in * (double)in;
     const int als_run = r->als_iters < o->als_max_iter ? r->als_iters + 1 : o->als_max_iter;
+    /* GEMMs of the ALS: lsq one per state loss and one per α fit; grid one per candidate grid as well; diag none */
+    const double cand = (double)o->grid_points * (o->sym ? 1.0 : 2.0);
+    const double als_gemms = o->alpha == ZF_ALPHA_LSQ    ? 1.0 + 2.0 * als_run
+                             : o->alpha == ZF_ALPHA_GRID ? 1.0 + (1.0 + cand) * als_run
+                                                         : 0.0;
     double flops = 0.0, core = 0.0;
     if (o->method == ZF_METHOD_OPTQ || o->method == ZF_METHOD_ZFOLD) {
         flops = oi2 + in3;
         core = r->t_factor + r->t_loop;
     }
     if (o->method == ZF_METHOD_ZFOLD) {
-        flops += (1.0 + 2.0 * als_run) * oi2;
+        flops += als_gemms * oi2;
         core += r->t_als;
     }
     *core_s = core;

@@ -20,8 +20,8 @@ void zf_bench_fill_normal(float *x, size_t n, double sigma);
 void zf_bench_make_hessian(int64_t in, int64_t ntok, float *H, const char *prog);
 
 /* The flops of quantizing an [out, in] layer with o, as both benches count them: OPTQ 2·out·in² + in³; Z-FOLD adds
- * 2·out·in² per ALS GEMM (1 + 2 per ALS iteration run). *core_s gets the seconds they took (ALS, factor and column
- * loop; 0 for RTN, which has no such phases). */
+ * 2·out·in² per ALS GEMM (alpha lsq: 1 + 2 per ALS iteration run; grid: also one per candidate grid; diag: none).
+ * *core_s gets the seconds they took (ALS, factor and column loops; 0 for RTN, which has no such phases). */
 double zf_bench_quant_flops(const zf_quant_opts *o, const zf_qresult *r, int64_t out, int64_t in, double *core_s);
 
 #endif

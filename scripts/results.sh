@@ -114,16 +114,21 @@ L += ["", "## Time at real widths", "",
       "`zfold_bench --sizes 4096,11008x4096,4096x11008 --methods optq,zfold --repeat 3` (%d-bit, H from %d tokens): the"
       % (b["bits"], b["tokens"]),
       "fastest of %d runs of each method, total seconds per layer including ΔL; SGEMM %.1f GFLOP/s at the start of the"
-      " run and %.1f at the end." % (b.get("repeat", 1), b["sgemm_gflops"], b["sgemm_gflops_end"]), "",
-      "| layer (out × in) | OPTQ (s) | Z-FOLD (s) | Z-FOLD / OPTQ | Z-FOLD ALS (s) | Z-FOLD loops (s) | ALS iterations |",
-      "|---|---|---|---|---|---|---|"]
+      " run and %.1f at the end. Z-FOLD's split: the ALS, OPTQ's factor (shared by every OPTQ run on the layer), the"
+      " column loops (the widening's trials, the main run, the fallback's plain OPTQ), the refits of α, zero and ζ"
+      " with W·H, the fallback's own work, and the rest (grids, dequantization, ΔL bookkeeping)."
+      % (b.get("repeat", 1), b["sgemm_gflops"], b["sgemm_gflops_end"]), "",
+      "| layer (out × in) | OPTQ (s) | Z-FOLD (s) | Z-FOLD / OPTQ | ALS | factor | loops | refits | fallback | rest |"
+      " ALS iterations |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 res = {}
 for r in b["results"]:
     res.setdefault(r["layer"], {})[r["method"]] = r
 for layer, m in res.items():
     o, z = m["optq"], m["zfold"]
-    L.append("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %d |" % (layer, o["total_s"], z["total_s"],
-             z["total_s"] / o["total_s"], z["als_s"], z["loop_s"], z["als_iters"]))
+    rest = z["total_s"] - sum(z[k] for k in ("als_s", "factor_s", "loop_s", "refit_s", "fallback_s", "stats_s"))
+    L.append("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %d |" % (layer, o["total_s"],
+             z["total_s"], z["total_s"] / o["total_s"], z["als_s"], z["factor_s"], z["loop_s"], z["refit_s"],
+             z["fallback_s"], rest, z["als_iters"]))
 L += ["", "## Perplexity", "",
       "GPTQ protocol, folded models, 128 calibration windows (seed 0); %s. `g128`: groups of 128 input columns"
       % ("every window of each eval file" if maxw == 0 else "the first %d windows of each eval file" % maxw),

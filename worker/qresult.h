@@ -31,7 +31,9 @@ typedef struct {
     double grid_widen;       /* Z-FOLD: the factor its grid's scales were stretched by (grid_widen row: the rows' mean) */
     double t_als;            /* seconds: Z-FOLD alternating least squares */
     double t_factor;         /* seconds: OPTQ damping + chol(H⁻¹) */
-    double t_loop;           /* seconds: OPTQ column loop and lazy updates */
+    double t_loop;           /* seconds: OPTQ column loop and lazy updates (every run: Z-FOLD's trials included) */
+    double t_refit;          /* seconds: Z-FOLD's refits of α, zero and ζ after OPTQ, W·H included */
+    double t_fallback;       /* seconds: Z-FOLD's fallback to plain OPTQ, its factor and column loops excluded */
     double t_total;          /* seconds: all of zf_quantize, ΔL figures included */
     double t_stats;          /* seconds: the ΔL figures (after and, with delta_loss_rtn, the RTN baseline) */
 } zf_qresult;

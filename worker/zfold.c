@@ -386,12 +386,16 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
 static zf_status refits(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, double *rowv)
 {
     const bool alpha_refit = r->o->refit && !r->gs;
+    const double t0 = zf_now();
     bool zeta_kept = false;
-    if (alpha_refit) ZF_TRY(refit(r, c, out->zeta, out->scale, out->zero, rowv));
-    if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowv, &zeta_kept));
+    zf_status st = ZF_OK;
+    if (alpha_refit) st = refit(r, c, out->zeta, out->scale, out->zero, rowv);
+    if (st == ZF_OK && r->M) st = zf_zfold_refit_zeta(r, tie, out->zeta, rowv, &zeta_kept);
     /* the α refit reads each row's exact loss, which a closed-form ζ refit does not leave */
-    if (alpha_refit && zeta_kept && !r->total_only) ZF_TRY(refit(r, c, out->zeta, out->scale, out->zero, rowv));
-    return ZF_OK;
+    if (st == ZF_OK && alpha_refit && zeta_kept && !r->total_only)
+        st = refit(r, c, out->zeta, out->scale, out->zero, rowv);
+    out->t_refit += zf_now() - t0;
+    return st;
 }
 
 /* A round's state: codes (host), α, zero, ζ and the rows' ΔL. */
@@ -472,11 +476,18 @@ static zf_status after_optq(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
     if (st == ZF_OK) st = loop_losses(r, out->deq, r->rowdl);
     /* a row's groups share its loss: the closed form is per row, so the α refit is per channel only */
     const bool alpha_refit = r->o->refit && !r->gs, zeta_refit = r->M != NULL;
+    const double t0 = zf_now();
     if (st == ZF_OK && (alpha_refit || zeta_refit)) st = r->i->hmul(r->qs, r->W, rows, r->H, r->B);
     if (st == ZF_OK && alpha_refit) st = r->i->rowdot(r->qs, r->W, rows, n, r->B, n, c.ww);
+    out->t_refit += zf_now() - t0;
     if (st == ZF_OK) st = refits(r, tie, &c, out, r->rowdl);
     if (st == ZF_OK && r->o->zfold_rounds > 1) st = rounds(r, tie, &c, out);
-    if (st == ZF_OK && r->o->optq_fallback) st = fallback(r, tie, &c, out, r->rowdl, f + n, gidx, rowo);
+    if (st == ZF_OK && r->o->optq_fallback) {
+        /* its own time: the factor and column loops it runs count as OPTQ's */
+        const double t1 = zf_now(), optq1 = out->t_factor + out->t_loop;
+        st = fallback(r, tie, &c, out, r->rowdl, f + n, gidx, rowo);
+        out->t_fallback = zf_now() - t1 - (out->t_factor + out->t_loop - optq1);
+    }
     free(d), free(f), free(gidx);
     return st;
 }

@@ -321,11 +321,13 @@ int main(int argc, char **argv)
                     fprintf(jf,
                             "%s\n    {\"layer\": \"%s\", \"out\": %lld, \"in\": %lld, \"method\": \"%s\", "
                             "\"wall_s\": %.4f, \"core_s\": %.4f, \"als_s\": %.4f, \"factor_s\": %.4f, "
-                            "\"loop_s\": %.4f, \"flops\": %.6g, \"gflops\": %.3f, \"pct_sgemm\": %.3f, "
+                            "\"loop_s\": %.4f, \"refit_s\": %.4f, \"fallback_s\": %.4f, \"flops\": %.6g, "
+                            "\"gflops\": %.3f, \"pct_sgemm\": %.3f, "
                             "\"pct_tf32\": %.3f, \"pct_bf16\": %.3f, \"dl\": %.6g, \"dl_rtn\": %.6g, "
                             "\"als_iters\": %d}",
                             first ? "" : ",", L->name, (long long)L->out, (long long)L->in, zf_method_name(o.method),
-                            t, core, r.t_als, r.t_factor, r.t_loop, flops, gf, 100.0 * gf / pk.sgemm,
+                            t, core, r.t_als, r.t_factor, r.t_loop, r.t_refit, r.t_fallback, flops, gf,
+                            100.0 * gf / pk.sgemm,
                             100.0 * gf / pk.tf32, 100.0 * gf / pk.bf16, r.dl, r.dl_rtn, r.als_iters);
                 first = 0;
                 zf_qresult_free(&r);
