@@ -11,6 +11,7 @@
 #include "coordinator/config.h"
 #include "coordinator/hcache.h"
 #include "worker/block.h"
+#include "worker/grid.h"
 #include "worker/group.h"
 
 #define xmalloc(n) zf_bench_xmalloc((n), "zfold_quality")
@@ -21,17 +22,18 @@ static const char *const vnames[NV] = {"rtn", "optq", "zfold", "zfold-grid"};
 
 typedef struct {
     double dl[NV], t[NV];
+    double ho[NV]; /* ΔL with the held-out Hessian (NaN without one) */
 } case_result;
 
 typedef struct {
-    int n, n_grid, worse_grid, worse_optq;
-    double log_grid, log_optq, worst_grid, t[NV];
+    int n, n_grid, worse_grid, worse_optq, n_ho, worse_ho;
+    double log_grid, log_optq, worst_grid, t[NV], log_ho, log_in; /* log_in: zfold/optq over the held-out cases */
 } summary;
 
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: zfold_quality [--model DIR --hessians DIR]... [--synthetic OUTxIN]... [--bits LIST]\n"
+            "usage: zfold_quality [--model DIR --hessians DIR [--holdout DIR]]... [--synthetic OUTxIN]... [--bits LIST]\n"
             "                     [--set KEY=VALUE]... [--json FILE] [--no-paper]\n"
             "  --model, --hessians  a checkpoint and the Hessian cache folder of one of its runs (the folder with the\n"
             "                       b<block>-<group>.hess files, written by quantize with calibration.cache and\n"
@@ -39,6 +41,8 @@ static void usage(void)
             "  --synthetic OUTxIN   a seeded random layer whose inputs have 8 outlier channels (x10)\n"
             "  --bits     comma-separated bit widths (default 2,3,4)\n"
             "  --set      a quantization key for every method (e.g. group_size=128); repeatable\n"
+            "  --holdout DIR  after a --model's --hessians: another cache folder of the same model (other calibration\n"
+            "             windows); every result is also scored with that Hessian (ΔL out of sample)\n"
             "  --json     also write every case as JSON to FILE\n"
             "  --no-paper skip the paper's variant (alpha: grid, no widening, refit or fallback; the slowest)\n");
 }
@@ -71,11 +75,35 @@ static bool variant_skipped(const zf_quant_opts *base, int v)
     return v == V_GRID && (base->group_size > 0 || no_paper);
 }
 
-/* Runs the four quantizers on one group; dl is each result's ΔL with the undamped H. */
+/* Σ over rows of (W - deq) Hb (W - deq)ᵀ: group g's members' rows of blk against a result's rows dequantized,
+ * ζ_j · scale · (q - zero) with column j's group. */
+static int holdout_loss(const zf_model_config *c, zf_group g, const zf_block_weights *blk, const zf_qresult *res,
+                        const float *Hb, double *dl)
+{
+    zf_lin mem[3];
+    const int nm = zf_group_members(c, g, mem);
+    const int64_t in = zf_group_in(c, g), rows = zf_group_out(c, g);
+    float *dW = xmalloc((size_t)rows * (size_t)in * sizeof(float));
+    double *rowv = xmalloc((size_t)rows * sizeof(double));
+    for (int64_t i = 0, r = 0; i < nm; i++)
+        for (int64_t k = 0; k < zf_lin_out(c, mem[i]) * in; k++, r++) {
+            const int64_t row = r / in, j = r % in, gi = row * res->ngroups + res->g_idx[j];
+            const float deq = res->zeta[j] * zf_dequant((float)res->q[r], res->scale[gi], res->zero[gi]);
+            dW[r] = blk->lin_w[mem[i]][k] - deq;
+        }
+    const int failed = zf_quadform_rows(dW, NULL, rows, in, Hb, rowv, NULL) != ZF_OK;
+    *dl = 0.0;
+    for (int64_t r = 0; r < rows; r++) *dl += rowv[r];
+    free(dW), free(rowv);
+    return failed;
+}
+
+/* Runs the four quantizers on one group; dl is each result's ΔL with the undamped H (ho: with Hb, when given). */
 static int run_case(zf_backend *be, const zf_quant_opts *base, const zf_model_config *c, int64_t b, zf_group g, const float *H,
-                    const zf_block_weights *blk, case_result *cr)
+                    const float *Hb, const zf_block_weights *blk, case_result *cr)
 {
     for (int v = 0; v < NV; v++) {
+        cr->ho[v] = NAN;
         if (variant_skipped(base, v)) {
             cr->dl[v] = NAN;
             cr->t[v] = 0.0;
@@ -92,7 +120,12 @@ static int run_case(zf_backend *be, const zf_quant_opts *base, const zf_model_co
         cr->dl[v] = 0.0;
         for (int k = 0; k < zf_group_members(c, g, members); k++) cr->dl[v] += gr.dl[k];
         cr->t[v] = gr.res.t_total;
+        const int failed = Hb && holdout_loss(c, g, blk, &gr.res, Hb, &cr->ho[v]);
         zf_qresult_free(&gr.res);
+        if (failed) {
+            fprintf(stderr, "zfold_quality: held-out ΔL: %s\n", zf_last_error());
+            return 1;
+        }
     }
     return 0;
 }
@@ -112,12 +145,20 @@ static void report(FILE *jf, int *first, const char *name, int bits, const case_
     sm->log_optq += log(ro);
     if (ro > 1.0 + 1e-6) sm->worse_optq++;
     for (int v = 0; v < NV; v++) sm->t[v] += cr->t[v];
+    const double rh = cr->ho[V_ZFOLD] / cr->ho[V_OPTQ];
+    if (isfinite(rh)) {
+        sm->n_ho++;
+        sm->log_ho += log(rh);
+        sm->log_in += log(ro);
+        if (rh > 1.0 + 1e-6) sm->worse_ho++;
+    }
     if (!jf) return;
     fprintf(jf, "%s\n    {\"case\": \"%s\", \"bits\": %d", *first ? "" : ",", name, bits);
     for (int v = 0; v < NV; v++) {
         if (isfinite(cr->dl[v]))
             fprintf(jf, ", \"dl_%s\": %.9g, \"t_%s\": %.5f", vnames[v], cr->dl[v], vnames[v], cr->t[v]);
         else fprintf(jf, ", \"dl_%s\": null, \"t_%s\": null", vnames[v], vnames[v]);
+        if (isfinite(cr->ho[v])) fprintf(jf, ", \"ho_%s\": %.9g", vnames[v], cr->ho[v]);
     }
     fprintf(jf, "}");
     *first = 0;
@@ -145,8 +186,8 @@ static int load_hessian(const char *dir, int64_t b, zf_group g, int64_t dim, flo
     return 0;
 }
 
-static int run_model(zf_backend *be, const zf_quant_opts *base, const char *model, const char *hdir, const int *bits, int nbits,
-                     FILE *jf, int *first, summary *sm)
+static int run_model(zf_backend *be, const zf_quant_opts *base, const char *model, const char *hdir, const char *hodir,
+                     const int *bits, int nbits, FILE *jf, int *first, summary *sm)
 {
     zf_model_config c;
     zf_safetensors *st = NULL;
@@ -165,19 +206,23 @@ static int run_model(zf_backend *be, const zf_quant_opts *base, const char *mode
         }
         for (int g = 0; g < ZF_NGROUP && !failed; g++) {
             const int64_t dim = zf_group_in(&c, (zf_group)g);
-            float *H = xmalloc((size_t)dim * (size_t)dim * sizeof(float));
+            float *H = xmalloc((size_t)dim * (size_t)dim * sizeof(float)), *Hb = NULL;
             failed = load_hessian(hdir, b, (zf_group)g, dim, H);
+            if (!failed && hodir) {
+                Hb = xmalloc((size_t)dim * (size_t)dim * sizeof(float));
+                failed = load_hessian(hodir, b, (zf_group)g, dim, Hb);
+            }
             for (int i = 0; i < nbits && !failed; i++) {
                 zf_quant_opts o = *base;
                 o.bits = bits[i];
                 case_result cr;
                 char name[96];
                 snprintf(name, sizeof name, "%s/b%lld/%s", mname, (long long)b, zf_group_name((zf_group)g));
-                failed = run_case(be, &o, &c, b, (zf_group)g, H, &blk, &cr);
+                failed = run_case(be, &o, &c, b, (zf_group)g, H, Hb, &blk, &cr);
                 if (!failed) report(jf, first, name, bits[i], &cr, sm);
                 fflush(stdout);
             }
-            free(H);
+            free(H), free(Hb);
         }
         zf_block_free(&blk);
     }
@@ -201,6 +246,7 @@ static int run_synthetic(const zf_quant_opts *base, const char *shape, const int
     int failed = 0;
     for (int i = 0; i < nbits && !failed; i++) {
         case_result cr;
+        for (int v = 0; v < NV; v++) cr.ho[v] = NAN;
         for (int v = 0; v < NV && !failed; v++) {
             if (variant_skipped(base, v)) {
                 cr.dl[v] = NAN;
@@ -228,7 +274,7 @@ static int run_synthetic(const zf_quant_opts *base, const char *shape, const int
 
 int main(int argc, char **argv)
 {
-    const char *models[16], *hdirs[16], *synth[8], *json = NULL;
+    const char *models[16], *hdirs[16], *hodirs[16] = {NULL}, *synth[8], *json = NULL;
     int nmodels = 0, nh = 0, nsynth = 0, bits[8] = {2, 3, 4}, nbits = 3;
     zf_job_config cfg;
     zf_config_defaults(&cfg);
@@ -236,6 +282,7 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--model") && v && nmodels < 16) models[nmodels++] = v, i++;
         else if (!strcmp(a, "--hessians") && v && nh < 16) hdirs[nh++] = v, i++;
+        else if (!strcmp(a, "--holdout") && v && nh > 0 && !hodirs[nh - 1]) hodirs[nh - 1] = v, i++;
         else if (!strcmp(a, "--synthetic") && v && nsynth < 8) synth[nsynth++] = v, i++;
         else if (!strcmp(a, "--json") && v) json = v, i++;
         else if (!strcmp(a, "--no-paper")) no_paper = true;
@@ -283,7 +330,7 @@ int main(int argc, char **argv)
     summary sm = {0};
     int first = 1, failed = 0;
     for (int m = 0; m < nmodels && !failed; m++)
-        failed = run_model(be, &cfg.quant, models[m], hdirs[m], bits, nbits, jf, &first, &sm);
+        failed = run_model(be, &cfg.quant, models[m], hdirs[m], hodirs[m], bits, nbits, jf, &first, &sm);
     for (int s = 0; s < nsynth && !failed; s++) failed = run_synthetic(&cfg.quant, synth[s], bits, nbits, jf, &first, &sm);
     if (sm.n) {
         const double gm_grid = sm.n_grid ? exp(sm.log_grid / sm.n_grid) : NAN, gm_optq = exp(sm.log_optq / sm.n);
@@ -291,14 +338,20 @@ int main(int argc, char **argv)
                "OPTQ); time zfold/optq %.2f, grid/optq %.2f\n",
                sm.n, gm_grid, sm.worst_grid, sm.worse_grid, gm_optq, sm.worse_optq, sm.t[V_ZFOLD] / sm.t[V_OPTQ],
                sm.t[V_GRID] / sm.t[V_OPTQ]);
+        if (sm.n_ho)
+            printf("# held out (%d cases): zfold/optq %.4f (%d above OPTQ) where in sample it is %.4f\n", sm.n_ho,
+                   exp(sm.log_ho / sm.n_ho), sm.worse_ho, exp(sm.log_in / sm.n_ho));
         if (jf && sm.n_grid)
             fprintf(jf, "\n  ],\n  \"geomean_zfold_over_grid\": %.6f,\n  \"worst_zfold_over_grid\": %.6f,\n"
                         "  \"above_grid\": %d,", gm_grid, sm.worst_grid, sm.worse_grid);
         else if (jf)
             fprintf(jf, "\n  ],");
         if (jf)
-            fprintf(jf, "\n  \"geomean_zfold_over_optq\": %.6f,\n  \"above_optq\": %d\n}\n", gm_optq,
-                    sm.worse_optq);
+            fprintf(jf, "\n  \"geomean_zfold_over_optq\": %.6f,\n  \"above_optq\": %d%s", gm_optq,
+                    sm.worse_optq, sm.n_ho ? "," : "\n}\n");
+        if (jf && sm.n_ho)
+            fprintf(jf, "\n  \"holdout_geomean_zfold_over_optq\": %.6f,\n  \"holdout_above_optq\": %d\n}\n",
+                    exp(sm.log_ho / sm.n_ho), sm.worse_ho);
     } else if (jf) fprintf(jf, "\n  ]\n}\n");
     if (jf) fclose(jf);
     zf_backend_close(be);

@@ -36,6 +36,13 @@ for f in $fixtures; do
       --set calibration.cache="$out/hc-$f" --set method=rtn --set eval.max_windows=1 --set eval.fp=false \
       > "$out/hc-$f.log" 2>&1 || { echo "failed: Hessians of $f (see $out/hc-$f.log)"; exit 1; }
   fi
+  # the same from other text (ptb-valid), to score the per-layer results out of sample
+  if ! ls "$out/hc-ptb-$f"/*/ >/dev/null 2>&1; then
+    "$bin/zfold" quantize configs/$f.yaml --set output="$out/hc-run-ptb-$f" --set schedule=parallel \
+      --set calibration.cache="$out/hc-ptb-$f" --set calibration.file=../shared/fixtures/data/ptb-valid.tok512.bin \
+      --set method=rtn --set eval.max_windows=1 --set eval.fp=false > "$out/hc-ptb-$f.log" 2>&1 \
+      || { echo "failed: ptb Hessians of $f (see $out/hc-ptb-$f.log)"; exit 1; }
+  fi
   for v in rtn optq zfold zfold-paper rtn-g128 optq-g128 zfold-g128; do
     for bits in 2 3 4; do
       dir=$out/$f-$v-w$bits
@@ -62,6 +69,13 @@ for f in $fixtures; do qargs+=(--model "../shared/fixtures/$f" --hessians "$(ls 
   --json "$out/quality-r2.json" > "$out/quality-r2.log"
 [ -f "$out/quality-row.json" ] || "$bin/zfold_quality" "${qargs[@]}" --synthetic 256x256 --set grid_widen=row \
   --no-paper --json "$out/quality-row.json" > "$out/quality-row.log"
+hoargs=()
+for f in $fixtures; do
+  hoargs+=(--model "../shared/fixtures/$f" --hessians "$(ls -d "$out/hc-$f"/*/ | head -1)"
+           --holdout "$(ls -d "$out/hc-ptb-$f"/*/ | head -1)")
+done
+[ -f "$out/quality-holdout.json" ] || "$bin/zfold_quality" "${hoargs[@]}" --no-paper \
+  --json "$out/quality-holdout.json" > "$out/quality-holdout.log"
 [ -f "$out/bench.json" ] || "$bin/zfold_bench" --sizes 4096,11008x4096,4096x11008 --methods optq,zfold \
   --delta-loss-rtn 0 --repeat 3 --json "$out/bench.json" > "$out/bench.log"
 
@@ -94,6 +108,17 @@ for name, what in (("r2", "`zfold_rounds: 2` (a second OPTQ run on the refitted 
           "Z-FOLD / paper geometric mean **%.4f** (worst %.4f, %d cases above the paper), Z-FOLD / OPTQ %.4f (%d above "
           "OPTQ)." % (math.exp(sum(map(math.log, r2)) / len(r2)), max(r2), sum(x > 1 for x in r2),
                       q2["geomean_zfold_over_optq"], q2["above_optq"]), ""]
+qh = json.load(open(os.path.join(out, "quality-holdout.json")))
+gm = lambda v: math.exp(sum(map(math.log, v)) / len(v))
+hb = {b: [c for c in qh["cases"] if c["bits"] == b] for b in (2, 3, 4)}
+L += ["Out of sample: the same quantized layers of the three fixtures scored with Hessians of other text (128 windows",
+      "of ptb-valid; `zfold_quality --holdout`): Z-FOLD / OPTQ geometric mean **%.4f** (%d of %d cases above OPTQ),"
+      % (qh["holdout_geomean_zfold_over_optq"], qh["holdout_above_optq"], len(qh["cases"])),
+      "where on the calibration Hessians it is %.4f; per bit width %s." % (
+          gm([c["dl_zfold"] / c["dl_optq"] for c in qh["cases"]]),
+          ", ".join("%d bits %.4f (in sample %.4f)" % (b, gm([c["ho_zfold"] / c["ho_optq"] for c in hb[b]]),
+                                                      gm([c["dl_zfold"] / c["dl_optq"] for c in hb[b]])) for b in hb)),
+      ""]
 L += [
       "| layer | bits | RTN | OPTQ | Z-FOLD | paper | Z-FOLD / paper | Z-FOLD / OPTQ | t OPTQ | t Z-FOLD | t paper |",
       "|---|---|---|---|---|---|---|---|---|---|---|"]
