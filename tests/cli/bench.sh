@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # zfold_bench on its smallest layer: the JSON it writes parses, every method has its figures, Z-FOLD's time split
-# (ALS, factor, loops, refits, fallback, ΔL) is non-negative and within its total, its ΔL is below OPTQ's, and no
-# rate claims flops that were never done (above 2x SGEMM, or Z-FOLD's core above OPTQ's: its ALS has no GEMM).
+# (ALS, factor, loops, refits, fallback, ΔL) is non-negative and within its total, its ΔL is below OPTQ's, and its
+# flop count is OPTQ's (the default ALS runs no GEMM; counting the lsq ALS's GEMMs claimed 5.7x the SGEMM rate).
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 bench=$(dirname "$zfold")/zfold_bench
@@ -12,7 +12,7 @@ if "$bench" --sizes 768 --methods rtn,optq,zfold --json "$work/bench.json" > "$w
 else
   bad "zfold_bench failed: $(tail -3 "$work/bench.log")"
 fi
-python3 - "$work/bench.json" <<'PY' && ok "bench JSON: figures present, split within the total, rates below 2x SGEMM" \
+python3 - "$work/bench.json" <<'PY' && ok "bench JSON: figures present, split within the total, flops counted as run" \
   || bad "bench JSON checks (above)"
 import json, sys
 b = json.load(open(sys.argv[1]))
@@ -25,10 +25,10 @@ assert all(p >= 0 for p in parts), parts
 assert sum(parts) <= z["total_s"] * 1.001 + 1e-3, (parts, z["total_s"])
 assert z["refit_s"] > 0 and z["als_s"] > 0, z
 assert z["dl"] < o["dl"] < res["rtn"]["dl"], (z["dl"], o["dl"], res["rtn"]["dl"])
-for r in (z, o):
-    # the column loop's rate counts 2*out*in^2 (twice its multiply-adds), so up to 2x SGEMM is possible there only
-    assert r["core_gflops"] < 2.0 * peak, (r["method"], r["core_gflops"], peak)
-# the default ALS (alpha diag) runs no GEMM: Z-FOLD's core does OPTQ's flops in more time
-assert z["core_gflops"] <= 1.2 * o["core_gflops"], (z["core_gflops"], o["core_gflops"])
+# the default ALS (alpha diag) runs no GEMM: Z-FOLD's core counts OPTQ's flops, 2*out*in^2 + in^3, and no more
+n = 768.0
+assert abs(o["core_flops"] - (2 * n ** 3 + n ** 3)) <= 1e-5 * o["core_flops"], o["core_flops"]  # %.6g in the JSON
+assert z["core_flops"] == o["core_flops"], (z["core_flops"], o["core_flops"])
+assert peak > 0 and all(r["core_gflops"] > 0 for r in (z, o)), (peak, z, o)
 PY
 finish
