@@ -9,6 +9,7 @@
 
 #include "bench/bench_util.h"
 #include "common/log.h"
+#include "worker/backend_impl.h"
 #include "worker/grid.h"
 #include "worker/hessian.h"
 #include "worker/quant.h"
@@ -50,11 +51,27 @@ static double sgemm_gflops(int64_t n)
     return 2.0 * (double)n * n * n / best / 1e9;
 }
 
+#define ZF_BENCH_MAX_MEMBERS 8
+
+/* W quantized as a group of nmembers layers of (nearly) equal rows; out's dl and dl_rtn summed over them. */
+static zf_status quantize(const zf_quant_opts *o, const float *W, int64_t rows, int64_t cols, const float *H,
+                          int nmembers, zf_qresult *out)
+{
+    int64_t mrows[ZF_BENCH_MAX_MEMBERS];
+    double dl[ZF_BENCH_MAX_MEMBERS], dl_rtn[ZF_BENCH_MAX_MEMBERS];
+    for (int m = 0; m < nmembers; m++) mrows[m] = rows / nmembers + (m < rows % nmembers);
+    ZF_TRY(zf_backend_quantize_group(zf_cpu_backend(), o, W, rows, cols, H, NULL, nmembers, mrows, NULL, out, dl,
+                                     dl_rtn));
+    out->dl = out->dl_rtn = 0.0;
+    for (int m = 0; m < nmembers; m++) out->dl += dl[m], out->dl_rtn += dl_rtn[m];
+    return ZF_OK;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
             "usage: zfold_bench [--sizes LIST] [--methods LIST] [--threads N] [--tokens N] [--bits B] [--json FILE]\n"
-            "                   [--delta-loss-rtn 0|1] [--repeat N]\n"
+            "                   [--delta-loss-rtn 0|1] [--repeat N] [--members N]\n"
             "  --sizes    comma-separated subset of 768,2048,4096,11008x4096,4096x11008 (out x in; default all)\n"
             "  --methods  comma-separated subset of rtn,optq,zfold (default all)\n"
             "  --threads  BLAS and OpenMP threads (default: the libraries' own defaults)\n"
@@ -62,13 +79,15 @@ static void usage(void)
             "  --bits     bits (default 4)\n"
             "  --delta-loss-rtn 0|1  also the min-max RTN baseline's ΔL (default 1; a run's default is 0)\n"
             "  --repeat   runs of each method per layer; the fastest is reported (default 1)\n"
+            "  --members  each layer quantized as a group of N layers sharing its input (rows split evenly, as\n"
+            "             Q/K/V or gate/up are; ΔL per member, summed here; default 1)\n"
             "  --json     also write the results as JSON to FILE\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *sizes = NULL, *json = NULL, *methods_sel = NULL;
-    int threads = 0, bits = 4, baseline = 1, repeat = 1;
+    int threads = 0, bits = 4, baseline = 1, repeat = 1, members = 1;
     int64_t ntok = 4096;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sizes") && i + 1 < argc) sizes = argv[++i];
@@ -79,6 +98,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--methods") && i + 1 < argc) methods_sel = argv[++i];
         else if (!strcmp(argv[i], "--delta-loss-rtn") && i + 1 < argc) baseline = atoi(argv[++i]) != 0;
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--members") && i + 1 < argc) members = atoi(argv[++i]);
         else {
             usage();
             return strcmp(argv[i], "--help") ? 2 : 0;
@@ -92,9 +112,13 @@ int main(int argc, char **argv)
     }
     const double peak = sgemm_gflops(4096);
     if (repeat < 1) repeat = 1;
+    if (members < 1 || members > ZF_BENCH_MAX_MEMBERS) {
+        fprintf(stderr, "zfold_bench: --members: expected 1 to %d\n", ZF_BENCH_MAX_MEMBERS);
+        return 2;
+    }
     printf("# zfold_bench: SGEMM 4096^3 best of 3 = %.1f GFLOP/s, BLAS threads %d, OpenMP threads %d, bits %d, "
-           "H from %lld tokens, each method's fastest of %d runs\n",
-           peak, openblas_get_num_threads(), omp_get_max_threads(), bits, (long long)ntok, repeat);
+           "H from %lld tokens, each method's fastest of %d runs, %d member(s) per layer\n",
+           peak, openblas_get_num_threads(), omp_get_max_threads(), bits, (long long)ntok, repeat, members);
     printf("# flops: OPTQ 2*out*in^2 + in^3; Z-FOLD adds 2*out*in^2 per ALS GEMM (alpha diag, the default: none);\n"
            "# core = ALS + factor + column loops (Z-FOLD: its trials too); refit = Z-FOLD's α/zero/ζ refits with W·H;\n"
            "# fallback = Z-FOLD's plain-OPTQ fallback less its loops; stats = the ΔL figures (OPTQ/Z-FOLD dl from the\n"
@@ -108,7 +132,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (jf) fprintf(jf, "{\n  \"sgemm_gflops\": %.3f,\n  \"bits\": %d,\n  \"tokens\": %lld,\n  \"repeat\": %d,\n"
-                    "  \"results\": [", peak, bits, (long long)ntok, repeat);
+                    "  \"members\": %d,\n  \"results\": [", peak, bits, (long long)ntok, repeat, members);
     int first = 1, failed = 0;
     for (size_t s = 0; s < NSHAPES; s++) {
         const layer_shape *L = &shapes[s];
@@ -130,7 +154,7 @@ int main(int argc, char **argv)
             int ok = 1;
             for (int k = 0; k < repeat && ok; k++) {
                 zf_qresult t;
-                if (zf_quantize(&o, W, L->out, L->in, H, NULL, &t) != ZF_OK) {
+                if (quantize(&o, W, L->out, L->in, H, members, &t) != ZF_OK) {
                     fprintf(stderr, "zfold_bench: %s %s: %s\n", L->name, zf_method_name(o.method), zf_last_error());
                     failed = 1, ok = 0;
                     break;

@@ -30,8 +30,8 @@ typedef struct {
     float lambda;             /* OPTQ: the damping added to the factored H's diagonal */
     bool factored;            /* OPTQ: U holds the factor of this H (a second OPTQ run reuses it) */
     double *rowdl;            /* host [rows]: each row's final ΔL when the method computed it (else NULL) */
-    bool total_only;          /* the caller sums all rows' ΔL (over the team too) into one figure (one member):
-                                 refits may score a change by its closed-form total, not each row's exact ΔL */
+    int nmembers;             /* the layers whose rows r holds, concatenated (Q/K/V, gate/up); 1 = one layer */
+    const int64_t *member_rows; /* [nmembers] this process's rows of each (NULL with one member) */
 } zf_qrun;
 
 /* Opens the session and the buffers options o need, with W and H (host) in backend memory. */

@@ -195,7 +195,7 @@ zf_status zf_backend_quantize_group(zf_backend *be, const zf_quant_opts *o, cons
     /* from here on every member of the team takes part in each of its sums */
     if (team) st = team->agree(team->ctx, st);
     if (opened) r.team = team;
-    if (opened) r.total_only = nmembers == 1;
+    if (opened) r.nmembers = nmembers, r.member_rows = nmembers > 1 ? member_rows : NULL;
     if (st == ZF_OK) st = quantize_codes(&r, tie, out);
     const double t_stats = zf_now();
     if (st == ZF_OK && H) st = group_losses(&r, W, out, nmembers, member_rows, dl, dl_rtn);

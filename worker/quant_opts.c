@@ -63,10 +63,10 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "Z-FOLD: after OPTQ, each row's α and zero point refitted on H with the codes fixed (closed form, one GEMM; "
      "never raises ΔL)"},
     {"refit_zeta", ZF_OPT_BOOL, OPT(refit_zeta), 1, 0, 0, false, NULL, ZFOLD,
-     "Z-FOLD: after OPTQ (and before the α refit's second pass), ζ refitted on H with the codes, α and zero fixed: "
-     "the normal equations (H ∘ AᵀA) ζ = Σ_r a_r ∘ (W H)_r, A = α(q - z), one SYRK and one Cholesky solve; kept only "
-     "when ΔL falls, scored in closed form for a single layer and by one GEMM (each row's exact ΔL) for a group of "
-     "several (Q/K/V, gate/up); tied and kept positive as the ALS's ζ"},
+     "Z-FOLD: after OPTQ and the α refit, ζ refitted on H with the codes, α and zero fixed: the normal equations "
+     "(H ∘ AᵀA) ζ = Σ_r a_r ∘ (W H)_r, A = α(q - z), one SYRK and one Cholesky solve; kept only when ΔL falls, scored "
+     "in closed form, for a group of several layers (Q/K/V, gate/up) each layer's own from its rows' part of the SYRK; "
+     "tied and kept positive as the ALS's ζ"},
     {"zfold_rounds", ZF_OPT_I32, OPT(zfold_rounds), 1, 1, 16, false, NULL, ZFOLD,
      "Z-FOLD: OPTQ runs on the grid, each after the first on the grid the refits left, followed by the refits again; "
      "a round is kept only when it lowers ΔL. Each extra round costs about 1.5x OPTQ's time; a second one lowered ΔL by "

@@ -282,6 +282,7 @@ static zf_qrun row_view(const zf_qrun *r, int64_t r0, int64_t k)
     zf_qrun v = *r;
     const int64_t n = r->cols, ng = r->ngroups;
     v.rows = k;
+    v.nmembers = 1, v.member_rows = NULL; /* no ζ refit runs on a view */
     v.Wh = r->Wh + r0 * n, v.W = r->W + r0 * n, v.B = r->B + r0 * n, v.q = r->q + r0 * n;
     v.scale = r->scale + r0 * ng, v.zero = r->zero + r0 * ng, v.rowloss = r->rowloss + r0;
     return v;
@@ -367,11 +368,11 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
         memcpy(out->zeta, ones, (size_t)n * sizeof(float));
         memcpy(rowz, rowo, (size_t)rows * sizeof(double));
         /* OPTQ's codes on a refitted ζ: a Z-FOLD grid that may do better still */
-        bool zeta_kept = false;
+        bool zeta_kept = false, exact = false;
         /* OPTQ's own group grids took r->B as scratch: W·H again */
         if (r->M && r->gs) ZF_TRY(r->i->hmul(r->qs, r->W, rows, r->H, r->B));
-        if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowz, &zeta_kept));
-        if (zeta_kept && o->refit && !r->gs && !r->total_only) ZF_TRY(refit(r, c, out->zeta, alpha, zero, rowz));
+        if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowz, &zeta_kept, &exact));
+        if (zeta_kept && exact && o->refit && !r->gs) ZF_TRY(refit(r, c, out->zeta, alpha, zero, rowz));
         return ZF_OK;
     }
     memcpy(out->g_idx, gidx, (size_t)n * sizeof(int32_t));
@@ -381,18 +382,18 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     return r->i->upload(ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
 }
 
-/* The refits after an OPTQ run on the Z-FOLD grid: α and zero, ζ, then α and zero again on a new ζ (from the rows'
- * exact losses: not after a closed-form ζ refit); WH in r->B (and c->ww) when they run. */
+/* The refits after an OPTQ run on the Z-FOLD grid: α and zero, ζ, then α and zero again on a new ζ when the rows'
+ * exact losses are known (not after the closed-form ζ refit); WH in r->B (and c->ww) when they run. */
 static zf_status refits(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, double *rowv)
 {
     const bool alpha_refit = r->o->refit && !r->gs;
     const double t0 = zf_now();
-    bool zeta_kept = false;
+    bool zeta_kept = false, exact = false;
     zf_status st = ZF_OK;
     if (alpha_refit) st = refit(r, c, out->zeta, out->scale, out->zero, rowv);
-    if (st == ZF_OK && r->M) st = zf_zfold_refit_zeta(r, tie, out->zeta, rowv, &zeta_kept);
+    if (st == ZF_OK && r->M) st = zf_zfold_refit_zeta(r, tie, out->zeta, rowv, &zeta_kept, &exact);
     /* the α refit reads each row's exact loss, which a closed-form ζ refit does not leave */
-    if (st == ZF_OK && alpha_refit && zeta_kept && !r->total_only)
+    if (st == ZF_OK && alpha_refit && zeta_kept && exact)
         st = refit(r, c, out->zeta, out->scale, out->zero, rowv);
     out->t_refit += zf_now() - t0;
     return st;

@@ -2,6 +2,8 @@
 # zfold_bench on its smallest layer: the JSON it writes parses, every method has its figures, Z-FOLD's time split
 # (ALS, factor, loops, refits, fallback, ΔL) is non-negative and within its total, its ΔL is below OPTQ's, and its
 # flop count is OPTQ's (the default ALS runs no GEMM; counting the lsq ALS's GEMMs claimed 5.7x the SGEMM rate).
+# With --members 3 (the layer as a Q/K/V-like group) OPTQ's and Z-FOLD's summed ΔL are the single layer's: rows are
+# quantized alike, and the members' closed-form ζ-refit changes add up to the layer's.
 set -uo pipefail
 source "$(dirname "$0")/../lib.sh"
 bench=$(dirname "$zfold")/zfold_bench
@@ -30,5 +32,21 @@ n = 768.0
 assert abs(o["core_flops"] - (2 * n ** 3 + n ** 3)) <= 1e-5 * o["core_flops"], o["core_flops"]  # %.6g in the JSON
 assert z["core_flops"] == o["core_flops"], (z["core_flops"], o["core_flops"])
 assert peak > 0 and all(r["core_gflops"] > 0 for r in (z, o)), (peak, z, o)
+PY
+
+if "$bench" --sizes 768 --methods optq,zfold --members 3 --json "$work/bench3.json" > "$work/bench3.log" 2>&1; then
+  ok "zfold_bench --members 3 ran"
+else
+  bad "zfold_bench --members 3 failed: $(tail -3 "$work/bench3.log")"
+fi
+python3 - "$work/bench.json" "$work/bench3.json" <<'PY' && ok "bench --members 3: the group's ΔL is the layer's" \
+  || bad "bench --members 3 checks (above)"
+import json, sys
+one, three = (json.load(open(f)) for f in sys.argv[1:3])
+assert one["members"] == 1 and three["members"] == 3, (one["members"], three["members"])
+a = {r["method"]: r["dl"] for r in one["results"]}
+b = {r["method"]: r["dl"] for r in three["results"]}
+for m in ("optq", "zfold"):
+    assert abs(a[m] - b[m]) <= 1e-4 * a[m], (m, a[m], b[m])
 PY
 finish
