@@ -122,16 +122,43 @@ double zf_qrun_rows_total(const zf_qrun *r, const double *rowv)
  * may be all that is left (a large mean diagonal, as outlier input channels give, makes λ |ΔW|² nearly the whole sum). */
 #define ZF_LOOP_KEPT 0.01
 
+bool zf_qrun_dead_inputs(const zf_qrun *r)
+{
+    for (int64_t j = 0; j < r->cols; j++)
+        if (r->Hh[j * r->cols + j] == 0.0f) return true;
+    return false;
+}
+
 zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv)
 {
     const int64_t rows = r->rows, n = r->cols;
     const float *W = r->Wh;
+    const double lam = (double)r->lambda;
     ZF_TRY(r->i->download(r->be->ctx, rowv, r->rowloss, (size_t)rows * sizeof(double)));
+    int lost = 0;
+    if (!deq) {
+        /* no dead input: each row's |ΔW|² on the backend, ΔW in r->A */
+        ZF_ASSERT(!zf_qrun_dead_inputs(r));
+        double *live = zf_malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double), "row sums");
+        if (!live) return ZF_ERR_NOMEM;
+        zf_status st = r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n,
+                                     r->ngroups, rows, n, NULL, r->A);
+        if (st == ZF_OK) st = r->i->rowdot(r->qs, r->A, rows, n, r->A, n, live);
+        for (int64_t i = 0; st == ZF_OK && i < rows; i++) {
+            const double sum = rowv[i];
+            rowv[i] -= lam * live[i];
+            lost |= !(rowv[i] >= ZF_LOOP_KEPT * sum);
+        }
+        free(live);
+        ZF_TRY(st);
+        if (!lost) return ZF_OK;
+        zf_log_debug("ΔL [%lld x %lld]: the damping is nearly all of the loop's sums; each row's ΔW H ΔWᵀ computed "
+                     "instead", (long long)rows, (long long)n);
+        return r->i->quadform(r->qs, r->A, NULL, rows, r->H, rowv, NULL);
+    }
     uint8_t *dead = zf_malloc((size_t)n, "dead inputs");
     if (!dead) return ZF_ERR_NOMEM;
     for (int64_t j = 0; j < n; j++) dead[j] = r->Hh[j * n + j] == 0.0f;
-    const double lam = (double)r->lambda;
-    int lost = 0;
 #pragma omp parallel for schedule(static) reduction(| : lost)
     for (int64_t i = 0; i < rows; i++) {
         double live = 0.0, gone = 0.0;

@@ -44,8 +44,11 @@ double zf_qrun_rows_total(const zf_qrun *r, const double *rowv);
 zf_status zf_qrun_team_sum(zf_qrun *r, double *v, int64_t n);
 /* Σ_r of the row quadratic forms of A [rows, cols] (backend memory) with r->H, in row order, in double. */
 zf_status zf_qrun_loss(zf_qrun *r, const float *A, int64_t rows, double *rowbuf, double *dl);
-/* Each row's ΔL after OPTQ's column loop, from its Σ err² (r->rowloss) and deq [rows, cols] on the host; where the
- * damping's part leaves a row too few digits, every row's ΔW H ΔWᵀ by the quadratic form instead (r->A scratch). */
+/* Each row's ΔL after OPTQ's column loop, from its Σ err² (r->rowloss) and deq [rows, cols] on the host, or with deq
+ * NULL (only without dead inputs) from |ΔW|² taken on the backend; where the damping's part leaves a row too few
+ * digits, every row's ΔW H ΔWᵀ by the quadratic form instead (r->A scratch either way). */
 zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv);
+/* Whether an input channel is dead (H_jj = 0). */
+bool zf_qrun_dead_inputs(const zf_qrun *r);
 
 #endif

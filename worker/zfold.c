@@ -207,9 +207,10 @@ static zf_status als_run(zf_qrun *r, const zf_zeta_tie *tie, float *alpha, float
 }
 
 /* Each row's ΔL of the codes and grids in r->q, r->scale, r->zero with ζ in r->zeta and groups in r->gidx, from
- * OPTQ's loop; deq is host scratch [rows, cols]. */
+ * OPTQ's loop; deq is host scratch [rows, cols] (used only with dead inputs). */
 static zf_status loop_losses(zf_qrun *r, float *deq, double *rowv)
 {
+    if (!zf_qrun_dead_inputs(r)) return zf_qrun_loop_rows(r, NULL, rowv);
     ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : r->cols,
                          r->ngroups, r->rows, r->cols, r->A, NULL));
     ZF_TRY(r->i->download(r->be->ctx, deq, r->A, (size_t)r->rows * (size_t)r->cols * sizeof(float)));
