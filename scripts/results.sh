@@ -78,6 +78,8 @@ done
   --json "$out/quality-holdout.json" > "$out/quality-holdout.log"
 [ -f "$out/bench.json" ] || "$bin/zfold_bench" --sizes 4096,11008x4096,4096x11008 --methods optq,zfold \
   --delta-loss-rtn 0 --repeat 3 --json "$out/bench.json" > "$out/bench.log"
+[ -f "$out/bench-group.json" ] || "$bin/zfold_bench" --sizes 4096,11008x4096 --methods optq,zfold --members 2 \
+  --delta-loss-rtn 0 --repeat 3 --json "$out/bench-group.json" > "$out/bench-group.log"
 
 python3 - "$out" "$maxw" <<'PY'
 import json, math, os, sys, platform, subprocess
@@ -154,6 +156,18 @@ for layer, m in res.items():
     L.append("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %d |" % (layer, o["total_s"],
              z["total_s"], z["total_s"] / o["total_s"], z["als_s"], z["factor_s"], z["loop_s"], z["refit_s"],
              z["fallback_s"], rest, z["als_iters"]))
+bg = json.load(open(os.path.join(out, "bench-group.json")))
+L += ["", "The same layers quantized as a group of %d layers sharing their input (`--members %d`, rows split evenly, as"
+      " Q/K/V or gate/up are; each member's ΔL its own), SGEMM %.1f GFLOP/s at the start and %.1f at the end:" % (
+      bg["members"], bg["members"], bg["sgemm_gflops"], bg["sgemm_gflops_end"]), "",
+      "| layer (out × in) | members | OPTQ (s) | Z-FOLD (s) | Z-FOLD / OPTQ | refits (s) |", "|---|---|---|---|---|---|"]
+resg = {}
+for r in bg["results"]:
+    resg.setdefault(r["layer"], {})[r["method"]] = r
+for layer, m in resg.items():
+    o, z = m["optq"], m["zfold"]
+    L.append("| %s | %d | %.2f | %.2f | %.2f | %.2f |" % (layer, bg["members"], o["total_s"], z["total_s"],
+             z["total_s"] / o["total_s"], z["refit_s"]))
 L += ["", "## Perplexity", "",
       "GPTQ protocol, folded models, 128 calibration windows (seed 0); %s. `g128`: groups of 128 input columns"
       % ("every window of each eval file" if maxw == 0 else "the first %d windows of each eval file" % maxw),

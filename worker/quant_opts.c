@@ -43,8 +43,8 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "coarse to fine, no GEMM per iteration; grid = the same search scored on the full H (the paper's code, 200 GEMMs "
      "per iteration); lsq = Hessian-weighted least squares (paper, eq. 13). Measured on the fixtures' 159 layer x bit "
      "cases with the default widening, refits and fallback: diag's ΔL is 0.917x the paper's code on geometric mean "
-     "(9 cases above it) and 0.700x OPTQ's (0.707x scored on Hessians of other text), at 3.0x OPTQ's CPU time at "
-     "4096x4096, 3.5x at 11008x4096 and 2.5x at 4096x11008 (fastest of 3 runs each, docs/results.md); "
+     "(9 cases above it) and 0.700x OPTQ's (0.707x scored on Hessians of other text), at 3.1x OPTQ's CPU time at "
+     "4096x4096, 3.4x at 11008x4096 and 2.6x at 4096x11008 (fastest of 3 runs each, docs/results.md); "
      "grid with als_tol 0 is never above the paper's code, at about 100x OPTQ's time"},
     {"als_max_iter", ZF_OPT_I32, OPT(als_max_iter), 30, 1, 1000, false, NULL, ZFOLD, "Z-FOLD ALS iteration limit"},
     {"als_tol", ZF_OPT_DOUBLE, OPT(als_tol), 1e-3, 0, 1, false, NULL, ZFOLD,
