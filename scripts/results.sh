@@ -147,11 +147,13 @@ L += ["", "## Time at real widths", "",
       % (b.get("repeat", 1), b["sgemm_gflops"], b["sgemm_gflops_end"]), "",
       "| layer (out × in) | OPTQ (s) | Z-FOLD (s) | Z-FOLD / OPTQ | ALS | factor | loops | refits | fallback | rest |"
       " ALS iterations |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-res = {}
-for r in b["results"]:
-    res.setdefault(r["layer"], {})[r["method"]] = r
-for layer, m in res.items():
-    o, z = m["optq"], m["zfold"]
+def by_layer(bench):
+    """[(layer, OPTQ's result, Z-FOLD's result)] of a zfold_bench JSON, in its order"""
+    res = {}
+    for r in bench["results"]:
+        res.setdefault(r["layer"], {})[r["method"]] = r
+    return [(layer, m["optq"], m["zfold"]) for layer, m in res.items()]
+for layer, o, z in by_layer(b):
     rest = z["total_s"] - sum(z[k] for k in ("als_s", "factor_s", "loop_s", "refit_s", "fallback_s", "stats_s"))
     L.append("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %d |" % (layer, o["total_s"],
              z["total_s"], z["total_s"] / o["total_s"], z["als_s"], z["factor_s"], z["loop_s"], z["refit_s"],
@@ -161,11 +163,7 @@ L += ["", "The same layers quantized as a group of %d layers sharing their input
       " Q/K/V or gate/up are; each member's ΔL its own), SGEMM %.1f GFLOP/s at the start and %.1f at the end:" % (
       bg["members"], bg["members"], bg["sgemm_gflops"], bg["sgemm_gflops_end"]), "",
       "| layer (out × in) | members | OPTQ (s) | Z-FOLD (s) | Z-FOLD / OPTQ | refits (s) |", "|---|---|---|---|---|---|"]
-resg = {}
-for r in bg["results"]:
-    resg.setdefault(r["layer"], {})[r["method"]] = r
-for layer, m in resg.items():
-    o, z = m["optq"], m["zfold"]
+for layer, o, z in by_layer(bg):
     L.append("| %s | %d | %.2f | %.2f | %.2f | %.2f |" % (layer, bg["members"], o["total_s"], z["total_s"],
              z["total_s"] / o["total_s"], z["refit_s"]))
 L += ["", "## Perplexity", "",
