@@ -12,25 +12,29 @@
 #include "worker/backend.h"
 #include "worker/forward.h"
 #include "worker/perplexity.h"
+#include "worker/zfold_zeta.h"
 
 typedef struct {
     double rows, in;
+    int members;
 } group_shape;
 
 static group_shape shape_of(const zf_model_config *c, zf_group g)
 {
-    return (group_shape){(double)zf_group_out(c, g), (double)zf_group_in(c, g)};
+    zf_lin lins[3];
+    return (group_shape){(double)zf_group_out(c, g), (double)zf_group_in(c, g), zf_group_members(c, g, lins)};
 }
 
 /* One group's quantization on its owner, in host memory: the stacked weights, H, the result (codes and the
- * quantizer's dequantized copy), and on the CPU the quantizer's working set (a GPU holds it in device memory). */
+ * quantizer's dequantized copy), on the CPU the quantizer's working set (a GPU holds it in device memory), and the
+ * ζ refit's host copies of its system. */
 static double group_work(const zf_job_config *cfg, group_shape s)
 {
-    double rc = s.rows * s.in;
-    if (cfg->backend == ZF_BACKEND_CUDA) return rc * 4 + s.in * s.in * 4 + rc * 5;
+    double rc = s.rows * s.in, zeta = (double)zf_zfold_refit_zeta_host_bytes(&cfg->quant, (int64_t)s.in, s.members);
+    if (cfg->backend == ZF_BACKEND_CUDA) return rc * 4 + s.in * s.in * 4 + rc * 5 + zeta;
     /* the CPU quantizer works on the caller's W and H in place and writes codes and deq straight into the
      * result: its working set counts H, the result and all but the W copy */
-    return rc * 4 + (double)zf_backend_quantize_bytes(&cfg->quant, (int64_t)s.rows, (int64_t)s.in, true);
+    return rc * 4 + (double)zf_backend_quantize_bytes(&cfg->quant, (int64_t)s.rows, (int64_t)s.in, true) + zeta;
 }
 
 static double max2(double a, double b) { return a > b ? a : b; }

@@ -183,6 +183,13 @@ static zf_status exact_totals(zf_qrun *r, const double *rowv, double *rown, doub
     return zf_qrun_team_sum(r, tot, 2);
 }
 
+int64_t zf_zfold_refit_zeta_host_bytes(const zf_quant_opts *o, int64_t cols, int nmembers)
+{
+    if (o->method != ZF_METHOD_ZFOLD || !o->zfold_optq || !o->refit_zeta) return 0;
+    const int64_t nn4 = cols * cols * 4;
+    return nmembers > 1 ? (nmembers + 1) * nn4 + nmembers * cols * 8 : nn4;
+}
+
 /* Each member's change of ΔL on this process along t·d (class space): -2t dᵀ(b_m - M_m ζ) + t² dᵀ M_m d; ch [n]. */
 static void member_changes(const zeta_parts *p, int64_t nc, const float *d, const float *zc, double t, double *ch)
 {

@@ -19,4 +19,8 @@
  * the new ζ is kept (*kept). r->A is overwritten. */
 zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, double *rowv, bool *kept,
                               bool *rows_exact);
+/* Host bytes the ζ refit of a [rows, cols] group of nmembers layers holds besides the backend's buffers: each
+ * member's part of the system and their sum (one matrix alone, with a team or ties); 0 when no ζ refit runs. */
+int64_t zf_zfold_refit_zeta_host_bytes(const zf_quant_opts *o, int64_t cols, int nmembers);
+
 #endif

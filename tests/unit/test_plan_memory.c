@@ -88,6 +88,16 @@ int main(void)
     CHECK(teams.quant < four.quant && teams.quant < no_teams.quant);
     CHECK_CLOSE(no_teams.quant, four.quant, 0, 1e-12);
 
+    /* the ζ refit adds its backend matrix and its host copies (at least one more d_in² matrix) to every group's
+     * work, so to the peak at least the least of them */
+    zf_plan_memory zeta_off;
+    cfg.quant.refit_zeta = false;
+    zf_plan_memory_host(&cfg, &c, 1, 128, 256, &zeta_off);
+    cfg.quant.refit_zeta = true;
+    double least_in = INFINITY;
+    for (int g = 0; g < ZF_NGROUP; g++) least_in = fmin(least_in, (double)zf_group_in(&c, g));
+    CHECK(one.quant - zeta_off.quant >= 2 * least_in * least_in * 4);
+
     /* a rank's chunk is at most its share of eval.max_windows */
     cfg.eval_max_windows = 8;
     zf_plan_memory share;
