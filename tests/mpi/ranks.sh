@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # 1, 2, 3 and 4 ranks: repeated runs are byte-identical; other rank counts agree on >= 99.9 % of codes, ppl within 0.1 %;
-# 6 ranks split the groups' rows across teams; stored inputs reduced in panels give the sums' Hessians.
+# 6 ranks split the groups' rows across teams (every layer's ΔL as one process's); stored inputs reduced in panels give the
+# sums' Hessians.
 source "$(dirname "$0")/common.sh"
 set +e
 run 0 "$work/single" || bad "single process run (see $work/single.log)"
@@ -44,6 +45,17 @@ if run 6 "$work/np6"; then
   grep -q 'groups split by rows across teams of ranks' "$work/np6.log" && ok "6 ranks: teams formed" || bad "6 ranks: no teams"
   "$zfold" compare "$work/single" "$work/np6" --min-agreement 0.999 --max-ppl-diff 0.001 > "$work/cmp6" \
     && ok "np 6 (teams) vs single: $(grep -o 'codes agreeing:.*' "$work/cmp6")" || { bad "np 6 vs single"; cat "$work/cmp6"; }
+  # each layer's ΔL from a team (a group's members split over its ranks, a ζ refit scored per member and process)
+  # is the single process's
+  python3 - "$work/single/report.json" "$work/np6/report.json" <<'PY' && ok "np 6: every layer's ΔL as alone" \
+    || bad "np 6: a layer's ΔL differs from the single process's (above)"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+for ba, bb in zip(a["blocks"], b["blocks"]):
+    for name, la in ba["layers"].items():
+        x, y = la["delta_loss_after"], bb["layers"][name]["delta_loss_after"]
+        assert abs(x - y) <= 1e-5 * x, (ba["block"], name, x, y)
+PY
   grep -E 'comm ([0-9.]+) MB \(model \1 MB\)' -q "$work/np6.log" && ok "np 6: bytes as modelled" \
     || bad "np 6 bytes: $(grep -o 'comm .*' "$work/np6.log" | head -1)"
 else bad "mpirun -np 6: $(tail -3 "$work/np6.log")"; fi
