@@ -71,7 +71,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: zfold_bench [--sizes LIST] [--methods LIST] [--threads N] [--tokens N] [--bits B] [--json FILE]\n"
-            "                   [--delta-loss-rtn 0|1] [--repeat N] [--members N]\n"
+            "                   [--delta-loss-rtn 0|1] [--repeat N] [--members N] [--group-size G]\n"
             "  --sizes    comma-separated subset of 768,2048,4096,11008x4096,4096x11008 (out x in; default all)\n"
             "  --methods  comma-separated subset of rtn,optq,zfold (default all)\n"
             "  --threads  BLAS and OpenMP threads (default: the libraries' own defaults)\n"
@@ -79,6 +79,7 @@ static void usage(void)
             "  --bits     bits (default 4)\n"
             "  --delta-loss-rtn 0|1  also the min-max RTN baseline's ΔL (default 1; a run's default is 0)\n"
             "  --repeat   runs of each method per layer; the fastest is reported (default 1)\n"
+            "  --group-size  α and zero per G input columns (default 0: per channel)\n"
             "  --members  each layer quantized as a group of N layers sharing its input (rows split evenly, as\n"
             "             Q/K/V or gate/up are; ΔL per member, summed here; default 1)\n"
             "  --json     also write the results as JSON to FILE\n");
@@ -87,7 +88,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
     const char *sizes = NULL, *json = NULL, *methods_sel = NULL;
-    int threads = 0, bits = 4, baseline = 1, repeat = 1, members = 1;
+    int threads = 0, bits = 4, baseline = 1, repeat = 1, members = 1, group_size = 0;
     int64_t ntok = 4096;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sizes") && i + 1 < argc) sizes = argv[++i];
@@ -99,6 +100,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--delta-loss-rtn") && i + 1 < argc) baseline = atoi(argv[++i]) != 0;
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--members") && i + 1 < argc) members = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--group-size") && i + 1 < argc) group_size = atoi(argv[++i]);
         else {
             usage();
             return strcmp(argv[i], "--help") ? 2 : 0;
@@ -112,13 +114,17 @@ int main(int argc, char **argv)
     }
     const double peak = sgemm_gflops(4096);
     if (repeat < 1) repeat = 1;
+    if (group_size < 0) {
+        fprintf(stderr, "zfold_bench: --group-size: expected 0 (per channel) or more columns\n");
+        return 2;
+    }
     if (members < 1 || members > ZF_BENCH_MAX_MEMBERS) {
         fprintf(stderr, "zfold_bench: --members: expected 1 to %d\n", ZF_BENCH_MAX_MEMBERS);
         return 2;
     }
     printf("# zfold_bench: SGEMM 4096^3 best of 3 = %.1f GFLOP/s, BLAS threads %d, OpenMP threads %d, bits %d, "
-           "H from %lld tokens, each method's fastest of %d runs, %d member(s) per layer\n",
-           peak, openblas_get_num_threads(), omp_get_max_threads(), bits, (long long)ntok, repeat, members);
+           "H from %lld tokens, each method's fastest of %d runs, %d member(s) per layer, group size %d\n",
+           peak, openblas_get_num_threads(), omp_get_max_threads(), bits, (long long)ntok, repeat, members, group_size);
     printf("# flops: OPTQ 2*out*in^2 + in^3; Z-FOLD adds 2*out*in^2 per ALS GEMM (alpha diag, the default: none);\n"
            "# core = ALS + factor + column loops (Z-FOLD: its trials too); refit = Z-FOLD's α/zero/ζ refits with W·H;\n"
            "# fallback = Z-FOLD's plain-OPTQ fallback less its loops; stats = the ΔL figures (OPTQ/Z-FOLD dl from the\n"
@@ -132,7 +138,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (jf) fprintf(jf, "{\n  \"sgemm_gflops\": %.3f,\n  \"bits\": %d,\n  \"tokens\": %lld,\n  \"repeat\": %d,\n"
-                    "  \"members\": %d,\n  \"results\": [", peak, bits, (long long)ntok, repeat, members);
+                    "  \"members\": %d,\n  \"group_size\": %d,\n  \"results\": [", peak, bits, (long long)ntok, repeat,
+                    members, group_size);
     int first = 1, failed = 0;
     for (size_t s = 0; s < NSHAPES; s++) {
         const layer_shape *L = &shapes[s];
@@ -150,6 +157,7 @@ int main(int argc, char **argv)
             o.method = methods[m];
             o.bits = bits;
             o.delta_loss_rtn = baseline;
+            o.group_size = group_size;
             zf_qresult r = {0};
             int ok = 1;
             for (int k = 0; k < repeat && ok; k++) {

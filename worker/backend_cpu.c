@@ -168,6 +168,8 @@ static const zf_backend_i cpu_table = {
     .unpermute = zf_cpu_unpermute,
     .coldot = zf_cpu_coldot,
     .hgram = zf_cpu_hgram,
+    .group_sums = zf_cpu_group_sums,
+    .group_update = zf_cpu_group_update,
     .chol_solve = zf_cpu_chol_solve,
 };
 

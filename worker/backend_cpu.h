@@ -40,6 +40,12 @@ int64_t zf_cpu_session_cols(const void *qs);
 zf_status zf_cpu_coldot(void *qs, const float *A, const float *B, int64_t rows, int64_t cols, double *out);
 zf_status zf_cpu_hgram(void *qs, const float *A, int64_t rows, const float *H, float *M);
 zf_status zf_cpu_chol_solve(void *qs, float *M, int64_t n, float lambda, float *x, zf_chol_result *res);
+zf_status zf_cpu_group_sums(void *qs, const float *Y, const uint8_t *q, const float *zero, int64_t lds,
+                            const float *zeta, const float *H, int64_t rows, int64_t c0, int64_t len, float *scratch,
+                            double *out);
+zf_status zf_cpu_group_update(void *qs, float *Y, const uint8_t *q, float *scale, float *zero, int64_t lds,
+                              const float *anew, const float *znew, const float *zeta, const float *H, int64_t rows,
+                              int64_t c0, int64_t len, float *scratch);
 zf_status zf_cpu_unpermute(void *qs, const uint8_t *Qt, int64_t rows, int64_t n, const int32_t *perm, uint8_t *q);
 
 #endif

@@ -1,5 +1,7 @@
-/* The host backend's primitives of the ζ refit: column dot products, the Hessian-weighted Gram matrix and its solve. */
+/* The host backend's primitives of the refits after OPTQ: the ζ refit's column dot products, Hessian-weighted Gram
+ * matrix and solve, and the group refit's sums and updates. */
 #include "worker/backend_cpu.h"
+#include "worker/grid.h"
 
 #include <cblas.h>
 #include <lapacke.h>
@@ -60,5 +62,48 @@ zf_status zf_cpu_chol_solve(void *qs, float *M, int64_t n, float lambda, float *
     int finite = 1;
     for (int64_t i = 0; i < n; i++) finite &= isfinite(x[i]) != 0;
     *res = finite ? ZF_CHOL_OK : ZF_CHOL_NONFINITE;
+    return ZF_OK;
+}
+
+zf_status zf_cpu_group_sums(void *qs, const float *Y, const uint8_t *q, const float *zero, int64_t lds,
+                            const float *zeta, const float *H, int64_t rows, int64_t c0, int64_t len, float *scratch,
+                            double *out)
+{
+    const int64_t n = zf_cpu_session_cols(qs);
+    float *A = scratch, *P = scratch + rows * len;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 0; j < len; j++)
+            A[r * len + j] = zeta[c0 + j] * ((float)q[r * n + c0 + j] - zero[r * lds]);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)len, (int)len, 1.0f, A, (int)len,
+                H + c0 * n + c0, (int)n, 0.0f, P, (int)len);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        double aa = 0.0, av = 0.0, ay = 0.0, vy = 0.0;
+        for (int64_t j = 0; j < len; j++) {
+            const double a = A[r * len + j], v = zeta[c0 + j], p = P[r * len + j], y = Y[r * n + c0 + j];
+            aa += a * p, av += v * p, ay += a * y, vy += v * y;
+        }
+        out[r] = aa, out[rows + r] = av, out[2 * rows + r] = ay, out[3 * rows + r] = vy;
+    }
+    return ZF_OK;
+}
+
+zf_status zf_cpu_group_update(void *qs, float *Y, const uint8_t *q, float *scale, float *zero, int64_t lds,
+                              const float *anew, const float *znew, const float *zeta, const float *H, int64_t rows,
+                              int64_t c0, int64_t len, float *scratch)
+{
+    const int64_t n = zf_cpu_session_cols(qs);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float a0 = scale[r * lds], z0 = zero[r * lds], a1 = anew[r], z1 = znew[r];
+        for (int64_t j = 0; j < len; j++) {
+            const float c = (float)q[r * n + c0 + j], z = zeta[c0 + j];
+            scratch[r * len + j] = zf_dequant(c, a0 * z, z0) - zf_dequant(c, a1 * z, z1);
+        }
+        scale[r * lds] = a1, zero[r * lds] = z1;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)len, 1.0f, scratch, (int)len,
+                H + c0 * n, (int)n, 1.0f, Y, (int)n);
     return ZF_OK;
 }

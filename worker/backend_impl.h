@@ -118,6 +118,17 @@ typedef struct zf_backend_i {
     /* One attempt: x [n] ← (M + λI)⁻¹ x, M [n, n] symmetric, overwritten by its factor; *res says whether it worked
      * (the factorization, and a finite x). */
     zf_status (*chol_solve)(void *qs, float *M, int64_t n, float lambda, float *x, zf_chol_result *res);
+    /* Group refit sums over the columns [c0, c0 + len) of one group, per row r: with a = ζ ⊙ (q - zero[r·lds]) and
+     * P = a · H[c0:c0+len, c0:c0+len]: out = [a·Pᵀ, ζ·Pᵀ, a·Y, ζ·Y] (host, [4, rows], double); Y [rows, cols] is
+     * ΔW·H; scratch is [rows, 2·len]. */
+    zf_status (*group_sums)(void *qs, const float *Y, const uint8_t *q, const float *zero, int64_t lds,
+                            const float *zeta, const float *H, int64_t rows, int64_t c0, int64_t len, float *scratch,
+                            double *out);
+    /* The group's grids changed from (scale, zero)[r·lds] to (anew, znew)[r] (backend memory): Y += (Ŵ_old -
+     * Ŵ_new)[:, c0:c0+len] · H[c0:c0+len, :], then the new grids written in place; scratch is [rows, len]. */
+    zf_status (*group_update)(void *qs, float *Y, const uint8_t *q, float *scale, float *zero, int64_t lds,
+                              const float *anew, const float *znew, const float *zeta, const float *H, int64_t rows,
+                              int64_t c0, int64_t len, float *scratch);
 } zf_backend_i;
 
 struct zf_backend {

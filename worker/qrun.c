@@ -45,6 +45,8 @@ static zf_status qrun_alloc(zf_qrun *r, bool host)
         {&r->hvec, c4, "Z-FOLD: Hessian vector", zfold},
         {&r->ones, (size_t)rows * 4, "Z-FOLD: unit scales", zfold},
         {&r->M, nn * 4, "Z-FOLD: ζ normal equations", zfold && o->zfold_optq && o->refit_zeta && r->Hh},
+        {&r->gbuf, (size_t)rows * (size_t)(2 * gl + 2) * 4, "Z-FOLD: group refit scratch",
+         zfold && o->zfold_optq && o->refit && gs && r->Hh},
     };
     for (size_t k = 0; k < sizeof b / sizeof b[0]; k++)
         if (b[k].want) ZF_TRY(r->i->alloc(r->be->ctx, b[k].n, b[k].what, (void **)b[k].p));
@@ -86,7 +88,8 @@ zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, i
 void zf_qrun_close(zf_qrun *r, zf_status st)
 {
     void *bufs[] = {r->A, r->B, r->U, r->Err, r->hbuf, r->scale, r->zero, r->zeta, r->zp, r->q, r->Qt, r->perm,
-                    r->gidx, r->rowloss, r->hvec, r->ones, r->M, r->own_w ? r->W : NULL, r->own_w ? r->H : NULL};
+                    r->gidx, r->rowloss, r->hvec, r->ones, r->M, r->gbuf, r->own_w ? r->W : NULL,
+                    r->own_w ? r->H : NULL};
     if (st != ZF_OK) r->i->sync(r->be->ctx); /* no queued work may still use the buffers freed below */
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
         if (bufs[k]) r->i->free(r->be->ctx, bufs[k]);

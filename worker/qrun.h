@@ -27,6 +27,7 @@ typedef struct {
     double *rowloss;          /* OPTQ with H: [rows] Σ err² of each row's column loop (zf_optq_bufs) */
     float *hvec, *ones;       /* Z-FOLD: [cols] H's diagonal or H·ζ, [rows] ones */
     float *M;                 /* Z-FOLD's ζ refit: [cols, cols] its normal equations' matrix */
+    float *gbuf;              /* Z-FOLD's group refit: [rows, 2·group + 2] scratch and new grids */
     float lambda;             /* OPTQ: the damping added to the factored H's diagonal */
     bool factored;            /* OPTQ: U holds the factor of this H (a second OPTQ run reuses it) */
     double *rowdl;            /* host [rows]: each row's final ΔL when the method computed it (else NULL) */

@@ -217,6 +217,15 @@ static zf_status loop_losses(zf_qrun *r, float *deq, double *rowv)
     return zf_qrun_loop_rows(r, deq, rowv);
 }
 
+/* r->B = ΔW·H of the codes, grids, ζ and groups in r (r->A scratch): what the group refit and, with groups, the ζ
+ * refit read. */
+static zf_status residual_h(zf_qrun *r)
+{
+    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : r->cols, r->ngroups,
+                         r->rows, r->cols, NULL, r->A));
+    return r->i->hmul(r->qs, r->A, r->rows, r->H, r->B);
+}
+
 /* What the refits share: WH = W·H in r->B, each row's w H wᵀ, H·ζ and ζ H ζᵀ, and host scratch. */
 typedef struct {
     double *ww, *aw, *av, *wv;  /* [rows] each */
@@ -370,8 +379,8 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
         memcpy(rowz, rowo, (size_t)rows * sizeof(double));
         /* OPTQ's codes on a refitted ζ: a Z-FOLD grid that may do better still */
         bool zeta_kept = false, exact = false;
-        /* OPTQ's own group grids took r->B as scratch: W·H again */
-        if (r->M && r->gs) ZF_TRY(r->i->hmul(r->qs, r->W, rows, r->H, r->B));
+        /* with groups the ζ refit reads ΔW·H of OPTQ's codes */
+        if (r->M && r->gs) ZF_TRY(residual_h(r));
         if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowz, &zeta_kept, &exact));
         if (zeta_kept && exact && o->refit && !r->gs) ZF_TRY(refit(r, c, out->zeta, alpha, zero, rowz));
         return ZF_OK;
@@ -383,15 +392,66 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     return r->i->upload(ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
 }
 
-/* The refits after an OPTQ run on the Z-FOLD grid: α and zero, ζ, then α and zero again on a new ζ when the rows'
- * exact losses are known (not after the closed-form ζ refit); WH in r->B (and c->ww) when they run. */
+/* Whether each group is a run of gs columns in order (no act-order groups): what the group refit's slices need. */
+static bool groups_in_order(const zf_qrun *r, const int32_t *gidx)
+{
+    for (int64_t j = 0; j < r->cols; j++)
+        if (gidx[j] != j / r->gs) return false;
+    return true;
+}
+
+/* α and zero per row and group refitted with the codes and ζ fixed: each group in turn, every row's closed form
+ * (zf_refit_row) with its other groups fixed, so ΔL never rises; r->B = ΔW·H on entry, kept current. */
+static zf_status refit_groups(zf_qrun *r, zf_qresult *out, double *rowv)
+{
+    const int64_t rows = r->rows, n = r->cols, ng = r->ngroups, gs = r->gs;
+    const float maxq = (float)((1 << r->o->bits) - 1);
+    double *s = zf_malloc((size_t)rows * 4 * sizeof(double), "group refit sums");
+    float *fresh = zf_malloc((size_t)rows * 2 * sizeof(float), "group refit grids");
+    zf_status st = s && fresh ? ZF_OK : ZF_ERR_NOMEM;
+    float *dfresh = r->gbuf + rows * 2 * (gs < n ? gs : n); /* after the scratch of two [rows, group] matrices */
+    for (int64_t g = 0; st == ZF_OK && g < ng; g++) {
+        const int64_t c0 = g * gs, len = n - c0 < gs ? n - c0 : gs;
+        double vv = 0.0;
+        for (int64_t j = c0; j < c0 + len; j++)
+            for (int64_t k = c0; k < c0 + len; k++) vv += (double)out->zeta[j] * r->Hh[j * n + k] * out->zeta[k];
+        st = r->i->group_sums(r->qs, r->B, r->q, r->zero + g, ng, r->zeta, r->H, rows, c0, len, r->gbuf, s);
+        bool changed = false;
+        for (int64_t k = 0; st == ZF_OK && k < rows; k++) {
+            float *a = out->scale + k * ng + g, *z = out->zero + k * ng + g;
+            fresh[k] = *a, fresh[rows + k] = *z;
+            if (!(*a > 0.0f)) continue; /* a row no grid could fit */
+            /* the group's share of the row, u = ΔW + α a: a H uᵀ = a·(ΔW H) + α a H aᵀ, likewise with v = ζ */
+            const double a0 = *a;
+            const zf_row_model m = {.aa = s[k], .aw = s[2 * rows + k] + a0 * s[k], .av = s[rows + k],
+                                    .wv = s[3 * rows + k] + a0 * s[rows + k], .vv = vv};
+            const double ch = zf_refit_row(&m, *a, *z, r->o->sym, maxq, &fresh[k], &fresh[rows + k]);
+            if (!(ch < 0.0)) continue;
+            rowv[k] += ch, changed = true;
+            *a = fresh[k], *z = fresh[rows + k];
+        }
+        if (st != ZF_OK || !changed) continue;
+        st = r->i->upload(r->be->ctx, dfresh, fresh, (size_t)rows * 2 * sizeof(float));
+        if (st == ZF_OK)
+            st = r->i->group_update(r->qs, r->B, r->q, r->scale + g, r->zero + g, ng, dfresh, dfresh + rows, r->zeta,
+                                    r->H, rows, c0, len, r->gbuf);
+    }
+    free(s), free(fresh);
+    return st;
+}
+
+/* The refits after an OPTQ run on the Z-FOLD grid: α and zero (per channel, or per row and group), ζ, then per
+ * channel α and zero again on a new ζ when the rows' exact losses are known (not after the closed-form ζ refit).
+ * Per channel W·H in r->B (and c->ww) on entry; with groups ΔW·H is formed here. */
 static zf_status refits(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, double *rowv)
 {
     const bool alpha_refit = r->o->refit && !r->gs;
     const double t0 = zf_now();
     bool zeta_kept = false, exact = false;
     zf_status st = ZF_OK;
-    if (alpha_refit) st = refit(r, c, out->zeta, out->scale, out->zero, rowv);
+    if (r->gs && (r->M || r->gbuf)) st = residual_h(r);
+    if (st == ZF_OK && r->gbuf && groups_in_order(r, out->g_idx)) st = refit_groups(r, out, rowv);
+    if (st == ZF_OK && alpha_refit) st = refit(r, c, out->zeta, out->scale, out->zero, rowv);
     if (st == ZF_OK && r->M) st = zf_zfold_refit_zeta(r, tie, out->zeta, rowv, &zeta_kept, &exact);
     /* the α refit reads each row's exact loss, which a closed-form ζ refit does not leave */
     if (st == ZF_OK && alpha_refit && zeta_kept && exact)
@@ -476,10 +536,10 @@ static zf_status after_optq(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
     if (st == ZF_OK) st = r->i->upload(r->be->ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
     if (st == ZF_OK) st = r->i->upload(r->be->ctx, r->gidx, out->g_idx, (size_t)n * sizeof(int32_t));
     if (st == ZF_OK) st = loop_losses(r, out->deq, r->rowdl);
-    /* a row's groups share its loss: the closed form is per row, so the α refit is per channel only */
+    /* per channel the refits read W·H (with groups refits() forms ΔW·H for each state it refits) */
     const bool alpha_refit = r->o->refit && !r->gs, zeta_refit = r->M != NULL;
     const double t0 = zf_now();
-    if (st == ZF_OK && (alpha_refit || zeta_refit)) st = r->i->hmul(r->qs, r->W, rows, r->H, r->B);
+    if (st == ZF_OK && !r->gs && (alpha_refit || zeta_refit)) st = r->i->hmul(r->qs, r->W, rows, r->H, r->B);
     if (st == ZF_OK && alpha_refit) st = r->i->rowdot(r->qs, r->W, rows, n, r->B, n, c.ww);
     out->t_refit += zf_now() - t0;
     if (st == ZF_OK) st = refits(r, tie, &c, out, r->rowdl);

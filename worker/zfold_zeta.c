@@ -162,9 +162,14 @@ static double step_toward(const zf_zeta_tie *tie, bool positive, int64_t n, cons
 }
 
 /* g = b - M ζ (class space, [nc] double) with M not yet factored: -½ the gradient of the total ΔL in ζ. The matrix's
- * rows go through rowdot at most r->rows at a time (the backend's row buffer). */
+ * rows go through rowdot at most r->rows at a time (the backend's row buffer). With groups r->B held ΔW·H, so b is
+ * that already. */
 static zf_status gradient(zf_qrun *r, int64_t nc, const double *b, const float *zc, double *g)
 {
+    if (r->gs) {
+        memcpy(g, b, (size_t)nc * sizeof(double));
+        return ZF_OK;
+    }
     ZF_TRY(r->i->upload(r->be->ctx, r->hvec, zc, (size_t)nc * sizeof(float)));
     for (int64_t k = 0; k < nc; k += r->rows)
         ZF_TRY(r->i->rowdot(r->qs, r->M + k * nc, nc - k < r->rows ? nc - k : r->rows, nc, r->hvec, 0, g + k));
@@ -190,8 +195,10 @@ int64_t zf_zfold_refit_zeta_host_bytes(const zf_quant_opts *o, int64_t cols, int
     return nmembers > 1 ? (nmembers + 1) * nn4 + nmembers * cols * 8 : nn4;
 }
 
-/* Each member's change of ΔL on this process along t·d (class space): -2t dᵀ(b_m - M_m ζ) + t² dᵀ M_m d; ch [n]. */
-static void member_changes(const zeta_parts *p, int64_t nc, const float *d, const float *zc, double t, double *ch)
+/* Each member's change of ΔL on this process along t·d (class space): -2t dᵀ(b_m - M_m ζ) + t² dᵀ M_m d (b_m alone
+ * when it came from ΔW·H, resid); ch [n]. */
+static void member_changes(const zeta_parts *p, int64_t nc, const float *d, const float *zc, double t, bool resid,
+                           double *ch)
 {
     for (int m = 0; m < p->n; m++) {
         const float *M = p->M + (size_t)m * (size_t)(nc * nc);
@@ -201,7 +208,7 @@ static void member_changes(const zeta_parts *p, int64_t nc, const float *d, cons
         for (int64_t a = 0; a < nc; a++) {
             double md = 0.0, mz = 0.0;
             for (int64_t c = 0; c < nc; c++) md += (double)M[a * nc + c] * d[c], mz += (double)M[a * nc + c] * zc[c];
-            lin += (double)d[a] * (b[a] - mz);
+            lin += (double)d[a] * (resid ? b[a] : b[a] - mz);
             quad += (double)d[a] * md;
         }
         ch[m] = -2.0 * t * lin + t * t * quad;
@@ -262,7 +269,7 @@ zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, d
     if (st == ZF_OK && step > 0.0) {
         /* this process's change of each member (alone: its share of the closed form, below) and its rows' ΔL, then
          * each member's over the team */
-        if (p) member_changes(p, nc, dx, zc, step, ch);
+        if (p) member_changes(p, nc, dx, zc, step, r->gs != 0, ch);
         int64_t r0 = 0;
         for (int m = 0; m < nm; m++) {
             const int64_t rm = p ? r->member_rows[m] : rows;

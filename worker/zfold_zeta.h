@@ -15,7 +15,7 @@
  * member's own M_m and b_m from its rows (the same SYRK split by rows), so each member's change is exact too. A
  * member's rows share its change in proportion to their ΔL (the member's sum exact, each row not); should a
  * member's closed form come out negative, each row's exact ΔW H ΔWᵀ decides instead (one GEMM; *rows_exact).
- * r->B holds W·H on entry; zeta (host, also in r->zeta) is the current ζ, rowv each row's ΔL; both are replaced when
+ * r->B holds W·H on entry (with groups ΔW·H of the current codes, grids and ζ); zeta (host, also in r->zeta) is the current ζ, rowv each row's ΔL; both are replaced when
  * the new ζ is kept (*kept). r->A is overwritten. */
 zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, double *rowv, bool *kept,
                               bool *rows_exact);

@@ -110,6 +110,8 @@ static zf_backend_i make_table(void)
     t.unpermute = zf_cq_unpermute;
     t.coldot = zf_cq_coldot;
     t.hgram = zf_cq_hgram;
+    t.group_sums = zf_cq_group_sums;
+    t.group_update = zf_cq_group_update;
     t.chol_solve = zf_cq_chol_solve;
     return t;
 }

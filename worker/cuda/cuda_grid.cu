@@ -1,5 +1,5 @@
 /* Device grids (min-max, MMSE, Hessian-scored, Z-FOLD's diagonal search), H products and quadratic forms per row,
- * RTN codes, and the session's copies. */
+ * the group refit's sums and updates, RTN codes, and the session's copies. */
 #include <math.h>
 
 #include "worker/cuda/cuda_quant.h"
@@ -427,4 +427,80 @@ zf_status zf_cq_hmul(void *qs, const float *A, int64_t rows, const float *H, flo
 {
     zf_cq *c = (zf_cq *)qs;
     return gemm_rm(c, rows, c->cols, c->cols, A, c->cols, H, c->cols, D, c->cols);
+}
+
+/* The group refit's a = ζ ⊙ (q - zero) on the group's columns, [rows, len]. */
+__global__ void k_group_a(const uint8_t *q, const float *zero, int64_t lds, const float *zeta, int64_t rows, int64_t n,
+                          int64_t c0, int64_t len, float *A)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * len) return;
+    const int64_t r = i / len, j = i % len;
+    A[i] = __fmul_rn(zeta[c0 + j], __fsub_rn((float)q[r * n + c0 + j], zero[r * lds]));
+}
+
+/* out = [a·pᵀ, ζ·pᵀ, a·y, ζ·y] per row in double: one block per row. */
+__global__ void k_group_sums(const float *A, const float *P, const float *Y, const float *zeta, int64_t rows,
+                             int64_t n, int64_t c0, int64_t len, double *out)
+{
+    __shared__ double sh[ZF_RED_THREADS];
+    const int64_t r = blockIdx.x;
+    double aa = 0.0, av = 0.0, ay = 0.0, vy = 0.0;
+    for (int64_t j = threadIdx.x; j < len; j += blockDim.x) {
+        const double a = A[r * len + j], v = zeta[c0 + j], p = P[r * len + j], y = Y[r * n + c0 + j];
+        aa += a * p, av += v * p, ay += a * y, vy += v * y;
+    }
+    aa = block_sum(aa, sh), av = block_sum(av, sh), ay = block_sum(ay, sh), vy = block_sum(vy, sh);
+    if (threadIdx.x == 0) out[r] = aa, out[rows + r] = av, out[2 * rows + r] = ay, out[3 * rows + r] = vy;
+}
+
+/* Ŵ_old - Ŵ_new on the group's columns, [rows, len]. */
+__global__ void k_group_delta(const uint8_t *q, const float *scale, const float *zero, int64_t lds, const float *anew,
+                              const float *znew, const float *zeta, int64_t rows, int64_t n, int64_t c0, int64_t len,
+                              float *D)
+{
+    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * len) return;
+    const int64_t r = i / len, j = i % len;
+    const float c = (float)q[r * n + c0 + j], z = zeta[c0 + j];
+    D[i] = __fsub_rn(zf_d_dequant(c, __fmul_rn(scale[r * lds], z), zero[r * lds]),
+                     zf_d_dequant(c, __fmul_rn(anew[r], z), znew[r]));
+}
+
+__global__ void k_group_set(float *scale, float *zero, int64_t lds, const float *anew, const float *znew, int64_t rows)
+{
+    const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r < rows) scale[r * lds] = anew[r], zero[r * lds] = znew[r];
+}
+
+zf_status zf_cq_group_sums(void *qs, const float *Y, const uint8_t *q, const float *zero, int64_t lds,
+                           const float *zeta, const float *H, int64_t rows, int64_t c0, int64_t len, float *scratch,
+                           double *out)
+{
+    zf_cq *c = (zf_cq *)qs;
+    const int64_t n = c->cols;
+    float *A = scratch, *P = scratch + rows * len;
+    k_group_a<<<zf_cuda_blocks(rows * len, 256), 256, 0, c->cu->stream>>>(q, zero, lds, zeta, rows, n, c0, len, A);
+    ZF_TRY(zf_cq_launched(c));
+    ZF_TRY(gemm_rm(c, rows, len, len, A, len, H + c0 * n + c0, n, P, len));
+    k_group_sums<<<(unsigned)rows, ZF_RED_THREADS, 0, c->cu->stream>>>(A, P, Y, zeta, rows, n, c0, len, c->rowd);
+    ZF_TRY(zf_cq_launched(c));
+    return zf_cq_d2h(c, out, c->rowd, (size_t)rows * 4 * sizeof(double));
+}
+
+zf_status zf_cq_group_update(void *qs, float *Y, const uint8_t *q, float *scale, float *zero, int64_t lds,
+                             const float *anew, const float *znew, const float *zeta, const float *H, int64_t rows,
+                             int64_t c0, int64_t len, float *scratch)
+{
+    zf_cq *c = (zf_cq *)qs;
+    const int64_t n = c->cols;
+    const float one = 1.0f;
+    k_group_delta<<<zf_cuda_blocks(rows * len, 256), 256, 0, c->cu->stream>>>(q, scale, zero, lds, anew, znew, zeta,
+                                                                               rows, n, c0, len, scratch);
+    ZF_TRY(zf_cq_launched(c));
+    /* row-major Y [rows, n] += D [rows, len] · H[c0:c0+len, :] */
+    ZF_CUBLAS_TRY(c->cu, cublasSgemm(c->cu->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)n, (int)rows, (int)len, &one,
+                                     H + c0 * n, (int)n, scratch, (int)len, &one, Y, (int)n));
+    k_group_set<<<zf_cuda_blocks(rows, 256), 256, 0, c->cu->stream>>>(scale, zero, lds, anew, znew, rows);
+    return zf_cq_launched(c);
 }

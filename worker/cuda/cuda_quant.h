@@ -27,7 +27,7 @@ typedef struct {
     float *D, *E;             /* [chunk, cols] GEMM output and Hessian-grid candidate errors */
     float *rng, *cand;        /* [2·rows] row ranges, current candidate grids */
     double *best;             /* [rows] best Hessian-grid score */
-    double *rowd;             /* [2·rows] row sums of the quadratic forms */
+    double *rowd;             /* [4·rows] row sums of the quadratic forms and of the group refit */
     double *coln;             /* [2·cols] ζ numerators and denominators */
     int *flag;                /* [1] device status word */
     void *work;               /* cuSOLVER device workspace */
@@ -111,6 +111,12 @@ zf_status zf_cq_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t 
 zf_status zf_cq_coldot(void *qs, const float *A, const float *B, int64_t rows, int64_t cols, double *out);
 zf_status zf_cq_hgram(void *qs, const float *A, int64_t rows, const float *H, float *M);
 zf_status zf_cq_chol_solve(void *qs, float *M, int64_t n, float lambda, float *x, zf_chol_result *res);
+zf_status zf_cq_group_sums(void *qs, const float *Y, const uint8_t *q, const float *zero, int64_t lds,
+                           const float *zeta, const float *H, int64_t rows, int64_t c0, int64_t len, float *scratch,
+                           double *out);
+zf_status zf_cq_group_update(void *qs, float *Y, const uint8_t *q, float *scale, float *zero, int64_t lds,
+                             const float *anew, const float *znew, const float *zeta, const float *H, int64_t rows,
+                             int64_t c0, int64_t len, float *scratch);
 zf_status zf_cq_unpermute(void *qs, const uint8_t *Qt, int64_t rows, int64_t n, const int32_t *perm, uint8_t *q);
 
 #endif
