@@ -80,6 +80,8 @@ done
   --delta-loss-rtn 0 --repeat 3 --json "$out/bench.json" > "$out/bench.log"
 [ -f "$out/bench-group.json" ] || "$bin/zfold_bench" --sizes 4096,11008x4096 --methods optq,zfold --members 2 \
   --delta-loss-rtn 0 --repeat 3 --json "$out/bench-group.json" > "$out/bench-group.log"
+[ -f "$out/bench-g128.json" ] || "$bin/zfold_bench" --sizes 4096,11008x4096 --methods optq,zfold --group-size 128 \
+  --delta-loss-rtn 1 --repeat 3 --json "$out/bench-g128.json" > "$out/bench-g128.log"
 
 python3 - "$out" "$maxw" <<'PY'
 import json, math, os, sys, platform, subprocess
@@ -166,6 +168,16 @@ L += ["", "The same layers quantized as a group of %d layers sharing their input
 for layer, o, z in by_layer(bg):
     L.append("| %s | %d | %.2f | %.2f | %.2f | %.2f |" % (layer, bg["members"], o["total_s"], z["total_s"],
              z["total_s"] / o["total_s"], z["refit_s"]))
+b128 = json.load(open(os.path.join(out, "bench-g128.json")))
+L += ["", "With `--group-size 128` (α and zero per row and group; each method against group-wise OPTQ, times without the"
+      " ΔL figures, which here include RTN's by one more GEMM), SGEMM %.1f GFLOP/s at the start and %.1f at the end:" % (
+      b128["sgemm_gflops"], b128["sgemm_gflops_end"]), "",
+      "| layer (out × in) | OPTQ (s) | Z-FOLD (s) | Z-FOLD / OPTQ | refits (s) | ΔL / ΔL RTN: OPTQ | Z-FOLD |",
+      "|---|---|---|---|---|---|---|"]
+for layer, o, z in by_layer(b128):
+    to, tz = o["total_s"] - o["stats_s"], z["total_s"] - z["stats_s"]
+    L.append("| %s | %.2f | %.2f | %.2f | %.2f | %.4f | %.4f |" % (layer, to, tz, tz / to, z["refit_s"],
+             o["dl"] / o["dl_rtn"], z["dl"] / z["dl_rtn"]))
 L += ["", "## Perplexity", "",
       "GPTQ protocol, folded models, 128 calibration windows (seed 0); %s. `g128`: groups of 128 input columns"
       % ("every window of each eval file" if maxw == 0 else "the first %d windows of each eval file" % maxw),
