@@ -392,7 +392,8 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     return r->i->upload(ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
 }
 
-/* Whether each group is a run of gs columns in order (no act-order groups): what the group refit's slices need. */
+/* Whether each group is a run of gs columns in order (Z-FOLD's always are; plain OPTQ's act-order groups are not):
+ * what the group refit's slices need. */
 static bool groups_in_order(const zf_qrun *r, const int32_t *gidx)
 {
     for (int64_t j = 0; j < r->cols; j++)
