@@ -73,8 +73,8 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "a round is kept only when it lowers ΔL. Each extra round costs about 1.5x OPTQ's time; a second one lowered ΔL by "
      "0.9% on geometric mean over the fixture layers (docs/results.md)"},
     {"optq_fallback", ZF_OPT_BOOL, OPT(optq_fallback), 1, 0, 0, false, NULL, ZFOLD,
-     "Z-FOLD: also run plain OPTQ (sharing the factorization, refitted likewise; with act-order groups its ζ only) "
-     "and keep whichever has the lower ΔL over the layer group"},
+     "Z-FOLD: also run plain OPTQ (sharing the factorization, refitted likewise; with groups its ζ only) and keep "
+     "whichever has the lower ΔL over the layer group"},
     {"optq_screen", ZF_OPT_DOUBLE, OPT(optq_screen), 0.0625, 0, 0.5, false, NULL, ZFOLD,
      "Z-FOLD's fallback: plain OPTQ first on this fraction of the layer's rows (four evenly spaced blocks; only where "
      "that makes at least 256 rows, from 4096 rows at the default); when Z-FOLD's ΔL on them is below 0.85x plain "

@@ -279,57 +279,6 @@ static zf_status refit(zf_qrun *r, refit_ctx *c, const float *zeta, float *alpha
     return refit_rows(r, c, alpha, zero, rowv);
 }
 
-/* Whether each group is a run of gs columns in order (Z-FOLD's always are; plain OPTQ's act-order groups are not):
- * what the group refit's slices need. */
-static bool groups_in_order(const zf_qrun *r, const int32_t *gidx)
-{
-    for (int64_t j = 0; j < r->cols; j++)
-        if (gidx[j] != j / r->gs) return false;
-    return true;
-}
-
-/* α and zero per row and group refitted with the codes and ζ fixed: each group in turn, every row's closed form
- * (zf_refit_row) with its other groups fixed, so ΔL never rises; r->B = ΔW·H on entry, kept current. The grids
- * change in r and in scale, zero (host, [rows, ngroups]) together; zeta is ζ on the host (NULL: ones). */
-static zf_status refit_groups(zf_qrun *r, float *scale, float *zero, const float *zeta, double *rowv)
-{
-    const int64_t rows = r->rows, n = r->cols, ng = r->ngroups, gs = r->gs;
-    const float maxq = (float)((1 << r->o->bits) - 1);
-    double *s = zf_malloc((size_t)rows * 4 * sizeof(double), "group refit sums");
-    float *fresh = zf_malloc((size_t)rows * 2 * sizeof(float), "group refit grids");
-    zf_status st = s && fresh ? ZF_OK : ZF_ERR_NOMEM;
-    float *dfresh = r->gbuf + rows * 2 * (gs < n ? gs : n); /* after the scratch of two [rows, group] matrices */
-    for (int64_t g = 0; st == ZF_OK && g < ng; g++) {
-        const int64_t c0 = g * gs, len = n - c0 < gs ? n - c0 : gs;
-        double vv = 0.0;
-        for (int64_t j = c0; j < c0 + len; j++)
-            for (int64_t k = c0; k < c0 + len; k++)
-                vv += (zeta ? (double)zeta[j] * zeta[k] : 1.0) * r->Hh[j * n + k];
-        st = r->i->group_sums(r->qs, r->B, r->q, r->zero + g, ng, r->zeta, r->H, rows, c0, len, r->gbuf, s);
-        bool changed = false;
-        for (int64_t k = 0; st == ZF_OK && k < rows; k++) {
-            float *a = scale + k * ng + g, *z = zero + k * ng + g;
-            fresh[k] = *a, fresh[rows + k] = *z;
-            if (!(*a > 0.0f)) continue; /* a row no grid could fit */
-            /* the group's share of the row, u = ΔW + α a: a H uᵀ = a·(ΔW H) + α a H aᵀ, likewise with v = ζ */
-            const double a0 = *a;
-            const zf_row_model m = {.aa = s[k], .aw = s[2 * rows + k] + a0 * s[k], .av = s[rows + k],
-                                    .wv = s[3 * rows + k] + a0 * s[rows + k], .vv = vv};
-            const double ch = zf_refit_row(&m, *a, *z, r->o->sym, maxq, &fresh[k], &fresh[rows + k]);
-            if (!(ch < 0.0)) continue;
-            rowv[k] += ch, changed = true;
-            *a = fresh[k], *z = fresh[rows + k];
-        }
-        if (st != ZF_OK || !changed) continue;
-        st = r->i->upload(r->be->ctx, dfresh, fresh, (size_t)rows * 2 * sizeof(float));
-        if (st == ZF_OK)
-            st = r->i->group_update(r->qs, r->B, r->q, r->scale + g, r->zero + g, ng, dfresh, dfresh + rows, r->zeta,
-                                    r->H, rows, c0, len, r->gbuf);
-    }
-    free(s), free(fresh);
-    return st;
-}
-
 /* The fallback's screen: plain OPTQ on ZF_SCREEN_BLOCKS evenly spaced blocks of rows (o->optq_screen of them, at
  * least ZF_SCREEN_MIN_ROWS over the team) first; Z-FOLD wins without the full run when its ΔL on those rows is below
  * ZF_SCREEN_MARGIN times plain OPTQ's. Rows are quantized independently, so the blocks' ΔL are the full run's own. */
@@ -364,11 +313,6 @@ static zf_status plain_rows(zf_qrun *r, refit_ctx *c, zf_qresult *out, int64_t r
     ZF_TRY(r->i->download(r->be->ctx, zero, v.zero, (size_t)rg * sizeof(float)));
     ZF_TRY(loop_losses(&v, out->deq, rowo + r0));
     if (r->o->refit && !r->gs) ZF_TRY(refit_rows(&v, &cv, alpha, zero, rowo + r0));
-    /* with groups that are runs of columns (no act order), per row and group like Z-FOLD's */
-    if (r->gbuf && groups_in_order(r, out->g_idx)) {
-        ZF_TRY(residual_h(&v));
-        ZF_TRY(refit_groups(&v, alpha, zero, NULL, rowo + r0));
-    }
     return ZF_OK;
 }
 
@@ -448,6 +392,55 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     return r->i->upload(ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
 }
 
+/* Whether each group is a run of gs columns in order (Z-FOLD's always are; plain OPTQ's act-order groups are not):
+ * what the group refit's slices need. */
+static bool groups_in_order(const zf_qrun *r, const int32_t *gidx)
+{
+    for (int64_t j = 0; j < r->cols; j++)
+        if (gidx[j] != j / r->gs) return false;
+    return true;
+}
+
+/* α and zero per row and group refitted with the codes and ζ fixed: each group in turn, every row's closed form
+ * (zf_refit_row) with its other groups fixed, so ΔL never rises; r->B = ΔW·H on entry, kept current. */
+static zf_status refit_groups(zf_qrun *r, zf_qresult *out, double *rowv)
+{
+    const int64_t rows = r->rows, n = r->cols, ng = r->ngroups, gs = r->gs;
+    const float maxq = (float)((1 << r->o->bits) - 1);
+    double *s = zf_malloc((size_t)rows * 4 * sizeof(double), "group refit sums");
+    float *fresh = zf_malloc((size_t)rows * 2 * sizeof(float), "group refit grids");
+    zf_status st = s && fresh ? ZF_OK : ZF_ERR_NOMEM;
+    float *dfresh = r->gbuf + rows * 2 * (gs < n ? gs : n); /* after the scratch of two [rows, group] matrices */
+    for (int64_t g = 0; st == ZF_OK && g < ng; g++) {
+        const int64_t c0 = g * gs, len = n - c0 < gs ? n - c0 : gs;
+        double vv = 0.0;
+        for (int64_t j = c0; j < c0 + len; j++)
+            for (int64_t k = c0; k < c0 + len; k++) vv += (double)out->zeta[j] * r->Hh[j * n + k] * out->zeta[k];
+        st = r->i->group_sums(r->qs, r->B, r->q, r->zero + g, ng, r->zeta, r->H, rows, c0, len, r->gbuf, s);
+        bool changed = false;
+        for (int64_t k = 0; st == ZF_OK && k < rows; k++) {
+            float *a = out->scale + k * ng + g, *z = out->zero + k * ng + g;
+            fresh[k] = *a, fresh[rows + k] = *z;
+            if (!(*a > 0.0f)) continue; /* a row no grid could fit */
+            /* the group's share of the row, u = ΔW + α a: a H uᵀ = a·(ΔW H) + α a H aᵀ, likewise with v = ζ */
+            const double a0 = *a;
+            const zf_row_model m = {.aa = s[k], .aw = s[2 * rows + k] + a0 * s[k], .av = s[rows + k],
+                                    .wv = s[3 * rows + k] + a0 * s[rows + k], .vv = vv};
+            const double ch = zf_refit_row(&m, *a, *z, r->o->sym, maxq, &fresh[k], &fresh[rows + k]);
+            if (!(ch < 0.0)) continue;
+            rowv[k] += ch, changed = true;
+            *a = fresh[k], *z = fresh[rows + k];
+        }
+        if (st != ZF_OK || !changed) continue;
+        st = r->i->upload(r->be->ctx, dfresh, fresh, (size_t)rows * 2 * sizeof(float));
+        if (st == ZF_OK)
+            st = r->i->group_update(r->qs, r->B, r->q, r->scale + g, r->zero + g, ng, dfresh, dfresh + rows, r->zeta,
+                                    r->H, rows, c0, len, r->gbuf);
+    }
+    free(s), free(fresh);
+    return st;
+}
+
 /* The refits after an OPTQ run on the Z-FOLD grid: α and zero (per channel, or per row and group), ζ, then per
  * channel α and zero again on a new ζ when the rows' exact losses are known (not after the closed-form ζ refit).
  * Per channel W·H in r->B (and c->ww) on entry; with groups ΔW·H is formed here. */
@@ -458,8 +451,7 @@ static zf_status refits(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qre
     bool zeta_kept = false, exact = false;
     zf_status st = ZF_OK;
     if (r->gs && (r->M || r->gbuf)) st = residual_h(r);
-    if (st == ZF_OK && r->gbuf && groups_in_order(r, out->g_idx))
-        st = refit_groups(r, out->scale, out->zero, out->zeta, rowv);
+    if (st == ZF_OK && r->gbuf && groups_in_order(r, out->g_idx)) st = refit_groups(r, out, rowv);
     if (st == ZF_OK && alpha_refit) st = refit(r, c, out->zeta, out->scale, out->zero, rowv);
     if (st == ZF_OK && r->M) st = zf_zfold_refit_zeta(r, tie, out->zeta, rowv, &zeta_kept, &exact);
     /* the α refit reads each row's exact loss, which a closed-form ζ refit does not leave */

@@ -644,13 +644,6 @@ static void test_groups_optq_kept(zt_rng *rng)
         CHECK(rz.optq_kept);
         CHECK_MSG(rz.dl <= ro.dl, "g32 tied %d-bit: OPTQ kept and refitted ΔL %g > OPTQ %g", bits, rz.dl, ro.dl);
         CHECK_CLOSE(rz.dl, zf_delta_loss(W, rz.deq, R, N, H), 0, 1e-4);
-        /* its groups are runs of columns: α and zero per row and group refitted too, never for the worse */
-        zf_qresult rn;
-        oz.refit = false;
-        CHECK_OK(zf_quantize(&oz, W, R, N, H, &tie, &rn));
-        CHECK_MSG(rz.dl < rn.dl, "g32 tied %d-bit: OPTQ kept, ΔL %g with the group refit, %g without", bits, rz.dl,
-                  rn.dl);
-        zf_qresult_free(&rn);
         lower += rz.dl < ro.dl;
         printf("  g32 tied %d-bit, OPTQ kept: ΔL %.6g, with ζ refitted %.6g\n", bits, ro.dl, rz.dl);
         zf_qresult_free(&ro);
