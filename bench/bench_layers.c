@@ -14,6 +14,7 @@
 #include "worker/hessian.h"
 #include "worker/quant.h"
 #include "common/clock.h"
+#include "coordinator/config.h"
 
 typedef struct {
     const char *name;
@@ -72,6 +73,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: zfold_bench [--sizes LIST] [--methods LIST] [--threads N] [--tokens N] [--bits B] [--json FILE]\n"
             "                   [--delta-loss-rtn 0|1] [--repeat N] [--members N] [--group-size G]\n"
+            "                   [--set KEY=VALUE]...\n"
             "  --sizes    comma-separated subset of 768,2048,4096,11008x4096,4096x11008 (out x in; default all)\n"
             "  --methods  comma-separated subset of rtn,optq,zfold (default all)\n"
             "  --threads  BLAS and OpenMP threads (default: the libraries' own defaults)\n"
@@ -82,6 +84,7 @@ static void usage(void)
             "  --group-size  α and zero per G input columns (default 0: per channel)\n"
             "  --members  each layer quantized as a group of N layers sharing its input (rows split evenly, as\n"
             "             Q/K/V or gate/up are; ΔL per member, summed here; default 1)\n"
+            "  --set      a quantization key for every method (e.g. grid_widen=row); repeatable\n"
             "  --json     also write the results as JSON to FILE\n");
 }
 
@@ -90,6 +93,8 @@ int main(int argc, char **argv)
     const char *sizes = NULL, *json = NULL, *methods_sel = NULL;
     int threads = 0, bits = 4, baseline = 1, repeat = 1, members = 1, group_size = 0;
     int64_t ntok = 4096;
+    zf_job_config cfg;
+    zf_config_defaults(&cfg);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--sizes") && i + 1 < argc) sizes = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
@@ -101,7 +106,12 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--members") && i + 1 < argc) members = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--group-size") && i + 1 < argc) group_size = atoi(argv[++i]);
-        else {
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
+            if (zf_config_set(&cfg, argv[++i]) != ZF_OK) {
+                fprintf(stderr, "zfold_bench: --set %s: %s\n", argv[i], zf_last_error());
+                return 2;
+            }
+        } else {
             usage();
             return strcmp(argv[i], "--help") ? 2 : 0;
         }
@@ -152,8 +162,7 @@ int main(int argc, char **argv)
         const zf_method methods[] = {ZF_METHOD_RTN, ZF_METHOD_OPTQ, ZF_METHOD_ZFOLD};
         for (int m = 0; m < 3; m++) {
             if (!zf_bench_listed(methods_sel, zf_method_name(methods[m]))) continue;
-            zf_quant_opts o;
-            zf_quant_opts_default(&o);
+            zf_quant_opts o = cfg.quant;
             o.method = methods[m];
             o.bits = bits;
             o.delta_loss_rtn = baseline;
