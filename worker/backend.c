@@ -213,12 +213,13 @@ int64_t zf_backend_quantize_bytes(const zf_quant_opts *o, int64_t rows, int64_t 
     /* W, deq and the transposed working copy (fp32), codes; OPTQ: its codes, H⁻¹ factor and lazy-update block; H
      * and one chunk of products; the Hessian grid's second chunk and per-group Hessian; scales and zeros; per
      * column and per row state; Z-FOLD's Hessian vector and unit scales, its ζ refit's matrix, and its group
-     * refit's scratch */
+     * refit's scratch; per channel its α refit's weights in the factor's basis and row products */
     return 3 * rc * 4 + rc + (optq ? rc + nn * 4 + bk * rows * 4 + rows * 8 : 0) + (hessian ? nn * 4 + cb * 4 : 0) +
            (need_e ? cb * 4 : 0) + (need_hb ? gl * gl * 4 : 0) + 2 * rg * 4 + 4 * cols * 4 + 4 * rows * 4 +
-           5 * rows * 8 + 2 * cols * 8 + (zfold ? cols * 4 + rows * 4 : 0) +
+           6 * rows * 8 + 2 * cols * 8 + (zfold ? cols * 4 + rows * 4 : 0) +
            (zfold && o->zfold_optq && o->refit_zeta && hessian ? nn * 4 : 0) +
-           (zfold && o->zfold_optq && o->refit && gs && hessian ? rows * (2 * gl + 2) * 4 : 0) + 16;
+           (zfold && o->zfold_optq && o->refit && gs && hessian ? rows * (2 * gl + 2) * 4 : 0) +
+           (zfold && o->zfold_optq && o->refit && !gs && hessian ? rc * 4 + rows * 8 : 0) + 16;
 }
 
 int64_t zf_backend_nll_bytes(const zf_model_config *c, int64_t seq, zf_forward_dtype dt)

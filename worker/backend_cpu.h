@@ -34,6 +34,9 @@ zf_status zf_cpu_group_hess(void *qs, const float *H, int64_t n, const int32_t *
                             float *Hb);
 zf_status zf_cpu_chol_inv(void *qs, const float *H, int64_t n, const int32_t *perm, float lambda, float *U,
                           zf_chol_result *res);
+zf_status zf_cpu_zrow_sums(void *qs, const float *W, const uint8_t *q, const float *scale, const float *zero,
+                          const float *zeta, const float *v, int64_t rows, int64_t cols, double *out);
+zf_status zf_cpu_tri_solve(void *qs, const float *U, int64_t n, bool trans, float *B, int64_t cols);
 zf_status zf_cpu_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t i2);
 /* The session's column count (H is [cols, cols]). */
 int64_t zf_cpu_session_cols(const void *qs);

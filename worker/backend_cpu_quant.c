@@ -86,6 +86,26 @@ zf_status zf_cpu_dequant(void *qs, const float *W, const uint8_t *q, const float
     return ZF_OK;
 }
 
+zf_status zf_cpu_zrow_sums(void *qs, const float *W, const uint8_t *q, const float *scale, const float *zero,
+                          const float *zeta, const float *v, int64_t rows, int64_t cols, double *out)
+{
+    (void)qs;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < rows; i++) {
+        const float *w = W + i * cols;
+        const uint8_t *qi = q + i * cols;
+        double dd = 0.0, aa = 0.0, aw = 0.0, av = 0.0;
+        for (int64_t j = 0; j < cols; j++) {
+            const float a = zf_dequant((float)qi[j], zeta[j], zero[i]);
+            const float e = w[j] - zf_dequant((float)qi[j], scale[i] * zeta[j], zero[i]);
+            dd += (double)e * (double)e, aa += (double)a * (double)a;
+            aw += (double)a * (double)w[j], av += (double)a * (double)v[j];
+        }
+        out[i] = dd, out[rows + i] = aa, out[2 * rows + i] = aw, out[3 * rows + i] = av;
+    }
+    return ZF_OK;
+}
+
 /* Z-FOLD's grid of column j: α and zero of (row, j / gs), gs the session's group size (cols per channel). */
 static int64_t zgroup_size(const cpu_qs *c) { return c->o->group_size > 0 ? c->o->group_size : c->cols; }
 
@@ -402,6 +422,10 @@ zf_status zf_cpu_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t
             const float *e = b->Err + (p - i1) * rows;
             for (int64_t r = 0; r < rows; r++) b->rowloss[r] += (double)e[r] * (double)e[r];
         }
+        for (int64_t p = s0; b->X && p < s1; p++) {
+            const float *e = b->Err + (p - i1) * rows, *x = b->X + p * b->ldx;
+            for (int64_t r = 0; r < rows; r++) b->rowex[r] += (double)e[r] * (double)x[r];
+        }
         if (s1 < i2)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(i2 - s1), (int)rows, (int)(s1 - s0), -1.0f,
                         b->U + s0 * n + s1, (int)n, b->Err + (s0 - i1) * rows, (int)rows, 1.0f, b->Wt + s1 * rows,
@@ -412,6 +436,14 @@ zf_status zf_cpu_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(n - i2), (int)rows, (int)(i2 - i1), -1.0f,
                     b->U + i1 * n + i2, (int)n, b->Err, (int)rows, 1.0f, b->Wt + i2 * rows, (int)rows);
     if (serial) openblas_set_num_threads(threads);
+    return ZF_OK;
+}
+
+zf_status zf_cpu_tri_solve(void *qs, const float *U, int64_t n, bool trans, float *B, int64_t cols)
+{
+    (void)qs;
+    cblas_strsm(CblasRowMajor, CblasLeft, CblasUpper, trans ? CblasTrans : CblasNoTrans, CblasNonUnit, (int)n,
+                (int)cols, 1.0f, U, (int)n, B, (int)cols);
     return ZF_OK;
 }
 

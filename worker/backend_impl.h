@@ -18,15 +18,17 @@ typedef enum { ZF_CHOL_OK = 0, ZF_CHOL_NOT_PD, ZF_CHOL_SINGULAR, ZF_CHOL_NONFINI
 /* The OPTQ column loop's state, all in backend memory: working copy Wt [n, rows] and codes Qt [n, rows] in
  * processing order, block errors Err [block, rows], inverse factor U [n, n], grids [rows, ngroups], perm and the
  * permuted ζ zp [n]; rowloss [rows] (double, may be NULL) gathers each row's Σ err² over the columns, which is
- * ΔW (H + λI) ΔWᵀ of that row (H⁻¹ = UᵀU makes the errors white). */
+ * ΔW (H + λI) ΔWᵀ of that row (H⁻¹ = UᵀU makes the errors white). With X (may be NULL; [n, ldx] in
+ * processing order, the weights in the factor's basis U⁻ᵀ Wt) rowex [rows] gathers each row's Σ err·x, which is
+ * ΔW (H + λI) Wᵀ of that row. */
 typedef struct {
-    int64_t rows, n, ngroups, gs;
+    int64_t rows, n, ngroups, gs, ldx;
     bool static_groups;
     const int32_t *perm;
-    const float *zp, *U, *scale, *zero;
+    const float *zp, *U, *scale, *zero, *X;
     float *Wt, *Err;
     uint8_t *Qt;
-    double *rowloss;
+    double *rowloss, *rowex;
 } zf_optq_bufs;
 
 /* Pointers named "backend memory" are what alloc returned (plus offsets); the caller never dereferences them.
@@ -88,6 +90,10 @@ typedef struct zf_backend_i {
      * host. */
     zf_status (*rowdot)(void *qs, const float *A, int64_t rows, int64_t cols, const float *X, int64_t ldx,
                         double *out);
+    /* Per channel, each row's sums in double over the columns in order, with a = ζ ⊙ (q - zero[r]) and ΔW = W -
+     * scale[r]·a (the dequantization's rounding): out (host, [4, rows]) = ΔW·ΔW, a·a, a·W, a·v; v [cols]. */
+    zf_status (*zrow_sums)(void *qs, const float *W, const uint8_t *q, const float *scale, const float *zero,
+                           const float *zeta, const float *v, int64_t rows, int64_t cols, double *out);
     /* D [rows, n] = A [rows, n] · H, H [n, n] the session's cols. */
     zf_status (*hmul)(void *qs, const float *A, int64_t rows, const float *H, float *D);
     /* X = W ⊘ ζ (column-wise). */
@@ -107,11 +113,14 @@ typedef struct zf_backend_i {
      * 1, strictly lower part zero; *res says whether it worked and, if not, why. */
     zf_status (*chol_inv)(void *qs, const float *H, int64_t n, const int32_t *perm, float lambda, float *U,
                           zf_chol_result *res);
+    /* B [n, cols] ← op(U)⁻¹ B, U [n, n] upper triangular (row-major, as chol_inv leaves it), op(U) = Uᵀ when trans. */
+    zf_status (*tri_solve)(void *qs, const float *U, int64_t n, bool trans, float *B, int64_t cols);
     /* Columns [i1, i2) of the OPTQ loop: quantize, error feedback inside the block, lazy update of later columns. */
     zf_status (*optq_block)(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t i2);
     /* q[r, perm[p]] = Qt[p, r]. */
     zf_status (*unpermute)(void *qs, const uint8_t *Qt, int64_t rows, int64_t n, const int32_t *perm, uint8_t *q);
-    /* out[j] = Σ_r A[r, j]·B[r, j] in double over the rows in order; out on the host. */
+    /* out[j] = Σ_r A[r, j]·B[r, j] in double over the rows in order; out on the host; cols at most the session's
+     * rows or cols, whichever is more. */
     zf_status (*coldot)(void *qs, const float *A, const float *B, int64_t rows, int64_t cols, double *out);
     /* M [n, n] = H ∘ (AᵀA), A [rows, n], n the session's cols (both triangles). */
     zf_status (*hgram)(void *qs, const float *A, int64_t rows, const float *H, float *M);

@@ -136,7 +136,8 @@ static zf_status column_loop(zf_qrun *r, bool fixed)
     const zf_optq_bufs b = {.rows = r->rows, .n = n, .ngroups = r->ngroups, .gs = r->gs,
                             .static_groups = stat, .perm = r->perm, .zp = r->zp, .U = r->U,
                             .scale = r->scale, .zero = r->zero, .Wt = r->A, .Err = r->Err, .Qt = r->Qt,
-                            .rowloss = r->rowloss};
+                            .rowloss = r->rowloss, .X = r->whitened ? r->Xw : NULL, .ldx = r->ldx,
+                            .rowex = r->rowex};
     for (int64_t i1 = 0; i1 < n; i1 += B) {
         const int64_t i2 = i1 + B < n ? i1 + B : n;
         if (r->gs && !stat) ZF_TRY(dynamic_grids(r, i1, i2));
@@ -163,6 +164,7 @@ zf_status zf_optq_run(zf_qrun *r, const float *fix_scale, const float *fix_zero,
     zf_status st = order(o, r->Hh, n, zeta, perm, zp);
     if (st == ZF_OK) st = r->i->upload(ctx, r->perm, perm, (size_t)n * sizeof(int32_t));
     if (st == ZF_OK) st = r->i->upload(ctx, r->zp, zp, (size_t)n * sizeof(float));
+    if (st == ZF_OK && r->whitened) st = r->i->fill_zero(ctx, r->rowex, (size_t)r->rows * sizeof(double));
     /* working copy Wt[p, r] = W[r, perm[p]]: the column being quantized is contiguous */
     if (st == ZF_OK) st = r->i->gather_t(r->qs, r->W, r->H, r->rows, n, r->perm, r->A);
     if (st == ZF_OK) st = r->i->sync(ctx);
@@ -178,6 +180,27 @@ zf_status zf_optq_run(zf_qrun *r, const float *fix_scale, const float *fix_zero,
     if (st == ZF_OK) st = r->i->unpermute(r->qs, r->Qt, r->rows, n, r->perm, r->q);
     for (int64_t p = 0; st == ZF_OK && p < n; p++)
         out->g_idx[perm[p]] = (int32_t)(gs ? (stat ? perm[p] / gs : p / gs) : 0);
+    free(perm);
+    return st;
+}
+
+zf_status zf_optq_whiten(zf_qrun *r, zf_qresult *out)
+{
+    const int64_t n = r->cols;
+    void *ctx = r->be->ctx;
+    int32_t *perm = zf_malloc((size_t)n * (sizeof(int32_t) + sizeof(float)), "OPTQ order");
+    if (!perm) return ZF_ERR_NOMEM;
+    zf_status st = order(r->o, r->Hh, n, NULL, perm, (float *)(perm + n));
+    if (st == ZF_OK) st = r->i->upload(ctx, r->perm, perm, (size_t)n * sizeof(int32_t));
+    if (st == ZF_OK) st = r->i->gather_t(r->qs, r->W, r->H, r->rows, n, r->perm, r->Xw);
+    if (st == ZF_OK) st = r->i->sync(ctx);
+    const double t0 = zf_now();
+    if (st == ZF_OK && !r->factored)
+        st = optq_factor_run(r, r->o->act_order ? r->perm : NULL, r->U, &out->damp_used, &out->damp_retries);
+    r->factored = st == ZF_OK;
+    out->t_factor += zf_now() - t0;
+    if (st == ZF_OK) st = r->i->tri_solve(r->qs, r->U, n, true, r->Xw, r->rows);
+    r->whitened = st == ZF_OK;
     free(perm);
     return st;
 }

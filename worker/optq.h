@@ -11,4 +11,10 @@
  * damped factor retries with damp ×10 up to o->damp_retries times (logged). */
 zf_status zf_optq_run(zf_qrun *r, const float *fix_scale, const float *fix_zero, const float *zeta, zf_qresult *out);
 
+/* r->Xw = U⁻ᵀ Wt (r->ldx = r->rows): the weights in the factor's basis, in processing order, with dead inputs zeroed
+ * (H + λI = RRᵀ with R = U⁻¹ gives x = w R, so x·x = w (H + λI) wᵀ), and U factored first when it is not yet
+ * (out's damp_used, damp_retries, t_factor). Every later column loop on r, or on a row view of it, gathers each
+ * row's Σ err·x in r->rowex: W - Q = E U, so that is ΔW (H + λI) Wᵀ. */
+zf_status zf_optq_whiten(zf_qrun *r, zf_qresult *out);
+
 #endif

@@ -47,6 +47,9 @@ static zf_status qrun_alloc(zf_qrun *r, bool host)
         {&r->M, nn * 4, "Z-FOLD: ζ normal equations", zfold && o->zfold_optq && o->refit_zeta && r->Hh},
         {&r->gbuf, (size_t)rows * (size_t)(2 * gl + 2) * 4, "Z-FOLD: group refit scratch",
          zfold && o->zfold_optq && o->refit && gs && r->Hh},
+        {&r->Xw, rc * 4, "Z-FOLD: weights in the factor's basis", zfold && o->zfold_optq && o->refit && !gs && r->Hh},
+        {&r->rowex, (size_t)rows * sizeof(double), "Z-FOLD: row error products",
+         zfold && o->zfold_optq && o->refit && !gs && r->Hh},
     };
     for (size_t k = 0; k < sizeof b / sizeof b[0]; k++)
         if (b[k].want) ZF_TRY(r->i->alloc(r->be->ctx, b[k].n, b[k].what, (void **)b[k].p));
@@ -67,6 +70,7 @@ zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, i
         r->W = (float *)W;
         r->H = (float *)H;
     }
+    r->ldx = rows;
     zf_status st = qrun_alloc(r, host);
     const size_t rg = (size_t)rows * (size_t)r->ngroups;
     if (st == ZF_OK && !host) st = r->i->upload(be->ctx, r->W, W, (size_t)rows * (size_t)cols * sizeof(float));
@@ -88,7 +92,7 @@ zf_status zf_qrun_open(zf_backend *be, const zf_quant_opts *o, const float *W, i
 void zf_qrun_close(zf_qrun *r, zf_status st)
 {
     void *bufs[] = {r->A, r->B, r->U, r->Err, r->hbuf, r->scale, r->zero, r->zeta, r->zp, r->q, r->Qt, r->perm,
-                    r->gidx, r->rowloss, r->hvec, r->ones, r->M, r->gbuf, r->own_w ? r->W : NULL,
+                    r->gidx, r->rowloss, r->hvec, r->ones, r->M, r->gbuf, r->Xw, r->rowex, r->own_w ? r->W : NULL,
                     r->own_w ? r->H : NULL};
     if (st != ZF_OK) r->i->sync(r->be->ctx); /* no queued work may still use the buffers freed below */
     for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
@@ -121,10 +125,6 @@ double zf_qrun_rows_total(const zf_qrun *r, const double *rowv)
     return s;
 }
 
-/* A row's loop sum keeps this fraction at least once the damping's part is off: below it, the float loop's rounding
- * may be all that is left (a large mean diagonal, as outlier input channels give, makes λ |ΔW|² nearly the whole sum). */
-#define ZF_LOOP_KEPT 0.01
-
 bool zf_qrun_dead_inputs(const zf_qrun *r)
 {
     for (int64_t j = 0; j < r->cols; j++)
@@ -132,7 +132,7 @@ bool zf_qrun_dead_inputs(const zf_qrun *r)
     return false;
 }
 
-zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv)
+zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, const double *live_in, double *rowv)
 {
     const int64_t rows = r->rows, n = r->cols;
     const float *W = r->Wh;
@@ -144,9 +144,14 @@ zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv)
         ZF_ASSERT(!zf_qrun_dead_inputs(r));
         double *live = zf_malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double), "row sums");
         if (!live) return ZF_ERR_NOMEM;
-        zf_status st = r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n,
-                                     r->ngroups, rows, n, NULL, r->A);
-        if (st == ZF_OK) st = r->i->rowdot(r->qs, r->A, rows, n, r->A, n, live);
+        zf_status st = ZF_OK;
+        if (live_in) {
+            memcpy(live, live_in, (size_t)rows * sizeof(double));
+        } else {
+            st = r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n, r->ngroups,
+                               rows, n, NULL, r->A);
+            if (st == ZF_OK) st = r->i->rowdot(r->qs, r->A, rows, n, r->A, n, live);
+        }
         for (int64_t i = 0; st == ZF_OK && i < rows; i++) {
             const double sum = rowv[i];
             rowv[i] -= lam * live[i];
@@ -157,6 +162,9 @@ zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, double *rowv)
         if (!lost) return ZF_OK;
         zf_log_debug("ΔL [%lld x %lld]: the damping is nearly all of the loop's sums; each row's ΔW H ΔWᵀ computed "
                      "instead", (long long)rows, (long long)n);
+        if (live_in)
+            ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n,
+                                 r->ngroups, rows, n, NULL, r->A));
         return r->i->quadform(r->qs, r->A, NULL, rows, r->H, rowv, NULL);
     }
     uint8_t *dead = zf_malloc((size_t)n, "dead inputs");

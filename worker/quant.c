@@ -148,7 +148,7 @@ static zf_status group_losses(zf_qrun *r, const float *W, const zf_qresult *out,
     if (!rowv) return ZF_ERR_NOMEM;
     zf_status st = ZF_OK;
     if (r->rowdl) memcpy(rowv, r->rowdl, (size_t)r->rows * sizeof(double));
-    else st = r->rowloss ? zf_qrun_loop_rows(r, out->deq, rowv) : quadform_rows(r, rowv);
+    else st = r->rowloss ? zf_qrun_loop_rows(r, out->deq, NULL, rowv) : quadform_rows(r, rowv);
     if (st == ZF_OK) st = member_sums(r, nmembers, member_rows, rowv, dl);
     if (st == ZF_OK && o->delta_loss_rtn && o->method == ZF_METHOD_RTN && o->grid == ZF_GRID_MINMAX) {
         memcpy(dl_rtn, dl, (size_t)nmembers * sizeof(double));

@@ -206,34 +206,16 @@ static zf_status als_run(zf_qrun *r, const zf_zeta_tie *tie, float *alpha, float
     return st;
 }
 
-/* Each row's ΔL of the codes and grids in r->q, r->scale, r->zero with ζ in r->zeta and groups in r->gidx, from
- * OPTQ's loop; deq is host scratch [rows, cols] (used only with dead inputs). */
-static zf_status loop_losses(zf_qrun *r, float *deq, double *rowv)
-{
-    if (!zf_qrun_dead_inputs(r)) return zf_qrun_loop_rows(r, NULL, rowv);
-    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : r->cols,
-                         r->ngroups, r->rows, r->cols, r->A, NULL));
-    ZF_TRY(r->i->download(r->be->ctx, deq, r->A, (size_t)r->rows * (size_t)r->cols * sizeof(float)));
-    return zf_qrun_loop_rows(r, deq, rowv);
-}
-
-/* r->B = ΔW·H of the codes, grids, ζ and groups in r (r->A scratch): what the group refit and, with groups, the ζ
- * refit read. */
-static zf_status residual_h(zf_qrun *r)
-{
-    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : r->cols, r->ngroups,
-                         r->rows, r->cols, NULL, r->A));
-    return r->i->hmul(r->qs, r->A, r->rows, r->H, r->B);
-}
-
-/* What the refits share: WH = W·H in r->B, each row's w H wᵀ, H·ζ and ζ H ζᵀ, and host scratch. */
+/* What the α refits share: each row's x·x in the factor's basis (zf_optq_whiten), H·ζ, each row's w·Hζ and ζ H ζᵀ,
+ * and the row sums of the last column loop (zrow_sums: |ΔW|², a0·a0, a0·w, a0·Hζ in dd, aa0, aw0, av). */
 typedef struct {
-    double *ww, *aw, *av, *wv;  /* [rows] each */
-    float *hz;                  /* [cols] H·ζ, also in r->hvec */
-    double vv;                  /* ζ H ζᵀ */
+    double *xx;                                 /* [rows] x·x = w (H + λI) wᵀ */
+    double *dd, *aa0, *aw0, *av, *wv, *ee, *ex; /* [rows] each */
+    float *hz;                              /* [cols] H·ζ, also in r->hvec */
+    double vv;                              /* ζ H ζᵀ */
 } refit_ctx;
 
-/* H·ζ and ζ H ζᵀ for refit_rows on ζ (host); r->hvec holds H·ζ until another step takes it. */
+/* H·ζ, each row's w·Hζ and ζ H ζᵀ for the α refit on ζ (host); r->hvec holds H·ζ until another step takes it. */
 static zf_status refit_prepare(zf_qrun *r, refit_ctx *c, const float *zeta)
 {
     const int64_t n = r->cols;
@@ -246,37 +228,80 @@ static zf_status refit_prepare(zf_qrun *r, refit_ctx *c, const float *zeta)
         vv += (double)zeta[j] * s;
     }
     c->vv = vv;
-    return r->i->upload(r->be->ctx, r->hvec, c->hz, (size_t)n * sizeof(float));
+    ZF_TRY(r->i->upload(r->be->ctx, r->hvec, c->hz, (size_t)n * sizeof(float)));
+    return r->i->rowdot(r->qs, r->W, r->rows, n, r->hvec, 0, c->wv);
 }
 
-/* α and zero of every row refitted on H with the codes in r->q and ζ (in r->zeta, prepared in c) fixed:
- * zf_refit_row on each row's loss model. a0 H wᵀ is a row product with WH, and a0 H a0ᵀ follows from the row's loss
- * rowv (exact from OPTQ's loop) = w H wᵀ - 2 α0 a0 H wᵀ + α0² a0 H a0ᵀ: no GEMM. The grids change on the host (alpha,
- * zero) and in r->scale, r->zero together; rowv gets each row's change. */
+/* Each row's ΔL of the codes and grids in r->q, r->scale, r->zero with ζ in r->zeta and groups in r->gidx, from
+ * OPTQ's loop; deq is host scratch [rows, cols] (used only with dead inputs). Per channel with the α refit and c
+ * given, also the row sums it reads into c (on ζ as refit_prepare left r->hvec). */
+static zf_status loop_losses(zf_qrun *r, refit_ctx *c, float *deq, double *rowv)
+{
+    const int64_t rows = r->rows, n = r->cols;
+    const bool sums = c && r->Xw;
+    if (sums) {
+        /* [4, rows] from the backend; c's arrays may be a row view's of longer ones */
+        double *t = zf_malloc((size_t)rows * 4 * sizeof(double), "Z-FOLD row sums");
+        if (!t) return ZF_ERR_NOMEM;
+        zf_status st = r->i->zrow_sums(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->hvec, rows, n, t);
+        double *dst[4] = {c->dd, c->aa0, c->aw0, c->av};
+        for (int k = 0; st == ZF_OK && k < 4; k++) memcpy(dst[k], t + k * rows, (size_t)rows * sizeof(double));
+        free(t);
+        ZF_TRY(st);
+    }
+    if (!zf_qrun_dead_inputs(r)) return zf_qrun_loop_rows(r, NULL, sums ? c->dd : NULL, rowv);
+    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n, r->ngroups, rows,
+                         n, r->A, NULL));
+    ZF_TRY(r->i->download(r->be->ctx, deq, r->A, (size_t)rows * (size_t)n * sizeof(float)));
+    return zf_qrun_loop_rows(r, deq, NULL, rowv);
+}
+
+/* r->B = ΔW·H of the codes, grids, ζ and groups in r (r->A scratch): what the group refit and, with groups, the ζ
+ * refit read. */
+static zf_status residual_h(zf_qrun *r)
+{
+    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : r->cols, r->ngroups,
+                         r->rows, r->cols, NULL, r->A));
+    return r->i->hmul(r->qs, r->A, r->rows, r->H, r->B);
+}
+
+/* α and zero of every row refitted on H with the codes in r->q and ζ (in r->zeta, prepared in c) fixed, right after
+ * the column loop that made the codes and loop_losses: zf_refit_row on each row's loss model, taken in the factor's basis. There the
+ * row's weights are x, its loop errors e (W - Q = E U) and its dequantized weights x - e = α0 ã0, so a0 (H + λI) a0ᵀ
+ * = |x - e|²/α0² and a0 (H + λI) wᵀ = (x·x - x·e)/α0 from the loop's own sums; the damping's part comes off with
+ * a0·a0 and a0·w: no GEMM, unless that leaves a row too few digits (then the quadratic forms). (Dead inputs: their
+ * working weights are 0, so their codes are the zero point and a0 is 0 there.) The grids change on the host (alpha, zero) and in r->scale, r->zero together; rowv gets each row's
+ * change. */
 static zf_status refit_rows(zf_qrun *r, refit_ctx *c, float *alpha, float *zero, double *rowv)
 {
     const int64_t rows = r->rows, n = r->cols;
-    /* a0 = ζ ⊙ (q - z0): the dequantization with unit scales */
-    ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->ones, r->zero, r->zeta, NULL, n, 1, rows, n, r->A, NULL));
-    ZF_TRY(r->i->rowdot(r->qs, r->A, rows, n, r->B, n, c->aw));
-    ZF_TRY(r->i->rowdot(r->qs, r->A, rows, n, r->hvec, 0, c->av));
-    ZF_TRY(r->i->rowdot(r->qs, r->W, rows, n, r->hvec, 0, c->wv));
+    void *ctx = r->be->ctx;
+    const double lam = (double)r->lambda;
+    ZF_TRY(r->i->download(ctx, c->ee, r->rowloss, (size_t)rows * sizeof(double)));
+    ZF_TRY(r->i->download(ctx, c->ex, r->rowex, (size_t)rows * sizeof(double)));
+    bool lost = false;
+    for (int64_t k = 0; k < rows; k++) {
+        const double a0 = alpha[k], xx = c->xx[k], ex = c->ex[k], ee = c->ee[k];
+        if (!(a0 > 0.0)) continue; /* a row no grid could fit */
+        const double aad = (xx - 2.0 * ex + ee) / (a0 * a0), awd = (xx - ex) / a0;
+        c->aa0[k] = aad - lam * c->aa0[k], c->aw0[k] = awd - lam * c->aw0[k];
+        lost |= !(c->aa0[k] >= ZF_LOOP_KEPT * aad) || !(fabs(c->aw0[k]) >= ZF_LOOP_KEPT * fabs(awd));
+    }
+    if (lost) {
+        /* the damping is nearly all of some row's sums (as in zf_qrun_loop_rows): a0 H a0ᵀ and a0 H wᵀ exactly */
+        zf_log_debug("Z-FOLD [%lld x %lld]: α refit by the quadratic forms: the damping is nearly all of the factor "
+                     "basis' sums", (long long)rows, (long long)n);
+        ZF_TRY(r->i->dequant(r->qs, r->W, r->q, r->ones, r->zero, r->zeta, NULL, n, 1, rows, n, r->A, NULL));
+        ZF_TRY(r->i->quadform(r->qs, r->A, r->W, rows, r->H, c->aa0, c->aw0));
+    }
     const float maxq = (float)((1 << r->o->bits) - 1);
     for (int64_t k = 0; k < rows; k++) {
-        const double a0 = alpha[k];
-        if (!(a0 > 0.0)) continue; /* a row no grid could fit */
-        const double aa = (rowv[k] - c->ww[k] + 2.0 * a0 * c->aw[k]) / (a0 * a0);
-        const zf_row_model m = {.aa = aa, .aw = c->aw[k], .av = c->av[k], .wv = c->wv[k], .vv = c->vv};
+        if (!(alpha[k] > 0.0f)) continue;
+        const zf_row_model m = {.aa = c->aa0[k], .aw = c->aw0[k], .av = c->av[k], .wv = c->wv[k], .vv = c->vv};
         rowv[k] += zf_refit_row(&m, alpha[k], zero[k], r->o->sym, maxq, &alpha[k], &zero[k]);
     }
-    ZF_TRY(r->i->upload(r->be->ctx, r->scale, alpha, (size_t)rows * sizeof(float)));
-    return r->i->upload(r->be->ctx, r->zero, zero, (size_t)rows * sizeof(float));
-}
-
-static zf_status refit(zf_qrun *r, refit_ctx *c, const float *zeta, float *alpha, float *zero, double *rowv)
-{
-    ZF_TRY(refit_prepare(r, c, zeta));
-    return refit_rows(r, c, alpha, zero, rowv);
+    ZF_TRY(r->i->upload(ctx, r->scale, alpha, (size_t)rows * sizeof(float)));
+    return r->i->upload(ctx, r->zero, zero, (size_t)rows * sizeof(float));
 }
 
 /* The fallback's screen: plain OPTQ on ZF_SCREEN_BLOCKS evenly spaced blocks of rows (o->optq_screen of them, at
@@ -295,6 +320,7 @@ static zf_qrun row_view(const zf_qrun *r, int64_t r0, int64_t k)
     v.nmembers = 1, v.member_rows = NULL; /* no ζ refit runs on a view */
     v.Wh = r->Wh + r0 * n, v.W = r->W + r0 * n, v.B = r->B + r0 * n, v.q = r->q + r0 * n;
     v.scale = r->scale + r0 * ng, v.zero = r->zero + r0 * ng, v.rowloss = r->rowloss + r0;
+    if (r->Xw) v.Xw = r->Xw + r0, v.rowex = r->rowex + r0; /* columns of Xw: its stride stays */
     return v;
 }
 
@@ -305,13 +331,14 @@ static zf_status plain_rows(zf_qrun *r, refit_ctx *c, zf_qresult *out, int64_t r
 {
     zf_qrun v = row_view(r, r0, k);
     const int64_t rg = k * r->ngroups;
-    refit_ctx cv = {.ww = c->ww + r0, .aw = c->aw + r0, .av = c->av + r0, .wv = c->wv + r0, .vv = c->vv};
+    refit_ctx cv = {.xx = c->xx + r0, .dd = c->dd + r0, .aa0 = c->aa0 + r0, .aw0 = c->aw0 + r0, .av = c->av + r0,
+                    .wv = c->wv + r0, .ee = c->ee + r0, .ex = c->ex + r0, .vv = c->vv};
     alpha += r0 * r->ngroups, zero += r0 * r->ngroups;
     ZF_TRY(r->i->fill_zero(r->be->ctx, v.rowloss, (size_t)k * sizeof(double))); /* the loop adds to it */
     ZF_TRY(zf_optq_run(&v, NULL, NULL, NULL, out));
     ZF_TRY(r->i->download(r->be->ctx, alpha, v.scale, (size_t)rg * sizeof(float)));
     ZF_TRY(r->i->download(r->be->ctx, zero, v.zero, (size_t)rg * sizeof(float)));
-    ZF_TRY(loop_losses(&v, out->deq, rowo + r0));
+    ZF_TRY(loop_losses(&v, &cv, out->deq, rowo + r0));
     if (r->o->refit && !r->gs) ZF_TRY(refit_rows(&v, &cv, alpha, zero, rowo + r0));
     return ZF_OK;
 }
@@ -355,7 +382,7 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     memcpy(gidx, out->g_idx, (size_t)n * sizeof(int32_t));
     ZF_TRY(r->i->download(ctx, out->q, r->q, (size_t)rows * (size_t)n));
     ZF_TRY(r->i->upload(ctx, r->zeta, ones, (size_t)n * sizeof(float)));
-    if (o->refit && !r->gs) ZF_TRY(refit_prepare(r, c, ones));
+    if (r->Xw) ZF_TRY(refit_prepare(r, c, ones));
     bool clear = false;
     int64_t kb = 0;
     if (o->optq_screen > 0 && !o->optq_always) ZF_TRY(screen(r, c, out, rowz, alpha, zero, rowo, &clear, &kb));
@@ -377,12 +404,11 @@ static zf_status fallback(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_q
     if (out->optq_kept) {
         memcpy(out->zeta, ones, (size_t)n * sizeof(float));
         memcpy(rowz, rowo, (size_t)rows * sizeof(double));
-        /* OPTQ's codes on a refitted ζ: a Z-FOLD grid that may do better still */
-        bool zeta_kept = false, exact = false;
-        /* with groups the ζ refit reads ΔW·H of OPTQ's codes */
+        /* OPTQ's codes on a refitted ζ: a Z-FOLD grid that may do better still (with groups the ζ refit reads
+         * ΔW·H of OPTQ's codes) */
+        bool zeta_kept = false;
         if (r->M && r->gs) ZF_TRY(residual_h(r));
-        if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowz, &zeta_kept, &exact));
-        if (zeta_kept && exact && o->refit && !r->gs) ZF_TRY(refit(r, c, out->zeta, alpha, zero, rowz));
+        if (r->M) ZF_TRY(zf_zfold_refit_zeta(r, tie, out->zeta, rowz, &zeta_kept));
         return ZF_OK;
     }
     memcpy(out->g_idx, gidx, (size_t)n * sizeof(int32_t));
@@ -441,22 +467,18 @@ static zf_status refit_groups(zf_qrun *r, zf_qresult *out, double *rowv)
     return st;
 }
 
-/* The refits after an OPTQ run on the Z-FOLD grid: α and zero (per channel, or per row and group), ζ, then per
- * channel α and zero again on a new ζ when the rows' exact losses are known (not after the closed-form ζ refit).
- * Per channel W·H in r->B (and c->ww) on entry; with groups ΔW·H is formed here. */
-static zf_status refits(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, double *rowv)
+/* The refits after an OPTQ run on the Z-FOLD grid: α and zero (per channel unless alpha_done, or per row and group),
+ * then ζ. Per channel with the ζ refit W·H in r->B on entry; with groups ΔW·H is formed here. */
+static zf_status refits(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, double *rowv,
+                        bool alpha_done)
 {
-    const bool alpha_refit = r->o->refit && !r->gs;
     const double t0 = zf_now();
-    bool zeta_kept = false, exact = false;
+    bool zeta_kept = false;
     zf_status st = ZF_OK;
     if (r->gs && (r->M || r->gbuf)) st = residual_h(r);
     if (st == ZF_OK && r->gbuf && groups_in_order(r, out->g_idx)) st = refit_groups(r, out, rowv);
-    if (st == ZF_OK && alpha_refit) st = refit(r, c, out->zeta, out->scale, out->zero, rowv);
-    if (st == ZF_OK && r->M) st = zf_zfold_refit_zeta(r, tie, out->zeta, rowv, &zeta_kept, &exact);
-    /* the α refit reads each row's exact loss, which a closed-form ζ refit does not leave */
-    if (st == ZF_OK && alpha_refit && zeta_kept && exact)
-        st = refit(r, c, out->zeta, out->scale, out->zero, rowv);
+    if (st == ZF_OK && r->Xw && !alpha_done) st = refit_rows(r, c, out->scale, out->zero, rowv);
+    if (st == ZF_OK && r->M) st = zf_zfold_refit_zeta(r, tie, out->zeta, rowv, &zeta_kept);
     out->t_refit += zf_now() - t0;
     return st;
 }
@@ -507,8 +529,9 @@ static zf_status rounds(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qre
         double tot[2] = {zf_qrun_rows_total(r, s.rowv), 0.0};
         if (st == ZF_OK) st = r->i->fill_zero(r->be->ctx, r->rowloss, (size_t)rows * sizeof(double));
         if (st == ZF_OK) st = zf_optq_run(r, out->scale, out->zero, out->zeta, out);
-        if (st == ZF_OK) st = loop_losses(r, out->deq, r->rowdl);
-        if (st == ZF_OK) st = refits(r, tie, c, out, r->rowdl);
+        if (st == ZF_OK && r->Xw) st = refit_prepare(r, c, out->zeta);
+        if (st == ZF_OK) st = loop_losses(r, c, out->deq, r->rowdl);
+        if (st == ZF_OK) st = refits(r, tie, c, out, r->rowdl, false);
         tot[1] = zf_qrun_rows_total(r, r->rowdl);
         if (st == ZF_OK) st = zf_qrun_team_sum(r, tot, 2);
         if (st != ZF_OK) break;
@@ -524,35 +547,53 @@ static zf_status rounds(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qre
 }
 
 /* After OPTQ on the ALS grid: the refits (α per channel, ζ) and the fallback, with each row's final ΔL in r->rowdl. */
-static zf_status after_optq(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
+static zf_status after_optq(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, bool kept)
 {
     const int64_t rows = r->rows, n = r->cols, rg = rows * r->ngroups;
-    r->rowdl = zf_malloc((size_t)rows * sizeof(double), "Z-FOLD row losses");
-    double *d = zf_malloc((size_t)rows * 5 * sizeof(double), "Z-FOLD refit row sums");
-    float *f = zf_malloc(((size_t)n * 2 + 2 * (size_t)rg) * sizeof(float), "Z-FOLD refit vectors");
+    double *rowo = zf_malloc((size_t)rows * sizeof(double), "Z-FOLD plain OPTQ row losses");
+    float *f = zf_malloc(((size_t)n + 2 * (size_t)rg) * sizeof(float), "Z-FOLD fallback grids");
     int32_t *gidx = zf_malloc((size_t)n * sizeof(int32_t), "Z-FOLD groups");
-    zf_status st = r->rowdl && d && f && gidx ? ZF_OK : ZF_ERR_NOMEM;
-    refit_ctx c = {.ww = d, .aw = d + rows, .av = d + 2 * rows, .wv = d + 3 * rows, .hz = f};
-    double *rowo = d + 4 * rows;
+    zf_status st = rowo && f && gidx ? ZF_OK : ZF_ERR_NOMEM;
     if (st == ZF_OK) st = r->i->upload(r->be->ctx, r->zeta, out->zeta, (size_t)n * sizeof(float));
     if (st == ZF_OK) st = r->i->upload(r->be->ctx, r->gidx, out->g_idx, (size_t)n * sizeof(int32_t));
-    if (st == ZF_OK) st = loop_losses(r, out->deq, r->rowdl);
-    /* per channel the refits read W·H (with groups refits() forms ΔW·H for each state it refits) */
-    const bool alpha_refit = r->o->refit && !r->gs, zeta_refit = r->M != NULL;
+    if (st == ZF_OK && !kept && r->Xw) st = refit_prepare(r, c, out->zeta);
+    if (st == ZF_OK && !kept) st = loop_losses(r, c, out->deq, r->rowdl);
+    /* per channel the ζ refit reads W·H (with groups refits() forms ΔW·H for each state it refits) */
     const double t0 = zf_now();
-    if (st == ZF_OK && !r->gs && (alpha_refit || zeta_refit)) st = r->i->hmul(r->qs, r->W, rows, r->H, r->B);
-    if (st == ZF_OK && alpha_refit) st = r->i->rowdot(r->qs, r->W, rows, n, r->B, n, c.ww);
+    if (st == ZF_OK && !r->gs && r->M) st = r->i->hmul(r->qs, r->W, rows, r->H, r->B);
     out->t_refit += zf_now() - t0;
-    if (st == ZF_OK) st = refits(r, tie, &c, out, r->rowdl);
-    if (st == ZF_OK && r->o->zfold_rounds > 1) st = rounds(r, tie, &c, out);
+    if (st == ZF_OK) st = refits(r, tie, c, out, r->rowdl, kept);
+    if (st == ZF_OK && r->o->zfold_rounds > 1) st = rounds(r, tie, c, out);
     if (st == ZF_OK && r->o->optq_fallback) {
         /* its own time: the factor and column loops it runs count as OPTQ's */
         const double t1 = zf_now(), optq1 = out->t_factor + out->t_loop;
-        st = fallback(r, tie, &c, out, r->rowdl, f + n, gidx, rowo);
+        st = fallback(r, tie, c, out, r->rowdl, f, gidx, rowo);
         out->t_fallback = zf_now() - t1 - (out->t_factor + out->t_loop - optq1);
     }
-    free(d), free(f), free(gidx);
+    free(rowo), free(f), free(gidx);
     return st;
+}
+
+/* The α refit's context (c->xx and r->Xw when it runs per channel: the factor first); ctx_close frees it. */
+static zf_status ctx_open(zf_qrun *r, zf_qresult *out, refit_ctx *c)
+{
+    const int64_t rows = r->rows;
+    double *d = zf_malloc((size_t)rows * 8 * sizeof(double), "Z-FOLD refit row sums");
+    float *hz = zf_malloc((size_t)r->cols * sizeof(float), "Z-FOLD H·ζ");
+    *c = (refit_ctx){.xx = d, .dd = d + rows, .aa0 = d + 2 * rows, .aw0 = d + 3 * rows, .av = d + 4 * rows,
+                     .wv = d + 5 * rows, .ee = d + 6 * rows, .ex = d + 7 * rows, .hz = hz};
+    if (!d || !hz) return ZF_ERR_NOMEM;
+    if (!r->Xw) return ZF_OK;
+    const double t0 = zf_now(), f0 = out->t_factor;
+    ZF_TRY(zf_optq_whiten(r, out));
+    ZF_TRY(r->i->coldot(r->qs, r->Xw, r->Xw, r->cols, rows, c->xx));
+    out->t_refit += zf_now() - t0 - (out->t_factor - f0);
+    return ZF_OK;
+}
+
+static void ctx_close(refit_ctx *c)
+{
+    free(c->xx), free(c->hz);
 }
 
 /* grid_widen: OPTQ's codes on the ALS grid's scales times 1, 1 + ZF_WIDEN_STEP, ... (at most ZF_WIDEN_MAX) while the
@@ -562,18 +603,41 @@ static zf_status after_optq(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
 #define ZF_WIDEN_MAX 2.0
 #define ZF_WIDEN_MIN_ROWS 256
 
-/* Host scratch of the widening: the ALS scales, the trial scales, and per row its ΔL, best ΔL and factor. */
+/* Host scratch of the widening: the ALS scales, the trial scales, and per row its ΔL, best ΔL and factor; per row
+ * also the trial's refitted grids and codes and the best ones. */
 typedef struct {
     float *base, *trial, *fac;
     double *rowv, *best;
+    float *ta, *tz, *ba, *bz; /* [rows, ngroups] each */
+    uint8_t *qt, *qb;         /* [rows, cols] each */
 } widen_host;
 
+/* grid_widen: row — the trial's rows refitted (α and zero per channel) and each row's best run kept whole: its
+ * codes, grids and ΔL. */
+static zf_status keep_rows(zf_qrun *r, refit_ctx *c, zf_qresult *out, widen_host *h, double f)
+{
+    const int64_t rows = r->rows, n = r->cols, ng = r->ngroups;
+    memcpy(h->ta, h->trial, (size_t)(rows * ng) * sizeof(float));
+    memcpy(h->tz, out->zero, (size_t)(rows * ng) * sizeof(float));
+    if (r->Xw) ZF_TRY(refit_rows(r, c, h->ta, h->tz, h->rowv));
+    ZF_TRY(r->i->download(r->be->ctx, h->qt, r->q, (size_t)rows * (size_t)n));
+    for (int64_t k = 0; k < rows; k++) {
+        if (!(h->rowv[k] < h->best[k])) continue;
+        h->best[k] = h->rowv[k], h->fac[k] = (float)f;
+        memcpy(h->qb + k * n, h->qt + k * n, (size_t)n);
+        memcpy(h->ba + k * ng, h->ta + k * ng, (size_t)ng * sizeof(float));
+        memcpy(h->bz + k * ng, h->tz + k * ng, (size_t)ng * sizeof(float));
+    }
+    return ZF_OK;
+}
+
 /* The factor's trial on the rows tried (ZF_SCREEN_BLOCKS blocks of kb rows, or all rows when kb is 0): their ΔL
- * total (team-summed) in *tot; per row, the best so far. */
-static zf_status widen_try(zf_qrun *r, zf_qresult *out, widen_host *h, int64_t kb, double c, double *tot)
+ * total (team-summed) in *tot; per row, the best so far (grid_widen: row: its run kept, keep_rows). */
+static zf_status widen_try(zf_qrun *r, refit_ctx *c, zf_qresult *out, widen_host *h, int64_t kb, double f,
+                           double *tot)
 {
     const int64_t rows = r->rows, ng = r->ngroups, nb = kb ? ZF_SCREEN_BLOCKS : 1, len = kb ? kb : rows;
-    for (int64_t k = 0; k < rows * ng; k++) h->trial[k] = (float)((double)h->base[k] * c);
+    for (int64_t k = 0; k < rows * ng; k++) h->trial[k] = (float)((double)h->base[k] * f);
     *tot = 0.0;
     for (int64_t b = 0; b < nb; b++) {
         const int64_t r0 = b * (rows / nb);
@@ -582,55 +646,78 @@ static zf_status widen_try(zf_qrun *r, zf_qresult *out, widen_host *h, int64_t k
         ZF_TRY(zf_optq_run(&v, h->trial + r0 * ng, out->zero + r0 * ng, out->zeta, out));
         r->factored = v.factored, r->lambda = v.lambda; /* the first trial's factor serves every later run */
         ZF_TRY(r->i->upload(r->be->ctx, r->gidx, out->g_idx, (size_t)r->cols * sizeof(int32_t)));
-        ZF_TRY(loop_losses(&v, out->deq, h->rowv + r0));
-        for (int64_t k = r0; k < r0 + len; k++) {
-            *tot += h->rowv[k];
-            if (h->rowv[k] < h->best[k]) h->best[k] = h->rowv[k], h->fac[k] = (float)c;
+        ZF_TRY(loop_losses(&v, h->qb ? c : NULL, out->deq, h->rowv + r0));
+        if (h->qb) {
+            ZF_TRY(keep_rows(r, c, out, h, f));
+        } else {
+            for (int64_t k = r0; k < r0 + len; k++)
+                if (h->rowv[k] < h->best[k]) h->best[k] = h->rowv[k], h->fac[k] = (float)f;
         }
+        for (int64_t k = r0; k < r0 + len; k++) *tot += h->rowv[k];
     }
     return zf_qrun_team_sum(r, tot, 1);
 }
 
+/* grid_widen: row — each row's best run into r (codes, grids) and out (grids), its ΔL into r->rowdl. */
+static zf_status widen_keep(zf_qrun *r, zf_qresult *out, const widen_host *h)
+{
+    const size_t rg = (size_t)(r->rows * r->ngroups);
+    void *ctx = r->be->ctx;
+    memcpy(out->scale, h->ba, rg * sizeof(float));
+    memcpy(out->zero, h->bz, rg * sizeof(float));
+    memcpy(r->rowdl, h->best, (size_t)r->rows * sizeof(double));
+    ZF_TRY(r->i->upload(ctx, r->q, h->qb, (size_t)r->rows * (size_t)r->cols));
+    ZF_TRY(r->i->upload(ctx, r->scale, out->scale, rg * sizeof(float)));
+    return r->i->upload(ctx, r->zero, out->zero, rg * sizeof(float));
+}
+
 /* out->scale stretched as grid_widen chooses (out->grid_widen the factor, or the rows' mean); r->rowloss zeroed for
- * the run that follows. */
-static zf_status widen(zf_qrun *r, zf_qresult *out)
+ * the run that follows. grid_widen: row runs OPTQ on every row for each factor and keeps each row's best run, its
+ * α and zero refitted (*kept: no run follows). */
+static zf_status widen(zf_qrun *r, refit_ctx *c, zf_qresult *out, bool *kept)
 {
     const zf_quant_opts *o = r->o;
-    const int64_t rows = r->rows, ng = r->ngroups, rg = rows * ng;
+    const int64_t rows = r->rows, n = r->cols, ng = r->ngroups, rg = rows * ng;
     const bool per_row = o->grid_widen == ZF_WIDEN_ROW;
     /* the rows tried: four blocks of grid_widen_sample of them but at least ZF_WIDEN_MIN_ROWS; every row where that
      * is all of them (and per row) */
     const double want = fmax(o->grid_widen_sample * (double)rows, ZF_WIDEN_MIN_ROWS);
     int64_t kb = per_row ? 0 : (int64_t)want / ZF_SCREEN_BLOCKS;
     if (kb * ZF_SCREEN_BLOCKS >= rows) kb = 0;
-    widen_host h = {.base = zf_malloc((size_t)rg * 2 * sizeof(float) + (size_t)rows * sizeof(float), "grid widening"),
-                    .rowv = zf_malloc((size_t)rows * 2 * sizeof(double), "grid widening row losses")};
-    zf_status st = h.base && h.rowv ? ZF_OK : ZF_ERR_NOMEM;
+    widen_host h = {.base = zf_malloc((size_t)rg * (per_row ? 6 : 2) * sizeof(float) + (size_t)rows * sizeof(float),
+                                      "grid widening"),
+                    .rowv = zf_malloc((size_t)rows * 2 * sizeof(double), "grid widening row losses"),
+                    .qt = per_row ? zf_malloc((size_t)rows * (size_t)n * 2, "grid widening codes") : NULL};
+    zf_status st = h.base && h.rowv && (!per_row || h.qt) ? ZF_OK : ZF_ERR_NOMEM;
     double best = INFINITY, cbest = 1.0, tot = 0.0;
     if (st == ZF_OK) {
         h.trial = h.base + rg, h.fac = h.base + 2 * rg, h.best = h.rowv + rows;
+        if (per_row) h.ta = h.fac + rows, h.tz = h.ta + rg, h.ba = h.tz + rg, h.bz = h.ba + rg, h.qb = h.qt + rows * n;
         memcpy(h.base, out->scale, (size_t)rg * sizeof(float));
         for (int64_t k = 0; k < rows; k++) h.best[k] = INFINITY, h.fac[k] = 1.0f;
         st = r->i->upload(r->be->ctx, r->zeta, out->zeta, (size_t)r->cols * sizeof(float));
     }
+    if (st == ZF_OK && per_row && r->Xw) st = refit_prepare(r, c, out->zeta);
     for (int k = 0; st == ZF_OK; k++) {
-        const double c = 1.0 + k * ZF_WIDEN_STEP;
-        if (c > ZF_WIDEN_MAX + 1e-9) break;
-        st = widen_try(r, out, &h, kb, c, &tot);
+        const double f = 1.0 + k * ZF_WIDEN_STEP;
+        if (f > ZF_WIDEN_MAX + 1e-9) break;
+        st = widen_try(r, c, out, &h, kb, f, &tot);
         zf_log_debug("Z-FOLD [%lld x %lld]: grid widened %.1fx: ΔL %.6g on the rows tried", (long long)rows,
-                     (long long)r->cols, c, tot);
+                     (long long)r->cols, f, tot);
         if (!(tot < best)) break;
-        best = tot, cbest = c;
+        best = tot, cbest = f;
     }
     double mean = 0.0;
     for (int64_t k = 0; st == ZF_OK && k < rows; k++) {
         const double f = per_row ? (double)h.fac[k] : cbest;
-        for (int64_t g = 0; g < ng; g++) out->scale[k * ng + g] = (float)((double)h.base[k * ng + g] * f);
+        for (int64_t g = 0; !per_row && g < ng; g++) out->scale[k * ng + g] = (float)((double)h.base[k * ng + g] * f);
         mean += f;
     }
     out->grid_widen = per_row ? (rows ? mean / (double)rows : 1.0) : cbest;
+    *kept = per_row && st == ZF_OK;
+    if (*kept) st = widen_keep(r, out, &h);
     if (st == ZF_OK) st = r->i->fill_zero(r->be->ctx, r->rowloss, (size_t)rows * sizeof(double));
-    free(h.base), free(h.rowv);
+    free(h.base), free(h.rowv), free(h.qt);
     return st;
 }
 
@@ -643,10 +730,17 @@ zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
     out->t_als = zf_now() - t0;
     out->grid_widen = 1.0;
     if (r->o->zfold_optq) {
-        if (r->o->grid_widen != ZF_WIDEN_OFF) ZF_TRY(widen(r, out));
+        refit_ctx c;
+        bool kept = false; /* the widening kept each row's best run */
+        r->rowdl = zf_malloc((size_t)rows * sizeof(double), "Z-FOLD row losses");
+        zf_status st = r->rowdl ? ctx_open(r, out, &c) : ZF_ERR_NOMEM;
+        if (st == ZF_OK && r->o->grid_widen != ZF_WIDEN_OFF) st = widen(r, &c, out, &kept);
         /* zf_optq_run reads the fixed grids from the host arrays; the final grids come back into out afterwards */
-        ZF_TRY(zf_optq_run(r, out->scale, out->zero, out->zeta, out));
-        return r->o->refit || r->M || r->o->optq_fallback ? after_optq(r, tie, out) : ZF_OK;
+        if (st == ZF_OK && !kept) st = zf_optq_run(r, out->scale, out->zero, out->zeta, out);
+        if (st == ZF_OK && (kept || r->o->refit || r->M || r->o->optq_fallback)) st = after_optq(r, tie, &c, out, kept);
+        if (st == ZF_OK && !kept && !(r->o->refit || r->M || r->o->optq_fallback)) free(r->rowdl), r->rowdl = NULL;
+        ctx_close(&c);
+        return st;
     }
     ZF_TRY(r->i->upload(ctx, r->scale, out->scale, (size_t)rg * sizeof(float)));
     ZF_TRY(r->i->upload(ctx, r->zero, out->zero, (size_t)rg * sizeof(float)));

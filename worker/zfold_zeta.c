@@ -228,14 +228,13 @@ static void share_changes(const zf_qrun *r, int nm, const double *ch, double *ro
     }
 }
 
-zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, double *rowv, bool *kept,
-                              bool *rows_exact)
+zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, double *rowv, bool *kept)
 {
     if (tie && tie->nclasses == 0) tie = NULL;
     const int64_t rows = r->rows, n = r->cols, nc = tie ? tie->nclasses : n;
     const int nm = r->nmembers > 1 ? r->nmembers : 1;
     void *ctx = r->be->ctx;
-    *kept = *rows_exact = false;
+    *kept = false;
     double *d = zf_malloc(((size_t)n * 2 + (size_t)rows + 3 * (size_t)nm) * sizeof(double), "ζ refit sums");
     float *f = zf_malloc((size_t)n * 4 * sizeof(float), "ζ refit vectors");
     zeta_parts parts = {.n = nm}, *p = nm > 1 ? &parts : NULL;
@@ -311,7 +310,6 @@ zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, d
                 share_changes(r, nm, ch, rowv);
             } else {
                 memcpy(rowv, rown, (size_t)rows * sizeof(double));
-                *rows_exact = true;
             }
         } else if (st == ZF_OK && !closed) {
             st = r->i->upload(ctx, r->zeta, zeta, (size_t)n * sizeof(float));

@@ -14,11 +14,10 @@
  * form -2t dᵀg + t² dᵀMd (g = b - Mζ, (M + λI) d = g); a group of several members (r->nmembers) builds each
  * member's own M_m and b_m from its rows (the same SYRK split by rows), so each member's change is exact too. A
  * member's rows share its change in proportion to their ΔL (the member's sum exact, each row not); should a
- * member's closed form come out negative, each row's exact ΔW H ΔWᵀ decides instead (one GEMM; *rows_exact).
+ * member's closed form come out negative, each row's exact ΔW H ΔWᵀ decides instead (one GEMM).
  * r->B holds W·H on entry (with groups ΔW·H of the current codes, grids and ζ); zeta (host, also in r->zeta) is the current ζ, rowv each row's ΔL; both are replaced when
  * the new ζ is kept (*kept). r->A is overwritten. */
-zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, double *rowv, bool *kept,
-                              bool *rows_exact);
+zf_status zf_zfold_refit_zeta(zf_qrun *r, const zf_zeta_tie *tie, float *zeta, double *rowv, bool *kept);
 /* Host bytes the ζ refit of a [rows, cols] group of nmembers layers holds besides the backend's buffers: each
  * member's part of the system and their sum (one matrix alone, with a team or ties); 0 when no ζ refit runs. */
 int64_t zf_zfold_refit_zeta_host_bytes(const zf_quant_opts *o, int64_t cols, int nmembers);

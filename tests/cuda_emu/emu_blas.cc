@@ -1,4 +1,4 @@
-/* CUDA emulation: cuBLAS (GEMM, SYRK, GemmEx with fp16/bf16 operands and TF32) and cuSOLVER (POTRF, TRTRI) over OpenBLAS and LAPACK, with cuBLAS's argument checks. */
+/* CUDA emulation: cuBLAS (GEMM, SYRK, TRSM, GemmEx with fp16/bf16 operands and TF32) and cuSOLVER (POTRF, TRTRI) over OpenBLAS and LAPACK, with cuBLAS's argument checks. */
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -213,6 +213,26 @@ cublasStatus_t cublasSsyrk(cublasHandle_t h, cublasFillMode_t uplo, cublasOperat
     } else {
         cblas_ssyrk(CblasColMajor, u, cblas_op(trans), n, k, a, A, lda, b, C, ldc);
     }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasStrsm(cublasHandle_t h, cublasSideMode_t side, cublasFillMode_t uplo, cublasOperation_t trans,
+                           cublasDiagType_t diag, int m, int n, const float *alpha, const float *A, int lda, float *B,
+                           int ldb)
+{
+    device_call call("cublasStrsm");
+    const int64_t k = side == CUBLAS_SIDE_LEFT ? m : n;
+    if ((side != CUBLAS_SIDE_LEFT && side != CUBLAS_SIDE_RIGHT) ||
+        (uplo != CUBLAS_FILL_MODE_LOWER && uplo != CUBLAS_FILL_MODE_UPPER) ||
+        (trans != CUBLAS_OP_N && trans != CUBLAS_OP_T) || (diag != CUBLAS_DIAG_NON_UNIT && diag != CUBLAS_DIAG_UNIT) ||
+        m < 0 || n < 0 || lda < max1(k) || ldb < max1(m))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    check_matrix(A, k, k, lda, 4, "TRSM triangle A");
+    check_matrix(B, m, n, ldb, 4, "TRSM right-hand side B");
+    cblas_strsm(CblasColMajor, side == CUBLAS_SIDE_LEFT ? CblasLeft : CblasRight,
+                uplo == CUBLAS_FILL_MODE_UPPER ? CblasUpper : CblasLower, cblas_op(trans),
+                diag == CUBLAS_DIAG_UNIT ? CblasUnit : CblasNonUnit, m, n, scalar(h, alpha, "alpha"), A, lda, B, ldb);
     return CUBLAS_STATUS_SUCCESS;
 }
 

@@ -99,6 +99,7 @@ static zf_backend_i make_table(void)
     t.zeta_sums = zf_cq_zeta_sums;
     t.zgrid_diag = zf_cq_zgrid_diag;
     t.rowdot = zf_cq_rowdot;
+    t.zrow_sums = zf_cq_zrow_sums;
     t.hmul = zf_cq_hmul;
     t.div_cols = zf_cq_div_cols;
     t.gather_t = zf_cq_gather_t;
@@ -106,6 +107,7 @@ static zf_backend_i make_table(void)
     t.slice_t = zf_cq_slice_t;
     t.group_hess = zf_cq_group_hess;
     t.chol_inv = zf_cq_chol_inv;
+    t.tri_solve = zf_cq_tri_solve;
     t.optq_block = zf_cq_optq_block;
     t.unpermute = zf_cq_unpermute;
     t.coldot = zf_cq_coldot;

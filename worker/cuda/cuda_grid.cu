@@ -423,6 +423,37 @@ zf_status zf_cq_rowdot(void *qs, const float *A, int64_t rows, int64_t cols, con
     return zf_cq_d2h(c, out, c->rowd, (size_t)rows * sizeof(double));
 }
 
+/* One block per row: out[k·rows + r] = ΔW·ΔW, a·a, a·W, a·v with a = ζ ⊙ (q - zero_r), ΔW = W - scale_r·a. */
+__global__ void k_zrow_sums(const float *W, const uint8_t *q, const float *scale, const float *zero, const float *zeta,
+                            const float *v, int64_t rows, int64_t n, double *out)
+{
+    __shared__ double sh[ZF_RED_THREADS];
+    const int64_t r = blockIdx.x;
+    const float *w = W + r * n;
+    const uint8_t *qr = q + r * n;
+    double dd = 0.0, aa = 0.0, aw = 0.0, av = 0.0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        const float a = zf_d_dequant((float)qr[j], zeta[j], zero[r]);
+        const float e = __fsub_rn(w[j], zf_d_dequant((float)qr[j], __fmul_rn(scale[r], zeta[j]), zero[r]));
+        dd += (double)e * (double)e, aa += (double)a * (double)a;
+        aw += (double)a * (double)w[j], av += (double)a * (double)v[j];
+    }
+    dd = block_sum(dd, sh);
+    aa = block_sum(aa, sh);
+    aw = block_sum(aw, sh);
+    av = block_sum(av, sh);
+    if (threadIdx.x == 0) out[r] = dd, out[rows + r] = aa, out[2 * rows + r] = aw, out[3 * rows + r] = av;
+}
+
+zf_status zf_cq_zrow_sums(void *qs, const float *W, const uint8_t *q, const float *scale, const float *zero,
+                          const float *zeta, const float *v, int64_t rows, int64_t cols, double *out)
+{
+    zf_cq *c = (zf_cq *)qs;
+    k_zrow_sums<<<(unsigned)rows, ZF_RED_THREADS, 0, c->cu->stream>>>(W, q, scale, zero, zeta, v, rows, cols, c->rowd);
+    ZF_TRY(zf_cq_launched(c));
+    return zf_cq_d2h(c, out, c->rowd, (size_t)rows * 4 * sizeof(double));
+}
+
 zf_status zf_cq_hmul(void *qs, const float *A, int64_t rows, const float *H, float *D)
 {
     zf_cq *c = (zf_cq *)qs;

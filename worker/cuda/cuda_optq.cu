@@ -177,7 +177,8 @@ __global__ void k_group_hess(const float *H, int64_t n, const int32_t *perm, int
 __global__ void __launch_bounds__(ZF_CQ_ROWS_PER_CTA)
 k_columns(float *Wt, uint8_t *Qt, float *Err, const float *U, int64_t rows, int64_t n, int64_t i1, int64_t s0,
           int len, const float *scale, const float *zero, int64_t ngroups, int64_t gs, bool static_groups,
-          const int32_t *perm, const float *zp, float maxq, double *rowloss)
+          const int32_t *perm, const float *zp, float maxq, double *rowloss, const float *X, int64_t ldx,
+          double *rowex)
 {
     __shared__ float Us[ZF_CQ_SUB][ZF_CQ_SUB];
     for (int t = threadIdx.x; t < ZF_CQ_SUB * ZF_CQ_SUB; t += blockDim.x) {
@@ -188,7 +189,7 @@ k_columns(float *Wt, uint8_t *Qt, float *Err, const float *U, int64_t rows, int6
     const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (r >= rows) return;
     float w[ZF_CQ_SUB];
-    double loss = 0.0;
+    double loss = 0.0, ex = 0.0;
 #pragma unroll
     for (int k = 0; k < ZF_CQ_SUB; k++) w[k] = k < len ? Wt[(s0 + k) * rows + r] : 0.0f;
 #pragma unroll
@@ -202,6 +203,7 @@ k_columns(float *Wt, uint8_t *Qt, float *Err, const float *U, int64_t rows, int6
             const float e = __fdiv_rn(__fsub_rn(w[k], zf_d_dequant(code, s, z)), Us[k][k]);
             Err[(p - i1) * rows + r] = e;
             loss += (double)e * (double)e;
+            if (X) ex += (double)e * (double)X[p * ldx + r];
             /* unfused like the host's wj -= u·e (ptxas would contract a plain mul and sub into an FMA) */
 #pragma unroll
             for (int j = k + 1; j < ZF_CQ_SUB; j++) w[j] = __fsub_rn(w[j], __fmul_rn(Us[k][j], e));
@@ -209,6 +211,7 @@ k_columns(float *Wt, uint8_t *Qt, float *Err, const float *U, int64_t rows, int6
     }
     /* one thread per row and the launches in stream order: no other writer */
     if (rowloss) rowloss[r] += loss;
+    if (X) rowex[r] += ex;
 }
 
 /* q[r, perm[p]] = Qt[p, r]. */
@@ -239,12 +242,23 @@ zf_status zf_cq_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t 
         const int64_t s1 = s0 + ZF_CQ_SUB < i2 ? s0 + ZF_CQ_SUB : i2;
         k_columns<<<zf_cuda_blocks(rows, ZF_CQ_ROWS_PER_CTA), ZF_CQ_ROWS_PER_CTA, 0, c->cu->stream>>>(
             b->Wt, b->Qt, b->Err, b->U, rows, b->n, i1, s0, (int)(s1 - s0), b->scale, b->zero, b->ngroups, b->gs,
-            b->static_groups, b->perm, b->zp, c->maxq, b->rowloss);
+            b->static_groups, b->perm, b->zp, c->maxq, b->rowloss, b->X, b->ldx, b->rowex);
         ZF_TRY(zf_cq_launched(c));
         if (s1 < i2) ZF_TRY(update(c, b, i1, s0, s1, i2));
     }
     /* Lazy update of every later column. */
     if (i2 < b->n) ZF_TRY(update(c, b, i1, i1, i2, b->n));
+    return ZF_OK;
+}
+
+/* Row-major B [n, cols] is column-major Bᵀ, row-major U is column-major Uᵀ (lower): op(U) X = B is Xᵀ op(U)ᵀ = Bᵀ. */
+zf_status zf_cq_tri_solve(void *qs, const float *U, int64_t n, bool trans, float *B, int64_t cols)
+{
+    zf_cq *c = (zf_cq *)qs;
+    const float one = 1.0f;
+    ZF_CUBLAS_TRY(c->cu, cublasStrsm(c->cu->blas, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER,
+                                     trans ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT, (int)cols, (int)n, &one,
+                                     U, (int)n, B, (int)cols));
     return ZF_OK;
 }
 

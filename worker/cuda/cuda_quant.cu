@@ -55,7 +55,7 @@ static zf_status begin_steps(zf_cq *c, bool hessian)
     ZF_TRY(dalloc(c, &c->cand, (size_t)rows * 2 * 4, "quantization: candidate grids"));
     ZF_TRY(dalloc(c, &c->best, (size_t)rows * 8, "quantization: best scores"));
     ZF_TRY(dalloc(c, &c->rowd, (size_t)rows * 4 * 8, "quantization: row sums"));
-    ZF_TRY(dalloc(c, &c->coln, (size_t)cols * 2 * 8, "Z-FOLD: zeta sums"));
+    ZF_TRY(dalloc(c, &c->coln, (size_t)(cols * 2 + rows) * 8, "Z-FOLD: zeta sums and column sums"));
     ZF_TRY(dalloc(c, &c->flag, 16, "quantization: status word"));
     /* Quantization is matched against the fp32 host path: no TF32 in its GEMMs whatever the forward uses. */
     ZF_CUBLAS_TRY(cu, cublasGetMathMode(cu->blas, &c->math));

@@ -28,7 +28,7 @@ typedef struct {
     float *rng, *cand;        /* [2·rows] row ranges, current candidate grids */
     double *best;             /* [rows] best Hessian-grid score */
     double *rowd;             /* [4·rows] row sums of the quadratic forms and of the group refit */
-    double *coln;             /* [2·cols] ζ numerators and denominators */
+    double *coln;             /* [2·cols + rows] ζ numerators and denominators; coldot's sums (cols or rows of them) */
     int *flag;                /* [1] device status word */
     void *work;               /* cuSOLVER device workspace */
     size_t work_bytes;
@@ -93,6 +93,8 @@ zf_status zf_cq_zstate(void *qs, const float *W, int64_t rows, int64_t cols, con
                        const float *zeta, float *Wt, float *dW, uint8_t *q);
 zf_status zf_cq_zgrid_diag(void *qs, const float *X, int64_t rows, int64_t cols, int64_t ldx, const float *g,
                            int stride, int window, float *scale, int64_t lds, float *zero, double *score);
+zf_status zf_cq_zrow_sums(void *qs, const float *W, const uint8_t *q, const float *scale, const float *zero,
+                          const float *zeta, const float *v, int64_t rows, int64_t cols, double *out);
 zf_status zf_cq_rowdot(void *qs, const float *A, int64_t rows, int64_t cols, const float *X, int64_t ldx, double *out);
 zf_status zf_cq_hmul(void *qs, const float *A, int64_t rows, const float *H, float *D);
 zf_status zf_cq_zeta_sums(void *qs, const float *W, int64_t rows, int64_t cols, const float *alpha,
@@ -107,6 +109,7 @@ zf_status zf_cq_group_hess(void *qs, const float *H, int64_t n, const int32_t *p
                            float *Hb);
 zf_status zf_cq_chol_inv(void *qs, const float *H, int64_t n, const int32_t *perm, float lambda, float *U,
                          zf_chol_result *res);
+zf_status zf_cq_tri_solve(void *qs, const float *U, int64_t n, bool trans, float *B, int64_t cols);
 zf_status zf_cq_optq_block(void *qs, const zf_optq_bufs *b, int64_t i1, int64_t i2);
 zf_status zf_cq_coldot(void *qs, const float *A, const float *B, int64_t rows, int64_t cols, double *out);
 zf_status zf_cq_hgram(void *qs, const float *A, int64_t rows, const float *H, float *M);
