@@ -42,32 +42,33 @@ const zf_opt_desc zf_quant_opt_descs[] = {
      "Z-FOLD ALS α update: diag = clip ratio and zero searched per row (or row and group) scored on H's diagonal, "
      "coarse to fine, no GEMM per iteration; grid = the same search scored on the full H (the paper's code, 200 GEMMs "
      "per iteration); lsq = Hessian-weighted least squares (paper, eq. 13). Measured on the fixtures' 159 layer x bit "
-     "cases with the default widening, refits and fallback: diag's ΔL is 0.917x the paper's code on geometric mean "
-     "(9 cases above it) and 0.700x OPTQ's (0.707x scored on Hessians of other text), at 3.1x OPTQ's CPU time at "
-     "4096x4096, 3.4x at 11008x4096 and 2.6x at 4096x11008 (fastest of 3 runs each, docs/results.md); "
-     "grid with als_tol 0 is never above the paper's code, at about 100x OPTQ's time"},
+     "cases with the default widening, refit and fallback: diag's ΔL is 0.860x the paper's code on geometric mean "
+     "(9 cases above it) and 0.657x OPTQ's, at 2.4x OPTQ's CPU time at 4096x4096, 2.8x at 11008x4096 and 1.9x at "
+     "4096x11008 (docs/results.md); grid with als_tol 0 is never above the paper's code, at about 100x OPTQ's time"},
     {"als_max_iter", ZF_OPT_I32, OPT(als_max_iter), 30, 1, 1000, false, NULL, ZFOLD, "Z-FOLD ALS iteration limit"},
     {"als_tol", ZF_OPT_DOUBLE, OPT(als_tol), 1e-3, 0, 1, false, NULL, ZFOLD,
      "Z-FOLD: the ALS stops once an iteration lowers its loss by less than this fraction (0: only when it rises)"},
-    {"grid_widen", ZF_OPT_ENUM, OPT(grid_widen), ZF_WIDEN_LAYER, 0, 0, false, widen_names, ZFOLD,
+    {"grid_widen", ZF_OPT_ENUM, OPT(grid_widen), ZF_WIDEN_ROW, 0, 0, false, widen_names, ZFOLD,
      "Z-FOLD: after the ALS, OPTQ on the grid with every scale stretched by 1.1, 1.2, ... (up to 2) while its ΔL falls, "
-     "and the best kept (the ALS fits the clip to rounding, and OPTQ's error feedback carries weights past it). layer = "
-     "one factor for the layer, chosen on grid_widen_sample of its rows (at least 256); row = each row its own, OPTQ "
-     "on every row once per factor tried (about 2-6x the column loop's time); off = the ALS grid as it is. Measured on "
-     "the fixtures' 159 layer x bit cases: ΔL / the paper's code 0.917 (layer), 0.850 (row), 0.976 (off) on geometric "
-     "mean"},
+     "and the best kept (the ALS fits the clip to rounding, and OPTQ's error feedback carries weights past it). row = "
+     "each row its own: OPTQ on every row once per factor tried (two column loops where 1.1 already loses, as at 4 "
+     "bits), each row keeping its best run after the α refit, so no run follows; layer = one factor for the layer, "
+     "chosen on grid_widen_sample of its rows (at least 256), then OPTQ on all rows; off = the ALS grid as it is. "
+     "Measured on the fixtures' 159 layer x bit cases with the default refit: ΔL / the paper's code 0.860 (row), "
+     "0.930 (layer), 0.993 (off) on geometric mean"},
     {"grid_widen_sample", ZF_OPT_DOUBLE, OPT(grid_widen_sample), 0.0625, 0, 1, true, NULL, ZFOLD,
      "Z-FOLD's layer widening: the fraction of the rows (four evenly spaced blocks) on which the factor is chosen, "
      "at least 256 rows (every row of a layer of up to 256)"},
     {"refit", ZF_OPT_BOOL, OPT(refit), 1, 0, 0, false, NULL, ZFOLD,
-     "Z-FOLD: after OPTQ, each row's α and zero point refitted on H with the codes fixed (closed form, one GEMM; "
-     "never raises ΔL); with group_size, each row's groups in turn, the others fixed (ΔW·H kept current: about two "
+     "Z-FOLD: after OPTQ, each row's α and zero point refitted on H with the codes fixed (closed form from the column "
+     "loop's own sums in OPTQ's factor basis, one triangular solve per layer; never raises ΔL); with group_size, each row's groups in turn, the others fixed (ΔW·H kept current: about two "
      "GEMMs more; 3.1% lower ΔL than without on the fixtures' g128 cases)"},
-    {"refit_zeta", ZF_OPT_BOOL, OPT(refit_zeta), 1, 0, 0, false, NULL, ZFOLD,
+    {"refit_zeta", ZF_OPT_BOOL, OPT(refit_zeta), 0, 0, 0, false, NULL, ZFOLD,
      "Z-FOLD: after OPTQ and the α refit, ζ refitted on H with the codes, α and zero fixed: the normal equations "
      "(H ∘ AᵀA) ζ = Σ_r a_r ∘ (W H)_r, A = α(q - z), one SYRK and one Cholesky solve; kept only when ΔL falls, scored "
      "in closed form, for a group of several layers (Q/K/V, gate/up) each layer's own from its rows' part of the SYRK; "
-     "tied and kept positive as the ALS's ζ"},
+     "tied and kept positive as the ALS's ζ. About 1.5x OPTQ's CPU time more (W·H and the SYRK) for 1.3% lower ΔL on "
+     "the fixtures' layers"},
     {"zfold_rounds", ZF_OPT_I32, OPT(zfold_rounds), 1, 1, 16, false, NULL, ZFOLD,
      "Z-FOLD: OPTQ runs on the grid, each after the first on the grid the refits left, followed by the refits again; "
      "a round is kept only when it lowers ΔL. Each extra round costs about 1.5x OPTQ's time; a second one lowered ΔL by "

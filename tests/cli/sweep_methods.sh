@@ -9,8 +9,8 @@ sed -i 's/max_windows: 16/max_windows: 2/' "$work/run.yaml"
 
 # a value other than the default for every key that some method ignores
 declare -A other=([damp]=0.5 [damp_retries]=1 [block_size]=32 [act_order]=true [static_groups]=true [alpha]=grid
-                  [als_max_iter]=3 [als_tol]=0.01 [refit]=false [refit_zeta]=false [zfold_rounds]=2
-                  [optq_fallback]=false [optq_screen]=0 [grid_widen]=row [grid_widen_sample]=0.5)
+                  [als_max_iter]=3 [als_tol]=0.01 [refit]=false [refit_zeta]=true [zfold_rounds]=2
+                  [optq_fallback]=false [optq_screen]=0 [grid_widen]=layer [grid_widen_sample]=0.5)
 "$zfold" help config > "$work/keys.md"
 for m in rtn optq zfold; do
   sets=()

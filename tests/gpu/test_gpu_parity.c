@@ -614,6 +614,7 @@ typedef struct {
     zf_alpha_mode alpha;
     bool zeta_pos, als_only; /* Z-FOLD: every ζ > 0 (folds through ReLU); the ζ·α grid without OPTQ after it */
     int rounds;              /* Z-FOLD: zfold_rounds (0: the default) */
+    bool zeta_refit, widen_layer; /* Z-FOLD: refit_zeta on; grid_widen layer (not row) */
 } qcase;
 
 /* Every field not named is false, 0 (min-max grid, least-squares α) */
@@ -641,7 +642,13 @@ static const qcase qcases[] = {
      .alpha = ZF_ALPHA_DIAG},
     {.name = "zfold 2-bit 2 rounds tied", .method = ZF_METHOD_ZFOLD, .bits = 2, .gs = -1, .tie = true,
      .alpha = ZF_ALPHA_DIAG, .rounds = 2},
+    {.name = "zfold 3-bit refit zeta", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = -1, .alpha = ZF_ALPHA_DIAG,
+     .zeta_refit = true},
+    {.name = "zfold 2-bit layer widen zeta tied", .method = ZF_METHOD_ZFOLD, .bits = 2, .gs = -1, .tie = true,
+     .alpha = ZF_ALPHA_DIAG, .zeta_refit = true, .widen_layer = true},
     {.name = "zfold 3-bit g32", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = 32, .alpha = ZF_ALPHA_DIAG},
+    {.name = "zfold 3-bit g32 refit zeta", .method = ZF_METHOD_ZFOLD, .bits = 3, .gs = 32, .alpha = ZF_ALPHA_DIAG,
+     .zeta_refit = true},
     {.name = "zfold 4-bit g64 act-order", .method = ZF_METHOD_ZFOLD, .bits = 4, .act = true, .gs = 64,
      .alpha = ZF_ALPHA_DIAG},
 };
@@ -660,6 +667,8 @@ static void compare_quant(zf_backend *cpu, zf_backend *gpu, const char *layer, c
         o.group_size = q->gs, o.grid = q->grid, o.alpha = q->alpha, o.zeta_positive = q->zeta_pos;
         o.zfold_optq = !q->als_only;
         if (q->rounds) o.zfold_rounds = q->rounds;
+        if (q->zeta_refit) o.refit_zeta = true;
+        if (q->widen_layer) o.grid_widen = ZF_WIDEN_LAYER;
         if (q->alpha == ZF_ALPHA_GRID) o.grid_points = 25; /* the kernels of 100 points, a quarter of the CPU time */
         zf_qresult rc = {0}, rg = {0};
         zf_status sc = zf_backend_quantize(cpu, &o, W, rows, cols, H, q->tie ? &tie : NULL, &rc);

@@ -45,16 +45,19 @@ if run 6 "$work/np6"; then
   grep -q 'groups split by rows across teams of ranks' "$work/np6.log" && ok "6 ranks: teams formed" || bad "6 ranks: no teams"
   "$zfold" compare "$work/single" "$work/np6" --min-agreement 0.999 --max-ppl-diff 0.001 > "$work/cmp6" \
     && ok "np 6 (teams) vs single: $(grep -o 'codes agreeing:.*' "$work/cmp6")" || { bad "np 6 vs single"; cat "$work/cmp6"; }
-  # each layer's ΔL from a team (a group's members split over its ranks, a ζ refit scored per member and process)
-  # is the single process's
-  python3 - "$work/single/report.json" "$work/np6/report.json" <<'PY' && ok "np 6: every layer's ΔL as alone" \
+  # each layer's ΔL from a team (a group's members split over its ranks; with the ζ refit, scored per member and
+  # process) is the single process's
+  run 0 "$work/single-z" --set refit_zeta=true || bad "single process run, refit_zeta (see $work/single-z.log)"
+  run 6 "$work/np6-z" --set refit_zeta=true || bad "mpirun -np 6, refit_zeta (see $work/np6-z.log)"
+  python3 - "$work/single" "$work/np6" "$work/single-z" "$work/np6-z" <<'PY' && ok "np 6: every layer's ΔL as alone" \
     || bad "np 6: a layer's ΔL differs from the single process's (above)"
 import json, sys
-a, b = (json.load(open(f)) for f in sys.argv[1:3])
-for ba, bb in zip(a["blocks"], b["blocks"]):
-    for name, la in ba["layers"].items():
-        x, y = la["delta_loss_after"], bb["layers"][name]["delta_loss_after"]
-        assert abs(x - y) <= 1e-5 * x, (ba["block"], name, x, y)
+for one, team in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
+    a, b = (json.load(open(d + "/report.json")) for d in (one, team))
+    for ba, bb in zip(a["blocks"], b["blocks"]):
+        for name, la in ba["layers"].items():
+            x, y = la["delta_loss_after"], bb["layers"][name]["delta_loss_after"]
+            assert abs(x - y) <= 1e-5 * x, (team, ba["block"], name, x, y)
 PY
   grep -E 'comm ([0-9.]+) MB \(model \1 MB\)' -q "$work/np6.log" && ok "np 6: bytes as modelled" \
     || bad "np 6 bytes: $(grep -o 'comm .*' "$work/np6.log" | head -1)"

@@ -62,6 +62,7 @@ int main(void)
     /* stored inputs: a rank seeing fewer tokens than a layer is wide keeps them instead of the sums, and an owner
      * then holds the fp32 H its panels were reduced into, not the fp64 sums */
     zf_plan_memory few_sums, few_inputs;
+    const bool zeta_was = cfg.quant.refit_zeta;
     cfg.quant.refit_zeta = false; /* its d_in² matrix would make the widest group's work the peak either way */
     cfg.hessian_capture = ZF_CAPTURE_SUMS;
     zf_plan_memory_host(&cfg, &c, 64, 1, 64, &few_sums);
@@ -72,7 +73,7 @@ int main(void)
     CHECK_CLOSE(few_sums.capture, all * 8, 0, 1e-12);
     CHECK_CLOSE(few_inputs.capture, stored, 0, 1e-12);
     CHECK(few_inputs.quant < few_sums.quant);
-    cfg.quant.refit_zeta = true;
+    cfg.quant.refit_zeta = zeta_was;
     cfg.backend = ZF_BACKEND_CUDA; /* a GPU sums on the device whatever the token count */
     zf_plan_memory_host(&cfg, &c, 64, 1, 64, &gpu);
     CHECK(gpu.capture == 0);
@@ -90,13 +91,16 @@ int main(void)
 
     /* the ζ refit adds its backend matrix and its host copies (at least one more d_in² matrix) to every group's
      * work, so to the peak at least the least of them */
-    zf_plan_memory zeta_off;
+    zf_plan_memory zeta_off, zeta_on;
+    const bool zeta_default = cfg.quant.refit_zeta;
     cfg.quant.refit_zeta = false;
     zf_plan_memory_host(&cfg, &c, 1, 128, 256, &zeta_off);
     cfg.quant.refit_zeta = true;
+    zf_plan_memory_host(&cfg, &c, 1, 128, 256, &zeta_on);
+    cfg.quant.refit_zeta = zeta_default;
     double least_in = INFINITY;
     for (int g = 0; g < ZF_NGROUP; g++) least_in = fmin(least_in, (double)zf_group_in(&c, g));
-    CHECK(one.quant - zeta_off.quant >= 2 * least_in * least_in * 4);
+    CHECK(zeta_on.quant - zeta_off.quant >= 2 * least_in * least_in * 4);
 
     /* a rank's chunk is at most its share of eval.max_windows */
     cfg.eval_max_windows = 8;

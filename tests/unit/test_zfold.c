@@ -490,6 +490,7 @@ static void test_refit_zeta(zt_rng *rng)
     for (int bits = 2; bits <= 4; bits++) {
         zf_quant_opts on = opts(ZF_METHOD_ZFOLD, bits, false), off;
         on.refit = on.optq_fallback = false;
+        on.refit_zeta = true;
         off = on;
         off.refit_zeta = false;
         zf_qresult a, b;
@@ -521,6 +522,7 @@ static void test_refit_zeta(zt_rng *rng)
         /* a group of two members: the refit scores each row exactly (not the closed-form total), and each member's
          * ΔL is its own rows' ΔW H ΔWᵀ */
         zf_quant_opts dflt = opts(ZF_METHOD_ZFOLD, bits, false);
+        dflt.refit_zeta = true;
         const int64_t mrows[2] = {R / 3, R - R / 3};
         double dl[2], dl_rtn[2];
         zf_qresult g;
@@ -637,7 +639,7 @@ static void test_groups_optq_kept(zt_rng *rng)
     for (int bits = 2; bits <= 4; bits++) {
         zf_quant_opts oo = opts(ZF_METHOD_OPTQ, bits, false), oz = opts(ZF_METHOD_ZFOLD, bits, false);
         oo.group_size = oz.group_size = 32;
-        oz.optq_always = true;
+        oz.optq_always = oz.refit_zeta = true;
         zf_qresult ro, rz;
         CHECK_OK(zf_quantize(&oo, W, R, N, H, NULL, &ro));
         CHECK_OK(zf_quantize(&oz, W, R, N, H, &tie, &rz));
@@ -735,6 +737,7 @@ static void test_widen(zt_rng *rng)
             zt_fill_normal(rng, W, R * N, 0.02);
             zf_quant_opts o = opts(ZF_METHOD_ZFOLD, bits, false);
             o.refit = o.refit_zeta = o.optq_fallback = false;
+            o.grid_widen = ZF_WIDEN_LAYER;
             o.grid_widen_sample = 0.5;
             int iters, kept;
             CHECK_OK(zf_zfold_als(&o, W, R, N, H, NULL, alpha, zero, zeta, &iters, &kept, NULL, NULL));
