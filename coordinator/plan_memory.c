@@ -12,6 +12,7 @@
 #include "worker/backend.h"
 #include "worker/forward.h"
 #include "worker/perplexity.h"
+#include "worker/zfold.h"
 #include "worker/zfold_zeta.h"
 
 typedef struct {
@@ -26,11 +27,12 @@ static group_shape shape_of(const zf_model_config *c, zf_group g)
 }
 
 /* One group's quantization on its owner, in host memory: the stacked weights, H, the result (codes and the
- * quantizer's dequantized copy), on the CPU the quantizer's working set (a GPU holds it in device memory), and the
- * ζ refit's host copies of its system. */
+ * quantizer's dequantized copy), on the CPU the quantizer's working set (a GPU holds it in device memory), the
+ * ζ refit's host copies of its system and the per-row widening's codes. */
 static double group_work(const zf_job_config *cfg, group_shape s)
 {
-    double rc = s.rows * s.in, zeta = (double)zf_zfold_refit_zeta_host_bytes(&cfg->quant, (int64_t)s.in, s.members);
+    double rc = s.rows * s.in, zeta = (double)zf_zfold_refit_zeta_host_bytes(&cfg->quant, (int64_t)s.in, s.members) +
+                                      (double)zf_zfold_widen_host_bytes(&cfg->quant, (int64_t)s.rows, (int64_t)s.in);
     if (cfg->backend == ZF_BACKEND_CUDA) return rc * 4 + s.in * s.in * 4 + rc * 5 + zeta;
     /* the CPU quantizer works on the caller's W and H in place and writes codes and deq straight into the
      * result: its working set counts H, the result and all but the W copy */

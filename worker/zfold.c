@@ -721,6 +721,12 @@ static zf_status widen(zf_qrun *r, refit_ctx *c, zf_qresult *out, bool *kept)
     return st;
 }
 
+int64_t zf_zfold_widen_host_bytes(const zf_quant_opts *o, int64_t rows, int64_t cols)
+{
+    const bool per_row = o->method == ZF_METHOD_ZFOLD && o->zfold_optq && o->grid_widen == ZF_WIDEN_ROW;
+    return per_row ? 2 * rows * cols : 0;
+}
+
 zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out)
 {
     const int64_t rows = r->rows, cols = r->cols, rg = rows * r->ngroups;

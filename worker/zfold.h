@@ -11,5 +11,8 @@
  * codes. Codes and grids in r->q, r->scale, r->zero; fills out's zeta, g_idx, als_iters, zeta_kept, t_als (and
  * OPTQ's fields). */
 zf_status zf_zfold_run(zf_qrun *r, const zf_zeta_tie *tie, zf_qresult *out);
+/* Host bytes a [rows, cols] group's per-row widening holds besides the backend's buffers: each row's best codes and
+ * the trial's. */
+int64_t zf_zfold_widen_host_bytes(const zf_quant_opts *o, int64_t rows, int64_t cols);
 
 #endif

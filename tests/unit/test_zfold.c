@@ -454,6 +454,89 @@ static void test_zeta_primitives(zt_rng *rng)
     free(A), free(B), free(H), free(M), free(S);
 }
 
+/* The α refit's primitives against double references: the triangular solves of the factor basis (both ways), the
+ * fused row sums, and the column loop's Σ err·x, which must be ΔW (H + λI) Wᵀ of each row (W - Q = E U), with act
+ * order and a dead input. */
+static void test_basis_primitives(zt_rng *rng)
+{
+    enum { R = 24, N = 48 };
+    float *W = malloc(sizeof(float) * R * N), *H = make_hessian(rng, N), *B = malloc(sizeof(float) * N * R);
+    float *U = calloc((size_t)N * N, sizeof(float)), *X = malloc(sizeof(float) * N * R), v[N], sc[R], zr[R];
+    double *ref = malloc(sizeof(double) * N * R), out[4 * R];
+    uint8_t *q = malloc((size_t)R * N);
+    zt_fill_normal(rng, W, R * N, 0.02);
+    zf_quant_opts o = opts(ZF_METHOD_ZFOLD, 3, false);
+    const zf_backend_i *be = zf_cpu_backend_table();
+    void *qs;
+    CHECK_OK(be->q_begin(NULL, &o, R, N, true, &qs));
+    /* an upper triangle with a dominant diagonal */
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = i; j < N; j++) U[i * N + j] = (float)(i == j ? 1.0 + zt_rng_uniform(rng) : 0.1 * zt_rng_normal(rng));
+    for (int trans = 0; trans < 2; trans++) {
+        zt_fill_normal(rng, B, N * R, 1.0);
+        memcpy(X, B, sizeof(float) * N * R);
+        CHECK_OK(be->tri_solve(qs, U, N, trans, X, R));
+        /* op(U) X = B by substitution in double */
+        for (int64_t c = 0; c < R; c++)
+            for (int64_t k = 0; k < N; k++) {
+                const int64_t i = trans ? k : N - 1 - k;
+                double t = B[i * R + c];
+                for (int64_t m = 0; m < N; m++) {
+                    const double u = trans ? (m < i ? U[m * N + i] : 0.0) : (m > i ? U[i * N + m] : 0.0);
+                    if (u != 0.0) t -= u * ref[m * R + c];
+                }
+                ref[i * R + c] = t / (trans ? U[i * N + i] : U[i * N + i]);
+            }
+        double err = 0.0, mag = 0.0;
+        for (int64_t k = 0; k < N * R; k++) err = fmax(err, fabs(X[k] - ref[k])), mag = fmax(mag, fabs(ref[k]));
+        CHECK_MSG(err <= 1e-5 * mag, "tri_solve (trans %d): max error %g of %g", trans, err, mag);
+    }
+    /* row sums: a = ζ(q - z), ΔW = W - s·a */
+    for (int64_t k = 0; k < R * N; k++) q[k] = (uint8_t)(zt_rng_uniform(rng) * 8) % 8;
+    for (int64_t j = 0; j < N; j++) v[j] = (float)zt_rng_normal(rng);
+    float zeta[N];
+    for (int64_t j = 0; j < N; j++) zeta[j] = (float)(0.5 + zt_rng_uniform(rng));
+    for (int64_t r = 0; r < R; r++) sc[r] = (float)(0.005 * (1.0 + zt_rng_uniform(rng))), zr[r] = (float)(r % 8);
+    CHECK_OK(be->zrow_sums(qs, W, q, sc, zr, zeta, v, R, N, out));
+    int ok = 1;
+    for (int64_t r = 0; r < R; r++) {
+        double s[4] = {0, 0, 0, 0};
+        for (int64_t j = 0; j < N; j++) {
+            const double a = (double)zeta[j] * ((double)q[r * N + j] - zr[r]);
+            const double e = W[r * N + j] - (double)sc[r] * a;
+            s[0] += e * e, s[1] += a * a, s[2] += a * W[r * N + j], s[3] += a * v[j];
+        }
+        for (int k = 0; k < 4; k++) ok &= fabs(out[k * R + r] - s[k]) <= 1e-5 * (fabs(s[k]) + 1e-12) + 1e-12;
+    }
+    CHECK_MSG(ok, "zrow_sums differ from the double sums");
+    be->q_end(qs, ZF_OK);
+    /* the loop's Σ err·x: plain OPTQ on the whitened session, act order, input 5 dead */
+    o.act_order = true;
+    for (int64_t j = 0; j < N; j++) H[5 * N + j] = H[j * N + 5] = 0.0f;
+    zf_qrun run;
+    CHECK_OK(zf_qrun_open(zf_cpu_backend(), &o, W, R, N, H, &run));
+    zf_qresult res;
+    CHECK_OK(zf_qresult_alloc(&res, R, N, 1, 3));
+    CHECK_OK(zf_optq_whiten(&run, &res));
+    CHECK_OK(zf_optq_run(&run, NULL, NULL, NULL, &res));
+    const double lam = run.lambda;
+    for (int64_t r = 0; r < R; r++) {
+        /* working copy: the dead input's weight is 0, and so its error */
+        double ex = 0.0;
+        for (int64_t j = 0; j < N; j++) {
+            if (j == 5) continue;
+            const int64_t g = 0;
+            const double dj = W[r * N + j] - run.scale[r * 1 + g] * ((double)run.q[r * N + j] - run.zero[r]);
+            for (int64_t k = 0; k < N; k++)
+                if (k != 5) ex += dj * ((double)H[j * N + k] + (j == k ? lam : 0.0)) * W[r * N + k];
+        }
+        CHECK_CLOSE(run.rowex[r], ex, 1e-9, 1e-3);
+    }
+    zf_qresult_free(&res);
+    zf_qrun_close(&run, ZF_OK);
+    free(W), free(H), free(B), free(U), free(X), free(ref), free(q);
+}
+
 /* ΔL of the codes q and per-channel grids (scale, zero) on ζ, in double. */
 static double zeta_loss(const float *W, const zf_qresult *r, const double *zeta, const float *H, int64_t R, int64_t N)
 {
@@ -913,6 +996,7 @@ int main(void)
     test_refit_row(&rng);
     test_zgrid_diag(&rng);
     test_zeta_primitives(&rng);
+    test_basis_primitives(&rng);
     test_refit_zeta(&rng);
     test_rounds(&rng);
     test_groups_optq_kept(&rng);
