@@ -622,7 +622,7 @@ static zf_status keep_rows(zf_qrun *r, refit_ctx *c, zf_qresult *out, widen_host
     if (r->Xw) ZF_TRY(refit_rows(r, c, h->ta, h->tz, h->rowv));
     ZF_TRY(r->i->download(r->be->ctx, h->qt, r->q, (size_t)rows * (size_t)n));
     for (int64_t k = 0; k < rows; k++) {
-        if (!(h->rowv[k] < h->best[k])) continue;
+        if (!(h->rowv[k] < h->best[k]) && isfinite(h->best[k])) continue; /* a row's first run is always kept */
         h->best[k] = h->rowv[k], h->fac[k] = (float)f;
         memcpy(h->qb + k * n, h->qt + k * n, (size_t)n);
         memcpy(h->ba + k * ng, h->ta + k * ng, (size_t)ng * sizeof(float));
