@@ -48,7 +48,7 @@ zf_status zf_cpu_group_sums(void *qs, const float *Y, const uint8_t *q, const fl
                             double *out);
 zf_status zf_cpu_group_update(void *qs, float *Y, const uint8_t *q, float *scale, float *zero, int64_t lds,
                               const float *anew, const float *znew, const float *zeta, const float *H, int64_t rows,
-                              int64_t c0, int64_t len, float *scratch);
+                              int64_t c0, int64_t len, int64_t y0, float *scratch);
 zf_status zf_cpu_unpermute(void *qs, const uint8_t *Qt, int64_t rows, int64_t n, const int32_t *perm, uint8_t *q);
 
 #endif

@@ -91,7 +91,7 @@ zf_status zf_cpu_group_sums(void *qs, const float *Y, const uint8_t *q, const fl
 
 zf_status zf_cpu_group_update(void *qs, float *Y, const uint8_t *q, float *scale, float *zero, int64_t lds,
                               const float *anew, const float *znew, const float *zeta, const float *H, int64_t rows,
-                              int64_t c0, int64_t len, float *scratch)
+                              int64_t c0, int64_t len, int64_t y0, float *scratch)
 {
     const int64_t n = zf_cpu_session_cols(qs);
 #pragma omp parallel for schedule(static)
@@ -103,7 +103,8 @@ zf_status zf_cpu_group_update(void *qs, float *Y, const uint8_t *q, float *scale
         }
         scale[r * lds] = a1, zero[r * lds] = z1;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)n, (int)len, 1.0f, scratch, (int)len,
-                H + c0 * n, (int)n, 1.0f, Y, (int)n);
+    if (y0 < n)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)(n - y0), (int)len, 1.0f, scratch,
+                    (int)len, H + c0 * n + y0, (int)n, 1.0f, Y + y0, (int)n);
     return ZF_OK;
 }

@@ -133,11 +133,12 @@ typedef struct zf_backend_i {
     zf_status (*group_sums)(void *qs, const float *Y, const uint8_t *q, const float *zero, int64_t lds,
                             const float *zeta, const float *H, int64_t rows, int64_t c0, int64_t len, float *scratch,
                             double *out);
-    /* The group's grids changed from (scale, zero)[r·lds] to (anew, znew)[r] (backend memory): Y += (Ŵ_old -
-     * Ŵ_new)[:, c0:c0+len] · H[c0:c0+len, :], then the new grids written in place; scratch is [rows, len]. */
+    /* The group's grids changed from (scale, zero)[r·lds] to (anew, znew)[r] (backend memory): Y[:, y0:] +=
+     * (Ŵ_old - Ŵ_new)[:, c0:c0+len] · H[c0:c0+len, y0:], then the new grids written in place; scratch is [rows,
+     * len]. */
     zf_status (*group_update)(void *qs, float *Y, const uint8_t *q, float *scale, float *zero, int64_t lds,
                               const float *anew, const float *znew, const float *zeta, const float *H, int64_t rows,
-                              int64_t c0, int64_t len, float *scratch);
+                              int64_t c0, int64_t len, int64_t y0, float *scratch);
 } zf_backend_i;
 
 struct zf_backend {

@@ -428,7 +428,8 @@ static bool groups_in_order(const zf_qrun *r, const int32_t *gidx)
 }
 
 /* α and zero per row and group refitted with the codes and ζ fixed: each group in turn, every row's closed form
- * (zf_refit_row) with its other groups fixed, so ΔL never rises; r->B = ΔW·H on entry, kept current. */
+ * (zf_refit_row) with its other groups fixed, so ΔL never rises; r->B = ΔW·H on entry, kept current for the ζ
+ * refit, else only on the columns of the groups still to come (all a group reads). */
 static zf_status refit_groups(zf_qrun *r, zf_qresult *out, double *rowv)
 {
     const int64_t rows = r->rows, n = r->cols, ng = r->ngroups, gs = r->gs;
@@ -461,7 +462,7 @@ static zf_status refit_groups(zf_qrun *r, zf_qresult *out, double *rowv)
         st = r->i->upload(r->be->ctx, dfresh, fresh, (size_t)rows * 2 * sizeof(float));
         if (st == ZF_OK)
             st = r->i->group_update(r->qs, r->B, r->q, r->scale + g, r->zero + g, ng, dfresh, dfresh + rows, r->zeta,
-                                    r->H, rows, c0, len, r->gbuf);
+                                    r->H, rows, c0, len, r->M ? 0 : c0 + len, r->gbuf);
     }
     free(s), free(fresh);
     return st;

@@ -521,7 +521,7 @@ zf_status zf_cq_group_sums(void *qs, const float *Y, const uint8_t *q, const flo
 
 zf_status zf_cq_group_update(void *qs, float *Y, const uint8_t *q, float *scale, float *zero, int64_t lds,
                              const float *anew, const float *znew, const float *zeta, const float *H, int64_t rows,
-                             int64_t c0, int64_t len, float *scratch)
+                             int64_t c0, int64_t len, int64_t y0, float *scratch)
 {
     zf_cq *c = (zf_cq *)qs;
     const int64_t n = c->cols;
@@ -529,9 +529,10 @@ zf_status zf_cq_group_update(void *qs, float *Y, const uint8_t *q, float *scale,
     k_group_delta<<<zf_cuda_blocks(rows * len, 256), 256, 0, c->cu->stream>>>(q, scale, zero, lds, anew, znew, zeta,
                                                                                rows, n, c0, len, scratch);
     ZF_TRY(zf_cq_launched(c));
-    /* row-major Y [rows, n] += D [rows, len] · H[c0:c0+len, :] */
-    ZF_CUBLAS_TRY(c->cu, cublasSgemm(c->cu->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)n, (int)rows, (int)len, &one,
-                                     H + c0 * n, (int)n, scratch, (int)len, &one, Y, (int)n));
+    /* row-major Y[:, y0:] [rows, n - y0] += D [rows, len] · H[c0:c0+len, y0:] */
+    if (y0 < n)
+        ZF_CUBLAS_TRY(c->cu, cublasSgemm(c->cu->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(n - y0), (int)rows, (int)len,
+                                         &one, H + c0 * n + y0, (int)n, scratch, (int)len, &one, Y + y0, (int)n));
     k_group_set<<<zf_cuda_blocks(rows, 256), 256, 0, c->cu->stream>>>(scale, zero, lds, anew, znew, rows);
     return zf_cq_launched(c);
 }
