@@ -118,13 +118,16 @@ zf_status zf_cpu_zstate(void *qs, const float *W, int64_t rows, int64_t cols, co
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
         const float *w = W + r * cols;
-        for (int64_t j = 0; j < cols; j++) {
-            const float a = alpha[r * ng + j / gs], z = zero[r * ng + j / gs];
-            const float s = a * zeta[j];
-            const float code = zf_qcode(w[j], s, z, maxq);
-            if (Wt) Wt[r * cols + j] = zeta[j] * (code - z);
-            if (dW) dW[r * cols + j] = w[j] - zf_dequant(code, s, z);
-            if (q) q[r * cols + j] = (uint8_t)code;
+        for (int64_t g = 0; g < ng; g++) {
+            const float a = alpha[r * ng + g], z = zero[r * ng + g];
+            const int64_t je = (g + 1) * gs < cols ? (g + 1) * gs : cols;
+            for (int64_t j = g * gs; j < je; j++) {
+                const float s = a * zeta[j];
+                const float code = zf_qcode(w[j], s, z, maxq);
+                if (Wt) Wt[r * cols + j] = zeta[j] * (code - z);
+                if (dW) dW[r * cols + j] = w[j] - zf_dequant(code, s, z);
+                if (q) q[r * cols + j] = (uint8_t)code;
+            }
         }
     }
     return ZF_OK;
@@ -142,12 +145,17 @@ zf_status zf_cpu_zeta_sums(void *qs, const float *W, int64_t rows, int64_t cols,
         for (int64_t j = j0; j < j1; j++) num[j] = den[j] = 0.0;
         for (int64_t r = 0; r < rows; r++) {
             const float *w = W + r * cols;
-            for (int64_t j = j0; j < j1; j++) {
-                const float a = alpha[r * ng + j / gs], z = zero[r * ng + j / gs];
-                const float code = zf_qcode(w[j], a * zeta[j], z, maxq);
-                const double wh = (double)a * (double)(code - z);
-                num[j] += (double)w[j] * wh;
-                den[j] += wh * wh;
+            /* the tile's columns a group at a time: α and zero constant inside */
+            for (int64_t js = j0; js < j1;) {
+                const int64_t g = js / gs, je = (g + 1) * gs < j1 ? (g + 1) * gs : j1;
+                const float a = alpha[r * ng + g], z = zero[r * ng + g];
+                for (int64_t j = js; j < je; j++) {
+                    const float code = zf_qcode(w[j], a * zeta[j], z, maxq);
+                    const double wh = (double)a * (double)(code - z);
+                    num[j] += (double)w[j] * wh;
+                    den[j] += wh * wh;
+                }
+                js = je;
             }
         }
     }
