@@ -547,7 +547,8 @@ static zf_status rounds(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qre
     return st;
 }
 
-/* After OPTQ on the ALS grid: the refits (α per channel, ζ) and the fallback, with each row's final ΔL in r->rowdl. */
+/* After OPTQ on the ALS grid: the refits (α per channel, ζ) and the fallback, with each row's final ΔL in r->rowdl.
+ * kept: the per-row widening left each row's best run in r, its ΔL in r->rowdl and (per channel) its α refitted. */
 static zf_status after_optq(zf_qrun *r, const zf_zeta_tie *tie, refit_ctx *c, zf_qresult *out, bool kept)
 {
     const int64_t rows = r->rows, n = r->cols, rg = rows * r->ngroups;
