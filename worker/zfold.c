@@ -266,12 +266,12 @@ static zf_status residual_h(zf_qrun *r)
 }
 
 /* α and zero of every row refitted on H with the codes in r->q and ζ (in r->zeta, prepared in c) fixed, right after
- * the column loop that made the codes and loop_losses: zf_refit_row on each row's loss model, taken in the factor's basis. There the
- * row's weights are x, its loop errors e (W - Q = E U) and its dequantized weights x - e = α0 ã0, so a0 (H + λI) a0ᵀ
- * = |x - e|²/α0² and a0 (H + λI) wᵀ = (x·x - x·e)/α0 from the loop's own sums; the damping's part comes off with
- * a0·a0 and a0·w: no GEMM, unless that leaves a row too few digits (then the quadratic forms). (Dead inputs: their
- * working weights are 0, so their codes are the zero point and a0 is 0 there.) The grids change on the host (alpha, zero) and in r->scale, r->zero together; rowv gets each row's
- * change. */
+ * the column loop that made the codes and loop_losses: zf_refit_row on each row's loss model, taken in the factor's
+ * basis. There the row's weights are x, its loop errors e (W - Q = E U) and its dequantized weights x - e = α0 ã0,
+ * so a0 (H + λI) a0ᵀ = |x - e|²/α0² and a0 (H + λI) wᵀ = (x·x - x·e)/α0 from the loop's own sums; the damping's
+ * part comes off with a0·a0 and a0·w: no GEMM, unless that leaves a row too few digits (then the quadratic forms).
+ * (Dead inputs: their working weights are 0, so their codes are the zero point and a0 is 0 there.) The grids change
+ * on the host (alpha, zero) and in r->scale, r->zero together; rowv gets each row's change. */
 static zf_status refit_rows(zf_qrun *r, refit_ctx *c, float *alpha, float *zero, double *rowv)
 {
     const int64_t rows = r->rows, n = r->cols;
