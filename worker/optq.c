@@ -146,11 +146,32 @@ static zf_status column_loop(zf_qrun *r, bool fixed)
     return r->i->sync(r->be->ctx);
 }
 
+/* The processing order into perm (host, [n] ints then ζ in that order as floats) and r->perm, r->zp; the working
+ * copy Wt[p, r] = W[r, perm[p]] into Wt (the column being quantized is contiguous); the factor when r has none yet
+ * (it depends on H and the order only: a later run on the same session reuses it). */
+static zf_status prepare(zf_qrun *r, const float *zeta, int32_t *perm, float *Wt, zf_qresult *out)
+{
+    const int64_t n = r->cols;
+    void *ctx = r->be->ctx;
+    float *zp = (float *)(perm + n);
+    ZF_TRY(order(r->o, r->Hh, n, zeta, perm, zp));
+    ZF_TRY(r->i->upload(ctx, r->perm, perm, (size_t)n * sizeof(int32_t)));
+    ZF_TRY(r->i->upload(ctx, r->zp, zp, (size_t)n * sizeof(float)));
+    ZF_TRY(r->i->gather_t(r->qs, r->W, r->H, r->rows, n, r->perm, Wt));
+    ZF_TRY(r->i->sync(ctx));
+    const double t0 = zf_now();
+    zf_status st = ZF_OK;
+    if (!r->factored)
+        st = optq_factor_run(r, r->o->act_order ? r->perm : NULL, r->U, &out->damp_used, &out->damp_retries);
+    r->factored = st == ZF_OK;
+    out->t_factor += zf_now() - t0;
+    return st;
+}
+
 zf_status zf_optq_run(zf_qrun *r, const float *fix_scale, const float *fix_zero, const float *zeta, zf_qresult *out)
 {
     const zf_quant_opts *o = r->o;
     const int64_t n = r->cols, gs = r->gs;
-    void *ctx = r->be->ctx;
     ZF_ASSERT(!fix_scale || fix_zero);
     const bool stat = o->static_groups || fix_scale;
     /* Dead inputs (H_jj == 0): the reference sets H_jj = 1 (in the factor) and W[:, j] = 0. */
@@ -160,21 +181,9 @@ zf_status zf_optq_run(zf_qrun *r, const float *fix_scale, const float *fix_zero,
 
     int32_t *perm = zf_malloc((size_t)n * (sizeof(int32_t) + sizeof(float)), "OPTQ order");
     if (!perm) return ZF_ERR_NOMEM;
-    float *zp = (float *)(perm + n);
-    zf_status st = order(o, r->Hh, n, zeta, perm, zp);
-    if (st == ZF_OK) st = r->i->upload(ctx, r->perm, perm, (size_t)n * sizeof(int32_t));
-    if (st == ZF_OK) st = r->i->upload(ctx, r->zp, zp, (size_t)n * sizeof(float));
-    if (st == ZF_OK && r->whitened) st = r->i->fill_zero(ctx, r->rowex, (size_t)r->rows * sizeof(double));
-    /* working copy Wt[p, r] = W[r, perm[p]]: the column being quantized is contiguous */
-    if (st == ZF_OK) st = r->i->gather_t(r->qs, r->W, r->H, r->rows, n, r->perm, r->A);
-    if (st == ZF_OK) st = r->i->sync(ctx);
-    double t0 = zf_now();
-    /* the factor depends on H and the order only: a second run on the same session reuses it */
-    if (st == ZF_OK && !r->factored)
-        st = optq_factor_run(r, o->act_order ? r->perm : NULL, r->U, &out->damp_used, &out->damp_retries);
-    r->factored = st == ZF_OK;
-    out->t_factor += zf_now() - t0;
-    t0 = zf_now();
+    zf_status st = r->whitened ? r->i->fill_zero(r->be->ctx, r->rowex, (size_t)r->rows * sizeof(double)) : ZF_OK;
+    if (st == ZF_OK) st = prepare(r, zeta, perm, r->A, out);
+    const double t0 = zf_now();
     if (st == ZF_OK) st = column_loop(r, fix_scale != NULL);
     out->t_loop += zf_now() - t0;
     if (st == ZF_OK) st = r->i->unpermute(r->qs, r->Qt, r->rows, n, r->perm, r->q);
@@ -186,20 +195,10 @@ zf_status zf_optq_run(zf_qrun *r, const float *fix_scale, const float *fix_zero,
 
 zf_status zf_optq_whiten(zf_qrun *r, zf_qresult *out)
 {
-    const int64_t n = r->cols;
-    void *ctx = r->be->ctx;
-    int32_t *perm = zf_malloc((size_t)n * (sizeof(int32_t) + sizeof(float)), "OPTQ order");
+    int32_t *perm = zf_malloc((size_t)r->cols * (sizeof(int32_t) + sizeof(float)), "OPTQ order");
     if (!perm) return ZF_ERR_NOMEM;
-    zf_status st = order(r->o, r->Hh, n, NULL, perm, (float *)(perm + n));
-    if (st == ZF_OK) st = r->i->upload(ctx, r->perm, perm, (size_t)n * sizeof(int32_t));
-    if (st == ZF_OK) st = r->i->gather_t(r->qs, r->W, r->H, r->rows, n, r->perm, r->Xw);
-    if (st == ZF_OK) st = r->i->sync(ctx);
-    const double t0 = zf_now();
-    if (st == ZF_OK && !r->factored)
-        st = optq_factor_run(r, r->o->act_order ? r->perm : NULL, r->U, &out->damp_used, &out->damp_retries);
-    r->factored = st == ZF_OK;
-    out->t_factor += zf_now() - t0;
-    if (st == ZF_OK) st = r->i->tri_solve(r->qs, r->U, n, true, r->Xw, r->rows);
+    zf_status st = prepare(r, NULL, perm, r->Xw, out);
+    if (st == ZF_OK) st = r->i->tri_solve(r->qs, r->U, r->cols, true, r->Xw, r->rows);
     r->whitened = st == ZF_OK;
     free(perm);
     return st;

@@ -142,22 +142,21 @@ zf_status zf_qrun_loop_rows(zf_qrun *r, const float *deq, const double *live_in,
     if (!deq) {
         /* no dead input: each row's |ΔW|² on the backend, ΔW in r->A */
         ZF_ASSERT(!zf_qrun_dead_inputs(r));
-        double *live = zf_malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double), "row sums");
-        if (!live) return ZF_ERR_NOMEM;
+        double *own = live_in ? NULL : zf_malloc((size_t)(rows > 0 ? rows : 1) * sizeof(double), "row sums");
+        if (!live_in && !own) return ZF_ERR_NOMEM;
         zf_status st = ZF_OK;
-        if (live_in) {
-            memcpy(live, live_in, (size_t)rows * sizeof(double));
-        } else {
+        if (own) {
             st = r->i->dequant(r->qs, r->W, r->q, r->scale, r->zero, r->zeta, r->gidx, r->gs ? r->gs : n, r->ngroups,
                                rows, n, NULL, r->A);
-            if (st == ZF_OK) st = r->i->rowdot(r->qs, r->A, rows, n, r->A, n, live);
+            if (st == ZF_OK) st = r->i->rowdot(r->qs, r->A, rows, n, r->A, n, own);
         }
+        const double *live = live_in ? live_in : own;
         for (int64_t i = 0; st == ZF_OK && i < rows; i++) {
             const double sum = rowv[i];
             rowv[i] -= lam * live[i];
             lost |= !(rowv[i] >= ZF_LOOP_KEPT * sum);
         }
-        free(live);
+        free(own);
         ZF_TRY(st);
         if (!lost) return ZF_OK;
         zf_log_debug("ΔL [%lld x %lld]: the damping is nearly all of the loop's sums; each row's ΔW H ΔWᵀ computed "
